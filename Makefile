@@ -1,0 +1,50 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit integration lint bench kafka-up kafka-down system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lifecycle demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check events workflows engine metrics tests bench
+	$(BIN)/ruff format --check events workflows engine metrics tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+system-deps:
+	bash deploy/system-deps.sh
+
+kafka-up: $(STAMP)
+	bash deploy/kafka/kafka.sh up
+
+kafka-down:
+	bash deploy/kafka/kafka.sh down
+
+# Everything: lint, unit tests, then integration tests against a real Kafka broker,
+# a real Prometheus and a real headless Chromium, which this target installs and starts.
+test: $(STAMP) system-deps
+	$(MAKE) lint
+	bash deploy/kafka/kafka.sh up
+	$(BIN)/pytest tests -q; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/core.py
+	bash deploy/kafka/kafka.sh up
+	$(BIN)/python bench/streaming.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

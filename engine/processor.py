@@ -1,0 +1,225 @@
+"""The processor: a feature's state plus one event gives exactly one outcome.
+
+Pure: no I/O, no clock (the edge passes ``received_at``), no globals. Every adapter (the
+embedded HTTP engine, the Faust agent, the benchmarks) calls :func:`process` and then
+persists ``Outcome.state`` and ``Outcome.entries`` in one step. The rules are those of
+DESIGN.md section 4; the comments name them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from events.envelope import Event
+from events.errors import UnknownWorkflow
+from engine.effects import effect_of
+from engine.state import FeatureState, HistoryEntry
+from workflows.loader import Workflows
+from workflows.model import Move, Reject, Update, Workflow
+
+APPLIED = "applied"
+UPDATED = "updated"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+IGNORED = "ignored"
+OUTCOMES = (APPLIED, UPDATED, DUPLICATE, REJECTED, IGNORED)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one event.
+
+    Attributes:
+        outcome: one of ``applied``, ``updated``, ``duplicate``, ``rejected``, ``ignored``.
+        state: the feature after the event (``None`` when ignored for an unknown feature).
+        previous: the feature before (``None`` when the event created it).
+        entries: history lines to append, in order (an implicit creation, then the event).
+        stage_duration: seconds spent in ``from_stage``, observed when the feature left it.
+        lead_time: seconds from creation, observed the first time a feature is done.
+        reentered: the feature entered ``to_stage`` again (rework).
+    """
+
+    outcome: str
+    feature: str
+    workflow: str
+    state: FeatureState | None
+    previous: FeatureState | None
+    entries: tuple[HistoryEntry, ...] = ()
+    reason: str | None = None
+    from_stage: str | None = None
+    to_stage: str | None = None
+    skipped: tuple[str, ...] = ()
+    stage_duration: float | None = None
+    lead_time: float | None = None
+    reentered: bool = False
+
+    @property
+    def stage(self) -> str | None:
+        return self.state.stage if self.state is not None else None
+
+    @property
+    def changed(self) -> bool:
+        """The feature's state differs from before, so a store must write it."""
+        return self.state is not self.previous
+
+
+def _entry(
+    event: Event,
+    received_at: datetime,
+    outcome: str,
+    from_stage: str | None,
+    to_stage: str | None,
+    skipped: tuple[str, ...] = (),
+    reason: str | None = None,
+) -> HistoryEntry:
+    return HistoryEntry(
+        event.id,
+        event.source,
+        event.type,
+        event.time,
+        received_at,
+        outcome,
+        from_stage,
+        to_stage,
+        skipped,
+        reason,
+    )
+
+
+def process(
+    workflows: Workflows,
+    state: FeatureState | None,
+    event: Event,
+    received_at: datetime,
+) -> Outcome:
+    """Apply ``event`` to the feature ``state`` (``None``: not known yet).
+
+    Never raises for a valid event: every way an event can fail is an outcome.
+    """
+    try:
+        workflow = workflows.get(state.workflow if state is not None else event.workflow)
+    except UnknownWorkflow:
+        return Outcome(REJECTED, event.feature, str(event.workflow), state, state,
+                       reason="unknown_workflow")
+    wf = workflow.name
+    if event.type not in workflow.event_types:
+        return Outcome(IGNORED, event.feature, wf, state, state)
+
+    entries: list[HistoryEntry] = []
+    previous = state
+    if state is None:
+        # Rule 3: the first event of a feature creates it at the initial stage.
+        t0 = event.time
+        state = FeatureState(
+            id=event.feature,
+            workflow=wf,
+            stage=workflow.initial,
+            created_at=t0,
+            entered_stage_at=t0,
+            visited=frozenset((workflow.initial,)),
+        )
+        if event.type == workflow.create_event:
+            return _apply_effects(state, None, event, received_at, APPLIED, None, workflow)
+        entries.append(
+            _entry(event, received_at, APPLIED, None, workflow.initial, reason="created implicitly")
+        )
+    elif event.key in state.seen:
+        # Rule 2: an event that already changed the feature changes nothing.
+        entry = _entry(event, received_at, DUPLICATE, state.stage, state.stage)
+        return Outcome(DUPLICATE, state.id, wf, state, state, (entry,))
+
+    def rejected(reason: str) -> Outcome:
+        assert state is not None
+        entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=reason))
+        return Outcome(REJECTED, state.id, wf, state, previous, tuple(entries), reason=reason)
+
+    if state.stage in workflow.terminal:
+        return rejected("terminal")  # Rule 7.
+
+    resolution = workflow.resolve(state.stage, event.type)
+    if resolution is None:  # An event that never moves a feature.
+        return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
+    if isinstance(resolution, Reject):
+        return rejected(resolution.reason)  # Rules 4 and 5.
+    for name, passes in resolution.transition.guards:
+        if not passes(state, event):
+            return rejected(f"guard:{name}")  # Rule 6.
+    if isinstance(resolution, Update):
+        return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
+    assert isinstance(resolution, Move)
+    return _move(state, previous, event, received_at, resolution, entries, workflow)
+
+
+def _apply_effects(
+    state: FeatureState,
+    previous: FeatureState | None,
+    event: Event,
+    received_at: datetime,
+    outcome: str,
+    entries: list[HistoryEntry] | None,
+    workflow: Workflow,
+) -> Outcome:
+    changes = effect_of(state, event)
+    lines = entries or []
+    if isinstance(changes, str):
+        lines.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=changes))
+        return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(lines),
+                       reason=changes)
+    created = previous is None and not lines
+    new = dataclasses.replace(
+        state,
+        **changes,
+        version=state.version + (0 if created else 1),
+        seen=state.seen | {event.key},
+    )
+    from_stage = None if created else state.stage
+    lines.append(_entry(event, received_at, outcome, from_stage, state.stage))
+    return Outcome(
+        outcome, state.id, workflow.name, new, previous, tuple(lines),
+        from_stage=from_stage, to_stage=state.stage,
+    )
+
+
+def _move(
+    state: FeatureState,
+    previous: FeatureState | None,
+    event: Event,
+    received_at: datetime,
+    move: Move,
+    entries: list[HistoryEntry],
+    workflow: Workflow,
+) -> Outcome:
+    changes = effect_of(state, event)
+    if isinstance(changes, str):
+        entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=changes))
+        return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(entries),
+                       reason=changes)
+    dest = workflow.move(state.stage, event.type)
+    # Rule 8: a move dated before the current stage's entry happens at that entry.
+    at = max(event.time, state.entered_stage_at)
+    duration = (at - state.entered_stage_at).total_seconds()
+    lead_time = None
+    launched_at = state.launched_at
+    if dest in workflow.done and launched_at is None:
+        launched_at = at
+        lead_time = max(0.0, (at - state.created_at).total_seconds())
+    reentered = dest in state.visited
+    new = dataclasses.replace(
+        state,
+        **changes,
+        stage=dest,
+        entered_stage_at=at,
+        version=state.version + 1,
+        uat_failures=state.uat_failures + (1 if move.transition.rework else 0),
+        launched_at=launched_at,
+        visited=state.visited if reentered else state.visited | {dest},
+        seen=state.seen | {event.key},
+    )
+    entries.append(_entry(event, received_at, APPLIED, state.stage, dest, move.skipped))
+    return Outcome(
+        APPLIED, state.id, workflow.name, new, previous, tuple(entries),
+        from_stage=state.stage, to_stage=dest, skipped=move.skipped,
+        stage_duration=duration, lead_time=lead_time, reentered=reentered,
+    )

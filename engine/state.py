@@ -1,0 +1,171 @@
+"""A feature's state and its history entries: plain, immutable values.
+
+The processor returns new values instead of changing old ones, so a store can keep the old
+state until its transaction commits. ``to_dict``/``from_dict`` give the JSON form the SQLite
+and Faust-table stores persist and the HTTP API builds on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+
+
+def iso(t: datetime | None) -> str | None:
+    """RFC 3339 UTC with a ``Z``, as the API answers."""
+    if t is None:
+        return None
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class Risk(NamedTuple):
+    severity: str
+    title: str | None
+    raised_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureState:
+    """Everything the engine knows about one feature now.
+
+    ``seen`` holds the (source, id) keys of events that changed the feature: a repeat of one
+    is a duplicate. ``visited`` holds every stage entered, so a re-entry counts as rework.
+    """
+
+    id: str
+    workflow: str
+    stage: str
+    created_at: datetime
+    entered_stage_at: datetime
+    version: int = 1
+    title: str | None = None
+    product: str | None = None
+    owner: str | None = None
+    blocked: bool = False
+    blocked_reason: str | None = None
+    open_risks: dict[str, Risk] | None = None
+    uat_failures: int = 0
+    target_launch: date | None = None
+    priority: float | None = None
+    acceptance_criteria: tuple[str, ...] | None = None
+    feedback: dict[str, int] | None = None
+    kpis: dict[str, float] | None = None
+    launched_at: datetime | None = None
+    visited: frozenset[str] = frozenset()
+    seen: frozenset[str] = frozenset()
+
+    @property
+    def risks(self) -> dict[str, Risk]:
+        return self.open_risks or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form stores persist (round-trips through :meth:`from_dict`)."""
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "stage": self.stage,
+            "created_at": iso(self.created_at),
+            "entered_stage_at": iso(self.entered_stage_at),
+            "version": self.version,
+            "title": self.title,
+            "product": self.product,
+            "owner": self.owner,
+            "blocked": self.blocked,
+            "blocked_reason": self.blocked_reason,
+            "open_risks": {
+                k: {"severity": r.severity, "title": r.title, "raised_at": iso(r.raised_at)}
+                for k, r in self.risks.items()
+            },
+            "uat_failures": self.uat_failures,
+            "target_launch": self.target_launch.isoformat() if self.target_launch else None,
+            "priority": self.priority,
+            "acceptance_criteria": list(self.acceptance_criteria)
+            if self.acceptance_criteria is not None
+            else None,
+            "feedback": dict(self.feedback or {}),
+            "kpis": dict(self.kpis or {}),
+            "launched_at": iso(self.launched_at),
+            "visited": sorted(self.visited),
+            "seen": sorted(self.seen),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureState:
+        risks = {
+            k: Risk(v["severity"], v.get("title"), datetime.fromisoformat(v["raised_at"]))
+            for k, v in (d.get("open_risks") or {}).items()
+        }
+        ac = d.get("acceptance_criteria")
+        return cls(
+            id=d["id"],
+            workflow=d["workflow"],
+            stage=d["stage"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            entered_stage_at=datetime.fromisoformat(d["entered_stage_at"]),
+            version=d.get("version", 1),
+            title=d.get("title"),
+            product=d.get("product"),
+            owner=d.get("owner"),
+            blocked=d.get("blocked", False),
+            blocked_reason=d.get("blocked_reason"),
+            open_risks=risks or None,
+            uat_failures=d.get("uat_failures", 0),
+            target_launch=date.fromisoformat(d["target_launch"]) if d.get("target_launch") else None,
+            priority=d.get("priority"),
+            acceptance_criteria=tuple(ac) if ac is not None else None,
+            feedback=d.get("feedback") or None,
+            kpis=d.get("kpis") or None,
+            launched_at=parse_time(d.get("launched_at")),
+            visited=frozenset(d.get("visited", ())),
+            seen=frozenset(d.get("seen", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a feature's history (DESIGN.md rule 9)."""
+
+    event_id: str
+    source: str
+    type: str
+    time: datetime
+    received_at: datetime
+    outcome: str
+    from_stage: str | None
+    to_stage: str | None
+    skipped: tuple[str, ...] = ()
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "source": self.source,
+            "type": self.type,
+            "time": iso(self.time),
+            "received_at": iso(self.received_at),
+            "outcome": self.outcome,
+            "from_stage": self.from_stage,
+            "to_stage": self.to_stage,
+            "skipped": list(self.skipped),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HistoryEntry:
+        return cls(
+            event_id=d["event_id"],
+            source=d["source"],
+            type=d["type"],
+            time=datetime.fromisoformat(d["time"]),
+            received_at=datetime.fromisoformat(d["received_at"]),
+            outcome=d["outcome"],
+            from_stage=d.get("from_stage"),
+            to_stage=d.get("to_stage"),
+            skipped=tuple(d.get("skipped") or ()),
+            reason=d.get("reason"),
+        )

@@ -1,0 +1,100 @@
+"""The typed catalogue: the ``data`` each event type of DESIGN.md section 3 carries.
+
+Every field is optional unless the contract says otherwise. Unknown fields in ``data`` are
+kept out of the typed model but never refused: senders may add their own.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["low", "medium", "high", "critical"]
+Sentiment = Literal["positive", "neutral", "negative"]
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: frozen, extra fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class NoData(EventData):
+    """Data of an event type that carries nothing the engine reads."""
+
+
+class IdeaSubmitted(EventData):
+    title: str | None = None
+    product: str | None = None
+    owner: str | None = None
+
+
+class RequirementApproved(EventData):
+    acceptance_criteria: list[str] | None = None
+
+
+class FeaturePrioritized(EventData):
+    priority: float | None = None
+    target_launch: date | None = None
+
+
+class BuildShipped(EventData):
+    build: str | None = None
+
+
+class WithReason(EventData):
+    """Data of ``uat.failed``, ``feature.cancelled``, ``feature.blocked``/``unblocked``."""
+
+    reason: str | None = None
+
+
+class RiskChanged(EventData):
+    """Data of ``risk.raised`` and ``risk.mitigated``."""
+
+    risk_id: str = Field(min_length=1)
+    severity: Severity = "medium"
+    title: str | None = None
+
+
+class LaunchScheduled(EventData):
+    target_launch: date
+
+
+class FeedbackReceived(EventData):
+    sentiment: Sentiment | None = None
+
+
+class KpiReported(EventData):
+    name: str | None = None
+    value: float | None = None
+
+
+CATALOGUE: dict[str, type[EventData]] = {
+    "idea.submitted": IdeaSubmitted,
+    "discovery.started": NoData,
+    "requirement.approved": RequirementApproved,
+    "feature.prioritized": FeaturePrioritized,
+    "design.started": NoData,
+    "build.started": NoData,
+    "build.shipped": BuildShipped,
+    "uat.passed": NoData,
+    "uat.failed": WithReason,
+    "feature.launched": NoData,
+    "iteration.started": NoData,
+    "feature.cancelled": WithReason,
+    "feature.blocked": WithReason,
+    "feature.unblocked": WithReason,
+    "risk.raised": RiskChanged,
+    "risk.mitigated": RiskChanged,
+    "launch.scheduled": LaunchScheduled,
+    "feedback.received": FeedbackReceived,
+    "kpi.reported": KpiReported,
+}
+"""Event type -> model of its ``data``. A workflow may name types outside it (free ``data``)."""
+
+
+def data_model(event_type: str) -> type[EventData]:
+    """The model for ``event_type``'s data; :class:`NoData` for a type outside the catalogue."""
+    return CATALOGUE.get(event_type, NoData)

@@ -1,0 +1,45 @@
+"""The one exception tree of the project.
+
+Every error the engine raises on purpose derives from :class:`LifecycleError`, so a caller
+(the HTTP API, the CLI, a Kafka agent) can catch one type and show its message to a user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LifecycleError(Exception):
+    """Base of every deliberate error in the lifecycle engine."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an input was refused: where (``field``) and why (``reason``)."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+class MalformedEvent(LifecycleError):
+    """An input that is not a valid CloudEvent of the contract.
+
+    Carries every problem found, not just the first, so a sender can fix them all at once.
+    """
+
+    def __init__(self, problems: list[Problem], *, index: int | None = None) -> None:
+        self.problems = problems
+        self.index = index
+        where = f"event {index}: " if index is not None else ""
+        super().__init__(where + "; ".join(str(p) for p in problems))
+
+
+class WorkflowError(LifecycleError):
+    """A workflow definition that cannot be loaded; the message names file, place and fault."""
+
+
+class UnknownWorkflow(LifecycleError):
+    """A workflow name that no loaded definition has."""
