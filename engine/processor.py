@@ -8,9 +8,8 @@ DESIGN.md section 4; the comments name them.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from events.envelope import Event
 from events.errors import UnknownWorkflow
@@ -27,8 +26,7 @@ IGNORED = "ignored"
 OUTCOMES = (APPLIED, UPDATED, DUPLICATE, REJECTED, IGNORED)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The result of one event.
 
     Attributes:
@@ -168,8 +166,7 @@ def _apply_effects(
         return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(lines),
                        reason=changes)
     created = previous is None and not lines
-    new = dataclasses.replace(
-        state,
+    new = state.evolve(
         **changes,
         version=state.version + (0 if created else 1),
         seen=state.seen | {event.key},
@@ -196,7 +193,10 @@ def _move(
         entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=changes))
         return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(entries),
                        reason=changes)
-    dest = workflow.move(state.stage, event.type)
+    # The move is one the workflow's shared transitions Machine holds (Workflow.__post_init__
+    # compiles every allowed move onto it); its destination is read from the compiled table
+    # rather than fired through the Machine, which costs a third of the event budget.
+    dest = move.dest
     # Rule 8: a move dated before the current stage's entry happens at that entry.
     at = max(event.time, state.entered_stage_at)
     duration = (at - state.entered_stage_at).total_seconds()
@@ -206,8 +206,7 @@ def _move(
         launched_at = at
         lead_time = max(0.0, (at - state.created_at).total_seconds())
     reentered = dest in state.visited
-    new = dataclasses.replace(
-        state,
+    new = state.evolve(
         **changes,
         stage=dest,
         entered_stage_at=at,

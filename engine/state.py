@@ -7,7 +7,6 @@ and Faust-table stores persist and the HTTP API builds on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -29,9 +28,11 @@ class Risk(NamedTuple):
     raised_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureState:
-    """Everything the engine knows about one feature now.
+class FeatureState(NamedTuple):
+    """Everything the engine knows about one feature now (an immutable value).
+
+    A named tuple rather than a dataclass: the processor makes a new state per event, and a
+    tuple is built several times faster than a frozen dataclass and takes less memory.
 
     ``seen`` holds the (source, id) keys of events that changed the feature: a repeat of one
     is a duplicate. ``visited`` holds every stage entered, so a re-entry counts as rework.
@@ -62,6 +63,13 @@ class FeatureState:
     @property
     def risks(self) -> dict[str, Risk]:
         return self.open_risks or {}
+
+    def evolve(self, **changes: Any) -> FeatureState:
+        """A copy with ``changes`` applied (``_replace`` without its per-call overhead)."""
+        values = list(self)
+        for name, value in changes.items():
+            values[_INDEX[name]] = value
+        return tuple.__new__(FeatureState, values)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form stores persist (round-trips through :meth:`from_dict`)."""
@@ -126,9 +134,11 @@ class FeatureState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One line of a feature's history (DESIGN.md rule 9)."""
+_INDEX = {name: i for i, name in enumerate(FeatureState._fields)}
+
+
+class HistoryEntry(NamedTuple):
+    """One line of a feature's history (DESIGN.md rule 9); an immutable value."""
 
     event_id: str
     source: str

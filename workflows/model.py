@@ -92,8 +92,10 @@ class Workflow:
     source: str = ""
     _table: dict[tuple[str, str], Resolution] = field(default_factory=dict, repr=False)
     machine: Any = field(default=None, repr=False)
+    _event_types: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
+        self._event_types = frozenset(self.moving) | self.updates | {self.create_event}
         self._table = {
             (stage, event): self._resolve(stage, ts)
             for stage in self.stages
@@ -116,7 +118,7 @@ class Workflow:
     @property
     def event_types(self) -> frozenset[str]:
         """Every event type this workflow takes; others are ``ignored``."""
-        return frozenset(self.moving) | self.updates | {self.create_event}
+        return self._event_types
 
     def resolve(self, stage: str, event_type: str) -> Resolution | None:
         """What ``event_type`` does to a feature in ``stage``; ``None`` if it does not move."""
