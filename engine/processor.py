@@ -96,14 +96,21 @@ def process(
 
     Never raises for a valid event: every way an event can fail is an outcome.
     """
-    try:
-        workflow = workflows.get(state.workflow if state is not None else event.workflow)
-    except UnknownWorkflow:
-        return Outcome(REJECTED, event.feature, str(event.workflow), state, state,
-                       reason="unknown_workflow")
-    wf = workflow.name
+    workflow = workflows.by_name.get(state.workflow) if state is not None else None
+    if workflow is None:
+        try:
+            workflow = workflows.get(event.workflow)
+        except UnknownWorkflow:
+            return Outcome(
+                REJECTED,
+                event.feature,
+                str(event.workflow),
+                state,
+                state,
+                reason="unknown_workflow",
+            )
     if event.type not in workflow.event_types:
-        return Outcome(IGNORED, event.feature, wf, state, state)
+        return Outcome(IGNORED, event.feature, workflow.name, state, state)
 
     entries: list[HistoryEntry] = []
     previous = state
@@ -112,42 +119,54 @@ def process(
         t0 = event.time
         state = FeatureState(
             id=event.feature,
-            workflow=wf,
+            workflow=workflow.name,
             stage=workflow.initial,
             created_at=t0,
             entered_stage_at=t0,
             visited=frozenset((workflow.initial,)),
         )
         if event.type == workflow.create_event:
-            return _apply_effects(state, None, event, received_at, APPLIED, None, workflow)
+            return _apply_effects(state, None, event, received_at, APPLIED, entries, workflow)
         entries.append(
             _entry(event, received_at, APPLIED, None, workflow.initial, reason="created implicitly")
         )
     elif event.key in state.seen:
         # Rule 2: an event that already changed the feature changes nothing.
         entry = _entry(event, received_at, DUPLICATE, state.stage, state.stage)
-        return Outcome(DUPLICATE, state.id, wf, state, state, (entry,))
-
-    def rejected(reason: str) -> Outcome:
-        assert state is not None
-        entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=reason))
-        return Outcome(REJECTED, state.id, wf, state, previous, tuple(entries), reason=reason)
+        return Outcome(DUPLICATE, state.id, workflow.name, state, state, (entry,))
 
     if state.stage in workflow.terminal:
-        return rejected("terminal")  # Rule 7.
+        return _rejected(state, previous, event, received_at, entries, workflow, "terminal")
 
     resolution = workflow.resolve(state.stage, event.type)
     if resolution is None:  # An event that never moves a feature.
         return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
-    if isinstance(resolution, Reject):
-        return rejected(resolution.reason)  # Rules 4 and 5.
+    if type(resolution) is Reject:  # Rules 4 and 5.
+        return _rejected(state, previous, event, received_at, entries, workflow, resolution.reason)
     for name, passes in resolution.transition.guards:
-        if not passes(state, event):
-            return rejected(f"guard:{name}")  # Rule 6.
-    if isinstance(resolution, Update):
+        if not passes(state, event):  # Rule 6.
+            return _rejected(
+                state, previous, event, received_at, entries, workflow, f"guard:{name}"
+            )
+    if type(resolution) is Update:
         return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
     assert isinstance(resolution, Move)
     return _move(state, previous, event, received_at, resolution, entries, workflow)
+
+
+def _rejected(
+    state: FeatureState,
+    previous: FeatureState | None,
+    event: Event,
+    received_at: datetime,
+    entries: list[HistoryEntry],
+    workflow: Workflow,
+    reason: str,
+) -> Outcome:
+    entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=reason))
+    return Outcome(
+        REJECTED, state.id, workflow.name, state, previous, tuple(entries), reason=reason
+    )
 
 
 def _apply_effects(
@@ -156,15 +175,13 @@ def _apply_effects(
     event: Event,
     received_at: datetime,
     outcome: str,
-    entries: list[HistoryEntry] | None,
+    entries: list[HistoryEntry],
     workflow: Workflow,
 ) -> Outcome:
     changes = effect_of(state, event)
-    lines = entries or []
-    if isinstance(changes, str):
-        lines.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=changes))
-        return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(lines),
-                       reason=changes)
+    if type(changes) is str:
+        return _rejected(state, previous, event, received_at, entries, workflow, changes)
+    lines = entries
     created = previous is None and not lines
     new = state.evolve(
         **changes,
@@ -174,8 +191,14 @@ def _apply_effects(
     from_stage = None if created else state.stage
     lines.append(_entry(event, received_at, outcome, from_stage, state.stage))
     return Outcome(
-        outcome, state.id, workflow.name, new, previous, tuple(lines),
-        from_stage=from_stage, to_stage=state.stage,
+        outcome,
+        state.id,
+        workflow.name,
+        new,
+        previous,
+        tuple(lines),
+        from_stage=from_stage,
+        to_stage=state.stage,
     )
 
 
@@ -189,10 +212,8 @@ def _move(
     workflow: Workflow,
 ) -> Outcome:
     changes = effect_of(state, event)
-    if isinstance(changes, str):
-        entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=changes))
-        return Outcome(REJECTED, state.id, workflow.name, state, previous, tuple(entries),
-                       reason=changes)
+    if type(changes) is str:
+        return _rejected(state, previous, event, received_at, entries, workflow, changes)
     # The move is one the workflow's shared transitions Machine holds (Workflow.__post_init__
     # compiles every allowed move onto it); its destination is read from the compiled table
     # rather than fired through the Machine, which costs a third of the event budget.
@@ -218,7 +239,16 @@ def _move(
     )
     entries.append(_entry(event, received_at, APPLIED, state.stage, dest, move.skipped))
     return Outcome(
-        APPLIED, state.id, workflow.name, new, previous, tuple(entries),
-        from_stage=state.stage, to_stage=dest, skipped=move.skipped,
-        stage_duration=duration, lead_time=lead_time, reentered=reentered,
+        APPLIED,
+        state.id,
+        workflow.name,
+        new,
+        previous,
+        tuple(entries),
+        from_stage=state.stage,
+        to_stage=dest,
+        skipped=move.skipped,
+        stage_duration=duration,
+        lead_time=lead_time,
+        reentered=reentered,
     )

@@ -8,25 +8,69 @@ no label ever holds a feature id.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+
+from metrics.families import Counter, Gauge, Histogram, OldestTimestamp
 
 DAY = 86400.0
 STAGE_BUCKETS = (
-    60.0, 600.0, 3600.0, 6 * 3600.0, DAY, 2 * DAY, 4 * DAY, 7 * DAY, 14 * DAY,
-    21 * DAY, 30 * DAY, 45 * DAY, 60 * DAY, 90 * DAY, float("inf"),
+    60.0,
+    600.0,
+    3600.0,
+    6 * 3600.0,
+    DAY,
+    2 * DAY,
+    4 * DAY,
+    7 * DAY,
+    14 * DAY,
+    21 * DAY,
+    30 * DAY,
+    45 * DAY,
+    60 * DAY,
+    90 * DAY,
+    float("inf"),
 )
 LEAD_BUCKETS = (
-    3600.0, DAY, 7 * DAY, 14 * DAY, 30 * DAY, 45 * DAY, 60 * DAY, 90 * DAY,
-    120 * DAY, 180 * DAY, 270 * DAY, 365 * DAY, float("inf"),
+    3600.0,
+    DAY,
+    7 * DAY,
+    14 * DAY,
+    30 * DAY,
+    45 * DAY,
+    60 * DAY,
+    90 * DAY,
+    120 * DAY,
+    180 * DAY,
+    270 * DAY,
+    365 * DAY,
+    float("inf"),
 )
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, float("inf"),
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    float("inf"),
 )
 
 
 class LifecycleMetrics:
-    """The metric families; children are cached by the recorder on hot paths."""
+    """The metric families; children are cached by the recorder on hot paths.
+
+    Families come from :mod:`metrics.families` (lock-free, single-writer): update them from
+    the thread that processes events, which is also the one serving ``/metrics``.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -37,7 +81,7 @@ class LifecycleMetrics:
             registry=registry,
         )
         self.transitions = Counter(
-            "lifecycle_transitions",
+            "lifecycle_transitions_total",
             "Stage changes applied, by the stage left and the stage entered.",
             ["workflow", "from_stage", "to_stage"],
             registry=registry,
@@ -57,13 +101,13 @@ class LifecycleMetrics:
             registry=registry,
         )
         self.events = Counter(
-            "lifecycle_events",
+            "lifecycle_events_total",
             "Events processed, by type (unknown outside the catalogue) and outcome.",
             ["type", "outcome"],
             registry=registry,
         )
         self.rework = Counter(
-            "lifecycle_rework",
+            "lifecycle_rework_total",
             "Re-entries of a stage a feature had been in before.",
             ["workflow", "stage"],
             registry=registry,
@@ -74,7 +118,7 @@ class LifecycleMetrics:
             ["workflow", "stage", "reason"],
             registry=registry,
         )
-        self.stage_oldest_entry = Gauge(
+        self.stage_oldest_entry = OldestTimestamp(
             "lifecycle_stage_oldest_entry_timestamp_seconds",
             "Unix time at which the longest-waiting feature of a stage entered it.",
             ["workflow", "stage"],
@@ -88,7 +132,7 @@ class LifecycleMetrics:
             registry=registry,
         )
         self.dead_letters = Counter(
-            "lifecycle_dead_letters",
+            "lifecycle_dead_letters_total",
             "Malformed records sent to the dead-letter topic (or refused over HTTP), by reason.",
             ["reason"],
             registry=registry,
@@ -105,7 +149,7 @@ class LifecycleMetrics:
             registry=registry,
         )
         self.risk_signals = Counter(
-            "lifecycle_risk_signals",
+            "lifecycle_risk_signals_total",
             "Risk changes published (feature.at_risk / feature.risk_cleared), by reason.",
             ["workflow", "reason", "change"],
             registry=registry,

@@ -1,0 +1,209 @@
+"""Lean metric families for the per-event hot path.
+
+``prometheus_client``'s own Counter, Gauge and Histogram take a lock on every update, which
+costs more than applying an event does. The engine updates its lifecycle metrics from one
+thread only (the asyncio loop of the HTTP engine, or a Faust agent with concurrency 1, where
+``/metrics`` is also served), so these families keep plain numbers and hand them to the
+registry at scrape time. They register on the registry they are given like any collector,
+and expose exactly what the client library's classes would (``_total``, ``_bucket``,
+``_sum``, ``_count``, ``_created`` omitted).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+class CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self.value += amount
+
+
+class GaugeChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+
+class HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class _Family(Collector):
+    """Children by label values; ``labels(*values)`` as in ``prometheus_client``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.children: dict[tuple[str, ...], Any] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def _new_child(self) -> Any:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> Any:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+        key = tuple(str(v) for v in values)
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = self._new_child()
+        return child
+
+    def remove(self, *values: str) -> None:
+        self.children.pop(tuple(values), None)
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
+class Counter(_Family):
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+    def collect(self) -> Iterable[Any]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self.children.items()):
+            family.add_metric(key, child.value)
+        yield family
+
+
+class Gauge(_Family):
+    def _new_child(self) -> GaugeChild:
+        return GaugeChild()
+
+    def set(self, value: float) -> None:
+        self.labels().set(value)
+
+    def collect(self) -> Iterable[Any]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self.children.items()):
+            family.add_metric(key, child.value)
+        yield family
+
+
+class Histogram(_Family):
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        buckets: Sequence[float] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or bounds[-1] != float("inf"):
+            bounds = (*bounds, float("inf"))
+        self.bounds = bounds
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def collect(self) -> Iterable[Any]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self.children.items()):
+            running, buckets = 0, []
+            for bound, count in zip(self.bounds, child.counts, strict=True):
+                running += count
+                label = "+Inf" if bound == float("inf") else repr(bound)
+                buckets.append((label, running))
+            family.add_metric(list(key), buckets, child.sum)
+        yield family
+
+
+class OldestTimestamp(Collector):
+    """A gauge per label set: the smallest timestamp among the items placed there now.
+
+    Each item (a feature id, never a label) is in one label set at a time; :meth:`place`
+    moves it. Lazy-deletion heaps keep updates O(log n) and scrapes cheap: stale heap tops
+    are dropped only when a scrape reaches them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.heaps: dict[tuple[str, ...], list[tuple[float, str]]] = {}
+        self.where: dict[str, tuple[tuple[str, ...], float]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def place(self, item: str, labels: tuple[str, ...], timestamp: float) -> None:
+        """Put ``item`` in the set ``labels`` with ``timestamp`` (replacing where it was)."""
+        if self.where.get(item) == (labels, timestamp):
+            return
+        self.where[item] = (labels, timestamp)
+        heapq.heappush(self.heaps.setdefault(labels, []), (timestamp, item))
+
+    def discard(self, item: str) -> None:
+        """Forget ``item`` entirely."""
+        self.where.pop(item, None)
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, heap in sorted(self.heaps.items()):
+            while heap and self.where.get(heap[0][1]) != (labels, heap[0][0]):
+                heapq.heappop(heap)
+            if heap:
+                family.add_metric(labels, heap[0][0])
+        yield family
