@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine.state import FeatureState, Risk
 from events import catalogue as c
 from events.envelope import Event
-from engine.state import FeatureState, Risk
 
 Changes = dict[str, Any]
 Effect = Callable[[FeatureState, Event], "Changes | str"]

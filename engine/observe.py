@@ -51,11 +51,10 @@ class Recorder:
             self._enter(old, -1)
         if new is not None:
             self._enter(new, +1)
-        if outcome.from_stage is not None and outcome.to_stage != outcome.from_stage:
+        src, dest = outcome.from_stage, outcome.to_stage
+        if src is not None and dest is not None and dest != src:
             wf = outcome.workflow
-            self._child(
-                self._transitions, self.m.transitions, (wf, outcome.from_stage, outcome.to_stage)
-            ).inc()
+            self._child(self._transitions, self.m.transitions, (wf, src, dest)).inc()
             if outcome.stage_duration is not None:
                 self._child(
                     self._durations, self.m.stage_duration, (wf, outcome.from_stage)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from events.envelope import Event
-from events.errors import UnknownWorkflow
 from engine.effects import effect_of
 from engine.state import FeatureState, HistoryEntry
+from events.envelope import Event
+from events.errors import UnknownWorkflow
 from workflows.loader import Workflows
 from workflows.model import Move, Reject, Update, Workflow
 
@@ -141,14 +141,14 @@ def process(
     resolution = workflow.resolve(state.stage, event.type)
     if resolution is None:  # An event that never moves a feature.
         return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
-    if type(resolution) is Reject:  # Rules 4 and 5.
+    if isinstance(resolution, Reject):  # Rules 4 and 5.
         return _rejected(state, previous, event, received_at, entries, workflow, resolution.reason)
     for name, passes in resolution.transition.guards:
         if not passes(state, event):  # Rule 6.
             return _rejected(
                 state, previous, event, received_at, entries, workflow, f"guard:{name}"
             )
-    if type(resolution) is Update:
+    if isinstance(resolution, Update):
         return _apply_effects(state, previous, event, received_at, UPDATED, entries, workflow)
     assert isinstance(resolution, Move)
     return _move(state, previous, event, received_at, resolution, entries, workflow)
@@ -179,7 +179,7 @@ def _apply_effects(
     workflow: Workflow,
 ) -> Outcome:
     changes = effect_of(state, event)
-    if type(changes) is str:
+    if isinstance(changes, str):
         return _rejected(state, previous, event, received_at, entries, workflow, changes)
     lines = entries
     created = previous is None and not lines
@@ -212,7 +212,7 @@ def _move(
     workflow: Workflow,
 ) -> Outcome:
     changes = effect_of(state, event)
-    if type(changes) is str:
+    if isinstance(changes, str):
         return _rejected(state, previous, event, received_at, entries, workflow, changes)
     # The move is one the workflow's shared transitions Machine holds (Workflow.__post_init__
     # compiles every allowed move onto it); its destination is read from the compiled table

@@ -123,7 +123,9 @@ class FeatureState(NamedTuple):
             blocked_reason=d.get("blocked_reason"),
             open_risks=risks or None,
             uat_failures=d.get("uat_failures", 0),
-            target_launch=date.fromisoformat(d["target_launch"]) if d.get("target_launch") else None,
+            target_launch=date.fromisoformat(d["target_launch"])
+            if d.get("target_launch")
+            else None,
             priority=d.get("priority"),
             acceptance_criteria=tuple(ac) if ac is not None else None,
             feedback=d.get("feedback") or None,

@@ -1,26 +1,37 @@
 """The event contract: CloudEvents envelope, typed catalogue, parsing, and the emitter."""
 
 from events.catalogue import CATALOGUE, EventData
+from events.emitter import Emitter
 from events.envelope import (
     CloudEvent,
     Event,
+    binary_attributes,
+    decode_json,
     parse_batch,
     parse_binary,
     parse_structured,
     to_event,
+    validate_batch,
+    validate_event,
 )
-from events.errors import LifecycleError, MalformedEvent, Problem
+from events.errors import EmitFailed, LifecycleError, MalformedEvent, Problem
 
 __all__ = [
     "CATALOGUE",
     "CloudEvent",
+    "EmitFailed",
+    "Emitter",
     "Event",
     "EventData",
     "LifecycleError",
     "MalformedEvent",
     "Problem",
+    "binary_attributes",
+    "decode_json",
     "parse_batch",
     "parse_binary",
     "parse_structured",
     "to_event",
+    "validate_batch",
+    "validate_event",
 ]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,8 +43,7 @@ class CloudEvent(BaseModel):
     data: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A valid catalogue event, the only kind the processor ever sees.
 
     ``time`` is the business time in UTC (the receive time when the sender gave none).
@@ -83,7 +81,12 @@ def _envelope(obj: Any, index: int | None = None) -> CloudEvent:
         raise MalformedEvent(_problems(err), index=index) from err
 
 
-def _loads(body: bytes | str) -> Any:
+def decode_json(body: bytes | str) -> Any:
+    """Decode a request or message body as JSON.
+
+    Raises:
+        MalformedEvent: the body is not valid JSON (or not UTF-8).
+    """
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -92,7 +95,14 @@ def _loads(body: bytes | str) -> Any:
 
 def parse_structured(body: bytes | str) -> CloudEvent:
     """Parse one event in structured mode (``application/cloudevents+json``)."""
-    return _envelope(_loads(body))
+    try:
+        return CloudEvent.model_validate_json(body)
+    except ValidationError as err:
+        if any(e["type"] == "json_invalid" for e in err.errors()):
+            return _envelope(decode_json(body))  # Re-parse for a readable JSON error.
+        if any(e["type"] == "model_type" and not e["loc"] for e in err.errors()):
+            raise MalformedEvent([Problem("", "a CloudEvent must be a JSON object")]) from err
+        raise MalformedEvent(_problems(err)) from err
 
 
 def parse_batch(body: bytes | str) -> list[CloudEvent]:
@@ -101,7 +111,7 @@ def parse_batch(body: bytes | str) -> list[CloudEvent]:
     Raises:
         MalformedEvent: listing the problems of every bad event, each prefixed by its index.
     """
-    items = _loads(body)
+    items = decode_json(body)
     if not isinstance(items, list):
         raise MalformedEvent([Problem("", "a batch must be a JSON array of CloudEvents")])
     events: list[CloudEvent] = []
@@ -116,19 +126,28 @@ def parse_batch(body: bytes | str) -> list[CloudEvent]:
     return events
 
 
-def parse_binary(
-    headers: Mapping[str, str], body: bytes | None, *, prefix: str = "ce-"
-) -> CloudEvent:
-    """Parse binary mode: attributes in headers named ``prefix + attribute``, data in the body.
+def binary_attributes(
+    headers: Mapping[str, str | bytes], body: bytes | None, *, prefix: str = "ce-"
+) -> dict[str, Any]:
+    """The raw CloudEvent (a dict) of a binary-mode message, for :func:`validate_event`.
 
     Args:
-        headers: header names are matched case-insensitively.
+        headers: header names are matched case-insensitively; ``bytes`` values (Kafka
+            headers) are decoded as UTF-8.
         body: the event's ``data``; decoded as JSON when the content type is JSON or absent.
         prefix: ``"ce-"`` for HTTP, ``"ce_"`` for Kafka.
+
+    Raises:
+        MalformedEvent: the body claims to be JSON but is not.
     """
     attrs: dict[str, Any] = {}
     content_type = None
-    for name, value in headers.items():
+    for name, raw_value in headers.items():
+        value = (
+            raw_value.decode("utf-8", errors="replace")
+            if isinstance(raw_value, bytes)
+            else raw_value
+        )
         lname = name.lower()
         if lname.startswith(prefix):
             attrs[lname[len(prefix) :]] = value
@@ -139,10 +158,125 @@ def parse_binary(
     if body:
         media = (content_type or "application/json").split(";")[0].strip().lower()
         if media in JSON_TYPES or media.endswith("+json"):
-            attrs["data"] = _loads(body)
+            attrs["data"] = decode_json(body)
         else:
             attrs["data"] = body.decode("utf-8", errors="replace")
-    return _envelope(attrs)
+    return attrs
+
+
+def parse_binary(
+    headers: Mapping[str, str | bytes], body: bytes | None, *, prefix: str = "ce-"
+) -> CloudEvent:
+    """Parse binary mode: attributes in headers named ``prefix + attribute``, data in the body.
+
+    See :func:`binary_attributes` for the arguments.
+    """
+    return _envelope(binary_attributes(headers, body, prefix=prefix))
+
+
+def _content_problems(
+    event_type: str, subject: Any, raw: Any
+) -> tuple[list[Problem], EventData | None]:
+    """Problems with a catalogue event's ``subject`` and ``data``, and the typed data."""
+    problems: list[Problem] = []
+    if subject is None or subject == "":
+        problems.append(Problem("subject", "required: the feature id"))
+    elif not isinstance(subject, str) or not SUBJECT_PATTERN.fullmatch(subject):
+        problems.append(
+            Problem(
+                "subject",
+                "must be 1-128 chars of A-Za-z0-9._:- starting with a letter or digit",
+            )
+        )
+    data: EventData | None = None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(Problem("data", "must be a JSON object"))
+    else:
+        try:
+            data = data_model(event_type).model_validate(raw)
+        except ValidationError as err:
+            problems += _problems(err, "data.")
+    return problems, data
+
+
+def _typed(ce: CloudEvent, data: EventData, received_at: datetime) -> Event:
+    assert ce.subject is not None
+    time = ce.time.astimezone(UTC) if ce.time is not None else received_at
+    workflow = ce.model_extra.get("workflow") if ce.model_extra else None
+    return Event(
+        id=ce.id,
+        source=ce.source,
+        type=ce.type,
+        feature=ce.subject,
+        time=time,
+        data=data,
+        workflow=workflow if isinstance(workflow, str) else None,
+    )
+
+
+def validate_event(
+    raw: Any,
+    known_types: Iterable[str] | Mapping[str, Any],
+    received_at: datetime,
+    *,
+    index: int | None = None,
+) -> Event | None:
+    """Check one decoded CloudEvent (envelope, ``subject`` and ``data`` together).
+
+    The edge's one call per event: a sender with a missing ``source`` *and* a bad
+    ``subject`` hears of both in a single answer.
+
+    Returns:
+        The typed event, or ``None`` for a valid CloudEvent whose type is outside
+        ``known_types`` (answered ``ignored``).
+
+    Raises:
+        MalformedEvent: every problem found, with ``index`` set for a batch member.
+    """
+    if not isinstance(raw, dict):
+        raise MalformedEvent([Problem("", "a CloudEvent must be a JSON object")], index=index)
+    problems: list[Problem] = []
+    ce: CloudEvent | None = None
+    try:
+        ce = CloudEvent.model_validate(raw)
+    except ValidationError as err:
+        problems += _problems(err)
+    event_type = raw.get("type")
+    data: EventData | None = None
+    if isinstance(event_type, str) and event_type in known_types:
+        found, data = _content_problems(event_type, raw.get("subject"), raw.get("data"))
+        flagged = {p.field.split(".")[0] for p in problems}
+        problems += [p for p in found if p.field.split(".")[0] not in flagged]
+    if problems:
+        raise MalformedEvent(problems, index=index)
+    assert ce is not None
+    if data is None:
+        return None
+    return _typed(ce, data, received_at)
+
+
+def validate_batch(
+    items: Any, known_types: Iterable[str] | Mapping[str, Any], received_at: datetime
+) -> list[Event | None]:
+    """:func:`validate_event` for each member of a decoded batch (a JSON array).
+
+    Raises:
+        MalformedEvent: the problems of every bad member, each field prefixed by ``[index]``.
+    """
+    if not isinstance(items, list):
+        raise MalformedEvent([Problem("", "a batch must be a JSON array of CloudEvents")])
+    events: list[Event | None] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        try:
+            events.append(validate_event(item, known_types, received_at, index=i))
+        except MalformedEvent as err:
+            problems += [Problem(f"[{i}].{p.field}".rstrip("."), p.reason) for p in err.problems]
+    if problems:
+        raise MalformedEvent(problems)
+    return events
 
 
 def to_event(
@@ -158,42 +292,10 @@ def to_event(
     """
     if ce.type not in known_types:
         return None
-    problems: list[Problem] = []
-    subject = ce.subject
-    if subject is None or subject == "":
-        problems.append(Problem("subject", "required: the feature id"))
-    elif not SUBJECT_PATTERN.fullmatch(subject):
-        problems.append(
-            Problem(
-                "subject",
-                "must be 1-128 chars of A-Za-z0-9._:- starting with a letter or digit",
-            )
-        )
-    raw = ce.data
-    data: EventData | None = None
-    model = data_model(ce.type)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        problems.append(Problem("data", "must be a JSON object"))
-    else:
-        try:
-            data = model.model_validate(raw)
-        except ValidationError as err:
-            problems += _problems(err, "data.")
-    if problems or data is None or subject is None:
+    problems, data = _content_problems(ce.type, ce.subject, ce.data)
+    if problems or data is None:
         raise MalformedEvent(problems)
-    time = ce.time.astimezone(UTC) if ce.time is not None else received_at
-    workflow = getattr(ce, "workflow", None)
-    return Event(
-        id=ce.id,
-        source=ce.source,
-        type=ce.type,
-        feature=subject,
-        time=time,
-        data=data,
-        workflow=workflow if isinstance(workflow, str) else None,
-    )
+    return _typed(ce, data, received_at)
 
 
 def utc_now() -> datetime:

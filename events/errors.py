@@ -43,3 +43,13 @@ class WorkflowError(LifecycleError):
 
 class UnknownWorkflow(LifecycleError):
     """A workflow name that no loaded definition has."""
+
+
+class EmitFailed(LifecycleError):
+    """An event the emitter could not hand to Kafka, or Kafka did not acknowledge in time.
+
+    Raised at the sender's own call (``emit``, ``flush``, waiting on a sent event): the broker
+    was unreachable, refused the record, or did not answer within the emitter's timeout. The
+    event may or may not have been written; sending it again with the same ``id`` is safe,
+    because the engine treats a repeated (``source``, ``id``) as a duplicate.
+    """

@@ -16,5 +16,4 @@ __all__ = [
     "guard",
     "load_file",
     "load_folder",
-    "guard",
 ]

@@ -180,7 +180,9 @@ def compile_definition(doc: Any, where: str) -> Workflow:
     unreachable = [s for s in stages if s not in workflow.reachable()]
     if unreachable:
         raise WorkflowError(
-            "\n".join(f"{where}: stages: stage {s!r} is unreachable from {initial!r}" for s in unreachable)
+            "\n".join(
+                f"{where}: stages: stage {s!r} is unreachable from {initial!r}" for s in unreachable
+            )
         )
     return workflow
 
@@ -219,7 +221,9 @@ def load_folder(folder: str | Path | None = None) -> dict[str, Workflow]:
         for path in sorted([*Path(where).glob("*.yaml"), *Path(where).glob("*.yml")]):
             wf = load_file(path)
             if wf.name in own:
-                raise WorkflowError(f"{path}: name: workflow {wf.name!r} is also in {own[wf.name].source}")
+                raise WorkflowError(
+                    f"{path}: name: workflow {wf.name!r} is also in {own[wf.name].source}"
+                )
             own[wf.name] = wf
         found.update(own)
     return found
