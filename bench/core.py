@@ -21,21 +21,29 @@ from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from engine.observe import Recorder  # noqa: E402
-from engine.service import Engine  # noqa: E402
-from engine.stores.memory import MemoryStore  # noqa: E402
-from engine.tuning import tune_gc  # noqa: E402
-from events.envelope import parse_structured, to_event  # noqa: E402
-from metrics.bundle import LifecycleMetrics  # noqa: E402
-from workflows.loader import Workflows, load_folder  # noqa: E402
+from engine.observe import Recorder
+from engine.service import Engine
+from engine.stores.memory import MemoryStore
+from engine.tuning import tune_gc
+from events.envelope import decode_event
+from metrics.bundle import LifecycleMetrics
+from workflows.loader import Workflows, load_folder
 
 LIFECYCLE = [
-    ("idea.submitted", "product/roadmap", lambda i: {"title": f"Feature {i}", "product": f"p{i % 5}", "owner": "pm"}),
+    (
+        "idea.submitted",
+        "product/roadmap",
+        lambda i: {"title": f"Feature {i}", "product": f"p{i % 5}", "owner": "pm"},
+    ),
     ("discovery.started", "product/discovery", lambda i: {}),
     ("requirement.approved", "product/requirements", lambda i: {"acceptance_criteria": ["works"]}),
-    ("feature.prioritized", "product/roadmap", lambda i: {"priority": i % 10, "target_launch": "2027-06-01"}),
+    (
+        "feature.prioritized",
+        "product/roadmap",
+        lambda i: {"priority": i % 10, "target_launch": "2027-06-01"},
+    ),
     ("design.started", "design/studio", lambda i: {}),
     ("build.started", "ci/build-service", lambda i: {}),
     ("build.shipped", "ci/build-service", lambda i: {"build": f"b{i}"}),
@@ -87,12 +95,14 @@ def run_baseline(raw: list[bytes]) -> float:
 
 def run_engine(raw: list[bytes], workflows: Workflows) -> tuple[float, Engine]:
     registry = CollectorRegistry()
-    engine = Engine(workflows, MemoryStore(), Recorder(LifecycleMetrics(registry), workflows.event_types))
+    engine = Engine(
+        workflows, MemoryStore(), Recorder(LifecycleMetrics(registry), workflows.event_types)
+    )
     known = workflows.event_types
     received = datetime.now(UTC)
     t0 = time.perf_counter()
     for body in raw:
-        event = to_event(parse_structured(body), known, received)
+        event = decode_event(body, known, received)
         if event is not None:
             engine.apply(event, received)
     return time.perf_counter() - t0, engine
@@ -107,7 +117,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--memory", type=int, default=1_000_000, help="features for the memory figure (0: skip)")
+    ap.add_argument(
+        "--memory", type=int, default=1_000_000, help="features for the memory figure (0: skip)"
+    )
     args = ap.parse_args()
 
     workflows = Workflows(load_folder())
@@ -124,8 +136,10 @@ def main() -> None:
     b, e = statistics.median(base), statistics.median(eng)
     print(f"core: {n:,} events over {args.features:,} features, median of {args.rounds} rounds")
     print(f"  baseline json.loads only : {n / b:>12,.0f} events/s")
-    print(f"  parse+validate+apply+metrics: {n / e:>9,.0f} events/s  (ratio to baseline {b / e:.3f}; "
-          f"target 50,000 events/s: {'met' if n / e >= 50_000 else 'NOT met'})")
+    print(
+        f"  parse+validate+apply+metrics: {n / e:>9,.0f} events/s  (ratio to baseline {b / e:.3f}; "
+        f"target 50,000 events/s: {'met' if n / e >= 50_000 else 'NOT met'})"
+    )
 
     if args.memory:
         gc.collect()
@@ -136,9 +150,12 @@ def main() -> None:
         del raw
         gc.collect()
         held = rss_bytes() - before
-        print(f"memory: {len(engine.store):,} features held (state + history + metrics) in "
-              f"{held / 2**30:.2f} GiB RSS growth ({held / len(engine.store):,.0f} B/feature; "
-              f"target < 1.5 GB: {'met' if held < 1.5e9 else 'NOT met'}; input bytes {raw_size / 2**20:.0f} MiB freed)")
+        print(
+            f"memory: {len(engine.store):,} features held (state + history + metrics) in "
+            f"{held / 2**30:.2f} GiB RSS growth ({held / len(engine.store):,.0f} B/feature; "
+            f"target < 1.5 GB: {'met' if held < 1.5e9 else 'NOT met'}; "
+            f"input bytes {raw_size / 2**20:.0f} MiB freed)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,20 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
-from events.catalogue import EventData, data_model
+from events.catalogue import CATALOGUE, EventData, data_model
 from events.errors import MalformedEvent, Problem
 
 SUBJECT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -296,6 +305,56 @@ def to_event(
     if problems or data is None:
         raise MalformedEvent(problems)
     return _typed(ce, data, received_at)
+
+
+def _typed_union() -> TypeAdapter[Any]:
+    """One validator for every catalogue type: envelope, subject and typed data in one pass.
+
+    A union of per-type envelope models, tagged by ``type``. It only speeds up the common
+    case; anything it refuses goes through :func:`validate_event` for the full report.
+    """
+    subject = Annotated[str, StringConstraints(pattern=f"^{SUBJECT_PATTERN.pattern}$")]
+    members = []
+    for event_type, model in CATALOGUE.items():
+        required = any(f.is_required() for f in model.model_fields.values())
+        data: Any = (model, ...) if required else (model, Field(default_factory=model))
+        members.append(
+            create_model(  # type: ignore[call-overload]  # pydantic's dynamic field tuples
+                "Typed_" + event_type.replace(".", "_"),
+                __base__=CloudEvent,
+                type=(Literal[event_type], ...),
+                subject=(subject, ...),
+                data=data,
+            )
+        )
+    union = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
+    return TypeAdapter(union)  # type: ignore[arg-type]  # a union built at run time
+
+
+_TYPED = _typed_union()
+
+
+def decode_event(
+    body: bytes | str, known_types: Iterable[str] | Mapping[str, Any], received_at: datetime
+) -> Event | None:
+    """Decode and check one structured-mode event straight from its bytes.
+
+    The hot path of the Kafka agent and the benchmark: a valid catalogue event costs one
+    validation pass. Same answers as ``validate_event(decode_json(body), ...)``.
+
+    Returns:
+        The typed event, or ``None`` for a valid CloudEvent of a type outside ``known_types``.
+
+    Raises:
+        MalformedEvent: every problem found.
+    """
+    try:
+        ce = _TYPED.validate_json(body)
+    except ValidationError:
+        return validate_event(decode_json(body), known_types, received_at)
+    if ce.type not in known_types:
+        return None
+    return _typed(ce, ce.data, received_at)
 
 
 def utc_now() -> datetime:
