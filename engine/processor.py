@@ -226,6 +226,7 @@ def _move(
     if dest in workflow.done and launched_at is None:
         launched_at = at
         lead_time = max(0.0, (at - state.created_at).total_seconds())
+    # Re-entering a stage reached (or passed over) before is rework.
     reentered = dest in state.visited
     new = state.evolve(
         **changes,
@@ -234,7 +235,7 @@ def _move(
         version=state.version + 1,
         uat_failures=state.uat_failures + (1 if move.transition.rework else 0),
         launched_at=launched_at,
-        visited=state.visited if reentered else state.visited | {dest},
+        visited=state.visited.union(move.skipped, (dest,)),
         seen=state.seen | {event.key},
     )
     entries.append(_entry(event, received_at, APPLIED, state.stage, dest, move.skipped))

@@ -42,7 +42,9 @@ class Engine:
             self.store.commit(outcome)
         if self.recorder is not None:
             self.recorder.record(outcome, event.type)
-            self.recorder.m.processing.observe(time.perf_counter() - started)
+            m = self.recorder.m
+            m.processing.observe(time.perf_counter() - started)
+            m.last_processed.set(time.time())
         return outcome
 
     def ignored(self, event_type: str) -> None:

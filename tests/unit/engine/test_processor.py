@@ -421,13 +421,24 @@ def test_first_entry_is_not_rework(workflows: Workflows) -> None:
     state: FeatureState | None = at_stage(workflows, "idea")
     state, outcomes = run(
         workflows,
+        [make_event("requirement.approved", at=1), make_event("build.started", at=2)],
+        state,
+    )
+    assert [o.reentered for o in outcomes] == [False, False]
+
+
+def test_going_back_to_a_skipped_stage_is_rework(workflows: Workflows) -> None:
+    # The work of a skipped stage was done, just not reported: sending it back is rework.
+    state: FeatureState | None = at_stage(workflows, "idea")
+    state, outcomes = run(
+        workflows,
         [
-            make_event("build.shipped", at=1),  # skips development, never entered it
+            make_event("build.shipped", at=1),  # passes over development
             make_event("uat.failed", at=2),
         ],
         state,
     )
-    assert [o.reentered for o in outcomes] == [False, False]
+    assert [o.reentered for o in outcomes] == [False, True]
     assert state is not None and state.uat_failures == 1
 
 

@@ -1,0 +1,1 @@
+"""The lifecycle engine: the pure processor, its stores, the HTTP API, both modes and the CLI."""

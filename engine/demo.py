@@ -1,0 +1,413 @@
+"""``lifecycle demo``: the embedded engine plus a simulated portfolio sending it real events.
+
+:func:`run_demo` starts the embedded engine (:func:`engine.embedded.start_embedded`, so the
+same ``LIFECYCLE_*`` settings as ``lifecycle serve`` apply: port, database, token), prints
+where to look, and replays a portfolio from :mod:`engine.simulator` over the real HTTP API
+(``POST /events`` in batch, structured and binary mode), printing a line of features per
+stage every few seconds. Once the portfolio is replayed the engine keeps serving until
+SIGINT or SIGTERM, then everything stops cleanly and the process exits 0.
+
+:func:`simulate` is the sending half alone, for tests and for anyone who wants to drive an
+engine that is already running (either mode: it only speaks the HTTP contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from engine.embedded import EmbeddedEngine, start_embedded
+from engine.settings import Settings
+from engine.simulator import DAY, Scheduled, build_portfolio, next_number
+from events.envelope import BATCH, STRUCTURED, utc_now
+
+SPEED = DAY
+"""Default pace: one simulated day per real second, so stages move every few seconds."""
+FEATURES = 180
+DAYS = 180.0
+SEED = 7
+SUMMARY_EVERY = 5.0
+"""Real seconds between two live summary lines."""
+MAX_BATCH = 200
+"""Events per batch request, far below the 1 MiB body limit."""
+P_STRUCTURED = 0.1
+P_BINARY = 0.05
+"""Shares of events sent alone, in structured and in binary mode; the rest go in batches."""
+
+
+class SimulationError(Exception):
+    """The engine refused a request of the simulator (the message has its answer)."""
+
+
+@dataclass
+class Progress:
+    """How far :func:`simulate` is; it updates the object as it goes.
+
+    Attributes:
+        total: events in the portfolio.
+        days: simulated days the portfolio spans.
+        sent: events sent so far.
+        simulated: simulated seconds replayed so far.
+        outcomes: the engine's answers counted by outcome (``applied``, ``duplicate``, ...).
+        done: every event has been sent.
+    """
+
+    total: int = 0
+    days: float = 0.0
+    sent: int = 0
+    simulated: float = 0.0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    done: bool = False
+
+
+async def simulate(
+    url: str,
+    *,
+    features: int = FEATURES,
+    days: float = DAYS,
+    seed: int = SEED,
+    speed: float | None = None,
+    end: datetime | None = None,
+    token: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+    progress: Progress | None = None,
+) -> Progress:
+    """Replay a simulated portfolio against the engine at ``url`` through ``POST /events``.
+
+    The portfolio covers ``days`` simulated days ending at ``end`` (default: now), so at the
+    end business times, SLAs and target dates are all judged against the real clock. Events
+    go out in order, one request at a time, so each feature's events arrive in order. Feature
+    ids continue past those the engine already knows, so a second run adds a new portfolio.
+
+    Args:
+        url: base URL of a running engine, e.g. ``http://127.0.0.1:8000``.
+        features: how many features the portfolio has.
+        days: simulated days it spans.
+        seed: the same seed sends the same events.
+        speed: simulated seconds per real second; ``None`` sends everything at once.
+        end: business time of the portfolio's last moment (timezone-aware).
+        token: the engine's ``LIFECYCLE_API_TOKEN``, if it has one.
+        session: a client session to reuse (it is left open); one is made otherwise.
+        progress: an object to keep up to date while sending, e.g. for a live display.
+
+    Returns:
+        ``progress`` (or a new one) with every outcome counted.
+
+    Raises:
+        SimulationError: the engine answered a request with anything but 202.
+        aiohttp.ClientError: the engine cannot be reached.
+    """
+    base = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        first = next_number(f["id"] for f in await _features(client, base))
+        start = (end or utc_now()) - timedelta(days=days)
+        rng = random.Random(seed)
+        portfolio = build_portfolio(rng, features=features, days=days, start=start, first=first)
+        progress = progress or Progress()
+        progress.total = len(portfolio)
+        progress.days = days
+        sender = _Sender(client, base + "/events", headers, random.Random(seed + 1))
+        began = time.monotonic()
+        i = 0
+        while i < len(portfolio):
+            until = float("inf") if speed is None else (time.monotonic() - began) * speed
+            j = i
+            while j < len(portfolio) and portfolio[j].offset <= until and j - i < MAX_BATCH:
+                j += 1
+            if j == i:
+                assert speed is not None
+                wait = portfolio[i].offset / speed - (time.monotonic() - began)
+                progress.simulated = until
+                await asyncio.sleep(min(max(wait, 0.0), 0.25))
+                continue
+            for outcome in await sender.send(portfolio[i:j]):
+                progress.outcomes[outcome] += 1
+            progress.sent = j
+            progress.simulated = max(progress.simulated, portfolio[j - 1].offset)
+            i = j
+        progress.simulated = days * DAY
+        progress.done = True
+    finally:
+        if own:
+            await client.close()
+    return progress
+
+
+class _Sender:
+    """Sends due events over HTTP, mixing the three forms of the CloudEvents HTTP binding."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: dict[str, str],
+        rng: random.Random,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.headers = headers
+        self.rng = rng
+
+    async def send(self, due: list[Scheduled]) -> list[str]:
+        """Send ``due`` in order; returns the outcome of each event."""
+        outcomes: list[str] = []
+        batch: list[dict[str, Any]] = []
+        for item in due:
+            pick = self.rng.random()
+            if pick >= P_STRUCTURED + P_BINARY:
+                batch.append(item.event)
+                continue
+            if batch:
+                outcomes += await self._batch(batch)
+                batch = []
+            if pick < P_STRUCTURED:
+                outcomes += await self._post(json.dumps(item.event), {"Content-Type": STRUCTURED})
+            else:
+                outcomes += await self._binary(item.event)
+        if batch:
+            outcomes += await self._batch(batch)
+        return outcomes
+
+    async def _batch(self, events: list[dict[str, Any]]) -> list[str]:
+        if len(events) == 1:
+            return await self._post(json.dumps(events[0]), {"Content-Type": STRUCTURED})
+        return await self._post(json.dumps(events), {"Content-Type": BATCH})
+
+    async def _binary(self, event: dict[str, Any]) -> list[str]:
+        headers = {f"ce-{k}": str(v) for k, v in event.items() if k not in ("data",)}
+        headers["Content-Type"] = headers.pop("ce-datacontenttype", "application/json")
+        return await self._post(json.dumps(event["data"]), headers)
+
+    async def _post(self, body: str, headers: dict[str, str]) -> list[str]:
+        async with self.session.post(
+            self.url, data=body.encode(), headers={**self.headers, **headers}
+        ) as response:
+            text = await response.text()
+            if response.status != 202:
+                raise SimulationError(f"POST /events answered {response.status}: {text[:300]}")
+            answer = json.loads(text)
+        receipts = answer if isinstance(answer, list) else [answer]
+        return [str(r.get("outcome")) for r in receipts]
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _features(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    """Every feature the engine at ``url`` knows (``GET /features``)."""
+    async with session.get(url + "/features") as response:
+        response.raise_for_status()
+        found: list[dict[str, Any]] = (await response.json())["features"]
+    return found
+
+
+async def _summary(
+    session: aiohttp.ClientSession, url: str, stages: tuple[str, ...], progress: Progress
+) -> str:
+    """One line: simulated day, events sent, features per stage and at risk (``GET /features``)."""
+    found = await _features(session, url)
+    counts = Counter(f["stage"] for f in found)
+    risky = sum(1 for f in found if f.get("at_risk"))
+    per_stage = "  ".join(f"{stage} {counts.get(stage, 0)}" for stage in stages)
+    return (
+        f"day {progress.simulated / DAY:3.0f}/{progress.days:g} | "
+        f"{progress.sent:4d}/{progress.total} events | "
+        f"{per_stage} | at risk {risky}"
+    )
+
+
+async def _show(
+    session: aiohttp.ClientSession, url: str, stages: tuple[str, ...], progress: Progress
+) -> None:
+    """Print a summary line every :data:`SUMMARY_EVERY` seconds while the portfolio runs."""
+    while not progress.done:
+        await asyncio.sleep(SUMMARY_EVERY)
+        with contextlib.suppress(aiohttp.ClientError):
+            _say(await _summary(session, url, stages, progress))
+
+
+async def _drive(
+    handle: EmbeddedEngine,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    progress: Progress,
+    *,
+    features: int,
+    days: float,
+    seed: int,
+    speed: float,
+) -> None:
+    """Replay the portfolio, then say how it went and that the engine keeps serving."""
+    stages = handle.engine.workflows.default.stages
+    shower = asyncio.create_task(_show(session, handle.url, stages, progress))
+    try:
+        await simulate(
+            handle.url,
+            features=features,
+            days=days,
+            seed=seed,
+            speed=speed,
+            token=settings.api_token,
+            session=session,
+            progress=progress,
+        )
+    except (SimulationError, aiohttp.ClientError) as err:
+        _say(f"simulator stopped: {err}")
+        return
+    finally:
+        shower.cancel()
+    _say(await _summary(session, handle.url, stages, progress))
+    counted = ", ".join(f"{n} {outcome}" for outcome, n in progress.outcomes.most_common())
+    _say(f"portfolio replayed: {progress.sent} events ({counted}).")
+    _say(f"The engine keeps running: browse {handle.url}/ ; press Ctrl-C to stop.")
+
+
+async def _board_served(session: aiohttp.ClientSession, url: str) -> bool:
+    with contextlib.suppress(aiohttp.ClientError):
+        async with session.get(url + "/") as response:
+            return response.status == 200
+    return False
+
+
+async def demo(
+    settings: Settings,
+    *,
+    speed: float = SPEED,
+    features: int = FEATURES,
+    days: float = DAYS,
+    seed: int = SEED,
+) -> int:
+    """Run the demo in the current event loop until SIGINT or SIGTERM; returns the exit code.
+
+    Returns 1 (after one line on stderr) when the engine cannot start, e.g. its port is taken.
+    """
+    try:
+        handle = await start_embedded(settings)
+    except OSError as err:
+        where = f"{settings.http_host}:{settings.http_port}"
+        print(f"lifecycle demo: cannot listen on {where}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    session = aiohttp.ClientSession()
+    driver: asyncio.Task[None] | None = None
+    try:
+        url = handle.url
+        _say(f"lifecycle demo: embedded engine on {url} (database {settings.db})")
+        _say(f"  API      {url}/features   {url}/workflows   POST {url}/events")
+        _say(f"  metrics  {url}/metrics")
+        if await _board_served(session, url):
+            _say(f"  board    {url}/")
+        if len(handle.store):
+            _say(f"The database already holds {len(handle.store)} features; a new portfolio joins.")
+        _say(
+            f"Replaying {features} features over {days:g} simulated days ending now, "
+            f"{speed / DAY:.3g} simulated day(s) per second. Ctrl-C stops."
+        )
+        progress = Progress()
+        driver = asyncio.create_task(
+            _drive(
+                handle,
+                settings,
+                session,
+                progress,
+                features=features,
+                days=days,
+                seed=seed,
+                speed=speed,
+            )
+        )
+        await stop.wait()
+        _say("stopping...")
+    finally:
+        if driver is not None:
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        await session.close()
+        await handle.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    _say("lifecycle demo stopped.")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options (``--speed``, ``--features``, ``--days``, ``--seed``) to ``parser``.
+
+    For the ``lifecycle demo`` subcommand, which passes them on to :func:`run_demo`.
+    """
+    parser.add_argument(
+        "--speed",
+        type=_positive(float),
+        default=SPEED,
+        help=f"simulated seconds per real second (default {SPEED:g}: a day per second)",
+    )
+    parser.add_argument(
+        "--features",
+        type=_positive(int),
+        default=FEATURES,
+        help=f"features in the portfolio (default {FEATURES})",
+    )
+    parser.add_argument(
+        "--days",
+        type=_positive(float),
+        default=DAYS,
+        help=f"simulated days the portfolio spans, ending now (default {DAYS:g})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"the same seed replays the same portfolio ({SEED})"
+    )
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    speed: float = SPEED,
+    features: int = FEATURES,
+    days: float = DAYS,
+    seed: int = SEED,
+) -> int:
+    """Run ``lifecycle demo`` in the foreground; returns the process exit code.
+
+    Args:
+        settings: the same settings as ``lifecycle serve`` (port, database, token).
+        speed: simulated seconds per real second.
+        features: features in the simulated portfolio.
+        days: simulated days the portfolio spans.
+        seed: the same seed replays the same portfolio.
+    """
+    try:
+        return asyncio.run(demo(settings, speed=speed, features=features, days=days, seed=seed))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed.
+        return 0

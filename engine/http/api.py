@@ -1,0 +1,254 @@
+"""The HTTP API of DESIGN.md section 5, as an aiohttp application built from plain arguments.
+
+``POST /events`` takes the CloudEvents HTTP binding in its three forms (structured, batch and
+binary). Every event of a request is parsed and validated before any is handed on, so a
+request with one bad event is refused whole with every problem listed and nothing stored.
+Reads are open; when a token is configured only ``POST /events`` needs
+``Authorization: Bearer <token>``. Handlers are thin: they parse, call a port, render a view.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engine.http.board import add_board_routes
+from engine.http.errors import api_error, error_middleware
+from engine.http.ports import Incoming, Ingest, Reader
+from engine.http.views import feature_view, workflow_view
+from engine.state import FeatureState
+from events.envelope import (
+    BATCH,
+    STRUCTURED,
+    binary_attributes,
+    decode_json,
+    utc_now,
+    validate_batch,
+    validate_event,
+)
+from events.errors import MalformedEvent, Problem
+from metrics.bundle import LifecycleMetrics
+from workflows.loader import Workflows
+
+MAX_BODY = 1024 * 1024
+"""Largest request body accepted (1 MiB); larger answers 413."""
+
+INGEST = web.AppKey("ingest", Ingest)
+READER = web.AppKey("reader", Reader)
+WORKFLOWS = web.AppKey("workflows", Workflows)
+METRICS = web.AppKey("metrics", LifecycleMetrics)
+TOKEN = web.AppKey("api_token", str)
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
+
+
+def build_app(
+    *,
+    ingest: Ingest,
+    reader: Reader,
+    workflows: Workflows,
+    metrics: LifecycleMetrics,
+    api_token: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    """The application serving every route of the API.
+
+    Args:
+        ingest: where the valid events of ``POST /events`` go.
+        reader: where features and histories are read.
+        workflows: the loaded definitions (known event types, SLAs, ``GET /workflows``).
+        metrics: the bundle whose registry ``GET /metrics`` exposes; refused requests are
+            counted in its ``dead_letters`` counter.
+        api_token: when set, ``POST /events`` needs ``Authorization: Bearer <api_token>``.
+        clock: the current UTC time (receive times, time in stage); tests may fix it.
+    """
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app[INGEST] = ingest
+    app[READER] = reader
+    app[WORKFLOWS] = workflows
+    app[METRICS] = metrics
+    app[TOKEN] = api_token or ""
+    app[CLOCK] = clock
+    app.add_routes(
+        [
+            web.post("/events", post_events),
+            web.get("/features", list_features),
+            web.get("/features/{id}", get_feature),
+            web.get("/features/{id}/history", get_history),
+            web.get("/workflows", list_workflows),
+            web.get("/workflows/{name}", get_workflow),
+            web.get("/metrics", get_metrics),
+            web.get("/healthz", healthz),
+        ]
+    )
+    add_board_routes(app, reader=reader, workflows=workflows, clock=clock)
+    return app
+
+
+def _refuse(
+    request: web.Request, status: int, reason: str, error: str, details: list[Problem]
+) -> web.HTTPException:
+    request.app[METRICS].dead_letters.labels(reason).inc()
+    return api_error(status, error, details)
+
+
+def _authorize(request: web.Request) -> None:
+    token = request.app[TOKEN]
+    if not token:
+        return
+    given = request.headers.get("Authorization", "")
+    scheme, _, credential = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip(), token):
+        raise api_error(
+            401,
+            "unauthorized",
+            [Problem("Authorization", "send the API token as 'Authorization: Bearer <token>'")],
+            headers={"WWW-Authenticate": 'Bearer realm="lifecycle"'},
+        )
+
+
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+async def _incoming(request: web.Request, received_at: datetime) -> tuple[list[Incoming], bool]:
+    """Every event of the request, validated, and whether it was a batch.
+
+    Raises:
+        MalformedEvent: every problem of every event in the request.
+        HTTPException: 413 (too large) or 415 (not a CloudEvents content type).
+    """
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _refuse(
+            request,
+            413,
+            "too_large",
+            "request body too large",
+            [Problem("body", f"{request.content_length} bytes; the limit is {MAX_BODY} (1 MiB)")],
+        )
+    media = _media_type(request)
+    binary = any(name.lower().startswith("ce-") for name in request.headers)
+    if media not in (STRUCTURED, BATCH) and not binary:
+        raise _refuse(
+            request,
+            415,
+            "unsupported_media_type",
+            "unsupported content type",
+            [
+                Problem(
+                    "Content-Type",
+                    f"{media or 'none'} is not a CloudEvents mode: send {STRUCTURED}, {BATCH}, "
+                    "or the event's data with ce-* headers (binary mode)",
+                )
+            ],
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise _refuse(
+            request,
+            413,
+            "too_large",
+            "request body too large",
+            [Problem("body", f"over the limit of {MAX_BODY} bytes (1 MiB)")],
+        ) from err
+    known = request.app[WORKFLOWS].event_types
+    if media == BATCH:
+        items = decode_json(body)
+        events = validate_batch(items, known, received_at)
+        return [Incoming(raw, event) for raw, event in zip(items, events, strict=True)], True
+    raw = decode_json(body) if media == STRUCTURED else binary_attributes(request.headers, body)
+    return [Incoming(raw, validate_event(raw, known, received_at))], False
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """``POST /events``: 202 with one receipt (a list for a batch), or a 4xx in error shape."""
+    _authorize(request)
+    received_at = request.app[CLOCK]()
+    try:
+        incoming, batch = await _incoming(request, received_at)
+    except MalformedEvent as err:
+        what = "batch" if _media_type(request) == BATCH else "event"
+        raise _refuse(request, 400, "malformed", f"malformed {what}", err.problems) from err
+    receipts = await request.app[INGEST](incoming, received_at)
+    return web.json_response(receipts if batch else receipts[0], status=202)
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise api_error(400, "bad query", [Problem(name, f"must be true or false, not {raw!r}")])
+
+
+async def list_features(request: web.Request) -> web.Response:
+    """``GET /features?stage=&product=&at_risk=true``: ``{"features": [...]}`` sorted by id."""
+    workflows = request.app[WORKFLOWS]
+    stage = request.query.get("stage") or None
+    product = request.query.get("product") or None
+    at_risk = _flag(request, "at_risk")
+    if stage is not None and not any(stage in w.stages for w in workflows.by_name.values()):
+        raise api_error(400, "bad query", [Problem("stage", f"no workflow has a stage {stage!r}")])
+    now = request.app[CLOCK]()
+    states = await request.app[READER].features(stage=stage, product=product)
+    views = [feature_view(s, workflows.by_name.get(s.workflow), now) for s in states]
+    if at_risk is not None:
+        views = [v for v in views if v["at_risk"] is at_risk]
+    views.sort(key=lambda v: str(v["id"]))
+    return web.json_response({"features": views})
+
+
+async def _known(request: web.Request) -> FeatureState:
+    feature_id = request.match_info["id"]
+    state = await request.app[READER].feature(feature_id)
+    if state is None:
+        raise api_error(404, "unknown feature", [Problem("id", f"no feature {feature_id!r}")])
+    return state
+
+
+async def get_feature(request: web.Request) -> web.Response:
+    """``GET /features/{id}``: the feature with its risk reasons now; 404 when unknown."""
+    state = await _known(request)
+    workflow = request.app[WORKFLOWS].by_name.get(state.workflow)
+    return web.json_response(feature_view(state, workflow, request.app[CLOCK]()))
+
+
+async def get_history(request: web.Request) -> web.Response:
+    """``GET /features/{id}/history``: ``{"id", "entries": [...]}`` oldest first; 404 unknown."""
+    state = await _known(request)
+    entries = await request.app[READER].history(state.id)
+    return web.json_response({"id": state.id, "entries": [e.to_dict() for e in entries]})
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    """``GET /workflows``: ``{"workflows": [...], "default": name}``, each with its diagram."""
+    workflows = request.app[WORKFLOWS]
+    views = [workflow_view(w) for _, w in sorted(workflows.by_name.items())]
+    return web.json_response({"workflows": views, "default": workflows.default.name})
+
+
+async def get_workflow(request: web.Request) -> web.Response:
+    """``GET /workflows/{name}``: one definition with its Mermaid diagram; 404 unknown."""
+    name = request.match_info["name"]
+    workflow = request.app[WORKFLOWS].by_name.get(name)
+    if workflow is None:
+        raise api_error(404, "unknown workflow", [Problem("name", f"no workflow {name!r}")])
+    return web.json_response(workflow_view(workflow))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text exposition of the metrics registry."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: 200 while the process serves requests."""
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,123 @@
+"""The product managers' pages: the live board at ``/`` and the status report at ``/report``.
+
+The board is one static page (``static/board.html`` with its CSS and JavaScript, no build
+step) that reads the public API (``GET /workflows/{name}``, ``GET /features``,
+``GET /features/{id}`` and its history) and polls it, so it works the same in both modes.
+``GET /report?since=7d[&product=P][&format=markdown|html|json]`` renders
+:mod:`engine.report` from the same reader the API uses.
+
+:func:`add_board_routes` is called by :func:`engine.http.api.build_app` with the ports the
+API itself is built on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.http.errors import api_error
+from engine.http.ports import Reader
+from engine.http.views import feature_view
+from engine.report import (
+    Forecast,
+    ReportError,
+    build_report,
+    forecast_from,
+    parse_since,
+    render_html,
+    render_markdown,
+    report_json,
+)
+from engine.state import HistoryEntry
+from events.errors import Problem
+from workflows.loader import Workflows
+
+STATIC = Path(__file__).parent / "static"
+"""The board's files: ``board.html``, ``board.css``, ``board.js``."""
+
+BOARD_READER = web.AppKey("board_reader", Reader)
+BOARD_WORKFLOWS = web.AppKey("board_workflows", Workflows)
+BOARD_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("board_clock")
+
+FORMATS = {
+    "markdown": "text/markdown",
+    "md": "text/markdown",
+    "html": "text/html",
+    "json": "application/json",
+}
+
+
+def add_board_routes(
+    app: web.Application,
+    *,
+    reader: Reader,
+    workflows: Workflows,
+    clock: Callable[[], datetime],
+) -> None:
+    """Serve the board (``/``, ``/static/...``) and ``/report`` from ``app``.
+
+    Args:
+        app: the API application (before it starts).
+        reader: where features and histories are read (the API's own reader).
+        workflows: the loaded definitions (stages and SLAs of the report).
+        clock: the current UTC time (the report's ``now``).
+    """
+    app[BOARD_READER] = reader
+    app[BOARD_WORKFLOWS] = workflows
+    app[BOARD_CLOCK] = clock
+    app.router.add_get("/", board_page)
+    app.router.add_get("/report", get_report)
+    app.router.add_static("/static/", STATIC, append_version=False)
+
+
+async def board_page(request: web.Request) -> web.FileResponse:
+    """``GET /``: the board page (the data comes from the API, read by the page itself)."""
+    return web.FileResponse(STATIC / "board.html", headers={"Cache-Control": "no-cache"})
+
+
+async def get_report(request: web.Request) -> web.Response:
+    """``GET /report?since=7d&product=P&format=markdown|html|json``: the status report.
+
+    ``since`` defaults to ``7d``; ``format`` to Markdown. 400 for a bad ``since`` or format.
+    """
+    now = request.app[BOARD_CLOCK]()
+    fmt = request.query.get("format", "markdown").lower()
+    if fmt not in FORMATS:
+        raise api_error(
+            400, "bad query", [Problem("format", f"{fmt!r}: use markdown, html or json")]
+        )
+    try:
+        since = parse_since(request.query.get("since", "7d"), now)
+    except ReportError as err:
+        raise api_error(400, "bad query", [Problem("since", str(err))]) from err
+    product = request.query.get("product") or None
+    reader = request.app[BOARD_READER]
+    workflows = request.app[BOARD_WORKFLOWS]
+    states = await reader.features(product=product)
+    histories: dict[str, list[HistoryEntry]] = {}
+    forecasts: dict[str, Forecast] = {}
+    for i, state in enumerate(states):
+        histories[state.id] = await reader.history(state.id)
+        view = feature_view(state, workflows.by_name.get(state.workflow), now)
+        forecast = forecast_from(view.get("forecast_launch"))
+        if forecast is not None:
+            forecasts[state.id] = forecast
+        if i % 200 == 199:
+            await asyncio.sleep(0)  # Let other requests through on a big portfolio.
+    report = build_report(
+        states,
+        histories,
+        workflows.by_name,
+        now=now,
+        since=since,
+        product=product,
+        forecasts=forecasts,
+    )
+    if fmt == "json":
+        return web.json_response(report_json(report))
+    body = render_html(report) if fmt == "html" else render_markdown(report)
+    return web.Response(text=body, content_type=FORMATS[fmt], charset="utf-8")

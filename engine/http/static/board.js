@@ -1,0 +1,620 @@
+// The lifecycle board: columns from the workflow definition, cards from GET /features,
+// kept current by polling and updating only the cards that changed (no re-render).
+// Plain JavaScript, no build step. window.boardStats holds timings the browser tests read.
+"use strict";
+
+(() => {
+  const POLL_MS = 2000;
+  const HIDDEN_POLL_MS = 15000;
+  const REASONS = {
+    sla_breached: "SLA breached",
+    critical_risk: "Critical risk",
+    high_risk: "High risk",
+    blocked: "Blocked",
+    target_slip: "Target slip",
+    rework: "Rework",
+  };
+  const REASON_HELP = {
+    sla_breached: "longer in this stage than its SLA",
+    critical_risk: "an open critical risk (blocks the launch)",
+    high_risk: "an open high-severity risk",
+    blocked: "blocked",
+    target_slip: "the target launch date has passed or is forecast to be missed",
+    rework: "failed UAT two or more times",
+  };
+  const REJECTIONS = {
+    invalid_transition: "the feature cannot move back this way",
+    terminal: "the feature is cancelled and takes no more events",
+    "gate:uat": "it must pass UAT first",
+    "guard:critical_risk": "an open critical risk holds the launch",
+    unknown_workflow: "no such workflow",
+  };
+
+  const stats = (window.boardStats = {
+    features: 0,
+    firstRenderMs: null, // navigation start -> first frame with every card
+    firstApplyMs: null, // building the first board, script time
+    lastUpdateMs: null, // features answer received -> frame after the changed cards
+    lastChanged: 0,
+    updates: 0,
+    polls: 0,
+  });
+
+  const $ = (id) => document.getElementById(id);
+  const board = $("board");
+  const dialog = $("detail");
+  const view = {
+    workflow: null,
+    stages: [],
+    slas: {},
+    columns: new Map(), // stage -> {section, list, count}
+    cards: new Map(), // feature id -> {li, parts, f, sig, stage}
+    products: new Set(),
+    owners: new Set(),
+    openId: null,
+    opener: null,
+    timer: null,
+    first: true,
+  };
+  const filters = { q: "", product: "", owner: "", risk: false };
+
+  // --- helpers ---------------------------------------------------------------------------
+
+  async function api(path) {
+    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+    return response.json();
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function label(stage) {
+    const words = stage.replace(/_/g, " ");
+    return stage === "uat" ? "UAT" : words.charAt(0).toUpperCase() + words.slice(1);
+  }
+
+  function span(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    if (d >= 14) return `${Math.floor(d / 7)}w ${d % 7}d`;
+    if (d) return `${d}d ${h}h`;
+    if (h) return `${h}h ${m}m`;
+    return `${m}m`;
+  }
+
+  function longSpan(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    if (d) return `${d} day${d === 1 ? "" : "s"}${h ? ` ${h} h` : ""}`;
+    const m = Math.floor((s % 3600) / 60);
+    return h ? `${h} h ${m} min` : `${m} min`;
+  }
+
+  function when(text) {
+    if (!text) return "—";
+    const t = new Date(text);
+    return t.toLocaleString(undefined, {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+  }
+
+  function day(text) {
+    if (!text) return "—";
+    const t = new Date(text.length === 10 ? `${text}T00:00:00Z` : text);
+    return t.toLocaleDateString(undefined, {
+      year: "numeric", month: "short", day: "numeric", timeZone: "UTC",
+    });
+  }
+
+  function inStage(f) {
+    return (Date.now() - Date.parse(f.entered_stage_at)) / 1000;
+  }
+
+  function badge(reason) {
+    const b = el("span", `badge b-${reason}`, REASONS[reason] || reason);
+    b.title = REASON_HELP[reason] || reason;
+    return b;
+  }
+
+  function signature(f) {
+    return `${f.version}|${f.stage}|${f.risk_reasons.join(",")}`;
+  }
+
+  // --- columns and cards -----------------------------------------------------------------
+
+  function buildColumns(workflow) {
+    board.replaceChildren();
+    view.columns.clear();
+    view.cards.clear();
+    view.stages = workflow.stages.map((s) => s.name);
+    view.slas = Object.fromEntries(workflow.stages.map((s) => [s.name, s.sla_seconds]));
+    for (const stage of workflow.stages) {
+      const section = el("section", "column");
+      section.dataset.stage = stage.name;
+      const head = el("div", "column-head");
+      const h2 = el("h2");
+      h2.id = `col-${stage.name}`;
+      section.setAttribute("aria-labelledby", h2.id);
+      const count = el("span", "count", "0");
+      h2.append(el("span", "stage-name", label(stage.name)), count);
+      head.append(h2);
+      const notes = [];
+      if (stage.sla_seconds) notes.push(`SLA ${span(stage.sla_seconds)}`);
+      if (stage.gate) notes.push("gate");
+      if (stage.terminal) notes.push("final");
+      if (notes.length) head.append(el("p", "stage-note", notes.join(" · ")));
+      const list = el("ol", "cards");
+      list.setAttribute("aria-label", `${label(stage.name)} features`);
+      section.append(head, list);
+      board.append(section);
+      view.columns.set(stage.name, { section, list, count });
+    }
+  }
+
+  function makeCard(f) {
+    const li = el("li", "card");
+    li.dataset.id = f.id;
+    const btn = el("button", "card-btn");
+    btn.type = "button";
+    btn.setAttribute("aria-haspopup", "dialog");
+    const top = el("span", "card-top");
+    const fid = el("span", "fid", f.id);
+    const age = el("span", "age");
+    top.append(fid, age);
+    const title = el("span", "card-title");
+    const meta = el("span", "meta");
+    const badges = el("span", "badges");
+    btn.append(top, title, meta, badges);
+    li.append(btn);
+    const card = { li, btn, age, title, meta, badges, f, sig: "", stage: null, ageText: "" };
+    fill(card, f);
+    return card;
+  }
+
+  function fill(card, f) {
+    card.f = f;
+    card.sig = signature(f);
+    card.li.dataset.stage = f.stage;
+    card.title.textContent = f.title || "(untitled)";
+    card.meta.textContent = [f.product, f.owner].filter(Boolean).join(" · ") || "—";
+    card.badges.replaceChildren(...f.risk_reasons.map(badge));
+    card.li.classList.toggle("at-risk", f.at_risk);
+    card.search = `${f.id} ${f.title || ""}`.toLowerCase();
+    setAge(card);
+  }
+
+  function setAge(card) {
+    const seconds = inStage(card.f);
+    const text = span(seconds);
+    if (text === card.ageText) return;
+    card.ageText = text;
+    card.age.textContent = text;
+    const sla = view.slas[card.f.stage];
+    const over = Boolean(sla) && card.f.risk_reasons.includes("sla_breached");
+    card.age.classList.toggle("over", over);
+    card.age.title = `In ${label(card.f.stage)} for ${longSpan(seconds)}` +
+      (sla ? ` (SLA ${longSpan(sla)})` : "");
+  }
+
+  function matches(f) {
+    if (filters.product && f.product !== filters.product) return false;
+    if (filters.owner && f.owner !== filters.owner) return false;
+    if (filters.risk && !f.at_risk) return false;
+    if (filters.q) {
+      const card = view.cards.get(f.id);
+      const text = card ? card.search : `${f.id} ${f.title || ""}`.toLowerCase();
+      if (!text.includes(filters.q)) return false;
+    }
+    return true;
+  }
+
+  function refreshCounts() {
+    const counts = new Map(view.stages.map((s) => [s, 0]));
+    let shown = 0;
+    let risky = 0;
+    for (const card of view.cards.values()) {
+      if (card.f.at_risk) risky += 1;
+      if (card.li.hidden) continue;
+      shown += 1;
+      counts.set(card.f.stage, (counts.get(card.f.stage) || 0) + 1);
+    }
+    for (const [stage, column] of view.columns) {
+      const n = String(counts.get(stage) || 0);
+      if (column.count.textContent !== n) column.count.textContent = n;
+      column.count.setAttribute("aria-label", `${n} features`);
+    }
+    const total = view.cards.size;
+    const filtered = shown !== total ? `${shown} shown of ` : "";
+    const time = new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    $("summary").textContent =
+      `${filtered}${total} features · ${risky} at risk · updated ${time}`;
+  }
+
+  function applyFilters() {
+    for (const card of view.cards.values()) {
+      const hide = !matches(card.f);
+      if (card.li.hidden !== hide) card.li.hidden = hide;
+    }
+    refreshCounts();
+  }
+
+  function addOption(select, set, value) {
+    if (!value || set.has(value)) return false;
+    set.add(value);
+    const values = [...set].sort();
+    const option = el("option", null, value);
+    option.value = value;
+    const before = values.indexOf(value) + 1; // after the "All" option
+    select.insertBefore(option, select.options[before] || null);
+    return true;
+  }
+
+  // Apply one GET /features answer: create, update, move and remove only what changed.
+  function apply(features) {
+    const t0 = performance.now();
+    const first = view.first;
+    const seen = new Set();
+    const fresh = new Map(); // stage -> fragment (first render: in order, in one append)
+    let changed = 0;
+    const mine = features.filter((f) => f.workflow === view.workflow);
+    if (first) mine.sort((a, b) => Date.parse(b.entered_stage_at) - Date.parse(a.entered_stage_at));
+    for (const f of mine) {
+      seen.add(f.id);
+      addOption($("product"), view.products, f.product);
+      addOption($("owner"), view.owners, f.owner);
+      let card = view.cards.get(f.id);
+      if (card === undefined) {
+        card = makeCard(f);
+        view.cards.set(f.id, card);
+        card.li.hidden = !matches(f);
+        place(card, f.stage, first ? fresh : null);
+        if (!first) flash(card);
+        changed += 1;
+        continue;
+      }
+      if (card.sig !== signature(f)) {
+        const moved = card.stage !== f.stage;
+        fill(card, f);
+        card.li.hidden = !matches(f);
+        if (moved) {
+          place(card, f.stage, null);
+          flash(card);
+        }
+        changed += 1;
+        if (view.openId === f.id) showDetail(f.id, false);
+      } else {
+        card.f = f;
+        setAge(card);
+      }
+    }
+    for (const [id, card] of view.cards) {
+      if (!seen.has(id)) {
+        card.li.remove();
+        view.cards.delete(id);
+        changed += 1;
+      }
+    }
+    for (const [stage, fragment] of fresh) view.columns.get(stage)?.list.append(fragment);
+    refreshCounts();
+    stats.features = view.cards.size;
+    stats.polls += 1;
+    const scriptMs = performance.now() - t0;
+    if (first) {
+      view.first = false;
+      stats.firstApplyMs = scriptMs;
+      afterPaint(() => { stats.firstRenderMs = performance.now(); });
+    } else if (changed) {
+      afterPaint(() => {
+        stats.lastUpdateMs = performance.now() - t0;
+        stats.lastChanged = changed;
+        stats.updates += 1;
+      });
+    }
+  }
+
+  function place(card, stage, fragments) {
+    card.stage = stage;
+    const column = view.columns.get(stage);
+    if (column === undefined) return; // a stage this workflow no longer has
+    if (fragments) {
+      if (!fragments.has(stage)) fragments.set(stage, document.createDocumentFragment());
+      fragments.get(stage).append(card.li);
+    } else {
+      column.list.prepend(card.li);
+    }
+  }
+
+  function flash(card) {
+    card.li.classList.remove("fresh");
+    void card.li.offsetWidth; // restart the animation
+    card.li.classList.add("fresh");
+  }
+
+  function afterPaint(callback) {
+    requestAnimationFrame(() => setTimeout(callback, 0));
+  }
+
+  // --- polling ---------------------------------------------------------------------------
+
+  async function poll() {
+    clearTimeout(view.timer);
+    try {
+      const answer = await api("/features");
+      apply(answer.features);
+      $("status").textContent = "";
+    } catch (err) {
+      $("status").textContent = `Cannot reach the engine (${err.message}); retrying…`;
+    }
+    view.timer = setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) poll();
+  });
+
+  // --- filters ---------------------------------------------------------------------------
+
+  function readFilters() {
+    filters.q = $("q").value.trim().toLowerCase();
+    filters.product = $("product").value;
+    filters.owner = $("owner").value;
+    filters.risk = $("at-risk").checked;
+    const params = new URLSearchParams();
+    if ($("q").value.trim()) params.set("q", $("q").value.trim());
+    if (filters.product) params.set("product", filters.product);
+    if (filters.owner) params.set("owner", filters.owner);
+    if (filters.risk) params.set("risk", "1");
+    if (view.workflow && $("workflow-field").hidden === false) params.set("workflow", view.workflow);
+    const query = params.toString();
+    history.replaceState(null, "", query ? `?${query}${location.hash}` : location.pathname + location.hash);
+    applyFilters();
+  }
+
+  function restoreFilters() {
+    const params = new URLSearchParams(location.search);
+    $("q").value = params.get("q") || "";
+    for (const name of ["product", "owner"]) {
+      const value = params.get(name);
+      if (value) {
+        addOption($(name), name === "product" ? view.products : view.owners, value);
+        $(name).value = value;
+      }
+    }
+    $("at-risk").checked = params.get("risk") === "1";
+    filters.q = $("q").value.trim().toLowerCase();
+    filters.product = $("product").value;
+    filters.owner = $("owner").value;
+    filters.risk = $("at-risk").checked;
+  }
+
+  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  $("q").addEventListener("input", readFilters);
+  for (const id of ["product", "owner", "at-risk"]) $(id).addEventListener("change", readFilters);
+
+  // --- the feature dialog ----------------------------------------------------------------
+
+  board.addEventListener("click", (event) => {
+    const btn = event.target.closest(".card-btn");
+    if (!btn) return;
+    openDetail(btn.closest(".card").dataset.id, btn);
+  });
+
+  $("detail-close").addEventListener("click", () => dialog.close());
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close(); // a click on the backdrop
+  });
+  dialog.addEventListener("close", () => {
+    const id = view.openId;
+    view.openId = null;
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+    const card = id && view.cards.get(id);
+    const target = card && card.li.isConnected && !card.li.hidden ? card.btn : view.opener;
+    if (target && target.isConnected) target.focus();
+  });
+
+  function openDetail(id, opener) {
+    view.openId = id;
+    view.opener = opener || null;
+    $("detail-title").textContent = id;
+    $("detail-body").replaceChildren(el("p", "muted", "Loading…"));
+    if (!dialog.open) dialog.showModal();
+    $("detail-title").focus();
+    history.replaceState(null, "", `${location.pathname}${location.search}#${encodeURIComponent(id)}`);
+    showDetail(id, true);
+  }
+
+  async function showDetail(id, focus) {
+    let feature;
+    let history;
+    try {
+      const path = `/features/${encodeURIComponent(id)}`;
+      [feature, history] = await Promise.all([api(path), api(`${path}/history`)]);
+    } catch (err) {
+      if (view.openId === id) {
+        $("detail-body").replaceChildren(el("p", "status", `Cannot load ${id}: ${err.message}`));
+      }
+      return;
+    }
+    if (view.openId !== id) return;
+    $("detail-title").textContent = feature.title ? feature.title : feature.id;
+    $("detail-body").replaceChildren(...renderDetail(feature, history.entries));
+    if (focus) $("detail-title").focus();
+  }
+
+  function renderDetail(f, entries) {
+    const nodes = [];
+    const about = [f.id, f.product, f.owner, f.priority != null ? `priority ${f.priority}` : null];
+    nodes.push(el("p", "subtitle", about.filter(Boolean).join(" · ")));
+    nodes.push(why(f, entries));
+
+    const facts = el("dl", "facts");
+    const fact = (name, value) => {
+      if (value === null || value === undefined) return;
+      facts.append(el("dt", null, name));
+      const dd = el("dd");
+      if (value instanceof Node) dd.append(value);
+      else dd.textContent = value;
+      facts.append(dd);
+    };
+    const seconds = inStage(f);
+    const sla = view.slas[f.stage];
+    fact("Stage", label(f.stage));
+    fact("In stage", `${longSpan(seconds)} since ${when(f.entered_stage_at)}` +
+      (sla ? ` (SLA ${longSpan(sla)})` : ""));
+    fact("Created", when(f.created_at));
+    fact("Target launch", f.target_launch ? day(f.target_launch) : "none set");
+    fact("Forecast", forecastText(f));
+    if (f.launched_at) fact("Launched", when(f.launched_at));
+    if (f.blocked) fact("Blocked", f.blocked_reason || "yes");
+    if (f.uat_failures) fact("UAT failures", String(f.uat_failures));
+    nodes.push(facts);
+
+    nodes.push(el("h3", null, "Risk"));
+    if (!f.risk_reasons.length && !f.open_risks.length) {
+      nodes.push(el("p", "muted", "Not at risk, no open risks."));
+    } else {
+      if (f.risk_reasons.length) {
+        const line = el("p", "badges");
+        line.append(...f.risk_reasons.map(badge));
+        nodes.push(line);
+        nodes.push(el("p", null, `At risk: ${f.risk_reasons.map((r) => REASON_HELP[r] || r).join("; ")}.`));
+      }
+      if (f.open_risks.length) {
+        const list = el("ul", "risks");
+        for (const r of f.open_risks) {
+          const li = el("li");
+          li.append(el("span", `badge b-${r.severity === "critical" ? "critical_risk" : r.severity === "high" ? "high_risk" : "x"}`, r.severity));
+          li.append(` ${r.title || r.risk_id} `, el("span", "muted", `(${r.risk_id}, raised ${when(r.raised_at)})`));
+          list.append(li);
+        }
+        nodes.push(list);
+      }
+    }
+    if (f.acceptance_criteria && f.acceptance_criteria.length) {
+      nodes.push(el("h3", null, "Acceptance criteria"));
+      const list = el("ul", "risks");
+      for (const c of f.acceptance_criteria) list.append(el("li", null, c));
+      nodes.push(list);
+    }
+
+    nodes.push(el("h3", null, `Timeline (${entries.length} events, newest first)`));
+    const timeline = el("ol", "timeline");
+    timeline.reversed = true;
+    for (const e of [...entries].reverse()) timeline.append(timelineItem(e));
+    nodes.push(timeline);
+    return nodes;
+  }
+
+  function forecastText(f) {
+    const fc = f.forecast_launch;
+    if (!fc || typeof fc !== "object") return "no forecast yet";
+    const p50 = fc.p50 || fc.p50_date;
+    const p85 = fc.p85 || fc.p85_date;
+    let text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    if (fc.observations != null) text += ` (from ${fc.observations} observations)`;
+    if (f.target_launch && p85) {
+      text += p85.slice(0, 10) > f.target_launch ? " — after the target" : " — within the target";
+    }
+    return text;
+  }
+
+  function why(f, entries) {
+    const box = el("p", "why");
+    const last = [...entries].reverse().find(
+      (e) => e.outcome === "applied" && e.to_stage === f.stage && e.from_stage !== e.to_stage,
+    );
+    let text = `In ${label(f.stage)} for ${longSpan(inStage(f))}`;
+    if (last) {
+      text += last.from_stage
+        ? `: moved here from ${label(last.from_stage)} by ${last.type}`
+        : `: created by ${last.type}`;
+      text += ` on ${when(last.time)} (from ${last.source})`;
+      if (last.skipped && last.skipped.length) {
+        text += `, skipping ${last.skipped.map(label).join(", ")}`;
+      }
+    }
+    const blockers = entries.filter(
+      (e) => e.outcome === "rejected" && Date.parse(e.received_at) >= Date.parse(f.entered_stage_at),
+    );
+    text += ".";
+    if (blockers.length) {
+      const e = blockers[blockers.length - 1];
+      text += ` Since then ${blockers.length} event${blockers.length === 1 ? " was" : "s were"} ` +
+        `rejected, last ${e.type}: ${REJECTIONS[e.reason] || e.reason}.`;
+    }
+    box.textContent = text;
+    return box;
+  }
+
+  function timelineItem(e) {
+    const li = el("li");
+    const moved = e.outcome === "applied" && e.from_stage !== e.to_stage;
+    if (moved) li.classList.add("move");
+    if (e.outcome === "rejected") li.classList.add("rejected");
+    const head = el("div", "tl-head");
+    const time = el("time", "tl-time", when(e.time));
+    time.dateTime = e.time;
+    head.append(time, el("span", "tl-type", e.type), el("span", `badge o-${e.outcome}`, e.outcome));
+    li.append(head);
+    const notes = [];
+    if (moved) notes.push(e.from_stage ? `${label(e.from_stage)} → ${label(e.to_stage)}` : `created in ${label(e.to_stage)}`);
+    if (e.skipped && e.skipped.length) notes.push(`skipped ${e.skipped.map(label).join(", ")}`);
+    if (e.outcome === "rejected" && e.reason) notes.push(`rejected: ${REJECTIONS[e.reason] || e.reason} (${e.reason})`);
+    else if (e.reason) notes.push(e.reason);
+    notes.push(`from ${e.source}`);
+    li.append(el("div", "tl-note", notes.join(" · ")));
+    return li;
+  }
+
+  // --- start -----------------------------------------------------------------------------
+
+  async function start() {
+    try {
+      const listing = await api("/workflows");
+      const params = new URLSearchParams(location.search);
+      const names = listing.workflows.map((w) => w.name);
+      const wanted = params.get("workflow");
+      const name = names.includes(wanted) ? wanted : listing.default;
+      if (names.length > 1) {
+        const select = $("workflow");
+        for (const n of names) {
+          const option = el("option", null, n);
+          option.value = n;
+          select.append(option);
+        }
+        select.value = name;
+        $("workflow-field").hidden = false;
+        select.addEventListener("change", async () => {
+          await loadWorkflow(select.value);
+          readFilters();
+          poll();
+        });
+      }
+      await loadWorkflow(name);
+    } catch (err) {
+      $("status").textContent = `Cannot load the workflow (${err.message}); reload to retry.`;
+      return;
+    }
+    restoreFilters();
+    await poll();
+    const id = decodeURIComponent(location.hash.slice(1));
+    if (id && view.cards.has(id)) openDetail(id, view.cards.get(id).btn);
+  }
+
+  async function loadWorkflow(name) {
+    const workflow = await api(`/workflows/${encodeURIComponent(name)}`);
+    view.workflow = workflow.name;
+    view.first = true;
+    buildColumns(workflow);
+  }
+
+  start();
+})();

@@ -1,0 +1,63 @@
+"""Configuration of a running engine, read once from ``LIFECYCLE_*`` environment variables.
+
+Only the edge reads it: the CLI builds one :class:`Settings` and the composition roots
+(:mod:`engine.embedded`, the streaming worker) pass its plain values inward. Nothing below
+them imports this module. Every field maps to ``LIFECYCLE_<FIELD>``, e.g. ``LIFECYCLE_DB``,
+``LIFECYCLE_HTTP_PORT`` or ``LIFECYCLE_API_TOKEN`` (DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of both modes, with the defaults of a local single-machine run.
+
+    Raises:
+        pydantic.ValidationError: on construction, when a variable has a wrong value (e.g.
+            ``LIFECYCLE_HTTP_PORT=abc``); the message names the variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LIFECYCLE_", frozen=True, extra="ignore")
+
+    broker: str = "kafka://127.0.0.1:9092"
+    """Kafka bootstrap servers of the streaming mode, ``kafka://host:port[;host:port]``."""
+    db: Path = Path("var/lifecycle.db")
+    """The SQLite file of the embedded mode (created with its folder if missing)."""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    """Port of the HTTP API; ``0`` binds an ephemeral port (tests, the demo)."""
+    workflows: Path | None = None
+    """A folder of workflow YAML files added to (or overriding) the built-in ones."""
+    api_token: str | None = None
+    """When set, ``POST /events`` needs ``Authorization: Bearer <token>``; reads stay open."""
+    data_dir: Path = Path("var/worker")
+    """Where a streaming worker keeps its table data (RocksDB)."""
+    partitions: int = 8
+    events_topic: str = "lifecycle.events"
+    transitions_topic: str = "lifecycle.transitions"
+    dlq_topic: str = "lifecycle.events.dlq"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    webhook_url: str | None = None
+    """Where stage-change CloudEvents are also POSTed, if set."""
+
+    @field_validator("workflows", "api_token", "webhook_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``LIFECYCLE_API_TOKEN=`` (empty) means no token, not an empty one."""
+        return None if value == "" else value
+
+    @property
+    def url(self) -> str:
+        """The base URL a client on this machine uses to reach the HTTP API."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(
+            self.http_host, self.http_host
+        )
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"

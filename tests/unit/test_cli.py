@@ -1,0 +1,189 @@
+"""The ``lifecycle`` command as a user runs it: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from tests.embedded_server import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURE_YAML = ROOT / "workflows" / "definitions" / "feature.yaml"
+
+
+def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``lifecycle argv``; its exit code, stdout and stderr."""
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _no_lifecycle_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LIFECYCLE_API_TOKEN", "LIFECYCLE_HTTP_PORT", "LIFECYCLE_WORKFLOWS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_workflow_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run("workflow", "validate", str(FEATURE_YAML), capsys=capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("OK: ") and "'feature'" in out
+
+
+def test_workflow_validate_lists_every_fault_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: broken\nstages: [a, b]\ninitial: c\n"
+        "transitions:\n  - {event: go, from: [a], to: z}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("workflow", "validate", str(bad), capsys=capsys)
+    assert code == 1 and out == ""
+    assert "initial: unknown stage 'c'" in err
+    assert "transitions[0].to: unknown stage 'z'" in err
+
+
+def test_workflow_validate_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("workflow", "validate", "/no/such/file.yaml", capsys=capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "cannot read" in err
+
+
+def test_workflow_diagram_and_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("workflow", "diagram", "feature", capsys=capsys)
+    assert code == 0
+    assert out.startswith("stateDiagram-v2\n") and "uat --> launch_ready : uat.passed" in out
+    code, out, _ = run("workflow", "list", capsys=capsys)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["NAME", "STAGES", "SOURCE", "DESCRIPTION"]
+    assert out.splitlines()[1].split()[:2] == ["feature", "10"]
+    code, _, err = run("workflow", "diagram", "nope", capsys=capsys)
+    assert code == 1 and err == "lifecycle: unknown workflow 'nope' (known: feature)\n"
+
+
+def test_schema_all_one_type_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("schema", capsys=capsys)
+    assert code == 0
+    schemas = json.loads(out)
+    assert "envelope" in schemas and "risk.raised" in schemas["events"]
+    assert schemas["envelope"]["required"] == ["specversion", "id", "source", "type"]
+
+    code, out, _ = run("schema", "risk.raised", capsys=capsys)
+    risk = json.loads(out)
+    assert risk["properties"]["type"] == {"const": "risk.raised"}
+    assert "subject" in risk["required"] and "data" in risk["required"]
+    assert risk["properties"]["subject"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+    assert risk["properties"]["data"]["required"] == ["risk_id"]
+
+    code, _, err = run("schema", "no.such", capsys=capsys)
+    assert code == 1 and err.startswith("lifecycle: unknown event type 'no.such'")
+
+
+def test_usage_and_settings_errors_are_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run("frobnicate", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "invalid choice" in err
+    monkeypatch.setenv("LIFECYCLE_HTTP_PORT", "eighty")
+    code, _, err = run("list", capsys=capsys)
+    assert code == 2 and err.startswith("lifecycle: bad setting LIFECYCLE_HTTP_PORT:")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_engine_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    for argv in (["status", "x", "--url", url], ["list", "--url", url]):
+        code, out, err = run(*argv, capsys=capsys)
+        assert code == 1 and out == ""
+        assert err.startswith(f"lifecycle: cannot reach the engine at {url}: ")
+        assert err.count("\n") == 1
+
+
+def test_emit_bad_data_is_refused_before_sending(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("emit", "build.started", "f-1", "--data", "{oops", capsys=capsys)
+    assert code == 1 and err.startswith("lifecycle: --data is not valid JSON")
+
+
+def test_emit_status_and_list_against_a_running_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with EmbeddedServer(tmp_path / "cli.db") as server:
+        url = ["--url", server.url]
+        data = json.dumps({"title": "Dark mode", "product": "app", "owner": "li"})
+        code, out, _ = run(
+            "emit", "idea.submitted", "cli-1", "--data", data, "--time", "2024-01-01T00:00:00Z",
+            *url, capsys=capsys,
+        )  # fmt: skip
+        assert (code, out) == (0, "applied: cli-1 is in idea\n")
+        code, out, _ = run(
+            "emit", "build.started", "cli-1", "--id", "e-2", "--time", "2024-02-01T00:00:00Z",
+            *url, capsys=capsys,
+        )  # fmt: skip
+        assert out == "applied: cli-1 is in development\n"
+        code, out, _ = run("emit", "build.started", "cli-1", "--id", "e-2", *url, capsys=capsys)
+        assert out == "duplicate: cli-1 is in development\n"
+        code, out, _ = run("emit", "feature.launched", "cli-1", *url, "--json", capsys=capsys)
+        assert json.loads(out) == {
+            "outcome": "rejected",
+            "feature": "cli-1",
+            "stage": "development",
+            "reason": "gate:uat",
+        }
+        run("emit", "idea.submitted", "cli-2", "--data", '{"product": "web"}', *url, capsys=capsys)
+        run("emit", "feature.blocked", "cli-2", *url, capsys=capsys)
+
+        code, out, err = run("status", "cli-1", *url, capsys=capsys)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0] == "cli-1 'Dark mode' (product app, owner li)"
+        assert lines[1].split()[:4] == ["stage", "development", "since", "2024-02-01T00:00:00Z"]
+        assert "at risk   yes: sla_breached" in out  # In development since Feb 2024 (SLA 30d).
+
+        code, out, _ = run("list", *url, capsys=capsys)
+        rows = [line.split() for line in out.splitlines()]
+        assert rows[0] == ["ID", "STAGE", "PRODUCT", "IN", "STAGE", "RISK", "TITLE"]
+        assert [r[:3] for r in rows[1:]] == [
+            ["cli-1", "development", "app"],
+            ["cli-2", "idea", "web"],
+        ]
+        header = out.splitlines()[0]
+        assert all(
+            line.index(r[1]) == header.index("STAGE")
+            for line, r in zip(out.splitlines()[1:], rows[1:], strict=True)
+        )
+
+        code, out, _ = run("list", "--product", "web", "--at-risk", "--json", *url, capsys=capsys)
+        assert [(f["id"], f["risk_reasons"]) for f in json.loads(out)] == [("cli-2", ["blocked"])]
+
+        code, out, err = run("status", "nobody", *url, capsys=capsys)
+        assert code == 1 and out == ""
+        assert err == "lifecycle: 404 unknown feature: id: no feature 'nobody'\n"
+        code, _, err = run("emit", "risk.raised", "cli-1", *url, capsys=capsys)
+        assert code == 1 and err.count("\n") == 1
+        assert err.startswith("lifecycle: 400 malformed event: data.risk_id: ")
+
+
+def test_module_entry_point_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "workflow", "validate", str(FEATURE_YAML)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK: ")
