@@ -35,7 +35,8 @@ class FeatureState(NamedTuple):
     tuple is built several times faster than a frozen dataclass and takes less memory.
 
     ``seen`` holds the (source, id) keys of events that changed the feature: a repeat of one
-    is a duplicate. ``visited`` holds every stage entered or passed over, so going back to one is rework.
+    is a duplicate. ``visited`` holds every stage entered or passed over, so going back to one
+    is rework.
     """
 
     id: str
