@@ -253,14 +253,20 @@ format_storage() {
         die "formatting storage failed (see $LOG_FILE)"
 }
 
+# Byte offset of server.log when this start began, so a failure shows only this start's lines.
+LOG_START_OFFSET=0
+
 show_log_tail() {
-    local f
-    for f in "$OUT_FILE" "$LOG_FILE"; do
-        if [[ -s "$f" ]]; then
-            printf -- '---- last lines of %s ----\n' "$f" >&2
-            tail -n 40 "$f" >&2
-        fi
-    done
+    if [[ -s "$OUT_FILE" ]]; then
+        printf -- '---- %s ----\n' "$OUT_FILE" >&2
+        tail -n 40 "$OUT_FILE" >&2
+    fi
+    if [[ -f "$LOG_FILE" ]] && (($(stat -c %s "$LOG_FILE") > LOG_START_OFFSET)); then
+        printf -- '---- last lines of %s ----\n' "$LOG_FILE" >&2
+        tail -c +"$((LOG_START_OFFSET + 1))" "$LOG_FILE" | tail -n 40 >&2
+    else
+        printf -- '---- (nothing new in %s) ----\n' "$LOG_FILE" >&2
+    fi
 }
 
 # stop_pid PID: SIGTERM, wait up to $STOP_TIMEOUT s, then SIGKILL.
@@ -352,6 +358,7 @@ cmd_up() {
     say "starting Apache Kafka $VERSION on $HOST:$PORT (data: $DATA_DIR)"
     java_args
     : >"$OUT_FILE"
+    LOG_START_OFFSET="$(stat -c %s "$LOG_FILE" 2>/dev/null || echo 0)"
     # The inner shell records its own pid and then becomes the JVM, so the pid file is exact.
     # fd 9 (our lock) is closed so the broker does not hold the lock for its whole life.
     setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
