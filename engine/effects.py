@@ -8,6 +8,7 @@ change nothing but the stage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from sys import intern
 from typing import Any
 
 from engine.state import FeatureState, Risk
@@ -22,10 +23,13 @@ def _idea(state: FeatureState, event: Event) -> Changes | str:
     d = event.data
     assert isinstance(d, c.IdeaSubmitted)
     changes: Changes = {}
-    for name in ("title", "product", "owner"):
-        value = getattr(d, name)
-        if value is not None:
-            changes[name] = value
+    if d.title is not None:
+        changes["title"] = d.title
+    # Products and owners repeat across many features: share one string each.
+    if d.product is not None:
+        changes["product"] = intern(d.product)
+    if d.owner is not None:
+        changes["owner"] = intern(d.owner)
     return changes
 
 

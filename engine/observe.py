@@ -7,7 +7,7 @@ scrape time. ``restore`` seeds the gauges from a store's features once at start-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.processor import Outcome
@@ -31,10 +31,26 @@ class Recorder:
         self._oldest = metrics.stage_oldest_entry
         self.known_types = frozenset(known_types)
 
+    def attach(self, lookup: Callable[[str], FeatureState | None]) -> None:
+        """Let the oldest-entry gauge ask the store whether a feature is still where it was."""
+
+        def is_current(feature: str, labels: tuple[str, ...], entered: float) -> bool:
+            state = lookup(feature)
+            return (
+                state is not None
+                and (state.workflow, state.stage) == labels
+                and state.entered_stage_at.timestamp() == entered
+            )
+
+        self._oldest.is_current = is_current
+
     def restore(self, features: Iterable[FeatureState]) -> None:
         """Seed the gauges from features already stored (start-up of a restarted engine)."""
         for state in features:
-            self._enter(state, +1)
+            self._count(state, +1)
+            self._oldest.enter(
+                state.id, (state.workflow, state.stage), state.entered_stage_at.timestamp()
+            )
 
     def record(self, outcome: Outcome, event_type: str) -> None:
         """Count one outcome; ``event_type`` is labelled ``unknown`` outside the catalogue."""
@@ -48,9 +64,17 @@ class Recorder:
             return
         old, new = outcome.previous, outcome.state
         if old is not None:
-            self._enter(old, -1)
+            self._count(old, -1)
         if new is not None:
-            self._enter(new, +1)
+            self._count(new, +1)
+            if old is None or (
+                old.stage != new.stage or old.entered_stage_at != new.entered_stage_at
+            ):
+                if old is not None:
+                    self._oldest.leave((old.workflow, old.stage))
+                self._oldest.enter(
+                    new.id, (new.workflow, new.stage), new.entered_stage_at.timestamp()
+                )
         src, dest = outcome.from_stage, outcome.to_stage
         if src is not None and dest is not None and dest != src:
             wf = outcome.workflow
@@ -67,13 +91,9 @@ class Recorder:
             if outcome.reentered and outcome.to_stage is not None:
                 self._child(self._rework, self.m.rework, (wf, outcome.to_stage)).inc()
 
-    def _enter(self, state: FeatureState, delta: int) -> None:
+    def _count(self, state: FeatureState, delta: int) -> None:
         key = (state.workflow, state.stage, state.product or NO_PRODUCT)
         self._child(self._features, self.m.features, key).inc(delta)
-        if delta > 0:
-            self._oldest.place(
-                state.id, (state.workflow, state.stage), state.entered_stage_at.timestamp()
-            )
 
     @staticmethod
     def _child(cache: dict[Any, Any], family: Any, key: tuple[str, ...]) -> Any:

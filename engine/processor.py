@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from engine.effects import effect_of
-from engine.state import FeatureState, HistoryEntry
+from engine.state import FeatureState, HistoryEntry, add_key
 from events.envelope import Event
 from events.errors import UnknownWorkflow
 from workflows.loader import Workflows
@@ -123,7 +123,7 @@ def process(
             stage=workflow.initial,
             created_at=t0,
             entered_stage_at=t0,
-            visited=frozenset((workflow.initial,)),
+            visited=(workflow.initial,),
         )
         if event.type == workflow.create_event:
             return _apply_effects(state, None, event, received_at, APPLIED, entries, workflow)
@@ -186,7 +186,7 @@ def _apply_effects(
     new = state.evolve(
         **changes,
         version=state.version + (0 if created else 1),
-        seen=state.seen | {event.key},
+        seen=add_key(state.seen, event.key),
     )
     from_stage = None if created else state.stage
     lines.append(_entry(event, received_at, outcome, from_stage, state.stage))
@@ -235,8 +235,8 @@ def _move(
         version=state.version + 1,
         uat_failures=state.uat_failures + (1 if move.transition.rework else 0),
         launched_at=launched_at,
-        visited=state.visited.union(move.skipped, (dest,)),
-        seen=state.seen | {event.key},
+        visited=_visit(state.visited, (*move.skipped, dest)),
+        seen=add_key(state.seen, event.key),
     )
     entries.append(_entry(event, received_at, APPLIED, state.stage, dest, move.skipped))
     return Outcome(
@@ -253,3 +253,8 @@ def _move(
         lead_time=lead_time,
         reentered=reentered,
     )
+
+
+def _visit(visited: tuple[str, ...], stages: tuple[str, ...]) -> tuple[str, ...]:
+    new = tuple(s for s in stages if s not in visited)
+    return (*visited, *new) if new else visited

@@ -28,6 +28,19 @@ class Risk(NamedTuple):
     raised_at: datetime
 
 
+Keys = tuple[str, ...] | frozenset[str]
+"""Idempotency keys: a tuple while few (a tenth of a set's memory), a frozenset when many."""
+
+SMALL_KEYS = 16
+
+
+def add_key(keys: Keys, key: str) -> Keys:
+    """``keys`` with ``key`` added, switching from tuple to frozenset as they grow."""
+    if type(keys) is tuple and len(keys) < SMALL_KEYS:
+        return (*keys, key)
+    return frozenset(keys) | {key}
+
+
 class FeatureState(NamedTuple):
     """Everything the engine knows about one feature now (an immutable value).
 
@@ -58,8 +71,8 @@ class FeatureState(NamedTuple):
     feedback: dict[str, int] | None = None
     kpis: dict[str, float] | None = None
     launched_at: datetime | None = None
-    visited: frozenset[str] = frozenset()
-    seen: frozenset[str] = frozenset()
+    visited: tuple[str, ...] = ()
+    seen: Keys = ()
 
     @property
     def risks(self) -> dict[str, Risk]:
@@ -99,8 +112,8 @@ class FeatureState(NamedTuple):
             "feedback": dict(self.feedback or {}),
             "kpis": dict(self.kpis or {}),
             "launched_at": iso(self.launched_at),
-            "visited": sorted(self.visited),
-            "seen": sorted(self.seen),
+            "visited": list(self.visited),
+            "seen": list(self.seen),
         }
 
     @classmethod
@@ -132,12 +145,16 @@ class FeatureState(NamedTuple):
             feedback=d.get("feedback") or None,
             kpis=d.get("kpis") or None,
             launched_at=parse_time(d.get("launched_at")),
-            visited=frozenset(d.get("visited", ())),
-            seen=frozenset(d.get("seen", ())),
+            visited=tuple(d.get("visited", ())),
+            seen=_keys(d.get("seen", ())),
         )
 
 
 _INDEX = {name: i for i, name in enumerate(FeatureState._fields)}
+
+
+def _keys(items: list[str] | tuple[str, ...]) -> Keys:
+    return tuple(items) if len(items) <= SMALL_KEYS else frozenset(items)
 
 
 class HistoryEntry(NamedTuple):

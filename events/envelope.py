@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from sys import intern
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from pydantic import (
@@ -216,8 +217,8 @@ def _typed(ce: CloudEvent, data: EventData, received_at: datetime) -> Event:
     workflow = ce.model_extra.get("workflow") if ce.model_extra else None
     return Event(
         id=ce.id,
-        source=ce.source,
-        type=ce.type,
+        source=intern(ce.source),  # Few distinct values, kept in every history line.
+        type=intern(ce.type),
         feature=ce.subject,
         time=time,
         data=data,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -163,11 +163,12 @@ class Histogram(_Family):
 
 
 class OldestTimestamp(Collector):
-    """A gauge per label set: the smallest timestamp among the items placed there now.
+    """A gauge per label set: the smallest timestamp among the items there now.
 
-    Each item (a feature id, never a label) is in one label set at a time; :meth:`place`
-    moves it. Lazy-deletion heaps keep updates O(log n) and scrapes cheap: stale heap tops
-    are dropped only when a scrape reaches them.
+    Items (feature ids, never labels) enter with :meth:`enter` and leave with :meth:`leave`.
+    Lazy-deletion heaps keep both O(log n) without a copy of every item's place: whether a
+    heap entry is still current is asked of ``is_current`` (the owner's store) when a scrape
+    reaches it, and a heap is compacted when stale entries outnumber live ones.
     """
 
     def __init__(
@@ -181,20 +182,25 @@ class OldestTimestamp(Collector):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.heaps: dict[tuple[str, ...], list[tuple[float, str]]] = {}
-        self.where: dict[str, tuple[tuple[str, ...], float]] = {}
+        self.live: dict[tuple[str, ...], int] = {}
+        self.is_current: Callable[[str, tuple[str, ...], float], bool] = lambda *_: True
         if registry is not None:
             registry.register(self)
 
-    def place(self, item: str, labels: tuple[str, ...], timestamp: float) -> None:
-        """Put ``item`` in the set ``labels`` with ``timestamp`` (replacing where it was)."""
-        if self.where.get(item) == (labels, timestamp):
-            return
-        self.where[item] = (labels, timestamp)
-        heapq.heappush(self.heaps.setdefault(labels, []), (timestamp, item))
+    def enter(self, item: str, labels: tuple[str, ...], timestamp: float) -> None:
+        """``item`` is now in the set ``labels`` since ``timestamp``."""
+        heap = self.heaps.get(labels)
+        if heap is None:
+            heap = self.heaps[labels] = []
+        heapq.heappush(heap, (timestamp, item))
+        live = self.live[labels] = self.live.get(labels, 0) + 1
+        if len(heap) > 2 * live + 64:
+            heap[:] = [e for e in heap if self.is_current(e[1], labels, e[0])]
+            heapq.heapify(heap)
 
-    def discard(self, item: str) -> None:
-        """Forget ``item`` entirely."""
-        self.where.pop(item, None)
+    def leave(self, labels: tuple[str, ...]) -> None:
+        """One item left the set ``labels`` (its heap entry goes stale)."""
+        self.live[labels] = self.live.get(labels, 1) - 1
 
     def describe(self) -> Iterable[Any]:
         return []
@@ -202,7 +208,7 @@ class OldestTimestamp(Collector):
     def collect(self) -> Iterable[Any]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for labels, heap in sorted(self.heaps.items()):
-            while heap and self.where.get(heap[0][1]) != (labels, heap[0][0]):
+            while heap and not self.is_current(heap[0][1], labels, heap[0][0]):
                 heapq.heappop(heap)
             if heap:
                 family.add_metric(labels, heap[0][0])
