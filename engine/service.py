@@ -7,12 +7,14 @@ the same way. Not thread-safe: callers apply the events of one feature one at a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from events.envelope import Event
 from engine.observe import Recorder
 from engine.processor import IGNORED, Outcome, process
 from engine.stores.base import FeatureStore
+from events.envelope import Event
 from workflows.loader import Workflows
 
 
@@ -23,15 +25,23 @@ class Engine:
         workflows: the loaded workflow definitions.
         store: where states and histories live.
         recorder: metrics; ``None`` in tests that do not look at metrics.
+        on_outcome: called with every outcome and its ``received_at`` after the commit
+            (e.g. :meth:`engine.risk_monitor.RiskMonitor.observe`); may be set later.
     """
 
     def __init__(
-        self, workflows: Workflows, store: FeatureStore, recorder: Recorder | None = None
+        self,
+        workflows: Workflows,
+        store: FeatureStore,
+        recorder: Recorder | None = None,
+        on_outcome: Callable[[Outcome, datetime], Any] | None = None,
     ) -> None:
         self.workflows = workflows
         self.store = store
         self.recorder = recorder
+        self.on_outcome = on_outcome
         if recorder is not None:
+            recorder.attach(store.get)
             recorder.restore(store.features())
 
     def apply(self, event: Event, received_at: datetime) -> Outcome:
@@ -40,6 +50,8 @@ class Engine:
         outcome = process(self.workflows, self.store.get(event.feature), event, received_at)
         if outcome.outcome != IGNORED:
             self.store.commit(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome, received_at)
         if self.recorder is not None:
             self.recorder.record(outcome, event.type)
             m = self.recorder.m
