@@ -63,10 +63,12 @@ class Recorder:
         if not outcome.changed:
             return
         old, new = outcome.previous, outcome.state
-        if old is not None:
-            self._count(old, -1)
         if new is not None:
-            self._count(new, +1)
+            if old is None:
+                self._count(new, +1)
+            elif old.stage != new.stage or old.product != new.product:
+                self._count(old, -1)
+                self._count(new, +1)
             if old is None or (
                 old.stage != new.stage or old.entered_stage_at != new.entered_stage_at
             ):
@@ -80,16 +82,16 @@ class Recorder:
             wf = outcome.workflow
             self._child(self._transitions, self.m.transitions, (wf, src, dest)).inc()
             if outcome.stage_duration is not None:
-                self._child(
-                    self._durations, self.m.stage_duration, (wf, outcome.from_stage)
-                ).observe(outcome.stage_duration)
+                self._child(self._durations, self.m.stage_duration, (wf, src)).observe(
+                    outcome.stage_duration
+                )
             if outcome.lead_time is not None:
                 child = self._lead.get(wf)
                 if child is None:
                     child = self._lead[wf] = self.m.lead_time.labels(wf)
                 child.observe(outcome.lead_time)
-            if outcome.reentered and outcome.to_stage is not None:
-                self._child(self._rework, self.m.rework, (wf, outcome.to_stage)).inc()
+            if outcome.reentered:
+                self._child(self._rework, self.m.rework, (wf, dest)).inc()
 
     def _count(self, state: FeatureState, delta: int) -> None:
         key = (state.workflow, state.stage, state.product or NO_PRODUCT)

@@ -94,6 +94,13 @@ class _Family(Collector):
             child = self.children[key] = self._new_child()
         return child
 
+    def _only(self) -> Any:
+        """The one child of a family without labels (cached: hot paths use it)."""
+        child = self.children.get(())
+        if child is None:
+            child = self.labels()
+        return child
+
     def remove(self, *values: str) -> None:
         self.children.pop(tuple(values), None)
 
@@ -106,7 +113,7 @@ class Counter(_Family):
         return CounterChild()
 
     def inc(self, amount: float = 1.0) -> None:
-        self.labels().inc(amount)
+        self._only().inc(amount)
 
     def collect(self) -> Iterable[Any]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -120,7 +127,7 @@ class Gauge(_Family):
         return GaugeChild()
 
     def set(self, value: float) -> None:
-        self.labels().set(value)
+        self._only().value = float(value)
 
     def collect(self) -> Iterable[Any]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -148,7 +155,7 @@ class Histogram(_Family):
         return HistogramChild(self.bounds)
 
     def observe(self, value: float) -> None:
-        self.labels().observe(value)
+        self._only().observe(value)
 
     def collect(self) -> Iterable[Any]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
