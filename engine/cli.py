@@ -340,6 +340,27 @@ def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """``lifecycle report``: print the engine's ``GET /report`` as Markdown or HTML."""
+    base = args.url or settings.url
+    query = {"since": args.since, "format": args.format}
+    if args.product:
+        query["product"] = args.product
+    url = f"{base.rstrip('/')}/report?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            text = resp.read().decode("utf-8")
+    except urllib.error.HTTPError as err:
+        raise CliError(_describe_error(err.code, err.read())) from err
+    except urllib.error.URLError as err:
+        reason = getattr(err.reason, "strerror", None) or str(err.reason)
+        raise CliError(f"cannot reach the engine at {base}: {reason}") from err
+    except (TimeoutError, ConnectionError) as err:
+        raise CliError(f"cannot reach the engine at {base}: {err}") from err
+    out.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def _workflows(settings: Settings) -> Any:
     from workflows.loader import load_folder
 
@@ -463,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", help="only features of this product")
     p.add_argument("--at-risk", action="store_true", help="only features at risk")
     p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("report", parents=[remote], help="print a status report for PMs")
+    p.add_argument("--since", default="7d", help="window: 7d, 36h, 2w or a date (default 7d)")
+    p.add_argument("--product", help="only this product")
+    p.add_argument("--format", choices=["markdown", "html"], default="markdown")
+    p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("workflow", help="check and show workflow definitions")
     wsub = p.add_subparsers(dest="workflow_command", required=True, parser_class=_Parser)

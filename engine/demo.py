@@ -7,6 +7,13 @@ where to look, and replays a portfolio from :mod:`engine.simulator` over the rea
 stage every few seconds. Once the portfolio is replayed the engine keeps serving until
 SIGINT or SIGTERM, then everything stops cleanly and the process exits 0.
 
+The engine runs on the replay's own clock (:class:`SimulatedClock`): business time starts at
+the portfolio's first moment and runs ``speed`` times faster than the wall clock until it
+catches up with it, after which it is the wall clock. So while the portfolio replays, the
+engine judges SLAs, targets and forecasts (and stamps ``received_at``) in simulated time, as
+the features' event times are; the board and the at-risk metrics read as they would in a
+company living through those months.
+
 :func:`simulate` is the sending half alone, for tests and for anyone who wants to drive an
 engine that is already running (either mode: it only speaks the HTTP contract).
 """
@@ -41,11 +48,59 @@ DAYS = 180.0
 SEED = 7
 SUMMARY_EVERY = 5.0
 """Real seconds between two live summary lines."""
+RISK_INTERVAL = 1.0
+"""Real seconds between two risk evaluations (at most): a simulated day at the default pace."""
 MAX_BATCH = 200
 """Events per batch request, far below the 1 MiB body limit."""
 P_STRUCTURED = 0.1
 P_BINARY = 0.05
 """Shares of events sent alone, in structured and in binary mode; the rest go in batches."""
+
+
+class SimulatedClock:
+    """The demo's business clock: compressed while the portfolio replays, then real.
+
+    Before :meth:`begin` it stands at the portfolio's start; after, it runs ``speed``
+    simulated seconds per real second until it reaches the wall clock, which it then follows
+    (so it never runs backwards and never passes real time). With ``speed=None`` (everything
+    sent at once) it is the wall clock.
+
+    Args:
+        days: simulated days the portfolio spans.
+        speed: simulated seconds per real second, or ``None``.
+        end: business time of the portfolio's last moment (default: now).
+        wall: the real UTC clock; monotonic: a monotonic seconds counter (tests fix both).
+    """
+
+    def __init__(
+        self,
+        *,
+        days: float,
+        speed: float | None,
+        end: datetime | None = None,
+        wall: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wall = wall
+        self.monotonic = monotonic
+        self.end = end or wall()
+        self.start = self.end - timedelta(days=days)
+        self.speed = speed
+        self.began: float | None = None
+
+    def begin(self) -> None:
+        """The replay starts now: business time is :attr:`start` at this instant."""
+        if self.began is None:
+            self.began = self.monotonic()
+
+    def __call__(self) -> datetime:
+        real = self.wall()
+        if self.speed is None:
+            return real
+        if self.began is None:
+            return min(self.start, real)
+        simulated = self.start + timedelta(seconds=(self.monotonic() - self.began) * self.speed)
+        return min(simulated, real)
 
 
 class SimulationError(Exception):
@@ -84,6 +139,7 @@ async def simulate(
     token: str | None = None,
     session: aiohttp.ClientSession | None = None,
     progress: Progress | None = None,
+    clock: SimulatedClock | None = None,
 ) -> Progress:
     """Replay a simulated portfolio against the engine at ``url`` through ``POST /events``.
 
@@ -102,6 +158,8 @@ async def simulate(
         token: the engine's ``LIFECYCLE_API_TOKEN``, if it has one.
         session: a client session to reuse (it is left open); one is made otherwise.
         progress: an object to keep up to date while sending, e.g. for a live display.
+        clock: the engine's clock, if it runs on the replay's (its ``end`` is used, and it
+            begins when the first event is due).
 
     Returns:
         ``progress`` (or a new one) with every outcome counted.
@@ -116,6 +174,8 @@ async def simulate(
     client = session or aiohttp.ClientSession()
     try:
         first = next_number(f["id"] for f in await _features(client, base))
+        if clock is not None:
+            end = clock.end
         start = (end or utc_now()) - timedelta(days=days)
         rng = random.Random(seed)
         portfolio = build_portfolio(rng, features=features, days=days, start=start, first=first)
@@ -124,6 +184,8 @@ async def simulate(
         progress.days = days
         sender = _Sender(client, base + "/events", headers, random.Random(seed + 1))
         began = time.monotonic()
+        if clock is not None:
+            clock.begin()
         i = 0
         while i < len(portfolio):
             until = float("inf") if speed is None else (time.monotonic() - began) * speed
@@ -253,6 +315,7 @@ async def _drive(
     days: float,
     seed: int,
     speed: float,
+    clock: SimulatedClock | None = None,
 ) -> None:
     """Replay the portfolio, then say how it went and that the engine keeps serving."""
     stages = handle.engine.workflows.default.stages
@@ -267,6 +330,7 @@ async def _drive(
             token=settings.api_token,
             session=session,
             progress=progress,
+            clock=clock,
         )
     except (SimulationError, aiohttp.ClientError) as err:
         _say(f"simulator stopped: {err}")
@@ -298,8 +362,12 @@ async def demo(
 
     Returns 1 (after one line on stderr) when the engine cannot start, e.g. its port is taken.
     """
+    clock = SimulatedClock(days=days, speed=speed)
+    settings = settings.model_copy(
+        update={"risk_interval": min(settings.risk_interval, RISK_INTERVAL)}
+    )
     try:
-        handle = await start_embedded(settings)
+        handle = await start_embedded(settings, clock=clock)
     except OSError as err:
         where = f"{settings.http_host}:{settings.http_port}"
         print(f"lifecycle demo: cannot listen on {where}: {err.strerror or err}", file=sys.stderr)
@@ -334,6 +402,7 @@ async def demo(
                 days=days,
                 seed=seed,
                 speed=speed,
+                clock=clock,
             )
         )
         await stop.wait()

@@ -1,31 +1,54 @@
 """The composition root of the embedded mode: HTTP in, one engine, one SQLite file.
 
 The only place that wires the embedded mode: settings -> workflows -> SQLite store ->
-metrics registry, bundle and recorder -> engine -> HTTP application. ``lifecycle serve``
-calls :func:`run_embedded`; tests and the demo call :func:`start_embedded`, which binds
-(port ``0`` gives an ephemeral port) and returns a handle to stop it.
+metrics registry, bundle and recorder -> risk monitor and launch forecaster -> engine -> HTTP
+application. ``lifecycle serve`` calls :func:`run_embedded`; tests and the demo call
+:func:`start_embedded`, which binds (port ``0`` gives an ephemeral port), starts the periodic
+risk evaluation, and returns a handle to stop it.
+
+Risk signals (``feature.at_risk`` / ``feature.risk_cleared``, see
+:mod:`engine.risk_monitor`) are appended to the feature's history as lines of outcome
+``updated`` with ``source`` ``lifecycle/engine`` (the feature's ``risk_reasons`` changed, its
+stage did not), and POSTed to ``LIFECYCLE_WEBHOOK_URL`` when it is set.
+
+The clock. Every part judges time by one injected clock (default: the real UTC clock): the
+receive time of each event (``received_at`` in its history line, and the ``time`` of an event
+that has none), the time in stage behind SLA breaches, passed targets and forecasts. The demo
+passes the simulator's compressed business clock, so during a replay features are judged
+against simulated time, not against a wall clock far ahead of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from engine.forecast import Forecaster, seed_forecasts
 from engine.http.api import build_app
 from engine.http.local import EngineIngest, StoreReader
 from engine.observe import Recorder
+from engine.processor import Outcome
+from engine.risk_monitor import SIGNAL_OUTCOME, RiskMonitor, RiskSignal
 from engine.service import Engine
 from engine.settings import Settings
+from engine.stores.base import FeatureStore
 from engine.stores.sqlite import SqliteStore
+from engine.webhook import WebhookPoster
+from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,9 @@ class Wiring:
     engine: Engine
     store: SqliteStore
     registry: CollectorRegistry
+    monitor: RiskMonitor
+    clock: Clock
+    webhook: WebhookPoster | None = None
 
 
 @dataclass
@@ -52,6 +78,9 @@ class EmbeddedEngine:
     registry: CollectorRegistry
     host: str
     port: int
+    monitor: RiskMonitor | None = None
+    webhook: WebhookPoster | None = None
+    risk_task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -59,13 +88,43 @@ class EmbeddedEngine:
         return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
-        """Stop accepting requests, let running ones finish, then close the SQLite file."""
+        """Stop the risk evaluation and the webhook, let running requests finish, then
+        close the SQLite file."""
+        if self.risk_task is not None:
+            self.risk_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.risk_task
         await self.runner.cleanup()
+        if self.webhook is not None:
+            await self.webhook.close()
         self.store.close()
 
 
-def build_embedded(settings: Settings) -> Wiring:
+class SignalSink:
+    """Publishes a risk signal in embedded mode: a line in the feature's history, and the
+    CloudEvent to the webhook when one is configured (queued, never blocking)."""
+
+    def __init__(self, store: FeatureStore, webhook: WebhookPoster | None = None) -> None:
+        self.store = store
+        self.webhook = webhook
+
+    def __call__(self, signal: RiskSignal) -> None:
+        state = self.store.get(signal.feature)
+        if state is not None:
+            line = signal.history_entry()
+            self.store.commit(
+                Outcome(SIGNAL_OUTCOME, state.id, state.workflow, state, state, (line,))
+            )
+        if self.webhook is not None:
+            self.webhook.post(signal.cloud_event)
+
+
+def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
     """Wire the embedded mode from ``settings`` without serving it.
+
+    Args:
+        settings: the engine settings.
+        clock: the current UTC time for receive times and risk (the demo's simulated one).
 
     Raises:
         WorkflowError: a workflow definition is bad.
@@ -77,7 +136,16 @@ def build_embedded(settings: Settings) -> Wiring:
         registry = CollectorRegistry()
         metrics = LifecycleMetrics(registry)
         recorder = Recorder(metrics, known_types=workflows.event_types)
-        engine = Engine(workflows, store, recorder)
+        webhook = WebhookPoster(settings.webhook_url) if settings.webhook_url else None
+        forecaster = Forecaster()
+        monitor = RiskMonitor(
+            workflows, forecaster, publish=SignalSink(store, webhook), metrics=metrics
+        )
+        engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
+        states = list(store.features())
+        seed_forecasts(forecaster.durations, states, store.history, workflows)
+        monitor.restore(states, clock())
+        del states
     except BaseException:
         store.close()
         raise
@@ -87,19 +155,36 @@ def build_embedded(settings: Settings) -> Wiring:
         workflows=workflows,
         metrics=metrics,
         api_token=settings.api_token,
+        clock=clock,
+        assess=monitor.assessment,
     )
-    return Wiring(app, engine, store, registry)
+    return Wiring(app, engine, store, registry, monitor, clock, webhook)
 
 
-async def start_embedded(settings: Settings) -> EmbeddedEngine:
+async def watch_risks(monitor: RiskMonitor, clock: Clock, interval: float) -> None:
+    """Tick ``monitor`` every ``interval`` seconds with ``clock()`` until cancelled.
+
+    Runs on the loop that applies events, so ticks and events never interleave mid-way.
+    A failing tick is logged and the next one runs as planned.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            monitor.tick(clock())
+        except Exception:
+            log.exception("risk evaluation failed")
+
+
+async def start_embedded(settings: Settings, *, clock: Clock = utc_now) -> EmbeddedEngine:
     """Build the embedded engine and serve it on ``settings.http_host``/``http_port``.
 
-    Returns once the socket listens; the handle's ``port`` is the bound one.
+    Returns once the socket listens; the handle's ``port`` is the bound one. Risks are
+    re-evaluated every ``settings.risk_interval`` seconds with ``clock``.
 
     Raises:
         OSError: the address is in use or cannot be bound.
     """
-    wiring = build_embedded(settings)
+    wiring = build_embedded(settings, clock=clock)
     store = wiring.store
     runner = web.AppRunner(wiring.app, access_log=None)
     try:
@@ -111,7 +196,22 @@ async def start_embedded(settings: Settings) -> EmbeddedEngine:
         store.close()
         raise
     host, port = runner.addresses[0][:2]
-    return EmbeddedEngine(runner, wiring.engine, store, wiring.registry, str(host), int(port))
+    if wiring.webhook is not None:
+        wiring.webhook.start()
+    task = asyncio.get_running_loop().create_task(
+        watch_risks(wiring.monitor, clock, settings.risk_interval)
+    )
+    return EmbeddedEngine(
+        runner,
+        wiring.engine,
+        store,
+        wiring.registry,
+        str(host),
+        int(port),
+        wiring.monitor,
+        wiring.webhook,
+        task,
+    )
 
 
 async def serve_until_stopped(settings: Settings) -> None:

@@ -1,14 +1,19 @@
 """Why a feature is at risk: the ``risk_reasons`` of DESIGN.md section 5, from its state.
 
 Pure: the caller passes ``now`` (the edge's clock), so the same state and time always give
-the same answer. Called by the HTTP API for every feature it shows and by whatever keeps the
-``lifecycle_features_at_risk`` gauge. A feature is at risk when the list is not empty.
+the same answer. :class:`engine.risk_monitor.RiskMonitor` keeps each feature's
+:class:`Assessment` (its reasons and launch forecast) current and the
+``lifecycle_features_at_risk`` gauge in step with it; the HTTP API shows that assessment, or
+calls :func:`assess` itself where no monitor runs. A feature is at risk when the list is not
+empty.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
+from engine.forecast import Forecast, Forecaster
 from engine.state import FeatureState
 from workflows.model import Workflow
 
@@ -74,3 +79,30 @@ def risk_reasons(
     if not finished and state.uat_failures >= REWORK_FAILURES:
         reasons.append(REWORK)
     return reasons
+
+
+class Assessment(NamedTuple):
+    """What the API shows of a feature's risk: its reasons and its launch forecast."""
+
+    reasons: tuple[str, ...]
+    forecast: Forecast | None = None
+
+
+def assess(
+    state: FeatureState,
+    workflow: Workflow,
+    now: datetime,
+    forecaster: Forecaster | None = None,
+) -> Assessment:
+    """The feature's reasons at ``now``, judging ``target_slip`` by the p85 launch forecast.
+
+    Args:
+        state: the feature.
+        workflow: its workflow.
+        now: a timezone-aware time.
+        forecaster: where the forecast comes from; ``None``: no forecast, and
+            ``target_slip`` only from a passed target date.
+    """
+    forecast = forecaster.forecast(state, workflow, now) if forecaster is not None else None
+    p85 = forecast.p85_date(now) if forecast is not None else None
+    return Assessment(tuple(risk_reasons(state, workflow, now, forecast_launch=p85)), forecast)

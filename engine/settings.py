@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     dlq_topic: str = "lifecycle.events.dlq"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     webhook_url: str | None = None
-    """Where stage-change CloudEvents are also POSTed, if set."""
+    """Where the engine's own CloudEvents are also POSTed, if set (embedded mode: the risk
+    signals ``feature.at_risk`` / ``feature.risk_cleared``)."""
+    risk_interval: float = Field(default=30.0, gt=0)
+    """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
 
     @field_validator("workflows", "api_token", "webhook_url", mode="before")
     @classmethod

@@ -8,10 +8,13 @@ needed: the store is a SQLite file in the test's temporary folder.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -38,17 +41,26 @@ class Answer:
 
 
 class EmbeddedServer:
-    """``with EmbeddedServer(db) as server:`` serves until the block ends."""
+    """``with EmbeddedServer(db) as server:`` serves until the block ends.
 
-    def __init__(self, db: Path, **settings: Any) -> None:
+    ``clock`` replaces the engine's real UTC clock (e.g. the demo's simulated one).
+    """
+
+    def __init__(
+        self, db: Path, *, clock: Callable[[], datetime] | None = None, **settings: Any
+    ) -> None:
         self.settings = Settings(db=db, http_host="127.0.0.1", http_port=0, **settings)
+        self.clock = clock
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.handle: EmbeddedEngine | None = None
 
     def __enter__(self) -> Self:
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_embedded(self.settings), self._loop)
+        extra = {"clock": self.clock} if self.clock is not None else {}
+        future = asyncio.run_coroutine_threadsafe(
+            start_embedded(self.settings, **extra), self._loop
+        )
         self.handle = future.result(timeout=30)
         return self
 
@@ -63,6 +75,14 @@ class EmbeddedServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()
+
+    def submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        """Start ``coroutine`` on the server's own event loop; its future result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def run(self, coroutine: Any, timeout: float = 120) -> Any:
+        """Run ``coroutine`` on the server's own event loop and wait for its result."""
+        return self.submit(coroutine).result(timeout=timeout)
 
     @property
     def url(self) -> str:

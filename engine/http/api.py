@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
 from engine.http.ports import Incoming, Ingest, Reader
-from engine.http.views import feature_view, workflow_view
+from engine.http.views import Assess, feature_view, workflow_view
 from engine.state import FeatureState
 from events.envelope import (
     BATCH,
@@ -43,6 +43,7 @@ WORKFLOWS = web.AppKey("workflows", Workflows)
 METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
+ASSESS: web.AppKey[Assess | None] = web.AppKey("assess")
 
 
 def build_app(
@@ -53,6 +54,7 @@ def build_app(
     metrics: LifecycleMetrics,
     api_token: str | None = None,
     clock: Callable[[], datetime] = utc_now,
+    assess: Assess | None = None,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -64,6 +66,9 @@ def build_app(
             counted in its ``dead_letters`` counter.
         api_token: when set, ``POST /events`` needs ``Authorization: Bearer <api_token>``.
         clock: the current UTC time (receive times, time in stage); tests may fix it.
+        assess: a feature's risk reasons and launch forecast (the risk monitor's, so the
+            API agrees with ``lifecycle_features_at_risk``); ``None``: reasons judged per
+            request, no forecast.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[INGEST] = ingest
@@ -72,6 +77,7 @@ def build_app(
     app[METRICS] = metrics
     app[TOKEN] = api_token or ""
     app[CLOCK] = clock
+    app[ASSESS] = assess
     app.add_routes(
         [
             web.post("/events", post_events),
@@ -84,7 +90,7 @@ def build_app(
             web.get("/healthz", healthz),
         ]
     )
-    add_board_routes(app, reader=reader, workflows=workflows, clock=clock)
+    add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
     return app
 
 
@@ -198,7 +204,13 @@ async def list_features(request: web.Request) -> web.Response:
         raise api_error(400, "bad query", [Problem("stage", f"no workflow has a stage {stage!r}")])
     now = request.app[CLOCK]()
     states = await request.app[READER].features(stage=stage, product=product)
-    views = [feature_view(s, workflows.by_name.get(s.workflow), now) for s in states]
+    judge = request.app[ASSESS]
+    views = [
+        feature_view(
+            s, workflows.by_name.get(s.workflow), now, judge(s, now) if judge is not None else None
+        )
+        for s in states
+    ]
     if at_risk is not None:
         views = [v for v in views if v["at_risk"] is at_risk]
     views.sort(key=lambda v: str(v["id"]))
@@ -217,7 +229,10 @@ async def get_feature(request: web.Request) -> web.Response:
     """``GET /features/{id}``: the feature with its risk reasons now; 404 when unknown."""
     state = await _known(request)
     workflow = request.app[WORKFLOWS].by_name.get(state.workflow)
-    return web.json_response(feature_view(state, workflow, request.app[CLOCK]()))
+    now = request.app[CLOCK]()
+    judge = request.app[ASSESS]
+    assessment = judge(state, now) if judge is not None else None
+    return web.json_response(feature_view(state, workflow, now, assessment))
 
 
 async def get_history(request: web.Request) -> web.Response:

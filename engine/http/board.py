@@ -21,7 +21,7 @@ from aiohttp import web
 
 from engine.http.errors import api_error
 from engine.http.ports import Reader
-from engine.http.views import feature_view
+from engine.http.views import Assess, feature_view
 from engine.report import (
     Forecast,
     ReportError,
@@ -42,6 +42,7 @@ STATIC = Path(__file__).parent / "static"
 BOARD_READER = web.AppKey("board_reader", Reader)
 BOARD_WORKFLOWS = web.AppKey("board_workflows", Workflows)
 BOARD_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("board_clock")
+BOARD_ASSESS: web.AppKey[Assess | None] = web.AppKey("board_assess")
 
 FORMATS = {
     "markdown": "text/markdown",
@@ -57,6 +58,7 @@ def add_board_routes(
     reader: Reader,
     workflows: Workflows,
     clock: Callable[[], datetime],
+    assess: Assess | None = None,
 ) -> None:
     """Serve the board (``/``, ``/static/...``) and ``/report`` from ``app``.
 
@@ -65,10 +67,12 @@ def add_board_routes(
         reader: where features and histories are read (the API's own reader).
         workflows: the loaded definitions (stages and SLAs of the report).
         clock: the current UTC time (the report's ``now``).
+        assess: the features' risk reasons and forecasts (the API's own), if any.
     """
     app[BOARD_READER] = reader
     app[BOARD_WORKFLOWS] = workflows
     app[BOARD_CLOCK] = clock
+    app[BOARD_ASSESS] = assess
     app.router.add_get("/", board_page)
     app.router.add_get("/report", get_report)
     app.router.add_static("/static/", STATIC, append_version=False)
@@ -102,7 +106,9 @@ async def get_report(request: web.Request) -> web.Response:
     forecasts: dict[str, Forecast] = {}
     for i, state in enumerate(states):
         histories[state.id] = await reader.history(state.id)
-        view = feature_view(state, workflows.by_name.get(state.workflow), now)
+        judge = request.app[BOARD_ASSESS]
+        assessment = judge(state, now) if judge is not None else None
+        view = feature_view(state, workflows.by_name.get(state.workflow), now, assessment)
         forecast = forecast_from(view.get("forecast_launch"))
         if forecast is not None:
             forecasts[state.id] = forecast

@@ -6,27 +6,45 @@ the same whichever mode serves it. Times are RFC 3339 UTC with a ``Z``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engine.risk import risk_reasons
+from engine.risk import Assessment, assess
 from engine.state import FeatureState, iso
 from workflows.diagram import mermaid
 from workflows.model import Workflow
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
+Assess = Callable[[FeatureState, datetime], Assessment]
+"""Where the API gets a feature's risk reasons and forecast, e.g.
+:meth:`engine.risk_monitor.RiskMonitor.assessment` (so the API agrees with the gauge)."""
 
-def feature_view(state: FeatureState, workflow: Workflow | None, now: datetime) -> dict[str, Any]:
+
+def feature_view(
+    state: FeatureState,
+    workflow: Workflow | None,
+    now: datetime,
+    assessment: Assessment | None = None,
+) -> dict[str, Any]:
     """A feature as ``GET /features/{id}`` shows it (DESIGN.md section 5, plus extras).
+
+    ``forecast_launch`` is ``{"p50", "p85", "observations", "basis"}`` (ISO dates), or
+    ``null`` for a launched or cancelled feature, or when no forecast is available.
 
     Args:
         state: the feature.
         workflow: its workflow, for the risk reasons; ``None`` if no longer loaded (then
             no reason is computed).
         now: the time the risk reasons are judged at.
+        assessment: the feature's reasons and forecast as the risk monitor holds them;
+            ``None``: the reasons are judged here at ``now``, with no forecast.
     """
-    reasons = risk_reasons(state, workflow, now) if workflow is not None else []
+    if assessment is None:
+        assessment = assess(state, workflow, now) if workflow is not None else Assessment(())
+    reasons = list(assessment.reasons)
+    forecast = assessment.forecast
     risks = sorted(
         state.risks.items(), key=lambda kv: (SEVERITY_ORDER.get(kv[1].severity, 9), kv[0])
     )
@@ -56,6 +74,7 @@ def feature_view(state: FeatureState, workflow: Workflow | None, now: datetime) 
         "launched_at": iso(state.launched_at),
         "at_risk": bool(reasons),
         "risk_reasons": reasons,
+        "forecast_launch": forecast.view(now) if forecast is not None else None,
         "acceptance_criteria": list(state.acceptance_criteria)
         if state.acceptance_criteria is not None
         else None,

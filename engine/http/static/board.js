@@ -89,6 +89,12 @@
     return `${m}m`;
   }
 
+  function slaText(seconds) {
+    if (seconds % 86400 === 0) return `${seconds / 86400} days`;
+    if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+    return span(seconds);
+  }
+
   function longSpan(seconds) {
     const s = Math.max(0, Math.floor(seconds));
     const d = Math.floor(s / 86400);
@@ -147,7 +153,7 @@
       h2.append(el("span", "stage-name", label(stage.name)), count);
       head.append(h2);
       const notes = [];
-      if (stage.sla_seconds) notes.push(`SLA ${span(stage.sla_seconds)}`);
+      if (stage.sla_seconds) notes.push(`SLA ${slaText(stage.sla_seconds)}`);
       if (stage.gate) notes.push("gate");
       if (stage.terminal) notes.push("final");
       if (notes.length) head.append(el("p", "stage-note", notes.join(" · ")));
@@ -508,7 +514,10 @@
     nodes.push(el("h3", null, `Timeline (${entries.length} events, newest first)`));
     const timeline = el("ol", "timeline");
     timeline.reversed = true;
-    for (const e of [...entries].reverse()) timeline.append(timelineItem(e));
+    const newestFirst = entries
+      .map((e, i) => [Date.parse(e.time), i, e])
+      .sort((a, b) => b[0] - a[0] || b[1] - a[1]);
+    for (const [, , e] of newestFirst) timeline.append(timelineItem(e));
     nodes.push(timeline);
     return nodes;
   }
@@ -519,7 +528,10 @@
     const p50 = fc.p50 || fc.p50_date;
     const p85 = fc.p85 || fc.p85_date;
     let text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
-    if (fc.observations != null) text += ` (from ${fc.observations} observations)`;
+    const basis = { observed: "observed stage times", sla: "stage SLAs", mixed: "observed times and SLAs" };
+    if (fc.observations != null) {
+      text += ` (from ${fc.observations} observations${fc.basis ? `, ${basis[fc.basis] || fc.basis}` : ""})`;
+    }
     if (f.target_launch && p85) {
       text += p85.slice(0, 10) > f.target_launch ? " — after the target" : " — within the target";
     }

@@ -66,9 +66,10 @@ def assert_error(answer: Answer, status: int, *fields: str) -> list[dict[str, st
 
 
 def history(server: EmbeddedServer, feature: str) -> list[dict[str, Any]]:
+    """The history lines of the events the feature received (not the engine's risk signals)."""
     answer = server.get(f"/features/{feature}/history")
     assert answer.status == 200
-    return list(answer.json["entries"])
+    return [e for e in answer.json["entries"] if e["source"] != "lifecycle/engine"]
 
 
 # --- the three ways in -------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from engine.risk import REASONS, risk_reasons
+from engine.forecast import Forecaster, StageDurations
+from engine.risk import REASONS, assess, risk_reasons
 from engine.state import FeatureState, Risk
 from tests.factories import T0
 from workflows.model import Workflow
@@ -125,3 +126,20 @@ def test_a_feature_back_in_development_after_launch_is_not_late(
 ) -> None:
     state = feature("development", launched_at=T0, target_launch=date(2023, 12, 1))
     assert risk_reasons(state, feature_workflow, T0 + DAY) == []
+
+
+def test_assess_judges_target_slip_by_the_p85_launch_forecast(feature_workflow: Workflow) -> None:
+    durations = StageDurations()
+    for days in (2, 2, 2, 2, 2, 2, 2, 2, 9, 9):
+        durations.observe("feature", "launch_ready", days * 86400.0)
+    forecaster = Forecaster(durations)
+    late = feature("launch_ready", target_launch=date(2024, 1, 8))
+    on_time = feature("launch_ready", target_launch=date(2024, 1, 10))
+    # p50 is 2 days after T0 (Jan 3), p85 is 9 days after (Jan 10).
+    assessment = assess(late, feature_workflow, T0, forecaster)
+    assert assessment.reasons == ("target_slip",)
+    assert assessment.forecast is not None
+    assert assessment.forecast.view(T0)["p85"] == "2024-01-10"
+    assert assess(on_time, feature_workflow, T0, forecaster).reasons == ()
+    # Without a forecaster only a passed target counts.
+    assert assess(late, feature_workflow, T0).reasons == ()

@@ -1,0 +1,388 @@
+"""Launch forecasts from the stage durations the engine has observed.
+
+Pure: no clock, no I/O. The composition roots feed :class:`StageDurations` from each outcome
+(``Outcome.stage_duration``, observed when a feature leaves a stage) and, at start-up, from
+stored histories (:func:`durations_from_history`); :class:`Forecaster` turns them into a
+p50 and a p85 launch date for a feature that has not launched yet.
+
+The method. A feature's remaining time is the rest of its current stage plus one pass through
+every later stage of the workflow's stage order up to its ``done`` stage (``cancelled`` and
+other unordered stages excluded; no stage is assumed skipped). Each stage's duration is drawn
+from its observed values (the most recent :data:`CAPACITY` per workflow and stage), or is the
+stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations. The later stages are
+summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the current
+stage is enumerated exactly, conditioned on the time already spent in it (only the observed
+durations longer than that count). Quantiles are nearest-rank.
+
+Between two events of a feature its forecast changes only at known instants: when its time in
+stage passes one of the observed durations (or the SLA), or, once it has outstayed all of
+them, steadily with the clock (``moving``: the forecast dates then advance with time). A
+:class:`Forecast` says until when it holds, so a monitor can re-evaluate exactly then.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+
+from engine.state import FeatureState, HistoryEntry
+from workflows.loader import Workflows
+from workflows.model import Workflow
+
+CAPACITY = 500
+"""Observed durations kept per (workflow, stage): the most recent ones."""
+MIN_OBSERVATIONS = 5
+"""Below this many observations a stage's SLA stands in for its duration."""
+SAMPLES = 400
+"""Monte Carlo draws of the later stages."""
+SEED = 20240601
+"""The RNG seed: the same observations always give the same forecasts."""
+SEED_HISTORIES = 5000
+"""At most this many feature histories are read at start-up to seed the reservoirs."""
+REBUILD_FRACTION = 0.05
+"""The sampled model is rebuilt once observations grew by this share since the last build."""
+OBSERVED = "observed"
+SLA = "sla"
+MIXED = "mixed"
+APPLIED = "applied"  # engine.processor.APPLIED (not imported: the processor needs no forecast)
+
+
+class StageDurations:
+    """Bounded reservoirs of observed stage durations, per (workflow, stage).
+
+    Args:
+        capacity: how many of the most recent durations each stage keeps.
+    """
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._samples: dict[tuple[str, str], deque[float]] = {}
+        self.added = 0
+        """Observations added since creation (a version number of the reservoirs)."""
+
+    def observe(self, workflow: str, stage: str, seconds: float) -> None:
+        """Keep one duration of ``stage`` (negative values count as 0)."""
+        key = (workflow, stage)
+        samples = self._samples.get(key)
+        if samples is None:
+            samples = self._samples[key] = deque(maxlen=self.capacity)
+        samples.append(max(0.0, seconds))
+        self.added += 1
+
+    def observe_outcome(
+        self,
+        workflow: str,
+        from_stage: str | None,
+        to_stage: str | None,
+        stage_duration: float | None,
+    ) -> None:
+        """Keep the duration of an outcome that left a stage (``Outcome`` fields)."""
+        if stage_duration is not None and from_stage is not None and from_stage != to_stage:
+            self.observe(workflow, from_stage, stage_duration)
+
+    def samples(self, workflow: str, stage: str) -> tuple[float, ...]:
+        """The kept durations of ``stage``, oldest first."""
+        return tuple(self._samples.get((workflow, stage), ()))
+
+    def count(self, workflow: str, stage: str) -> int:
+        samples = self._samples.get((workflow, stage))
+        return len(samples) if samples is not None else 0
+
+    def full(self, workflow: Workflow) -> bool:
+        """Every stage on the path to launch holds :attr:`capacity` durations."""
+        return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+def path_stages(workflow: Workflow) -> list[str]:
+    """The ordered stages before the workflow's first ``done`` stage (those a forecast sums)."""
+    ordered = sorted(workflow.order, key=workflow.order.__getitem__)
+    out = []
+    for stage in ordered:
+        if stage in workflow.done:
+            break
+        if stage not in workflow.terminal:
+            out.append(stage)
+    return out
+
+
+def durations_from_history(
+    entries: Iterable[HistoryEntry],
+) -> Iterator[tuple[str, datetime, float]]:
+    """Replay a feature's history: ``(stage, left_at, seconds)`` for every stage it left.
+
+    Follows DESIGN.md rule 8 as the processor does: a move dated before the current stage's
+    entry happens at that entry. Only ``applied`` lines count; lines the engine wrote itself
+    (risk signals, ``outcome`` ``updated``) and rejected events are passed over.
+    """
+    entered: datetime | None = None
+    for e in entries:
+        if e.outcome != APPLIED or e.to_stage is None:
+            continue
+        if e.from_stage is None or entered is None:
+            entered = e.time
+            continue
+        if e.from_stage == e.to_stage:
+            continue
+        at = max(e.time, entered)
+        yield e.from_stage, at, (at - entered).total_seconds()
+        entered = at
+
+
+def seed_durations(
+    durations: StageDurations, histories: Iterable[tuple[str, list[HistoryEntry]]]
+) -> int:
+    """Add the stage durations of stored ``(workflow, history)`` pairs; returns how many.
+
+    Within each stage the durations are added in the order features left it, so the
+    reservoirs keep the most recent ones when there are more than they hold.
+    """
+    found: list[tuple[datetime, str, str, float]] = []
+    for workflow, entries in histories:
+        found.extend((at, workflow, stage, s) for stage, at, s in durations_from_history(entries))
+    found.sort(key=lambda item: item[0])
+    for _, workflow, stage, seconds in found:
+        durations.observe(workflow, stage, seconds)
+    return len(found)
+
+
+def seed_forecasts(
+    durations: StageDurations,
+    states: Iterable[FeatureState],
+    history: Callable[[str], list[HistoryEntry]],
+    workflows: Workflows,
+    limit: int = SEED_HISTORIES,
+) -> int:
+    """Seed ``durations`` from stored histories at start-up; returns how many were added.
+
+    Reads (through ``history``, e.g. a store's ``history``) the histories of the features
+    that moved most recently first, stopping after ``limit`` features or once every stage's
+    reservoir is full, so a restart costs at most ``limit`` reads whatever the store's size.
+    """
+    recent = sorted(states, key=lambda s: s.entered_stage_at, reverse=True)
+    seeded = 0
+    batch: list[tuple[str, list[HistoryEntry]]] = []
+    for i, state in enumerate(recent[:limit]):
+        batch.append((state.workflow, history(state.id)))
+        if i % 100 == 99:
+            seeded += seed_durations(durations, batch)
+            batch = []
+            if all(durations.full(w) for w in workflows.by_name.values()):
+                break
+    return seeded + seed_durations(durations, batch)
+
+
+class Forecast(NamedTuple):
+    """A launch forecast for one feature, made at ``made_at``.
+
+    Attributes:
+        p50 / p85: the times by which the feature launches with 50 % / 85 % probability.
+        observations: how many observed durations the forecast rests on (0: SLAs only).
+        basis: ``observed``, ``sla`` or ``mixed`` (some stages observed, some by SLA).
+        made_at: the ``now`` it was made for.
+        moving: the feature has outstayed every duration of its current stage, so the
+            forecast advances with the clock (the dates of :meth:`view` shift by
+            ``now - made_at``).
+        holds_until: when the time in stage next crosses an observed duration (or the SLA),
+            changing the forecast; ``None`` when it changes only with new observations (or
+            steadily, when ``moving``).
+    """
+
+    p50: datetime
+    p85: datetime
+    observations: int
+    basis: str
+    made_at: datetime
+    moving: bool = False
+    holds_until: datetime | None = None
+
+    def at(self, now: datetime) -> tuple[datetime, datetime]:
+        """The p50 and p85 times as of ``now`` (shifted when the forecast is moving)."""
+        if not self.moving or now <= self.made_at:
+            return self.p50, self.p85
+        shift = now - self.made_at
+        return self.p50 + shift, self.p85 + shift
+
+    def p85_date(self, now: datetime) -> date:
+        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""
+        return self.at(now)[1].astimezone(UTC).date()
+
+    def view(self, now: datetime) -> dict[str, Any]:
+        """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis"}``.
+
+        Dates are ISO dates (UTC).
+        """
+        p50, p85 = self.at(now)
+        return {
+            "p50": p50.astimezone(UTC).date().isoformat(),
+            "p85": p85.astimezone(UTC).date().isoformat(),
+            "observations": self.observations,
+            "basis": self.basis,
+        }
+
+
+@dataclass
+class _StageModel:
+    """One stage of a workflow's sampled model."""
+
+    observed: tuple[float, ...]  # sorted observed durations; empty when the SLA stands in
+    fixed: float  # the SLA (or 0) when not observed
+    tail: list[float]  # SAMPLES draws of the sum of every later stage, sorted
+    tail_draws: list[float]  # the same draws in draw order (paired with observed values)
+    reps: int  # tail draws paired with each observed value
+    tail_basis: set[str]
+    tail_observations: int
+    suffix: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank quantile of ascending ``sorted_values`` (not empty)."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class Forecaster:
+    """Forecasts launch dates from a :class:`StageDurations`.
+
+    The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
+    :data:`REBUILD_FRACTION` since the last build (at once while they are small), so a busy
+    stream of events does not rebuild it per event. :attr:`generation` counts rebuilds:
+    forecasts made before a rebuild may differ from those made after.
+
+    Args:
+        durations: the observed durations (fed by the caller).
+        min_observations: below this many, a stage's SLA stands in for its durations.
+        samples: Monte Carlo draws of the later stages.
+        seed: the RNG seed of each rebuild.
+    """
+
+    def __init__(
+        self,
+        durations: StageDurations | None = None,
+        *,
+        min_observations: int = MIN_OBSERVATIONS,
+        samples: int = SAMPLES,
+        seed: int = SEED,
+    ) -> None:
+        self.durations = durations if durations is not None else StageDurations()
+        self.min_observations = min_observations
+        self.samples = samples
+        self.seed = seed
+        self.generation = 0
+        self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
+
+    def stale(self, workflow: Workflow) -> bool:
+        """New observations would change the model of ``workflow`` at its next use."""
+        built = self._models.get(workflow.name)
+        if built is None:
+            return True
+        added = self.durations.added - built[0]
+        return added > 0 and added >= max(1.0, REBUILD_FRACTION * built[0])
+
+    def refresh(self, workflow: Workflow) -> None:
+        """Rebuild the model of ``workflow`` now if new observations made it stale."""
+        self._model(workflow)
+
+    def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
+        if self.stale(workflow):
+            self._models[workflow.name] = (self.durations.added, self._build(workflow))
+            self.generation += 1
+        return self._models[workflow.name][1]
+
+    def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
+        rng = random.Random(self.seed)
+        stages = path_stages(workflow)
+        kinds: list[tuple[tuple[float, ...], float]] = []
+        for stage in stages:
+            observed = self.durations.samples(workflow.name, stage)
+            if len(observed) < self.min_observations and stage in workflow.slas:
+                observed = ()
+            kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
+        # draws[i][k]: the i-th draw of stage k; tails[k][i]: sum of the stages after k.
+        n = self.samples
+        tails = [[0.0] * n for _ in stages]
+        for i in range(n):
+            running = 0.0
+            for k in range(len(stages) - 1, -1, -1):
+                tails[k][i] = running
+                observed, fixed = kinds[k]
+                running += rng.choice(observed) if observed else fixed
+        models: dict[str, _StageModel] = {}
+        for k, stage in enumerate(stages):
+            basis: set[str] = set()
+            count = 0
+            for observed, _ in kinds[k + 1 :]:
+                basis.add(OBSERVED if observed else SLA)
+                count += len(observed)
+            observed, fixed = kinds[k]
+            reps = math.ceil(n / len(observed)) if observed else 0
+            models[stage] = _StageModel(
+                observed, fixed, sorted(tails[k]), tails[k], reps, basis, count
+            )
+        return models
+
+    def forecast(self, state: FeatureState, workflow: Workflow, now: datetime) -> Forecast | None:
+        """The launch forecast of ``state`` at ``now``; ``None`` when it has nothing to forecast.
+
+        ``None`` for a feature that has launched (``launched_at`` set, also while iterating),
+        that is in a terminal or done stage, in a stage outside the stage order, or whose
+        workflow has no ``done`` stage.
+        """
+        if state.launched_at is not None or state.stage in workflow.done:
+            return None
+        model = self._model(workflow).get(state.stage)
+        if model is None:
+            return None
+        elapsed = (now - state.entered_stage_at).total_seconds()
+        basis = set(model.tail_basis)
+        observations = model.tail_observations
+        holds_until: datetime | None = None
+        moving = False
+        if model.observed:
+            basis.add(OBSERVED)
+            observations += len(model.observed)
+            first = bisect_right(model.observed, elapsed)
+            if first < len(model.observed):
+                p50_s, p85_s = self._suffix(model, first)
+                start = state.entered_stage_at
+                holds_until = start + timedelta(seconds=model.observed[first])
+            else:  # Outstayed every observed duration: it may leave at any moment.
+                p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
+                start, moving = now, True
+        else:
+            basis.add(SLA)
+            if elapsed < model.fixed:
+                start = state.entered_stage_at + timedelta(seconds=model.fixed)
+                holds_until = start
+            else:
+                start, moving = now, True
+            p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
+        return Forecast(
+            p50=start + timedelta(seconds=p50_s),
+            p85=start + timedelta(seconds=p85_s),
+            observations=observations,
+            basis=basis.pop() if len(basis) == 1 else MIXED,
+            made_at=now,
+            moving=moving,
+            holds_until=holds_until,
+        )
+
+    @staticmethod
+    def _suffix(model: _StageModel, first: int) -> tuple[float, float]:
+        """p50/p85 of (current stage + later stages) over the observed durations from
+        ``first`` on, counted from the stage entry (memoised per model and ``first``)."""
+        found = model.suffix.get(first)
+        if found is None:
+            draws, reps, n = model.tail_draws, model.reps, len(model.tail_draws)
+            sums = sorted(
+                x + draws[(j * reps + r) % n]
+                for j, x in enumerate(model.observed[first:], start=first)
+                for r in range(reps)
+            )
+            found = model.suffix[first] = (quantile(sums, 0.5), quantile(sums, 0.85))
+        return found

@@ -1,0 +1,180 @@
+"""Launch forecasts from observed stage durations, with the SLA fallback, on known histories."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from engine.forecast import (
+    Forecaster,
+    StageDurations,
+    durations_from_history,
+    path_stages,
+    seed_durations,
+)
+from engine.state import FeatureState, HistoryEntry
+from tests.factories import T0
+from workflows.model import Workflow
+
+DAY = timedelta(days=1)
+D = 86400.0
+
+
+def feature(stage: str, entered: datetime = T0, **changes: Any) -> FeatureState:
+    fields: dict[str, Any] = {
+        "id": "feat-1",
+        "workflow": "feature",
+        "stage": stage,
+        "created_at": T0,
+        "entered_stage_at": entered,
+    }
+    return FeatureState(**(fields | changes))
+
+
+def observed(per_stage: dict[str, list[float]]) -> Forecaster:
+    durations = StageDurations()
+    for stage, days in per_stage.items():
+        for d in days:
+            durations.observe("feature", stage, d * D)
+    return Forecaster(durations)
+
+
+def test_the_path_is_every_ordered_stage_before_launch(feature_workflow: Workflow) -> None:
+    assert path_stages(feature_workflow) == [
+        "idea",
+        "discovery",
+        "defined",
+        "prioritized",
+        "design",
+        "development",
+        "uat",
+        "launch_ready",
+    ]
+
+
+def test_constant_durations_give_one_date(feature_workflow: Workflow) -> None:
+    forecaster = observed({s: [2.0] * 5 for s in path_stages(feature_workflow)})
+    f = forecaster.forecast(feature("idea"), feature_workflow, T0 + DAY)
+    assert f is not None
+    # The rest of idea (entered at T0, 2 days), then 7 more stages of 2 days.
+    assert f.p50 == f.p85 == T0 + 16 * DAY
+    assert f.view(T0 + DAY) == {
+        "p50": "2024-01-17",
+        "p85": "2024-01-17",
+        "observations": 40,
+        "basis": "observed",
+    }
+
+
+def test_p50_and_p85_of_a_two_valued_stage(feature_workflow: Workflow) -> None:
+    forecaster = observed(
+        {s: [1.0] * 5 for s in path_stages(feature_workflow)[:-1]}
+        | {"launch_ready": [1.0] * 50 + [10.0] * 50}
+    )
+    f = forecaster.forecast(feature("launch_ready"), feature_workflow, T0)
+    assert f is not None
+    assert (f.p50, f.p85) == (T0 + DAY, T0 + 10 * DAY)
+    # The forecast holds until the time in stage passes the 1-day durations ...
+    assert f.holds_until == T0 + DAY
+    # ... after which only the 10-day ones remain possible.
+    later = forecaster.forecast(feature("launch_ready"), feature_workflow, T0 + 2 * DAY)
+    assert later is not None
+    assert (later.p50, later.p85) == (T0 + 10 * DAY, T0 + 10 * DAY)
+
+
+def test_later_stages_are_summed_by_monte_carlo(feature_workflow: Workflow) -> None:
+    # uat and launch_ready take 1 or 3 days: their sum is 2 (25%), 4 (50%) or 6 days (25%).
+    forecaster = observed(
+        {"development": [1.0] * 5, "uat": [1.0, 3.0] * 10, "launch_ready": [1.0, 3.0] * 10}
+    )
+    f = forecaster.forecast(feature("development"), feature_workflow, T0)
+    assert f is not None
+    assert (f.p50, f.p85) == (T0 + 5 * DAY, T0 + 7 * DAY)
+    assert f.observations == 45
+    # Deterministic: the same observations give the same forecast.
+    again = observed(
+        {"development": [1.0] * 5, "uat": [1.0, 3.0] * 10, "launch_ready": [1.0, 3.0] * 10}
+    ).forecast(feature("development"), feature_workflow, T0)
+    assert again == f
+
+
+def test_too_few_observations_fall_back_to_the_slas(feature_workflow: Workflow) -> None:
+    forecaster = observed({"uat": [1.0] * 4, "launch_ready": [1.0] * 4})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0 + 2 * DAY)
+    assert f is not None
+    # uat's SLA is 7 days (5 left), launch_ready's 7 days: 4 observations do not count.
+    assert (f.p50, f.p85) == (T0 + 14 * DAY, T0 + 14 * DAY)
+    assert (f.basis, f.observations) == ("sla", 0)
+
+
+def test_observed_and_sla_stages_mix(feature_workflow: Workflow) -> None:
+    forecaster = observed({"uat": [1.0] * 4, "launch_ready": [2.0] * 5})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0)
+    assert f is not None
+    assert f.p85 == T0 + 7 * DAY + 2 * DAY
+    assert (f.basis, f.observations) == ("mixed", 5)
+
+
+def test_an_overdue_feature_is_forecast_from_now_and_moves_with_time(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({"uat": [1.0] * 5, "launch_ready": [2.0] * 5})
+    now = T0 + 10 * DAY  # longer in uat than every observed uat
+    f = forecaster.forecast(feature("uat"), feature_workflow, now)
+    assert f is not None
+    assert f.moving and f.holds_until is None
+    assert f.p85 == now + 2 * DAY
+    assert f.at(now + 3 * DAY) == (now + 5 * DAY, now + 5 * DAY)
+    assert f.p85_date(now + 3 * DAY) == date(2024, 1, 16)
+
+
+def test_past_the_sla_with_no_observations_the_forecast_moves(feature_workflow: Workflow) -> None:
+    f = Forecaster().forecast(feature("launch_ready"), feature_workflow, T0 + 9 * DAY)
+    assert f is not None
+    assert f.moving and f.p50 == T0 + 9 * DAY
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        feature("launched", launched_at=T0),
+        feature("cancelled"),
+        feature("development", launched_at=T0),  # iterating after its launch
+    ],
+)
+def test_no_forecast_once_launched_or_cancelled(
+    feature_workflow: Workflow, state: FeatureState
+) -> None:
+    assert Forecaster().forecast(state, feature_workflow, T0) is None
+
+
+def line(
+    type: str, frm: str | None, to: str | None, hours: float, outcome: str = "applied"
+) -> HistoryEntry:
+    at = T0 + timedelta(hours=hours)
+    return HistoryEntry("e", "s", type, at, at, outcome, frm, to)
+
+
+def test_durations_are_replayed_from_a_history() -> None:
+    history = [
+        line("idea.submitted", None, "idea", 0),
+        line("discovery.started", "idea", "discovery", 24),
+        line("risk.raised", "discovery", "discovery", 30, "updated"),
+        line("feature.launched", "discovery", "discovery", 40, "rejected"),
+        line("feature.at_risk", "discovery", "discovery", 50, "updated"),
+        line("requirement.approved", "discovery", "defined", 72),
+        line("feature.prioritized", "defined", "prioritized", 60),  # dated before the entry
+    ]
+    found = [(stage, seconds) for stage, _, seconds in durations_from_history(history)]
+    assert found == [("idea", 24 * 3600.0), ("discovery", 48 * 3600.0), ("defined", 0.0)]
+
+
+def test_seeding_keeps_the_most_recent_durations() -> None:
+    durations = StageDurations(capacity=2)
+    old = [line("idea.submitted", None, "idea", 0), line("discovery.started", "idea", "x", 1)]
+    new = [line("idea.submitted", None, "idea", 10), line("discovery.started", "idea", "x", 15)]
+    mid = [line("idea.submitted", None, "idea", 5), line("discovery.started", "idea", "x", 8)]
+    assert seed_durations(durations, [("feature", new), ("feature", old), ("feature", mid)]) == 3
+    assert sorted(durations.samples("feature", "idea")) == [3 * 3600.0, 5 * 3600.0]
