@@ -235,26 +235,20 @@ def _move(
         version=state.version + 1,
         uat_failures=state.uat_failures + (1 if move.transition.rework else 0),
         launched_at=launched_at,
-        visited=_visit(state.visited, (*move.skipped, dest)),
+        visited=_visit(state.visited, move.skipped, dest),
         seen=add_key(state.seen, event.key),
     )
-    entries.append(_entry(event, received_at, APPLIED, state.stage, dest, move.skipped))
+    entry = HistoryEntry(
+        event.id, event.source, event.type, event.time, received_at, APPLIED,
+        state.stage, dest, move.skipped, None,
+    )  # fmt: skip
     return Outcome(
-        APPLIED,
-        state.id,
-        workflow.name,
-        new,
-        previous,
-        tuple(entries),
-        from_stage=state.stage,
-        to_stage=dest,
-        skipped=move.skipped,
-        stage_duration=duration,
-        lead_time=lead_time,
-        reentered=reentered,
-    )
+        APPLIED, state.id, workflow.name, new, previous, (*entries, entry), None,
+        state.stage, dest, move.skipped, duration, lead_time, reentered,
+    )  # fmt: skip
 
 
-def _visit(visited: tuple[str, ...], stages: tuple[str, ...]) -> tuple[str, ...]:
-    new = tuple(s for s in stages if s not in visited)
-    return (*visited, *new) if new else visited
+def _visit(visited: tuple[str, ...], skipped: tuple[str, ...], dest: str) -> tuple[str, ...]:
+    if skipped:
+        visited = (*visited, *[s for s in skipped if s not in visited])
+    return visited if dest in visited else (*visited, dest)

@@ -175,7 +175,7 @@ class OldestTimestamp(Collector):
     Items (feature ids, never labels) enter with :meth:`enter` and leave with :meth:`leave`.
     Lazy-deletion heaps keep both O(log n) without a copy of every item's place: whether a
     heap entry is still current is asked of ``is_current`` (the owner's store) when a scrape
-    reaches it, and a heap is compacted when stale entries outnumber live ones.
+    reaches it, and a heap is compacted when stale entries outnumber live ones threefold.
     """
 
     def __init__(
@@ -201,7 +201,7 @@ class OldestTimestamp(Collector):
             heap = self.heaps[labels] = []
         heapq.heappush(heap, (timestamp, item))
         live = self.live[labels] = self.live.get(labels, 0) + 1
-        if len(heap) > 2 * live + 64:
+        if len(heap) > 4 * live + 1024:
             heap[:] = [e for e in heap if self.is_current(e[1], labels, e[0])]
             heapq.heapify(heap)
 
