@@ -1,0 +1,206 @@
+"""Benchmark of the streaming mode against a raw Kafka consumer, on a real broker.
+
+Produces 200,000 events (20,000 features, each through its lifecycle, features interleaved)
+to a fresh 8-partition topic, then measures in the same run:
+
+(a) raw: an aiokafka consumer that only reads every record and decodes it (``json.loads``);
+(b) worker: a real ``lifecycle`` streaming worker (a subprocess, RocksDB table, changelog,
+    transitions topic) processing the same records to their final states.
+
+Both rates are records per second from the first record handled to the last, so the
+worker's start-up (group join, table recovery) is left out, as a consumer's would be. The
+worker's span is read from its own ``/metrics``. Prints both rates and the ratio (target:
+the worker reaches at least 50% of the raw consumer).
+
+Run: ``make bench`` (which starts the local broker), or
+``python bench/streaming.py [--events N] [--bootstrap host:port]`` with ``KAFKA_BOOTSTRAP``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+PARTITIONS = 8
+PER_FEATURE = 10
+
+
+def _make_events(features: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) records: the same event mix as ``bench/core.py``."""
+    spec = importlib.util.spec_from_file_location("bench_core", ROOT / "bench" / "core.py")
+    assert spec is not None and spec.loader is not None
+    core = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
+    out = []
+    for value in core.make_events(features, PER_FEATURE):
+        subject = json.loads(value)["subject"]
+        out.append((subject.encode(), value))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+    """Create ``topic`` and write ``records`` to it; returns the seconds it took."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        batch = []
+        for key, value in records:
+            batch.append(await producer.send(topic, value, key=key))
+            if len(batch) >= 20_000:
+                await asyncio.gather(*batch)
+                batch.clear()
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
+    """Read every record of ``topic`` and ``json.loads`` it; returns records per second."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    first = last = 0.0
+    try:
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                if not first:
+                    first = time.perf_counter()
+                for record in records:
+                    json.loads(record.value)
+                seen += len(records)
+            last = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return seen / (last - first)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _metrics(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, _, value = line.rpartition(" ")
+        family = name.split("{")[0]
+        found[family] = found.get(family, 0.0) + float(value)
+    return found
+
+
+def worker_rate(bootstrap: str, topic: str, expected: int, timeout: float) -> float:
+    """Run a worker over ``topic`` until it processed ``expected`` records; records/s."""
+    data_dir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LIFECYCLE_BROKER": f"kafka://{bootstrap}",
+        "LIFECYCLE_EVENTS_TOPIC": topic,
+        "LIFECYCLE_TRANSITIONS_TOPIC": f"{topic}.transitions",
+        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
+        "LIFECYCLE_DATA_DIR": str(data_dir),
+        "LIFECYCLE_HTTP_PORT": str(port),
+        "LIFECYCLE_PARTITIONS": str(PARTITIONS),
+    }
+    log = open(data_dir / "worker.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.streaming.worker"], env=env, stdout=log, stderr=log
+    )
+    first = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {data_dir / 'worker.log'}")
+            try:
+                m = _metrics(url)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            done = m.get("lifecycle_events_total", 0.0)
+            if done and first is None:
+                first = time.time()
+                first_done = done
+            if done >= expected:
+                last = m["lifecycle_last_event_processed_timestamp_seconds"]
+                assert first is not None
+                # The first poll saw ``first_done`` records already done: count them out.
+                return (done - first_done) / (last - first)
+            time.sleep(0.05)
+        raise TimeoutError(f"the worker did not finish in {timeout:.0f}s ({data_dir})")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    features = max(1, args.events // PER_FEATURE)
+    records = _make_events(features)
+    topic = f"bench.{uuid.uuid4().hex[:8]}.events"
+    print(f"producing {len(records):,} events ({features:,} features) to {topic} ...")
+    took = asyncio.run(produce(args.bootstrap, topic, records))
+    print(f"  produced in {took:.1f}s")
+    raw = asyncio.run(raw_consume(args.bootstrap, topic, len(records)))
+    print(f"raw aiokafka consumer (read + json.loads): {raw:12,.0f} events/s")
+    worker = worker_rate(args.bootstrap, topic, len(records), args.timeout)
+    print(f"lifecycle worker (to final state):         {worker:12,.0f} events/s")
+    ratio = worker / raw
+    print(f"ratio worker/raw: {ratio:.2f} (target >= 0.50)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

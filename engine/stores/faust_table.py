@@ -1,0 +1,188 @@
+"""The Faust-table store of the streaming mode: one table record per feature.
+
+A record holds the feature's state, its whole history and the input offset of the last event
+applied to it, as one JSON value::
+
+    {"state": {...}, "history": [{...}, ...], "offset": 41}
+
+so a single table write (and its single changelog record) carries the new state, its history
+lines and the idempotency keys (``state.seen``) atomically: after a crash the table holds all
+of an event or none of it. ``offset`` lets the worker recognise a record redelivered after a
+crash (its offset is not above the stored one) and skip it, instead of adding a second,
+``duplicate`` history line for an event that was applied once.
+
+Writes are buffered: :meth:`FaustTableStore.commit` changes only this object's cache, and
+:meth:`FaustTableStore.flush` (called by the agent after each batch, before the batch's
+offsets are acknowledged) writes each changed feature once. Reads see the buffered changes.
+Decoded records stay cached between batches (this store is the only writer of its
+partitions; up to ``cache_size`` records, then the cache starts over), and the worker calls
+:meth:`FaustTableStore.forget` when a rebalance moves partitions. Only the worker's own
+partitions are readable (the HTTP layer routes other reads).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.streams import _current_event
+
+from engine.processor import Outcome
+from engine.state import FeatureState, HistoryEntry
+
+
+@dataclass(slots=True)
+class _Record:
+    state: FeatureState
+    history: list[dict[str, Any]] = field(default_factory=list)
+    offset: int | None = None
+
+
+def encode_record(state: FeatureState, history: list[dict[str, Any]], offset: int | None) -> bytes:
+    """The table value of one feature (see the module docstring)."""
+    record = {"state": state.to_dict(), "history": history, "offset": offset}
+    return json.dumps(record, separators=(",", ":")).encode("utf-8")
+
+
+def decode_record(value: bytes | str) -> tuple[FeatureState, list[dict[str, Any]], int | None]:
+    """The state, history (JSON dicts) and offset of a table value."""
+    record = json.loads(value)
+    return FeatureState.from_dict(record["state"]), record["history"], record.get("offset")
+
+
+class FaustTableStore:
+    """A :class:`~engine.stores.base.FeatureStore` over a Faust table (or any mapping).
+
+    Args:
+        table: a Faust ``Table`` with ``str`` keys (the feature id) and ``bytes`` values
+            (raw serializer); a plain ``dict`` works too, for tests.
+        cache_size: how many decoded records to keep between batches.
+
+    Attributes:
+        position: the input offset the agent is applying now; :meth:`commit` stores it in
+            the feature's record. ``None`` outside the agent (nothing is stored then).
+    """
+
+    def __init__(self, table: MutableMapping[str, bytes], cache_size: int = 100_000) -> None:
+        self._table = table
+        self.cache_size = cache_size
+        self._cache: dict[str, _Record | None] = {}
+        self._dirty: dict[str, None] = {}
+        self.position: int | None = None
+
+    # -- the FeatureStore port -------------------------------------------------------------
+
+    def get(self, feature_id: str) -> FeatureState | None:
+        record = self._record(feature_id)
+        return record.state if record is not None else None
+
+    def commit(self, outcome: Outcome) -> None:
+        state = outcome.state
+        if state is None or not (outcome.entries or outcome.changed):
+            return
+        lines = [e.to_dict() for e in outcome.entries]  # may raise: nothing changed yet
+        record = self._record(state.id)
+        if record is None:
+            record = self._cache[state.id] = _Record(state)
+        record.state = state
+        record.history.extend(lines)
+        if self.position is not None:
+            record.offset = self.position
+        self._dirty[state.id] = None
+
+    def history(self, feature_id: str) -> list[HistoryEntry]:
+        record = self._record(feature_id)
+        if record is None:
+            return []
+        return [HistoryEntry.from_dict(d) for d in record.history]
+
+    def features(self) -> Iterator[FeatureState]:
+        seen: set[str] = set()
+        for fid, record in list(self._cache.items()):
+            seen.add(fid)
+            if record is not None:
+                yield record.state
+        for fid, value in list(self._table.items()):
+            if fid not in seen:
+                yield decode_record(value)[0]
+
+    def __len__(self) -> int:
+        extra = sum(1 for fid, r in self._cache.items() if r is not None and fid not in self._table)
+        return len(self._table) + extra
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._dirty.clear()
+
+    # -- streaming additions ---------------------------------------------------------------
+
+    def offset(self, feature_id: str) -> int | None:
+        """The input offset of the last event stored for the feature (``None``: none)."""
+        record = self._record(feature_id)
+        return record.offset if record is not None else None
+
+    def raw_history(self, feature_id: str) -> list[dict[str, Any]]:
+        """The feature's history lines as stored (JSON dicts), oldest first."""
+        record = self._record(feature_id)
+        return list(record.history) if record is not None else []
+
+    @property
+    def pending(self) -> list[str]:
+        """Features changed since the last :meth:`flush`, in the order first changed."""
+        return list(self._dirty)
+
+    def flush(self, before_write: Callable[[str], None] | None = None) -> int:
+        """Write every changed feature to the table once; returns how many were written.
+
+        Args:
+            before_write: called with the feature id just before its write; the agent uses it
+                to make an event of that feature's partition current, which is where Faust
+                sends the changelog record and which RocksDB partition it writes.
+        """
+        written = 0
+        for fid in list(self._dirty):
+            record = self._cache.get(fid)
+            if record is None:
+                continue
+            if before_write is not None:
+                before_write(fid)
+            self._table[fid] = encode_record(record.state, record.history, record.offset)
+            written += 1
+        self._dirty.clear()
+        if len(self._cache) > self.cache_size:
+            self._cache.clear()
+        return written
+
+    def forget(self) -> None:
+        """Drop the cache of records read (after a rebalance moved partitions), keeping
+        changes not flushed yet."""
+        self._cache = {fid: self._cache[fid] for fid in self._dirty if fid in self._cache}
+
+    def _lookup(self, feature_id: str) -> bytes | None:
+        """The stored value, whichever partition holds it.
+
+        Faust's RocksDB store reads only the partition of the *current event* when there is
+        one, but the engine also reads other features while applying an event (the metrics
+        ask whether a feature is still in a stage), so reads are made with no current event:
+        the store then finds the key's partition itself.
+        """
+        token = _current_event.set(None)
+        try:
+            return self._table.get(feature_id)
+        finally:
+            _current_event.reset(token)
+
+    def _record(self, feature_id: str) -> _Record | None:
+        try:
+            return self._cache[feature_id]
+        except KeyError:
+            pass
+        value = self._lookup(feature_id)
+        record = None
+        if value is not None:
+            state, history, offset = decode_record(value)
+            record = _Record(state, history, offset)
+        self._cache[feature_id] = record
+        return record

@@ -1,0 +1,342 @@
+"""The Faust app of a streaming worker: topics, the feature table and the events agent.
+
+Built by :func:`create_app` from plain values (:class:`StreamingConfig`), so tests and the
+benchmark build one without environment variables; :mod:`engine.streaming.worker` is the
+composition root that reads the settings, adds the HTTP API and runs it.
+
+The agent is thin (STYLE.md 4): per batch of records it decodes each one, applies it with
+:meth:`engine.service.Engine.apply` against the table store, sends one CloudEvent per stage
+change to the transitions topic and every malformed record to the dead-letter topic, then
+writes each changed feature's table record once. Faust acknowledges a batch's records only
+after that (``Stream.take_events``), so offsets are committed after processing: delivery is
+at least once, and the per-feature input offset kept in the table record makes a redelivered
+record a no-op. Concurrency stays 1 (faust-streaming issue 606).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import faust.streams as faust_streams
+
+from engine.observe import Recorder
+from engine.processor import APPLIED, Outcome
+from engine.service import Engine
+from engine.state import HistoryEntry, iso
+from engine.stores.faust_table import FaustTableStore
+from engine.streaming import codec
+from events.envelope import Event, to_event, utc_now
+from events.errors import MalformedEvent
+from metrics.bundle import LifecycleMetrics
+from workflows.loader import Workflows
+
+log = logging.getLogger(__name__)
+
+STAGE_CHANGED = "lifecycle.stage.changed"
+"""CloudEvent type of the records of the transitions topic."""
+TABLE_NAME = "features"
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Plain settings of one worker.
+
+    Attributes:
+        app_id: the Faust app id: the consumer group, and the prefix of the changelog topic.
+        broker: ``kafka://host:port[;host:port]``.
+        data_dir: where the table's RocksDB files live (one folder per app id).
+        canonical_url: the base URL of this worker's HTTP API, which other workers use to
+            route reads of the features this worker owns.
+        store: ``rocksdb://`` (RocksDB via rocksdict) in production, ``memory://`` in unit tests.
+        batch_size / batch_within: at most this many records per batch, waiting at most
+            this many seconds to fill one.
+    """
+
+    app_id: str = "lifecycle"
+    broker: str = "kafka://127.0.0.1:9092"
+    data_dir: Path = Path("var/worker")
+    canonical_url: str = "http://127.0.0.1:8000"
+    partitions: int = 8
+    events_topic: str = "lifecycle.events"
+    transitions_topic: str = "lifecycle.transitions"
+    dlq_topic: str = "lifecycle.events.dlq"
+    processing_guarantee: str = "at_least_once"
+    store: str = "rocksdb://"
+    """``rocksdb://`` is RocksDB through ``rocksdict`` (Faust uses it when installed)."""
+    batch_size: int = 1000
+    batch_within: float = 0.05
+    source: str = "lifecycle/engine"
+    """``source`` of the stage-change CloudEvents this worker publishes."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
+
+
+def make_current(record: Any) -> None:
+    """Make ``record`` the current event of this task, as Faust does when a stream yields it.
+
+    Faust finds the partition of a table write (its changelog partition and RocksDB
+    partition store) and, under exactly-once, the transaction of a send from the current
+    event. A batch from ``take_events`` has none of its own, so the agent sets it per record.
+    Only the task's context variable is set, never ``Stream.current_event``: ``take_events``
+    reads that attribute to collect the events it acknowledges.
+    """
+    faust_streams._current_event.set(weakref.ref(record))
+
+
+def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) -> dict[str, Any]:
+    """The CloudEvent announcing a stage change (``outcome`` applied, from != to).
+
+    Its ``id`` is derived from the cause (``source``, ``event_id``), so if a crash makes the
+    worker publish it again, consumers see the same id and can drop the repeat.
+    """
+    digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
+    state = outcome.state
+    return {
+        "specversion": "1.0",
+        "id": f"stage-changed-{digest}",
+        "source": ce_source,
+        "type": STAGE_CHANGED,
+        "subject": outcome.feature,
+        "time": iso(state.entered_stage_at) if state is not None else None,
+        "datacontenttype": "application/json",
+        "data": {
+            "feature": outcome.feature,
+            "workflow": outcome.workflow,
+            "from_stage": outcome.from_stage,
+            "to_stage": outcome.to_stage,
+            "skipped": list(outcome.skipped),
+            "event_id": event_id,
+            "event_source": source,
+            "version": state.version if state is not None else None,
+        },
+    }
+
+
+def is_stage_change(outcome: Outcome) -> bool:
+    """Whether an outcome moved an existing feature to another stage."""
+    return (
+        outcome.outcome == APPLIED
+        and outcome.from_stage is not None
+        and outcome.from_stage != outcome.to_stage
+    )
+
+
+class LifecycleApp:
+    """One worker's Faust app, its topics and table, and the engine its agent drives.
+
+    Args:
+        config: the worker's settings.
+        workflows: the loaded workflow definitions.
+        metrics: the worker's metrics bundle; ``None`` counts nothing.
+        clock: the edge's clock for ``received_at`` (tests pass a fixed one).
+    """
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        workflows: Workflows,
+        metrics: LifecycleMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.workflows = workflows
+        self.metrics = metrics
+        self.clock = clock
+        self.app = faust.App(
+            config.app_id,
+            broker=config.broker,
+            store=config.store,
+            datadir=str(config.data_dir),
+            topic_partitions=config.partitions,
+            processing_guarantee=config.processing_guarantee,
+            web_enabled=False,
+            canonical_url=config.canonical_url,
+            autodiscover=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            producer_linger=0.005,  # lets changelog and transition records share requests
+            **config.extra,
+        )
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw"}
+        self.events = self.app.topic(
+            config.events_topic,
+            partitions=config.partitions,
+            internal=True,
+            value_serializer="raw",
+            **raw,
+        )
+        self.transitions = self.app.topic(
+            config.transitions_topic,
+            partitions=config.partitions,
+            internal=True,
+            value_serializer="raw",
+            **raw,
+        )
+        self.dlq = self.app.topic(
+            config.dlq_topic,
+            partitions=config.partitions,
+            internal=True,
+            value_serializer="raw",
+            **raw,
+        )
+        self.table = self.app.Table(
+            TABLE_NAME,
+            key_type=str,
+            value_type=bytes,  # raw: the store encodes its own JSON record
+            partitions=config.partitions,
+        )
+        self.store = FaustTableStore(self.table)
+        self.recorder = Recorder(metrics, workflows.event_types) if metrics is not None else None
+        # No restore at construction: the table is empty until Faust recovers it; the worker
+        # recounts the gauges once its partitions are recovered (worker.Housekeeping).
+        self.engine = Engine(workflows, self.store)
+        self.engine.recorder = self.recorder
+        if self.recorder is not None:
+            self.recorder.attach(self.store.get)
+        self.positions: dict[int, int] = {}
+        """The last input offset processed, per partition (for consumer lag)."""
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.agent = self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(
+            self._run
+        )
+
+    async def _on_revoked(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Partitions are moving: cached records may soon be written by another worker."""
+        self.store.forget()
+
+    async def _run(self, stream: Any) -> None:
+        """The agent: batches of records in, outcomes stored, outputs sent."""
+        await self.transitions.maybe_declare()
+        await self.dlq.maybe_declare()
+        async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
+            await self.handle_batch(batch, stream)
+
+    async def handle_batch(self, batch: list[Any], stream: Any) -> None:
+        """Apply a batch of Faust events in order, then write the changed table records."""
+        received_at = self.clock()
+        last_of: dict[str, Any] = {}
+        for record in batch:
+            make_current(record)
+            started = time.perf_counter()
+            fid = await self.handle(record, received_at)
+            if fid is not None:
+                last_of[fid] = record
+            message = record.message
+            self.positions[message.partition] = message.offset
+            if self.metrics is not None and fid is not None:
+                self.metrics.processing.observe(time.perf_counter() - started)
+
+        self.store.flush(lambda fid: make_current(last_of[fid]))
+        if self.metrics is not None:
+            self.metrics.last_processed.set(time.time())
+
+    async def handle(self, record: Any, received_at: datetime) -> str | None:
+        """Process one record; returns the feature it touched (``None``: none)."""
+        message = record.message
+        decoded = codec.decode(message.key, message.value, message.headers)
+        if isinstance(decoded, codec.DeadLetter):
+            await self.dead_letter(message, decoded)
+            return None
+        try:
+            event = to_event(decoded, self.workflows.event_types, received_at)
+        except MalformedEvent as err:
+            await self.dead_letter(message, codec.DeadLetter(codec.INVALID_EVENT, str(err)))
+            return None
+        if event is None:
+            self.engine.ignored(decoded.type)
+            return None
+        try:
+            return await self.apply(event, message.offset, received_at)
+        except Exception as err:
+            log.exception("processing %s/%s failed", event.source, event.id)
+            letter = codec.DeadLetter(codec.PROCESSING_ERROR, f"{type(err).__name__}: {err}")
+            await self.dead_letter(message, letter)
+            return None
+
+    async def apply(self, event: Event, offset: int, received_at: datetime) -> str:
+        """Apply a valid event unless this record was already applied before a crash."""
+        stored = self.store.offset(event.feature)
+        if stored is not None and offset <= stored:
+            await self._resend(event)
+            return event.feature
+        self.store.position = offset
+        outcome = self.engine.apply(event, received_at)
+        self.store.position = None
+        if is_stage_change(outcome):
+            await self._send_transition(outcome, event.id, event.source)
+        return event.feature
+
+    async def _resend(self, event: Event) -> None:
+        """Publish again the stage change a redelivered record caused (same CloudEvent id).
+
+        Its history line is in the table record, but whether its stage change reached the
+        transitions topic before the crash is unknown: at least once, then.
+        """
+        for entry in self.store.raw_history(event.feature):
+            if entry["event_id"] == event.id and entry["source"] == event.source:
+                line = HistoryEntry.from_dict(entry)
+                state = self.store.get(event.feature)
+                if line.outcome == APPLIED and line.from_stage not in (None, line.to_stage):
+                    outcome = Outcome(
+                        APPLIED,
+                        event.feature,
+                        state.workflow if state else "",
+                        state,
+                        state,
+                        from_stage=line.from_stage,
+                        to_stage=line.to_stage,
+                        skipped=line.skipped,
+                    )
+                    await self._send_transition(outcome, event.id, event.source)
+
+    async def _send_transition(self, outcome: Outcome, event_id: str, source: str) -> None:
+        # Buffered: Faust flushes its producer buffer before it commits the batch's offsets.
+        value = codec.encode(stage_changed(outcome, event_id, source, self.config.source))
+        self.transitions.send_soon(
+            key=outcome.feature.encode("utf-8"),
+            value=value,
+            headers=[("content-type", b"application/cloudevents+json")],
+        )
+
+    async def dead_letter(self, message: Any, letter: codec.DeadLetter) -> None:
+        """Send a record to the dead-letter topic as it came, with the reason in a header."""
+        headers = codec.dead_letter_headers(
+            message.headers,
+            letter,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        await self.dlq.send(key=message.key, value=message.value, headers=headers)
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(letter.reason).inc()
+        log.warning(
+            "dead-lettered %s/%s/%s: %s (%s)",
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.reason,
+            letter.detail,
+        )
+
+
+def create_app(
+    config: StreamingConfig,
+    workflows: Workflows,
+    metrics: LifecycleMetrics | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> LifecycleApp:
+    """A worker's Faust app; not started (a :class:`faust.Worker` runs it)."""
+    return LifecycleApp(config, workflows, metrics, clock)
+
+
+__all__ = ["STAGE_CHANGED", "LifecycleApp", "StreamingConfig", "create_app"]

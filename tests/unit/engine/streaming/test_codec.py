@@ -1,0 +1,81 @@
+"""Kafka records -> CloudEvent or the reason they are dead-lettered."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.streaming import codec
+from events.envelope import CloudEvent
+
+
+def event(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "ci/build",
+        "type": "build.started",
+        "subject": "feat-1",
+        "time": "2026-01-01T00:00:00Z",
+    }
+    base.update(changes)
+    return base
+
+
+def test_structured_record_decodes() -> None:
+    ce = codec.decode(b"feat-1", json.dumps(event()).encode(), [])
+    assert isinstance(ce, CloudEvent) and ce.subject == "feat-1" and ce.type == "build.started"
+
+
+def test_binary_mode_takes_attributes_from_ce_headers_and_data_from_the_value() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"e2"),
+        ("ce_source", b"ci/build"),
+        ("ce_type", b"build.shipped"),
+        ("ce_subject", b"feat-1"),
+        ("content-type", b"application/json"),
+    ]
+    ce = codec.decode(b"feat-1", b'{"build": "1.2"}', headers)
+    assert isinstance(ce, CloudEvent)
+    assert ce.id == "e2" and ce.data == {"build": "1.2"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers", "reason"),
+    [
+        (b"feat-1", b"{nope", [], codec.NOT_JSON),
+        (b"feat-1", None, [], codec.NOT_JSON),
+        (b"feat-1", json.dumps({"id": "x"}).encode(), [], codec.INVALID_CLOUDEVENT),
+        (b"feat-1", b"[1, 2]", [], codec.INVALID_CLOUDEVENT),
+        (None, json.dumps(event()).encode(), [], codec.NO_KEY),
+        (b"", json.dumps(event()).encode(), [], codec.NO_KEY),
+        (b"other", json.dumps(event()).encode(), [], codec.KEY_MISMATCH),
+        (b"feat-1", b"{nope", [("ce_specversion", b"1.0"), ("ce_id", b"x")], codec.NOT_JSON),
+        (b"feat-1", b"{}", [("ce_specversion", b"1.0")], codec.INVALID_CLOUDEVENT),
+    ],
+)
+def test_malformed_records_get_a_reason(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], reason: str
+) -> None:
+    letter = codec.decode(key, value, headers)
+    assert isinstance(letter, codec.DeadLetter)
+    assert letter.reason == reason
+    assert letter.detail
+
+
+def test_an_event_without_subject_is_not_a_key_mismatch() -> None:
+    """Foreign CloudEvents without a subject pass through (and are then ignored)."""
+    ce = codec.decode(b"k", json.dumps(event(subject=None, type="x.y")).encode(), [])
+    assert isinstance(ce, CloudEvent)
+
+
+def test_dead_letter_headers_keep_the_original_and_add_reason_and_origin() -> None:
+    letter = codec.DeadLetter(codec.NOT_JSON, "bad")
+    headers = dict(
+        codec.dead_letter_headers([("trace", b"1")], letter, topic="t", partition=3, offset=7)
+    )
+    assert headers["trace"] == b"1"
+    assert headers[codec.REASON_HEADER] == b"not_json"
+    assert headers["lifecycle_dlq_origin"] == b"t/3/7"
