@@ -28,8 +28,10 @@ from typing import Any
 import faust
 import faust.streams as faust_streams
 
+from engine.forecast import Forecaster
 from engine.observe import Recorder
 from engine.processor import APPLIED, Outcome
+from engine.risk_monitor import RiskMonitor, RiskSignal
 from engine.service import Engine
 from engine.state import HistoryEntry, iso
 from engine.stores.faust_table import FaustTableStore
@@ -202,6 +204,17 @@ class LifecycleApp:
         self.engine.recorder = self.recorder
         if self.recorder is not None:
             self.recorder.attach(self.store.get)
+        # Risk: reasons kept current as events arrive (and by the worker's timer as time
+        # passes); their CloudEvents go to the transitions topic after each batch.
+        self.signals: list[RiskSignal] = []
+        self.monitor = RiskMonitor(
+            workflows,
+            Forecaster(),
+            publish=self.signals.append,
+            metrics=metrics,
+            source=config.source,
+        )
+        self.engine.on_outcome = self.monitor.observe
         self.positions: dict[int, int] = {}
         """The last input offset processed, per partition (for consumer lag)."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
@@ -236,8 +249,23 @@ class LifecycleApp:
                 self.metrics.processing.observe(time.perf_counter() - started)
 
         self.store.flush(lambda fid: make_current(last_of[fid]))
+        await self.send_signals()
         if self.metrics is not None:
             self.metrics.last_processed.set(time.time())
+
+    async def send_signals(self) -> None:
+        """Publish the risk CloudEvents (``feature.at_risk``/``risk_cleared``) raised so far.
+
+        At least once, like stage changes; they are not written into the table's history.
+        """
+        pending = self.signals[:]
+        self.signals.clear()  # keep the list object: ``publish`` is bound to its append
+        for signal in pending:
+            self.transitions.send_soon(
+                key=signal.feature.encode("utf-8"),
+                value=codec.encode(signal.cloud_event),
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
 
     async def handle(self, record: Any, received_at: datetime) -> str | None:
         """Process one record; returns the feature it touched (``None``: none)."""

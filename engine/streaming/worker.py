@@ -29,6 +29,7 @@ from aiokafka.partitioner import murmur2
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from engine.forecast import seed_forecasts
 from engine.http.api import build_app
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import Incoming
@@ -347,7 +348,14 @@ class Housekeeping:
         oldest = self.m.stage_oldest_entry
         oldest.heaps.clear()
         oldest.live.clear()
-        recorder.restore(self.lapp.store.features())
+        states = list(self.lapp.store.features())
+        recorder.restore(states)
+        monitor = self.lapp.monitor
+        monitor.reset()
+        seed_forecasts(
+            monitor.forecaster.durations, states, self.lapp.store.history, self.lapp.workflows
+        )
+        monitor.restore(states, self.lapp.clock())
 
 
 class WorkerServices(Service):
@@ -404,6 +412,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         workflows=workflows,
         metrics=metrics,
         api_token=settings.api_token,
+        assess=lapp.monitor.assessment,
     )
     web_app.add_routes(internal_routes(lapp))
     housekeeping = Housekeeping(lapp, metrics)
@@ -414,6 +423,17 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
             await housekeeping.tick()
         except Exception:  # a gauge must never stop the worker
             log.exception("worker housekeeping failed")
+
+    @lapp.app.timer(settings.risk_interval)
+    async def risk_tick() -> None:
+        """Find features whose SLA or target passed with no event arriving."""
+        if lapp.app.rebalancing:
+            return
+        try:
+            lapp.monitor.tick(lapp.clock())
+            await lapp.send_signals()
+        except Exception:  # risk upkeep must never stop the worker
+            log.exception("worker risk evaluation failed")
 
     return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping)
 
