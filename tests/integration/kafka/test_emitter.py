@@ -7,7 +7,6 @@ Without a broker these tests skip, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import uuid
@@ -25,21 +24,6 @@ from events.envelope import to_event
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def kafka_bootstrap() -> str:
-    """The broker's ``host:port``; skips (fails under ``CI=true``) when none answers."""
-    servers = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    host, _, port = servers.split(",")[0].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as err:
-        message = f"no Kafka broker at {servers} ({err}); start one: bash deploy/kafka/kafka.sh up"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return servers
 
 
 @pytest.fixture
