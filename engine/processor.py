@@ -228,15 +228,14 @@ def _move(
         lead_time = max(0.0, (at - state.created_at).total_seconds())
     # Re-entering a stage reached (or passed over) before is rework.
     reentered = dest in state.visited
-    new = state.evolve(
-        **changes,
-        stage=dest,
-        entered_stage_at=at,
-        version=state.version + 1,
-        uat_failures=state.uat_failures + (1 if move.transition.rework else 0),
-        launched_at=launched_at,
-        visited=_visit(state.visited, move.skipped, dest),
-        seen=add_key(state.seen, event.key),
+    new = state.evolve(changes) if changes else state
+    new = new.moved(
+        dest,
+        at,
+        new.uat_failures + (1 if move.transition.rework else 0),
+        launched_at,
+        _visit(state.visited, move.skipped, dest),
+        add_key(state.seen, event.key),
     )
     entry = HistoryEntry(
         event.id, event.source, event.type, event.time, received_at, APPLIED,

@@ -78,11 +78,33 @@ class FeatureState(NamedTuple):
     def risks(self) -> dict[str, Risk]:
         return self.open_risks or {}
 
-    def evolve(self, **changes: Any) -> FeatureState:
+    def evolve(self, changes: dict[str, Any] | None = None, /, **more: Any) -> FeatureState:
         """A copy with ``changes`` applied (``_replace`` without its per-call overhead)."""
         values = list(self)
-        for name, value in changes.items():
+        for name, value in (changes or {}).items():
             values[_INDEX[name]] = value
+        for name, value in more.items():
+            values[_INDEX[name]] = value
+        return tuple.__new__(FeatureState, values)
+
+    def moved(
+        self,
+        stage: str,
+        entered_stage_at: datetime,
+        uat_failures: int,
+        launched_at: datetime | None,
+        visited: tuple[str, ...],
+        seen: Keys,
+    ) -> FeatureState:
+        """A copy in a new stage, one version later: the processor's most common change."""
+        values = list(self)
+        values[_STAGE] = stage
+        values[_ENTERED] = entered_stage_at
+        values[_VERSION] = self.version + 1
+        values[_UAT_FAILURES] = uat_failures
+        values[_LAUNCHED_AT] = launched_at
+        values[_VISITED] = visited
+        values[_SEEN] = seen
         return tuple.__new__(FeatureState, values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +173,9 @@ class FeatureState(NamedTuple):
 
 
 _INDEX = {name: i for i, name in enumerate(FeatureState._fields)}
+_STAGE, _ENTERED, _VERSION = _INDEX["stage"], _INDEX["entered_stage_at"], _INDEX["version"]
+_UAT_FAILURES, _LAUNCHED_AT = _INDEX["uat_failures"], _INDEX["launched_at"]
+_VISITED, _SEEN = _INDEX["visited"], _INDEX["seen"]
 
 
 def _keys(items: list[str] | tuple[str, ...]) -> Keys:

@@ -214,15 +214,16 @@ def _content_problems(
 def _typed(ce: CloudEvent, data: EventData, received_at: datetime) -> Event:
     assert ce.subject is not None
     time = ce.time.astimezone(UTC) if ce.time is not None else received_at
-    workflow = ce.model_extra.get("workflow") if ce.model_extra else None
+    extra = ce.__pydantic_extra__
+    workflow = extra.get("workflow") if extra else None
     return Event(
-        id=ce.id,
-        source=intern(ce.source),  # Few distinct values, kept in every history line.
-        type=intern(ce.type),
-        feature=ce.subject,
-        time=time,
-        data=data,
-        workflow=workflow if isinstance(workflow, str) else None,
+        ce.id,
+        intern(ce.source),  # Few distinct values, kept in every history line.
+        intern(ce.type),
+        ce.subject,
+        time,
+        data,
+        workflow if isinstance(workflow, str) else None,
     )
 
 
