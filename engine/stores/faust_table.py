@@ -38,6 +38,21 @@ class _Record:
     state: FeatureState
     history: list[dict[str, Any]] = field(default_factory=list)
     offset: int | None = None
+    lines: list[str] = field(default_factory=list)
+    """The JSON text of the first ``len(lines)`` history lines (each encoded once)."""
+
+    def encode(self) -> bytes:
+        """:func:`encode_record` of this record, byte for byte, re-encoding only new lines."""
+        lines, history = self.lines, self.history
+        if len(lines) < len(history):
+            lines.extend(_dumps(h) for h in history[len(lines) :])
+        state = _dumps(self.state.to_dict())
+        text = f'{{"state":{state},"history":[{",".join(lines)}],"offset":{_dumps(self.offset)}}}'
+        return text.encode("utf-8")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def encode_record(state: FeatureState, history: list[dict[str, Any]], offset: int | None) -> bytes:
@@ -141,19 +156,25 @@ class FaustTableStore:
                 to make an event of that feature's partition current, which is where Faust
                 sends the changelog record and which RocksDB partition it writes.
         """
-        written = 0
-        for fid in list(self._dirty):
-            record = self._cache.get(fid)
-            if record is None:
-                continue
+        changes = self.drain()
+        for fid, value in changes:
             if before_write is not None:
                 before_write(fid)
-            self._table[fid] = encode_record(record.state, record.history, record.offset)
-            written += 1
+            self._table[fid] = value
+        return len(changes)
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        """The table value of every feature changed since the last flush or drain, in the
+        order first changed; the caller writes them (the store forgets they changed)."""
+        changes = []
+        for fid in self._dirty:
+            record = self._cache.get(fid)
+            if record is not None:
+                changes.append((fid, record.encode()))
         self._dirty.clear()
         if len(self._cache) > self.cache_size:
             self._cache.clear()
-        return written
+        return changes
 
     def forget(self) -> None:
         """Drop the cache of records read (after a rebalance moved partitions), keeping

@@ -7,10 +7,14 @@ composition root that reads the settings, adds the HTTP API and runs it.
 The agent is thin (STYLE.md 4): per batch of records it decodes each one, applies it with
 :meth:`engine.service.Engine.apply` against the table store, sends one CloudEvent per stage
 change to the transitions topic and every malformed record to the dead-letter topic, then
-writes each changed feature's table record once. Faust acknowledges a batch's records only
-after that (``Stream.take_events``), so offsets are committed after processing: delivery is
-at least once, and the per-feature input offset kept in the table record makes a redelivered
-record a no-op. Concurrency stays 1 (faust-streaming issue 606).
+writes each changed feature's table record once. Under ``at_least_once`` the changelog
+records and CloudEvents bypass Faust's one-by-one producer buffer: they go to the producer
+as whole Kafka batches per partition (:class:`~engine.streaming.outbox.Outbox`) and the
+agent waits for the broker's acks before it returns; under ``exactly_once`` they keep
+Faust's transactional path (slower). Faust acknowledges a batch's records only after that
+(``Stream.take_events``), so offsets are committed after processing: delivery is at least
+once, and the per-feature input offset kept in the table record makes a redelivered record
+a no-op. Concurrency stays 1 (faust-streaming issue 606).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import faust
 import faust.streams as faust_streams
+from faust.types import TP
 
 from engine.forecast import Forecaster
 from engine.observe import Recorder
@@ -36,7 +41,8 @@ from engine.service import Engine
 from engine.state import HistoryEntry, iso
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
-from events.envelope import Event, to_event, utc_now
+from engine.streaming.outbox import Outbox
+from events.envelope import Event, decode_event, to_event, utc_now
 from events.errors import MalformedEvent
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -166,6 +172,7 @@ class LifecycleApp:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             producer_linger=0.005,  # lets changelog and transition records share requests
+            producer_max_batch_size=512 * 1024,  # a batch's records go as whole Kafka batches
             **config.extra,
         )
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw"}
@@ -216,6 +223,10 @@ class LifecycleApp:
         )
         self.engine.on_outcome = self.monitor.observe
         self.positions: dict[int, int] = {}
+        self.direct = config.processing_guarantee != "exactly_once"
+        """Send outputs straight through the producer and await them per batch (at least
+        once); under exactly-once they go through Faust's transactional buffer instead."""
+        self._outbox: Outbox | None = None
         """The last input offset processed, per partition (for consumer lag)."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.agent = self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(
@@ -248,10 +259,71 @@ class LifecycleApp:
             if self.metrics is not None and fid is not None:
                 self.metrics.processing.observe(time.perf_counter() - started)
 
-        self.store.flush(lambda fid: make_current(last_of[fid]))
+        if self.direct:
+            await self.write_table(last_of)
+        else:
+            self.store.flush(lambda fid: make_current(last_of[fid]))
         await self.send_signals()
+        await self.delivered()
         if self.metrics is not None:
             self.metrics.last_processed.set(time.time())
+
+    async def write_table(self, last_of: dict[str, Any]) -> None:
+        """Write each changed feature's record to the local store and send its changelog
+        record straight through the producer (partition: its last event's partition).
+
+        Same key and value bytes as Faust's own table write, so recovery from the changelog
+        restores exactly these records; the sends are awaited in :meth:`delivered`.
+        """
+        table: Any = self.table  # serializers and store are not on Faust's TableT
+        data = table.data
+        changelog = table.changelog_topic
+        topic = changelog.get_topic_name()
+        outbox = self.outbox
+        for fid, value in self.store.drain():
+            record = last_of[fid]
+            make_current(record)  # the RocksDB partition written
+            data[fid] = value
+            key_bytes, _ = changelog.prepare_key(fid, table.key_serializer)
+            value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
+            partition = record.message.partition
+            await outbox.add(topic, key_bytes, value_bytes, partition=partition)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The records sent directly, on the app's (started, non-transactional) producer."""
+        if self._outbox is None:
+            producer: Any = self.app.producer
+            self._outbox = Outbox(producer._ensure_producer())  # the aiokafka producer
+        return self._outbox
+
+    async def delivered(self) -> None:
+        """Send the records queued in the outbox and wait until the broker acknowledged
+        them all (``acks=all``); raises if one failed, so the batch is never acknowledged."""
+        if self._outbox is None or not len(self._outbox):
+            return
+        try:
+            written = await self._outbox.flush()
+        except Exception as err:
+            # Faust would restart the agent on the next records and later commit past this
+            # batch: stop the worker instead, so its records are delivered again.
+            log.exception("publishing the batch's records failed; stopping the worker")
+            await self.app.crash(err)
+            raise
+        changelog = self.table.changelog_topic.get_topic_name()
+        data: Any = self.table.data
+        for (topic, partition), offset in written.items():
+            if topic == changelog:
+                # What Faust's own changelog callback keeps: where recovery resumes reading.
+                data.set_persisted_offset(TP(topic, partition), offset)
+
+    async def _send(self, topic: Any, key: bytes, value: bytes) -> None:
+        headers = [("content-type", b"application/cloudevents+json")]
+        if not self.direct:
+            # Buffered: Faust flushes its producer buffer before it commits the offsets.
+            topic.send_soon(key=key, value=value, headers=headers)
+            return
+        await self.outbox.add(topic.get_topic_name(), key, value, headers)
 
     async def send_signals(self) -> None:
         """Publish the risk CloudEvents (``feature.at_risk``/``risk_cleared``) raised so far.
@@ -261,15 +333,16 @@ class LifecycleApp:
         pending = self.signals[:]
         self.signals.clear()  # keep the list object: ``publish`` is bound to its append
         for signal in pending:
-            self.transitions.send_soon(
-                key=signal.feature.encode("utf-8"),
-                value=codec.encode(signal.cloud_event),
-                headers=[("content-type", b"application/cloudevents+json")],
-            )
+            key = signal.feature.encode("utf-8")
+            await self._send(self.transitions, key, codec.encode(signal.cloud_event))
+        await self.delivered()
 
     async def handle(self, record: Any, received_at: datetime) -> str | None:
         """Process one record; returns the feature it touched (``None``: none)."""
         message = record.message
+        fast = self._decode_fast(message, received_at)
+        if fast is not None:
+            return await self._apply_guarded(fast, message, received_at)
         decoded = codec.decode(message.key, message.value, message.headers)
         if isinstance(decoded, codec.DeadLetter):
             await self.dead_letter(message, decoded)
@@ -282,6 +355,25 @@ class LifecycleApp:
         if event is None:
             self.engine.ignored(decoded.type)
             return None
+        return await self._apply_guarded(event, message, received_at)
+
+    def _decode_fast(self, message: Any, received_at: datetime) -> Event | None:
+        """The event of a structured-mode record keyed by its subject, in one validation
+        pass; ``None`` for anything else (binary mode, unknown type, a fault), which the full
+        decoder then answers (with the exact dead-letter reason)."""
+        key, value = message.key, message.value
+        if not key or value is None or (message.headers and codec.is_binary(message.headers)):
+            return None
+        try:
+            event = decode_event(value, self.workflows.event_types, received_at)
+        except MalformedEvent:
+            return None
+        if event is None or event.feature.encode("utf-8") != key:
+            return None
+        return event
+
+    async def _apply_guarded(self, event: Event, message: Any, received_at: datetime) -> str | None:
+        """Apply a valid event; a failure dead-letters the record instead of stopping."""
         try:
             return await self.apply(event, message.offset, received_at)
         except Exception as err:
@@ -327,13 +419,8 @@ class LifecycleApp:
                     await self._send_transition(outcome, event.id, event.source)
 
     async def _send_transition(self, outcome: Outcome, event_id: str, source: str) -> None:
-        # Buffered: Faust flushes its producer buffer before it commits the batch's offsets.
         value = codec.encode(stage_changed(outcome, event_id, source, self.config.source))
-        self.transitions.send_soon(
-            key=outcome.feature.encode("utf-8"),
-            value=value,
-            headers=[("content-type", b"application/cloudevents+json")],
-        )
+        await self._send(self.transitions, outcome.feature.encode("utf-8"), value)
 
     async def dead_letter(self, message: Any, letter: codec.DeadLetter) -> None:
         """Send a record to the dead-letter topic as it came, with the reason in a header."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.processor import Outcome
 from engine.stores.base import FeatureStore
-from engine.stores.faust_table import FaustTableStore, decode_record
+from engine.stores.faust_table import FaustTableStore, decode_record, encode_record
 from tests.factories import make_event
 from tests.unit.engine.stores.contract import StoreContract, apply
 
@@ -69,3 +69,16 @@ def test_forget_keeps_unflushed_changes() -> None:
     assert store.get("f1") is not None
     store.flush()
     assert "f1" in table
+
+
+def test_flushed_value_is_the_full_encoding_after_each_batch() -> None:
+    """History lines are encoded once and reused, yet every value equals a fresh encoding."""
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table)
+    for i, etype in enumerate(("idea.submitted", "discovery.started", "build.started")):
+        store.position = i
+        apply(store, make_event(etype, "f1", at=i, title="t\u00e9"))
+        store.flush()
+        state, history, offset = decode_record(table["f1"])
+        assert table["f1"] == encode_record(state, history, offset)
+        assert len(history) == i + 1 and offset == i
