@@ -58,7 +58,9 @@ LIFECYCLE = [
 def make_events(features: int, per_feature: int = 10, seed: int = 7) -> list[bytes]:
     """Each feature's events in lifecycle order, features interleaved at random."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # Business times as in production: each lifecycle spread over the last month (a stage
+    # every three days, well within every SLA), so nothing is at risk merely for being old.
+    start = datetime.now(UTC) - timedelta(days=per_feature * 3 + 1)
     queues = [list(range(per_feature)) for _ in range(features)]
     live = list(range(features))
     out: list[bytes] = []
