@@ -41,6 +41,7 @@ from engine.service import Engine
 from engine.settings import Settings
 from engine.stores.base import FeatureStore
 from engine.stores.sqlite import SqliteStore
+from engine.tuning import tune_gc
 from engine.webhook import WebhookPoster
 from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
@@ -217,6 +218,7 @@ async def start_embedded(settings: Settings, *, clock: Clock = utc_now) -> Embed
 async def serve_until_stopped(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly (requests end, store closes)."""
     handle = await start_embedded(settings)
+    tune_gc()  # after start-up loaded the workflows and restored the metrics
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -38,6 +38,7 @@ from engine.settings import Settings
 from engine.state import FeatureState, HistoryEntry
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from engine.tuning import tune_gc
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
@@ -444,6 +445,7 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     Exits the process when the worker stops (Faust's worker calls ``sys.exit``).
     """
     parts = build_worker(settings, app_id=app_id)
+    tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(parts, settings.http_host, settings.http_port)
     worker = faust.Worker(parts.lapp.app, services, loglevel=loglevel)
     worker.execute_from_commandline()
