@@ -30,6 +30,8 @@ class Recorder:
         self._rework: dict[tuple[str, str], Any] = {}
         self._oldest = metrics.stage_oldest_entry
         self.known_types = frozenset(known_types)
+        self.latency = metrics.processing.labels()  # cached: observed once per event
+        self.last_processed = metrics.last_processed.labels()
 
     def attach(self, lookup: Callable[[str], FeatureState | None]) -> None:
         """Let the oldest-entry gauge ask the store whether a feature is still where it was."""

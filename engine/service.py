@@ -52,11 +52,11 @@ class Engine:
             self.store.commit(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome, received_at)
-        if self.recorder is not None:
-            self.recorder.record(outcome, event.type)
-            m = self.recorder.m
-            m.processing.observe(time.perf_counter() - started)
-            m.last_processed.set(time.time())
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.record(outcome, event.type)
+            recorder.latency.observe(time.perf_counter() - started)
+            recorder.last_processed.value = time.time()
         return outcome
 
     def ignored(self, event_type: str) -> None:

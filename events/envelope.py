@@ -211,19 +211,25 @@ def _content_problems(
     return problems, data
 
 
+_new_event = tuple.__new__  # Event's own __new__ minus the keyword handling (hot path)
+
+
 def _typed(ce: CloudEvent, data: EventData, received_at: datetime) -> Event:
     assert ce.subject is not None
     time = ce.time.astimezone(UTC) if ce.time is not None else received_at
     extra = ce.__pydantic_extra__
     workflow = extra.get("workflow") if extra else None
-    return Event(
-        ce.id,
-        intern(ce.source),  # Few distinct values, kept in every history line.
-        intern(ce.type),
-        ce.subject,
-        time,
-        data,
-        workflow if isinstance(workflow, str) else None,
+    return _new_event(
+        Event,
+        (
+            ce.id,
+            intern(ce.source),  # Few distinct values, kept in every history line.
+            intern(ce.type),
+            ce.subject,
+            time,
+            data,
+            workflow if isinstance(workflow, str) else None,
+        ),
     )
 
 
