@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -35,6 +34,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.services import free_port, missing_service
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -55,17 +56,7 @@ def find_tool(name: str) -> str:
     for candidate in (override, shutil.which(name), f"/usr/bin/{name}"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    message = f"{name} not found: install Debian's prometheus package (make system-deps)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    missing_service(f"{name} not found: install Debian's prometheus package (make system-deps)")
 
 
 def write_config(

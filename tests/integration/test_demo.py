@@ -22,16 +22,12 @@ from typing import IO
 
 import pytest
 
+from tests.services import free_port
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 15 * 86_400  # fifteen simulated days per second: the 180 days take about 12 s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def demo_env(port: int, db: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from engine.cli import main
 from tests.embedded_server import EmbeddedServer
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_YAML = ROOT / "workflows" / "definitions" / "feature.yaml"
@@ -98,14 +98,8 @@ def test_usage_and_settings_errors_are_one_line_exit_2(
     assert code == 2 and err.startswith("lifecycle: bad setting LIFECYCLE_HTTP_PORT:")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_engine_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     for argv in (["status", "x", "--url", url], ["list", "--url", url]):
         code, out, err = run(*argv, capsys=capsys)
         assert code == 1 and out == ""

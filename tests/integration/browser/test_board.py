@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import time
 import urllib.parse
@@ -26,6 +25,7 @@ import pytest
 from engine.demo import simulate
 from engine.simulator import DAY
 from tests.embedded_server import EmbeddedServer, cloud_event
+from tests.services import missing_service
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,7 @@ WAIT = 15.0
 """Seconds a test waits for the board to catch up with the API (it polls every 2 s)."""
 
 
-def _missing(what: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} (required under CI=true; run deploy/system-deps.sh)")
-    pytest.skip(what)
+_missing = missing_service
 
 
 @pytest.fixture(scope="module")

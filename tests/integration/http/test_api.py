@@ -7,9 +7,7 @@ external is needed, so these tests never skip (except the promtool check outside
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.embedded_server import Answer, EmbeddedServer, cloud_event
+from tests.integration.prometheus_fixture import find_tool
 
 pytestmark = pytest.mark.integration
 
@@ -508,15 +507,7 @@ def test_metrics_exposition_passes_promtool_and_has_the_contract_names(tmp_path:
     assert 'lifecycle_events_total{outcome="ignored",type="unknown"} 1.0' in text
     assert "m-1" not in text  # No feature id in any label.
 
-    promtool = shutil.which("promtool") or (
-        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
-    )
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "promtool is missing (Debian package prometheus); make system-deps installs it"
-            )
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = find_tool("promtool")  # skips locally, fails under CI=true when missing
     check = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
     )

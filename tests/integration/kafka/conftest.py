@@ -32,6 +32,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from events.envelope import parse_structured, to_event
+from tests.services import free_port, missing_service
 from workflows.loader import Workflows
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,10 +48,9 @@ def kafka_bootstrap() -> str:
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
     except OSError as err:
-        message = f"no Kafka broker at {servers} ({err}); start one: bash deploy/kafka/kafka.sh up"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_service(
+            f"no Kafka broker at {servers} ({err}); start one: bash deploy/kafka/kafka.sh up"
+        )
     return servers
 
 
@@ -79,12 +79,6 @@ def topics(kafka_bootstrap: str) -> Iterator[Topics]:
     except Exception:  # cleanup only
         pass
     admin.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

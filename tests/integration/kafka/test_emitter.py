@@ -7,7 +7,6 @@ Without a broker these tests skip, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from events import CATALOGUE, EmitFailed, Emitter, parse_binary, parse_structured
 from events.envelope import to_event
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -155,9 +155,7 @@ def test_an_event_the_broker_refuses_is_reported_by_flush_and_by_wait(
 
 
 def test_an_unreachable_broker_raises_emit_failed_within_the_timeout() -> None:
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # free a moment ago: nothing listens there
     emitter = Emitter(f"127.0.0.1:{port}", source="ci", timeout=1.0)
     started = time.monotonic()
     with pytest.raises(EmitFailed, match=f"cannot reach Kafka at 127.0.0.1:{port}"):
