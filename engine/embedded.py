@@ -143,7 +143,8 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
             workflows, forecaster, publish=SignalSink(store, webhook), metrics=metrics
         )
         engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
-        states = list(store.features())
+        states = list(store.features())  # read once at start-up for gauges, forecasts, risk
+        recorder.restore(states)
         seed_forecasts(forecaster.durations, states, store.history, workflows)
         monitor.restore(states, clock())
         del states

@@ -237,10 +237,7 @@ def _move(
         _visit(state.visited, move.skipped, dest),
         add_key(state.seen, event.key),
     )
-    entry = HistoryEntry(
-        event.id, event.source, event.type, event.time, received_at, APPLIED,
-        state.stage, dest, move.skipped, None,
-    )  # fmt: skip
+    entry = _entry(event, received_at, APPLIED, state.stage, dest, move.skipped)
     return Outcome(
         APPLIED, state.id, workflow.name, new, previous, (*entries, entry), None,
         state.stage, dest, move.skipped, duration, lead_time, reentered,

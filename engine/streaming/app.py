@@ -207,10 +207,7 @@ class LifecycleApp:
         self.recorder = Recorder(metrics, workflows.event_types) if metrics is not None else None
         # No restore at construction: the table is empty until Faust recovers it; the worker
         # recounts the gauges once its partitions are recovered (worker.Housekeeping).
-        self.engine = Engine(workflows, self.store)
-        self.engine.recorder = self.recorder
-        if self.recorder is not None:
-            self.recorder.attach(self.store.get)
+        self.engine = Engine(workflows, self.store, self.recorder)
         # Risk: reasons kept current as events arrive (and by the worker's timer as time
         # passes); their CloudEvents go to the transitions topic after each batch.
         self.signals: list[RiskSignal] = []
