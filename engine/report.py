@@ -33,7 +33,7 @@ from engine.risk import (
     TARGET_SLIP,
     risk_reasons,
 )
-from engine.state import FeatureState, HistoryEntry
+from engine.state import FeatureState, HistoryEntry, iso
 from workflows.model import Workflow
 
 APPLIED = "applied"
@@ -657,7 +657,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
     def value(v: Any) -> Any:
         if isinstance(v, datetime):
-            return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            return iso(v)
         if isinstance(v, date):
             return v.isoformat()
         if isinstance(v, tuple | list):

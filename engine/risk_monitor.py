@@ -274,11 +274,6 @@ class RiskMonitor:
     def __bool__(self) -> bool:
         return True  # A monitor with no record yet is still a monitor.
 
-    @property
-    def armed(self) -> int:
-        """Entries in the deadline heap (live and stale)."""
-        return len(self._heap)
-
     # -- the work --------------------------------------------------------------------------
 
     def _evaluate(

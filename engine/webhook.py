@@ -65,11 +65,6 @@ class WebhookPoster:
             self.dropped += 1
             log.warning("webhook queue full: dropped %s %s", event.get("type"), event.get("id"))
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait up to ``timeout`` seconds until every queued event was handled."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
-
     async def close(self) -> None:
         """Stop sending (queued events are dropped) and close the HTTP session."""
         if self._task is not None:

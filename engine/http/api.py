@@ -20,6 +20,7 @@ from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
+from engine.risk import Assessment, assess
 from engine.state import FeatureState
 from events.envelope import (
     BATCH,
@@ -205,15 +206,16 @@ async def list_features(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     states = await request.app[READER].features(stage=stage, product=product)
     judge = request.app[ASSESS]
-    views = [
-        feature_view(
-            s, workflows.by_name.get(s.workflow), now, judge(s, now) if judge is not None else None
-        )
-        for s in states
-    ]
-    if at_risk is not None:
-        views = [v for v in views if v["at_risk"] is at_risk]
-    views.sort(key=lambda v: str(v["id"]))
+    views = []
+    for s in sorted(states, key=lambda s: s.id):
+        workflow = workflows.by_name.get(s.workflow)
+        if judge is not None:
+            assessment = judge(s, now)
+        else:
+            assessment = assess(s, workflow, now) if workflow is not None else Assessment(())
+        # Filter before building the view: the board polls this list every few seconds.
+        if at_risk is None or bool(assessment.reasons) is at_risk:
+            views.append(feature_view(s, workflow, now, assessment))
     return web.json_response({"features": views})
 
 

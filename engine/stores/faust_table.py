@@ -124,7 +124,10 @@ class FaustTableStore:
                 yield decode_record(value)[0]
 
     def __len__(self) -> int:
-        extra = sum(1 for fid, r in self._cache.items() if r is not None and fid not in self._table)
+        # Only records written since the last flush can be missing from the table.
+        extra = sum(
+            1 for fid in self._dirty if self._cache.get(fid) is not None and fid not in self._table
+        )
         return len(self._table) + extra
 
     def close(self) -> None:

@@ -71,8 +71,7 @@ def decode(key: bytes | None, value: bytes | None, headers: Headers) -> CloudEve
     items = _header_items(headers)
     try:
         if is_binary(items):
-            text_headers = {k: v.decode("utf-8", errors="replace") for k, v in items}
-            ce = parse_binary(text_headers, value, prefix=BINARY_PREFIX)
+            ce = parse_binary(dict(items), value, prefix=BINARY_PREFIX)
         else:
             if value is None:
                 return DeadLetter(NOT_JSON, "the record has no value")
