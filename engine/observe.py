@@ -7,7 +7,7 @@ scrape time. ``restore`` seeds the gauges from a store's features once at start-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from engine.processor import Outcome
@@ -15,6 +15,10 @@ from engine.state import FeatureState
 from metrics.bundle import LifecycleMetrics
 
 NO_PRODUCT = "none"
+
+_Move = tuple[Any, Any, tuple[str, str], tuple[str, str]]
+"""What a change of stage updates: the feature gauges left and entered, and the labels of
+the oldest-entry gauge left and entered."""
 
 
 class Recorder:
@@ -24,27 +28,13 @@ class Recorder:
         self.m = metrics
         self._events: dict[tuple[str, str], Any] = {}
         self._features: dict[tuple[str, str, str], Any] = {}
-        self._transitions: dict[tuple[str, str, str], Any] = {}
-        self._durations: dict[tuple[str, str], Any] = {}
+        self._steps: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         self._lead: dict[str, Any] = {}
-        self._rework: dict[tuple[str, str], Any] = {}
+        self._moves: dict[tuple[str, str, str, str | None, str | None], _Move] = {}
         self._oldest = metrics.stage_oldest_entry
         self.known_types = frozenset(known_types)
         self.latency = metrics.processing.labels()  # cached: observed once per event
         self.last_processed = metrics.last_processed.labels()
-
-    def attach(self, lookup: Callable[[str], FeatureState | None]) -> None:
-        """Let the oldest-entry gauge ask the store whether a feature is still where it was."""
-
-        def is_current(feature: str, labels: tuple[str, ...], entered: float) -> bool:
-            state = lookup(feature)
-            return (
-                state is not None
-                and (state.workflow, state.stage) == labels
-                and state.entered_stage_at.timestamp() == entered
-            )
-
-        self._oldest.is_current = is_current
 
     def restore(self, features: Iterable[FeatureState]) -> None:
         """Seed the gauges from features already stored (start-up of a restarted engine)."""
@@ -56,44 +46,69 @@ class Recorder:
 
     def record(self, outcome: Outcome, event_type: str) -> None:
         """Count one outcome; ``event_type`` is labelled ``unknown`` outside the catalogue."""
-        label = event_type if event_type in self.known_types else "unknown"
-        key = (label, outcome.outcome)
+        key = (event_type, outcome.outcome)
         child = self._events.get(key)
         if child is None:
-            child = self._events[key] = self.m.events.labels(*key)
-        child.inc()
-        if not outcome.changed:
-            return
+            label = event_type if event_type in self.known_types else "unknown"
+            child = self._events[key] = self.m.events.labels(label, outcome.outcome)
+        child.value += 1
         old, new = outcome.previous, outcome.state
-        if new is not None:
+        if new is old or new is None:
+            return
+        if old is not None and old.workflow == new.workflow and old.stage != new.stage:
+            # A change of stage, the most common update: one cached bundle of children.
+            gauges = (new.workflow, old.stage, new.stage, old.product, new.product)
+            move = self._moves.get(gauges)
+            if move is None:
+                move = self._moves[gauges] = self._bundle(old, new)
+            left, entered, src, dest = move
+            left.value -= 1
+            entered.value += 1
+            self._oldest.leave(old.id, src)
+            self._oldest.enter(new.id, dest, new.entered_stage_at.timestamp())
+        else:
             if old is None:
                 self._count(new, +1)
-            elif old.stage != new.stage or old.product != new.product:
+            elif old.product != new.product or old.stage != new.stage:
                 self._count(old, -1)
                 self._count(new, +1)
-            if old is None or (
-                old.stage != new.stage or old.entered_stage_at != new.entered_stage_at
-            ):
+            if old is None or old.entered_stage_at != new.entered_stage_at:
                 if old is not None:
-                    self._oldest.leave((old.workflow, old.stage))
-                self._oldest.enter(
-                    new.id, (new.workflow, new.stage), new.entered_stage_at.timestamp()
-                )
-        src, dest = outcome.from_stage, outcome.to_stage
-        if src is not None and dest is not None and dest != src:
-            wf = outcome.workflow
-            self._child(self._transitions, self.m.transitions, (wf, src, dest)).inc()
-            if outcome.stage_duration is not None:
-                self._child(self._durations, self.m.stage_duration, (wf, src)).observe(
-                    outcome.stage_duration
-                )
-            if outcome.lead_time is not None:
-                child = self._lead.get(wf)
-                if child is None:
-                    child = self._lead[wf] = self.m.lead_time.labels(wf)
-                child.observe(outcome.lead_time)
-            if outcome.reentered:
-                self._child(self._rework, self.m.rework, (wf, dest)).inc()
+                    self._oldest.leave(old.id, (old.workflow, old.stage))
+                labels = (new.workflow, new.stage)
+                self._oldest.enter(new.id, labels, new.entered_stage_at.timestamp())
+        src_stage, dest_stage = outcome.from_stage, outcome.to_stage
+        if src_stage is None or dest_stage is None or src_stage == dest_stage:
+            return
+        wf = outcome.workflow
+        step = self._steps.get((wf, src_stage, dest_stage))
+        if step is None:
+            step = self._steps[(wf, src_stage, dest_stage)] = (
+                self.m.transitions.labels(wf, src_stage, dest_stage),
+                self.m.stage_duration.labels(wf, src_stage),
+                self.m.rework.labels(wf, dest_stage),
+            )
+        transition, durations, rework = step
+        transition.value += 1
+        if outcome.stage_duration is not None:
+            durations.observe(outcome.stage_duration)
+        if outcome.lead_time is not None:
+            lead = self._lead.get(wf)
+            if lead is None:
+                lead = self._lead[wf] = self.m.lead_time.labels(wf)
+            lead.observe(outcome.lead_time)
+        if outcome.reentered:
+            rework.value += 1
+
+    def _bundle(self, old: FeatureState, new: FeatureState) -> _Move:
+        wf = new.workflow
+        m = self.m
+        return (
+            self._child(self._features, m.features, (wf, old.stage, old.product or NO_PRODUCT)),
+            self._child(self._features, m.features, (wf, new.stage, new.product or NO_PRODUCT)),
+            (wf, old.stage),
+            (wf, new.stage),
+        )
 
     def _count(self, state: FeatureState, delta: int) -> None:
         key = (state.workflow, state.stage, state.product or NO_PRODUCT)

@@ -63,6 +63,9 @@ class Outcome(NamedTuple):
         return self.state is not self.previous
 
 
+_new = tuple.__new__  # a named tuple from all its fields, minus the keyword handling
+
+
 def _entry(
     event: Event,
     received_at: datetime,
@@ -72,17 +75,20 @@ def _entry(
     skipped: tuple[str, ...] = (),
     reason: str | None = None,
 ) -> HistoryEntry:
-    return HistoryEntry(
-        event.id,
-        event.source,
-        event.type,
-        event.time,
-        received_at,
-        outcome,
-        from_stage,
-        to_stage,
-        skipped,
-        reason,
+    return _new(
+        HistoryEntry,
+        (
+            event.id,
+            event.source,
+            event.type,
+            event.time,
+            received_at,
+            outcome,
+            from_stage,
+            to_stage,
+            skipped,
+            reason,
+        ),
     )
 
 
@@ -238,10 +244,10 @@ def _move(
         add_key(state.seen, event.key),
     )
     entry = _entry(event, received_at, APPLIED, state.stage, dest, move.skipped)
-    return Outcome(
+    return _new(Outcome, (
         APPLIED, state.id, workflow.name, new, previous, (*entries, entry), None,
         state.stage, dest, move.skipped, duration, lead_time, reentered,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _visit(visited: tuple[str, ...], skipped: tuple[str, ...], dest: str) -> tuple[str, ...]:

@@ -40,8 +40,6 @@ class Engine:
         self.store = store
         self.recorder = recorder
         self.on_outcome = on_outcome
-        if recorder is not None:
-            recorder.attach(store.get)  # the composition root restores the gauges
 
     def apply(self, event: Event, received_at: datetime) -> Outcome:
         """Apply one valid event and persist its outcome; returns the outcome."""

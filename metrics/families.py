@@ -11,9 +11,8 @@ and expose exactly what the client library's classes would (``_total``, ``_bucke
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -172,10 +171,11 @@ class Histogram(_Family):
 class OldestTimestamp(Collector):
     """A gauge per label set: the smallest timestamp among the items there now.
 
-    Items (feature ids, never labels) enter with :meth:`enter` and leave with :meth:`leave`.
-    Lazy-deletion heaps keep both O(log n) without a copy of every item's place: whether a
-    heap entry is still current is asked of ``is_current`` (the owner's store) when a scrape
-    reaches it, and a heap is compacted when stale entries outnumber live ones threefold.
+    Items (feature ids, never labels) enter with :meth:`enter` and leave with :meth:`leave`,
+    each a dictionary operation or two. The smallest timestamp of a set is kept as long as
+    it stays true (an entering item can only lower it); when the item holding it leaves, the
+    set is marked and its minimum recomputed at the next scrape, once, by ``min`` over its
+    values (C speed: milliseconds for a million items), never per event.
     """
 
     def __init__(
@@ -188,35 +188,47 @@ class OldestTimestamp(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self.heaps: dict[tuple[str, ...], list[tuple[float, str]]] = {}
-        self.live: dict[tuple[str, ...], int] = {}
-        self.is_current: Callable[[str, tuple[str, ...], float], bool] = lambda *_: True
+        self.members: dict[tuple[str, ...], dict[str, float]] = {}
+        self.oldest: dict[tuple[str, ...], float | None] = {}  # None: recompute at scrape
         if registry is not None:
             registry.register(self)
 
     def enter(self, item: str, labels: tuple[str, ...], timestamp: float) -> None:
         """``item`` is now in the set ``labels`` since ``timestamp``."""
-        heap = self.heaps.get(labels)
-        if heap is None:
-            heap = self.heaps[labels] = []
-        heapq.heappush(heap, (timestamp, item))
-        live = self.live[labels] = self.live.get(labels, 0) + 1
-        if len(heap) > 4 * live + 1024:
-            heap[:] = [e for e in heap if self.is_current(e[1], labels, e[0])]
-            heapq.heapify(heap)
+        members = self.members.get(labels)
+        if members is None:
+            members = self.members[labels] = {}
+            self.oldest[labels] = timestamp
+        elif item in members:  # entered again without leaving: the old time no longer holds
+            self.leave(item, labels)
+        members[item] = timestamp
+        oldest = self.oldest[labels]
+        if oldest is not None and timestamp < oldest:
+            self.oldest[labels] = timestamp
 
-    def leave(self, labels: tuple[str, ...]) -> None:
-        """One item left the set ``labels`` (its heap entry goes stale)."""
-        self.live[labels] = self.live.get(labels, 1) - 1
+    def leave(self, item: str, labels: tuple[str, ...]) -> None:
+        """``item`` left the set ``labels``."""
+        members = self.members.get(labels)
+        if members is None:
+            return
+        timestamp = members.pop(item, None)
+        if timestamp is not None and timestamp == self.oldest[labels]:
+            self.oldest[labels] = None
+
+    def clear(self) -> None:
+        self.members.clear()
+        self.oldest.clear()
 
     def describe(self) -> Iterable[Any]:
         return []
 
     def collect(self) -> Iterable[Any]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, heap in sorted(self.heaps.items()):
-            while heap and not self.is_current(heap[0][1], labels, heap[0][0]):
-                heapq.heappop(heap)
-            if heap:
-                family.add_metric(labels, heap[0][0])
+        for labels, members in sorted(self.members.items()):
+            if not members:
+                continue
+            oldest = self.oldest[labels]
+            if oldest is None:
+                oldest = self.oldest[labels] = min(members.values())
+            family.add_metric(labels, oldest)
         yield family

@@ -346,9 +346,7 @@ class Housekeeping:
             return
         for child in self.m.features.children.values():
             child.set(0)
-        oldest = self.m.stage_oldest_entry
-        oldest.heaps.clear()
-        oldest.live.clear()
+        self.m.stage_oldest_entry.clear()
         states = list(self.lapp.store.features())
         recorder.restore(states)
         monitor = self.lapp.monitor
