@@ -33,6 +33,24 @@ BODIES: list[dict[str, Any]] = [
     {**BASE, "type": "somebody.elses", "subject": None},
     {**BASE, "type": "kpi.reported", "data": {"name": "nps", "value": 42}, "workflow": "w"},
 ]
+TIMES = [
+    "2026-03-01T10:00:00Z",
+    "2026-03-01T10:00:00.5Z",
+    "2026-03-01T10:00:00.123456Z",
+    "2026-03-01T10:00:00.123456789Z",
+    "2026-03-01T10:00:00-00:00",
+    "2026-03-01T10:00:00+23:59",
+    "2026-03-01t10:00:00z",
+    "2026-03-01 10:00:00Z",
+    "2026-02-30T10:00:00Z",
+    "2026-03-01T23:59:60Z",
+    "2026-03-01T24:00:00Z",
+    "2026-03-01T10:00:00+24:00",
+    "2026-03-01",
+    "yesterday",
+    "",
+]
+BODIES += [{**BASE, "type": "build.started", "time": t} for t in TIMES]
 
 
 def _answer(fn: Any, body: bytes) -> Any:
@@ -42,12 +60,14 @@ def _answer(fn: Any, body: bytes) -> Any:
         return ("malformed", sorted((p.field, p.reason) for p in err.problems))
 
 
-@pytest.mark.parametrize("doc", BODIES, ids=lambda d: f"{d['type']}")
+@pytest.mark.parametrize("doc", BODIES, ids=lambda d: f"{d['type']}-{d.get('time')}")
 def test_decode_event_matches_the_full_validator(doc: dict[str, Any]) -> None:
     body = json.dumps(doc).encode()
     fast = _answer(lambda b: decode_event(b, CATALOGUE, NOW), body)
     full = _answer(lambda b: validate_event(decode_json(b), CATALOGUE, NOW), body)
     assert fast == full
+    if fast[0] == "event" and fast[1] is not None:
+        assert fast[1].time.tzinfo is full[1].time.tzinfo is UTC
 
 
 def test_a_valid_event_is_typed_in_utc() -> None:
