@@ -6,6 +6,7 @@ the same way. Not thread-safe: callers apply the events of one feature one at a 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -16,6 +17,8 @@ from engine.processor import IGNORED, Outcome, process
 from engine.stores.base import FeatureStore
 from events.envelope import Event
 from workflows.loader import Workflows
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -47,13 +50,22 @@ class Engine:
         outcome = process(self.workflows, self.store.get(event.feature), event, received_at)
         if outcome.outcome != IGNORED:
             self.store.commit(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome, received_at)
+        # Committed: the event is applied whatever happens next. A failure of what follows
+        # is logged, never raised, or the caller would refuse (or dead-letter) an event the
+        # store already holds, and a redelivery would find it a duplicate.
         recorder = self.recorder
-        if recorder is not None:
-            recorder.record(outcome, event.type)
-            recorder.latency.observe(time.perf_counter() - started)
-            recorder.last_processed.value = time.time()
+        try:
+            if recorder is not None:
+                recorder.record(outcome, event.type)
+                recorder.latency.observe(time.perf_counter() - started)
+                recorder.last_processed.value = time.time()
+        except Exception:
+            log.exception("metrics after applying %s to %s", event.type, event.feature)
+        try:
+            if self.on_outcome is not None:
+                self.on_outcome(outcome, received_at)
+        except Exception:
+            log.exception("after applying %s to %s", event.type, event.feature)
         return outcome
 
     def ignored(self, event_type: str) -> None:

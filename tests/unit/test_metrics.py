@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from engine.observe import Recorder
@@ -128,3 +129,21 @@ def test_restart_restores_the_gauges_from_the_store() -> None:
     assert features(registry, "idea", "pay") == 1
     assert features(registry, "discovery") == 1
     assert oldest(registry, "discovery") == T0.timestamp() + 2 * HOUR
+
+
+def test_a_failure_after_the_commit_keeps_the_event_applied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    eng, reg = engine()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("risk monitor down")
+
+    eng.on_outcome = broken
+    outcome = eng.apply(make_event("idea.submitted", "a", product="pay"), RECEIVED)
+    assert outcome.outcome == "applied"
+    stored = eng.store.get("a")
+    assert stored is not None and stored.product == "pay"
+    assert "risk monitor down" in caplog.text
+    applied = {"type": "idea.submitted", "outcome": "applied"}
+    assert reg.get_sample_value("lifecycle_events_total", applied) == 1
