@@ -87,6 +87,26 @@ class StreamingConfig:
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
 
 
+def faust_settings(config: StreamingConfig) -> dict[str, Any]:
+    """The ``faust.App`` settings of a worker (``bench/streaming.py`` measures a bare agent
+    on the same ones)."""
+    return {
+        "broker": config.broker,
+        "store": config.store,
+        "datadir": str(config.data_dir),
+        "topic_partitions": config.partitions,
+        "processing_guarantee": config.processing_guarantee,
+        "web_enabled": False,
+        "canonical_url": config.canonical_url,
+        "autodiscover": False,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "producer_linger": 0.005,  # lets changelog and transition records share requests
+        "producer_max_batch_size": 512 * 1024,  # a batch's records go as whole Kafka batches
+        **config.extra,
+    }
+
+
 def make_current(record: Any) -> None:
     """Make ``record`` the current event of this task, as Faust does when a stream yields it.
 
@@ -158,22 +178,7 @@ class LifecycleApp:
         self.workflows = workflows
         self.metrics = metrics
         self.clock = clock
-        self.app = faust.App(
-            config.app_id,
-            broker=config.broker,
-            store=config.store,
-            datadir=str(config.data_dir),
-            topic_partitions=config.partitions,
-            processing_guarantee=config.processing_guarantee,
-            web_enabled=False,
-            canonical_url=config.canonical_url,
-            autodiscover=False,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            producer_linger=0.005,  # lets changelog and transition records share requests
-            producer_max_batch_size=512 * 1024,  # a batch's records go as whole Kafka batches
-            **config.extra,
-        )
+        self.app = faust.App(config.app_id, **faust_settings(config))
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw"}
         self.events = self.app.topic(
             config.events_topic,

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import faust
+import mode.loop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -72,7 +73,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
     ``app_id`` (the consumer group) defaults to ``LIFECYCLE_APP_ID`` when the settings have
     it, else to one derived from the events topic, so one group reads each events topic.
     """
-    app_id = app_id or getattr(settings, "app_id", None) or default_app_id(settings.events_topic)
+    app_id = app_id or settings.app_id or default_app_id(settings.events_topic)
     return StreamingConfig(
         app_id=app_id,
         broker=settings.broker,
@@ -437,11 +438,18 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping)
 
 
+def use_event_loop(settings: Settings) -> None:
+    """Install the event loop of ``LIFECYCLE_EVENT_LOOP``; call before anything makes one."""
+    if settings.event_loop == "uvloop":
+        mode.loop.use("uvloop")
+
+
 def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str = "info") -> None:
     """Run one worker in the foreground (``lifecycle worker``) until SIGINT/SIGTERM.
 
     Exits the process when the worker stops (Faust's worker calls ``sys.exit``).
     """
+    use_event_loop(settings)
     parts = build_worker(settings, app_id=app_id)
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(parts, settings.http_host, settings.http_port)
