@@ -188,9 +188,8 @@ class FaustTableStore:
         """The stored value, whichever partition holds it.
 
         Faust's RocksDB store reads only the partition of the *current event* when there is
-        one, but the engine also reads other features while applying an event (the metrics
-        ask whether a feature is still in a stage), so reads are made with no current event:
-        the store then finds the key's partition itself.
+        one, but a read may come from elsewhere in the same task (an HTTP read, a timer), so
+        reads are made with no current event: the store then finds the key's partition itself.
         """
         token = _current_event.set(None)
         try:
