@@ -46,7 +46,9 @@ SEED = 20240601
 SEED_HISTORIES = 5000
 """At most this many feature histories are read at start-up to seed the reservoirs."""
 REBUILD_FRACTION = 0.05
-"""The sampled model is rebuilt once observations grew by this share since the last build."""
+"""The sampled model is rebuilt once observations grew by this share since the last build,
+or by one reservoir's capacity, whichever comes first (a long-running engine's model never
+lags its reservoirs by more than they hold)."""
 OBSERVED = "observed"
 SLA = "sla"
 MIXED = "mixed"
@@ -250,8 +252,9 @@ class Forecaster:
     """Forecasts launch dates from a :class:`StageDurations`.
 
     The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
-    :data:`REBUILD_FRACTION` since the last build (at once while they are small), so a busy
-    stream of events does not rebuild it per event. :attr:`generation` counts rebuilds:
+    :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by a
+    reservoir's capacity, so a busy stream of events does not rebuild it per event.
+    :attr:`generation` counts rebuilds:
     forecasts made before a rebuild may differ from those made after.
 
     Args:
@@ -282,7 +285,8 @@ class Forecaster:
         if built is None:
             return True
         added = self.durations.added - built[0]
-        return added > 0 and added >= max(1.0, REBUILD_FRACTION * built[0])
+        due = min(REBUILD_FRACTION * built[0], self.durations.capacity)
+        return added > 0 and added >= max(1.0, due)
 
     def refresh(self, workflow: Workflow) -> None:
         """Rebuild the model of ``workflow`` now if new observations made it stale."""

@@ -287,7 +287,9 @@ class RiskMonitor:
         old_reasons = old.assessment.reasons if old is not None else ()
         old_stage = old.state.stage if old is not None else state.stage
         signals: list[RiskSignal] = []
-        if old_reasons != new.reasons or old_stage != state.stage:
+        if (old_reasons or new.reasons) and (
+            old_reasons != new.reasons or old_stage != state.stage
+        ):  # without a reason before or after, no gauge moves and nothing is announced
             self._move_gauge(old, slim, new.reasons)
             if announce:
                 signals = self._signals(old, slim, new, now)

@@ -178,3 +178,19 @@ def test_seeding_keeps_the_most_recent_durations() -> None:
     mid = [line("idea.submitted", None, "idea", 5), line("discovery.started", "idea", "x", 8)]
     assert seed_durations(durations, [("feature", new), ("feature", old), ("feature", mid)]) == 3
     assert sorted(durations.samples("feature", "idea")) == [3 * 3600.0, 5 * 3600.0]
+
+
+def test_a_long_running_model_follows_its_reservoirs(feature_workflow: Workflow) -> None:
+    """After millions of observations the model still catches up within one reservoir."""
+    stages = path_stages(feature_workflow)
+    forecaster = observed({s: [2.0] * 5 for s in stages})
+    durations = forecaster.durations
+    durations.added = 5_000_000  # as after months of events; the model is built now
+    now = T0 + DAY
+    before = forecaster.forecast(feature("idea"), feature_workflow, now)
+    assert before is not None and before.p50 == T0 + 16 * DAY
+    for _ in range(durations.capacity):  # the process slows down: every stage takes 4 days
+        for s in stages:
+            durations.observe("feature", s, 4 * D)
+    after = forecaster.forecast(feature("idea"), feature_workflow, now)
+    assert after is not None and after.p50 == T0 + 32 * DAY
