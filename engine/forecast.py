@@ -47,8 +47,8 @@ SEED_HISTORIES = 5000
 """At most this many feature histories are read at start-up to seed the reservoirs."""
 REBUILD_FRACTION = 0.05
 """The sampled model is rebuilt once observations grew by this share since the last build,
-or by one reservoir's capacity, whichever comes first (a long-running engine's model never
-lags its reservoirs by more than they hold)."""
+or by as many as the workflow's reservoirs hold together, whichever comes first (so a
+long-running engine's model never lags its reservoirs by more than one turnover)."""
 OBSERVED = "observed"
 SLA = "sla"
 MIXED = "mixed"
@@ -252,8 +252,8 @@ class Forecaster:
     """Forecasts launch dates from a :class:`StageDurations`.
 
     The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
-    :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by a
-    reservoir's capacity, so a busy stream of events does not rebuild it per event.
+    :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by what
+    its reservoirs hold, so a busy stream of events does not rebuild it per event.
     :attr:`generation` counts rebuilds:
     forecasts made before a rebuild may differ from those made after.
 
@@ -285,7 +285,8 @@ class Forecaster:
         if built is None:
             return True
         added = self.durations.added - built[0]
-        due = min(REBUILD_FRACTION * built[0], self.durations.capacity)
+        turnover = self.durations.capacity * len(workflow.stages)  # all its reservoirs hold
+        due = min(REBUILD_FRACTION * built[0], turnover)
         return added > 0 and added >= max(1.0, due)
 
     def refresh(self, workflow: Workflow) -> None:

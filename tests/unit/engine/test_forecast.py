@@ -181,7 +181,7 @@ def test_seeding_keeps_the_most_recent_durations() -> None:
 
 
 def test_a_long_running_model_follows_its_reservoirs(feature_workflow: Workflow) -> None:
-    """After millions of observations the model still catches up within one reservoir."""
+    """After millions of observations the model still catches up within one turnover."""
     stages = path_stages(feature_workflow)
     forecaster = observed({s: [2.0] * 5 for s in stages})
     durations = forecaster.durations
@@ -189,7 +189,7 @@ def test_a_long_running_model_follows_its_reservoirs(feature_workflow: Workflow)
     now = T0 + DAY
     before = forecaster.forecast(feature("idea"), feature_workflow, now)
     assert before is not None and before.p50 == T0 + 16 * DAY
-    for _ in range(durations.capacity):  # the process slows down: every stage takes 4 days
+    for _ in range(durations.capacity * 2):  # the process slows: every stage takes 4 days
         for s in stages:
             durations.observe("feature", s, 4 * D)
     after = forecaster.forecast(feature("idea"), feature_workflow, now)

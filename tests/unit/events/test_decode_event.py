@@ -32,6 +32,14 @@ BODIES: list[dict[str, Any]] = [
     {**BASE, "type": "build.started", "data": [1, 2]},
     {**BASE, "type": "somebody.elses", "subject": None},
     {**BASE, "type": "kpi.reported", "data": {"name": "nps", "value": 42}, "workflow": "w"},
+    {**BASE, "type": "build.started", "workflow": 5, "traceparent": "00-abc-01"},
+    {**BASE, "type": "build.started", "datacontenttype": None, "dataschema": None},
+    {**BASE, "type": "build.started", "datacontenttype": 7},
+    {**BASE, "type": "build.started", "id": ""},
+    {**BASE, "type": "build.started", "id": 12},
+    {**BASE, "type": "build.started", "source": ""},
+    {**BASE, "type": "risk.raised", "data": None},
+    {**BASE, "type": "build.started", "data": {"unknown": 1}},
 ]
 TIMES = [
     "2026-03-01T10:00:00Z",
