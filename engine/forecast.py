@@ -254,8 +254,8 @@ class Forecaster:
     The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
     :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by what
     its reservoirs hold, so a busy stream of events does not rebuild it per event.
-    :attr:`generation` counts rebuilds:
-    forecasts made before a rebuild may differ from those made after.
+    :attr:`generation` counts rebuilds: forecasts made before a rebuild may differ from
+    those made after.
 
     Args:
         durations: the observed durations (fed by the caller).

@@ -55,7 +55,7 @@ class Recorder:
         old, new = outcome.previous, outcome.state
         if new is old or new is None:
             return
-        if old is not None and old.workflow == new.workflow and old.stage != new.stage:
+        if old is not None and old.stage != new.stage:
             # A change of stage, the most common update: one cached bundle of children.
             gauges = (new.workflow, old.stage, new.stage, old.product, new.product)
             move = self._moves.get(gauges)

@@ -218,12 +218,8 @@ _new_event = tuple.__new__  # Event's own __new__ minus the keyword handling (ho
 
 
 def _typed(ce: CloudEvent, data: EventData, received_at: datetime) -> Event:
-    time = ce.time.astimezone(UTC) if ce.time is not None else received_at
-    return _event(ce, data, time)
-
-
-def _event(ce: CloudEvent, data: EventData, time: datetime) -> Event:
     assert ce.subject is not None
+    time = ce.time.astimezone(UTC) if ce.time is not None else received_at
     extra = ce.__pydantic_extra__
     workflow = extra.get("workflow") if extra else None
     return _new_event(
@@ -322,6 +318,14 @@ def to_event(
     return _typed(ce, data, received_at)
 
 
+_EMPTY_DATA = {
+    event_type: model()
+    for event_type, model in CATALOGUE.items()
+    if not any(f.is_required() for f in model.model_fields.values())
+}
+"""The data of each catalogue event that may come without any (no field is required)."""
+
+
 def _typed_union() -> TypeAdapter[Any]:
     """One validator for every catalogue type: envelope, subject and typed data in one pass.
 
@@ -340,7 +344,7 @@ def _typed_union() -> TypeAdapter[Any]:
     rfc3339: Any = Annotated[str, StringConstraints(pattern=RFC3339)]
     members: list[Any] = []
     for event_type, model in CATALOGUE.items():
-        required = any(f.is_required() for f in model.model_fields.values())
+        required = event_type not in _EMPTY_DATA
         fields: dict[str, Any] = {
             "specversion": Literal["1.0"],
             "id": text,
@@ -359,12 +363,6 @@ def _typed_union() -> TypeAdapter[Any]:
 
 
 _TYPED = _typed_union()
-_EMPTY_DATA = {
-    event_type: model()
-    for event_type, model in CATALOGUE.items()
-    if not any(f.is_required() for f in model.model_fields.values())
-}
-"""The data of a catalogue event sent without any (all its fields are optional)."""
 
 
 def decode_event(

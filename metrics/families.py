@@ -216,6 +216,7 @@ class OldestTimestamp(Collector):
             self.oldest[labels] = None
 
     def clear(self) -> None:
+        """Forget every set (a worker recounting after a rebalance)."""
         self.members.clear()
         self.oldest.clear()
 

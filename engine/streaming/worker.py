@@ -70,8 +70,8 @@ def key_partition(key: str, partitions: int) -> int:
 def streaming_config(settings: Settings, app_id: str | None = None) -> StreamingConfig:
     """The worker's plain settings from the engine settings.
 
-    ``app_id`` (the consumer group) defaults to ``LIFECYCLE_APP_ID`` when the settings have
-    it, else to one derived from the events topic, so one group reads each events topic.
+    ``app_id`` (the consumer group) defaults to ``LIFECYCLE_APP_ID`` when set, else to one
+    derived from the events topic, so one group reads each events topic.
     """
     app_id = app_id or settings.app_id or default_app_id(settings.events_topic)
     return StreamingConfig(
