@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     """A worker's Faust app id: its consumer group and the prefix of its changelog topic.
     Workers of one deployment share it; two deployments on one cluster need two. Default:
     ``lifecycle`` for the default events topic, ``lifecycle-<topic>`` for another."""
+    session_timeout: float = Field(default=15.0, ge=6.0, le=300.0)
+    """Seconds the Kafka group waits for a worker that stopped heartbeating (a crash, a lost
+    network) before giving its partitions to the others; those partitions stand still that
+    long. Kafka's own client default is 45; the broker allows 6 to 300 by default."""
+    instance_id: str | None = None
+    """A stable id of this worker within its group (Kafka static membership), e.g. the pod
+    name of a StatefulSet. A worker restarted with the same id gets its partitions back at
+    once, with no rebalance; a stopped one keeps them until ``session_timeout`` passes."""
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The worker's asyncio event loop: uvloop keeps Faust's per-record task handling
     cheaper (``bench/streaming.py``: a bare agent gains 15-25%); ``asyncio`` is the stdlib's."""
@@ -56,7 +64,7 @@ class Settings(BaseSettings):
     risk_interval: float = Field(default=30.0, gt=0)
     """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
 
-    @field_validator("workflows", "api_token", "webhook_url", mode="before")
+    @field_validator("workflows", "api_token", "webhook_url", "instance_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``LIFECYCLE_API_TOKEN=`` (empty) means no token, not an empty one."""

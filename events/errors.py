@@ -37,6 +37,15 @@ class MalformedEvent(LifecycleError):
         super().__init__(where + "; ".join(str(p) for p in problems))
 
 
+class Unavailable(LifecycleError):
+    """A read that cannot be answered truthfully now, e.g. the feature's partition is being
+    recovered or moved between workers. Answered 503 with ``Retry-After``; try again."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class WorkflowError(LifecycleError):
     """A workflow definition that cannot be loaded; the message names file, place and fault."""
 

@@ -10,7 +10,7 @@ Reads are open; when a token is configured only ``POST /events`` needs
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -45,6 +45,14 @@ METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 ASSESS: web.AppKey[Assess | None] = web.AppKey("assess")
+Readiness = Callable[[], Awaitable[list[str]]]
+"""What still keeps an engine from serving truthfully; empty when it is ready."""
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+
+
+async def always_ready() -> list[str]:
+    """The embedded engine's readiness: it serves once its database is open."""
+    return []
 
 
 def build_app(
@@ -56,6 +64,7 @@ def build_app(
     api_token: str | None = None,
     clock: Callable[[], datetime] = utc_now,
     assess: Assess | None = None,
+    readiness: Readiness = always_ready,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -70,6 +79,8 @@ def build_app(
         assess: a feature's risk reasons and launch forecast (the risk monitor's, so the
             API agrees with ``lifecycle_features_at_risk``); ``None``: reasons judged per
             request, no forecast.
+        readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
+            recovered, broker reachable).
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[INGEST] = ingest
@@ -79,6 +90,7 @@ def build_app(
     app[TOKEN] = api_token or ""
     app[CLOCK] = clock
     app[ASSESS] = assess
+    app[READINESS] = readiness
     app.add_routes(
         [
             web.post("/events", post_events),
@@ -89,6 +101,7 @@ def build_app(
             web.get("/workflows/{name}", get_workflow),
             web.get("/metrics", get_metrics),
             web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
@@ -269,3 +282,14 @@ async def get_metrics(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz``: 200 while the process serves requests."""
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when the engine can answer truthfully; 503 with the reasons
+    (and ``Retry-After``) while it cannot, e.g. a worker still recovering its partitions."""
+    problems = await request.app[READINESS]()
+    if problems:
+        raise api_error(
+            503, "not ready", [Problem("", p) for p in problems], headers={"Retry-After": "1"}
+        )
+    return web.json_response({"status": "ready"})

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from events.errors import Problem
+from events.errors import Problem, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,11 @@ def api_error(
 
 def _reshaped(request: web.Request, exc: web.HTTPException) -> ApiError:
     """aiohttp's own error (plain text) in the error shape, keeping its status and headers."""
-    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
+    headers = {
+        k: v
+        for k, v in exc.headers.items()
+        if k.lower() in ("allow", "www-authenticate", "retry-after")
+    }
     if isinstance(exc, web.HTTPNotFound):
         details = [Problem("path", f"no route for {request.method} {request.path}")]
         return api_error(404, "not found", details, headers)
@@ -79,6 +83,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or isinstance(exc, ApiError):
             raise
         raise _reshaped(request, exc) from exc
+    except Unavailable as exc:
+        retry = {"Retry-After": str(exc.retry_after)}
+        raise api_error(503, "unavailable", [Problem("", str(exc))], retry) from exc
     except Exception as exc:
         log.exception("unexpected error on %s %s", request.method, request.path)
         raise api_error(

@@ -16,8 +16,9 @@ Writes are buffered: :meth:`FaustTableStore.commit` changes only this object's c
 offsets are acknowledged) writes each changed feature once. Reads see the buffered changes.
 Decoded records stay cached between batches (this store is the only writer of its
 partitions; up to ``cache_size`` records, then the cache starts over), and the worker calls
-:meth:`FaustTableStore.forget` when a rebalance moves partitions. Only the worker's own
-partitions are readable (the HTTP layer routes other reads).
+:meth:`FaustTableStore.forget` whenever partitions are revoked or assigned. Only the agent
+fills that cache: readers use :meth:`FaustTableStore.peek`, which caches nothing. Only the
+worker's own partitions are readable (the HTTP layer routes other reads).
 """
 
 from __future__ import annotations
@@ -140,6 +141,23 @@ class FaustTableStore:
         """The input offset of the last event stored for the feature (``None``: none)."""
         record = self._record(feature_id)
         return record.offset if record is not None else None
+
+    def peek(self, feature_id: str) -> tuple[FeatureState, list[dict[str, Any]]] | None:
+        """The feature's state and history lines, for a reader (an HTTP request).
+
+        Unlike :meth:`get`, a read never changes what the agent later sees: nothing read
+        here is cached, so a read made before this worker's partitions are recovered, or
+        during a rebalance, cannot hide a feature from the writer (issue 9, D4). The caller
+        checks that the feature's partition is this worker's and recovered.
+        """
+        record = self._cache.get(feature_id)
+        if record is not None:
+            return record.state, list(record.history)
+        value = self._lookup(feature_id)
+        if value is None:
+            return None
+        state, history, _ = decode_record(value)
+        return state, history
 
     def raw_history(self, feature_id: str) -> list[dict[str, Any]]:
         """The feature's history lines as stored (JSON dicts), oldest first."""

@@ -7,18 +7,32 @@ composition root that reads the settings, adds the HTTP API and runs it.
 The agent is thin (STYLE.md 4): per batch of records it decodes each one, applies it with
 :meth:`engine.service.Engine.apply` against the table store, sends one CloudEvent per stage
 change to the transitions topic and every malformed record to the dead-letter topic, then
-writes each changed feature's table record once. Under ``at_least_once`` the changelog
-records and CloudEvents bypass Faust's one-by-one producer buffer: they go to the producer
-as whole Kafka batches per partition (:class:`~engine.streaming.outbox.Outbox`) and the
-agent waits for the broker's acks before it returns; under ``exactly_once`` they keep
-Faust's transactional path (slower). Faust acknowledges a batch's records only after that
-(``Stream.take_events``), so offsets are committed after processing: delivery is at least
-once, and the per-feature input offset kept in the table record makes a redelivered record
-a no-op. Concurrency stays 1 (faust-streaming issue 606).
+writes each changed feature's table record once.
+
+Under ``at_least_once`` (the default) one batch goes through these steps, in this order:
+
+1. each record is decoded and applied (to the store's cache); a record that fails in any
+   way, at decoding or applying, is dead-lettered with the reason and nothing else of the
+   batch is affected;
+2. the changelog records, stage changes, risk signals and dead letters go to the producer
+   as whole Kafka batches per partition (:class:`~engine.streaming.outbox.Outbox`), and the
+   agent waits until the broker acknowledged every one (``acks=all``);
+3. only then are the table records written to the local RocksDB, so local state is never
+   ahead of its changelog: after a kill -9 a redelivered record is skipped only if its
+   effect is already in the changelog, and a restore from the changelog loses nothing;
+4. the batch's last offsets go to the :class:`~engine.streaming.checkpoint.Checkpoint`,
+   the one source of the offsets Faust commits for the events topic.
+
+If step 2 fails the worker stops without acknowledging anything, so the batch is delivered
+again. Delivery is at least once; the per-feature input offset kept in the table record
+makes a redelivered record a no-op. Under ``exactly_once`` the outputs keep Faust's
+transactional path (slower, and without the ordering of step 3). Concurrency stays 1
+(faust-streaming issue 606).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import weakref
@@ -40,6 +54,7 @@ from engine.service import Engine
 from engine.state import HistoryEntry, iso
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
+from engine.streaming.checkpoint import Checkpoint
 from engine.streaming.outbox import Outbox
 from events.envelope import Event, decode_event, to_event, utc_now
 from events.errors import MalformedEvent
@@ -81,6 +96,10 @@ class StreamingConfig:
     """``rocksdb://`` is RocksDB through ``rocksdict`` (Faust uses it when installed)."""
     batch_size: int = 1000
     batch_within: float = 0.05
+    session_timeout: float = 15.0
+    """Seconds before the group gives a silent worker's partitions to the others."""
+    instance_id: str | None = None
+    """Kafka static membership: a restart with the same id keeps its partitions."""
     source: str = "lifecycle/engine"
     """``source`` of the stage-change CloudEvents this worker publishes."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +122,9 @@ def faust_settings(config: StreamingConfig) -> dict[str, Any]:
         "producer_acks": -1,
         "producer_linger": 0.005,  # lets changelog and transition records share requests
         "producer_max_batch_size": 512 * 1024,  # a batch's records go as whole Kafka batches
+        "broker_session_timeout": config.session_timeout,
+        "broker_heartbeat_interval": min(3.0, config.session_timeout / 5),
+        "consumer_group_instance_id": config.instance_id,
         **config.extra,
     }
 
@@ -223,30 +245,64 @@ class LifecycleApp:
             source=config.source,
         )
         self.engine.on_outcome = self.monitor.observe
-        self.positions: dict[int, int] = {}
+        self.checkpoint = Checkpoint(config.events_topic)
+        """The last input offset durably processed, per partition: what Faust commits."""
         self.direct = config.processing_guarantee != "exactly_once"
         """Send outputs straight through the producer and await them per batch (at least
         once); under exactly-once they go through Faust's transactional buffer instead."""
         self._outbox: Outbox | None = None
-        """The last input offset processed, per partition (for consumer lag)."""
+        self._flushing = asyncio.Lock()
+        """Held while the outbox is flushed: the agent and the risk timer share it, and
+        neither may think its records acknowledged while the other's flush still waits."""
+        self._persisted: dict[tuple[str, int], int] = {}
+        """Changelog offsets acknowledged and not yet recorded in the local store."""
+        self.assigned = False
+        """Whether the group has assigned this worker its partitions at least once."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self.agent = self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(
             self._run
         )
 
     async def _on_revoked(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Partitions are moving: cached records may soon be written by another worker."""
+        """Partitions are moving: cached records may soon be written by another worker, and
+        their offsets are no longer ours to commit (Faust has committed them by now)."""
         self.store.forget()
+        revoked = args[0] if args else ()
+        self.checkpoint.forget(tp.partition for tp in revoked if tp.topic == self.events_name)
+
+    async def _on_assigned(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Partitions (maybe the same ones) are ours again: another worker may have written
+        them meanwhile, and recovery writes RocksDB directly, so nothing cached holds."""
+        self.store.forget()
+        self.assigned = True
+
+    def owns(self, partition: int) -> bool:
+        """Whether ``partition`` of the events topic is assigned to this worker now (it may
+        still be recovering: see :func:`engine.streaming.routing.readable`)."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return False
+        return any(
+            tp.partition == partition and tp.topic == self.config.events_topic
+            for tp in consumer.assignment()
+        )
+
+    @property
+    def events_name(self) -> str:
+        return self.config.events_topic
 
     async def _run(self, stream: Any) -> None:
         """The agent: batches of records in, outcomes stored, outputs sent."""
+        self.checkpoint.install(self.app.consumer)
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
             await self.handle_batch(batch, stream)
 
     async def handle_batch(self, batch: list[Any], stream: Any) -> None:
-        """Apply a batch of Faust events in order, then write the changed table records."""
+        """Apply a batch of Faust events in order, publish and store what they changed, then
+        mark them done in the checkpoint (the order is the module docstring's)."""
         received_at = self.clock()
         last_of: dict[str, Any] = {}
         for record in batch:
@@ -255,35 +311,49 @@ class LifecycleApp:
             fid = await self.handle(record, received_at)
             if fid is not None:
                 last_of[fid] = record
-            message = record.message
-            self.positions[message.partition] = message.offset
 
         if self.direct:
-            await self.write_table(last_of)
+            writes = await self.queue_changelog(last_of)
+            await self.send_signals()  # ends by awaiting every record of the batch
+            self.write_local(writes)
         else:
             self.store.flush(lambda fid: make_current(last_of[fid]))
-        await self.send_signals()  # ends by awaiting every record of the batch
+            await self.send_signals()
+        for record in batch:
+            message = record.message
+            self.checkpoint.done(message.partition, message.offset)
 
-    async def write_table(self, last_of: dict[str, Any]) -> None:
-        """Write each changed feature's record to the local store and send its changelog
-        record straight through the producer (partition: its last event's partition).
+    async def queue_changelog(self, last_of: dict[str, Any]) -> list[tuple[Any, str, bytes]]:
+        """Queue each changed feature's changelog record in the outbox (partition: its last
+        event's partition); returns the local writes to make once they are acknowledged.
 
         Same key and value bytes as Faust's own table write, so recovery from the changelog
-        restores exactly these records; the sends are awaited in :meth:`delivered`.
+        restores exactly these records.
         """
         table: Any = self.table  # serializers and store are not on Faust's TableT
-        data = table.data
         changelog = table.changelog_topic
         topic = changelog.get_topic_name()
         outbox = self.outbox
+        writes = []
         for fid, value in self.store.drain():
             record = last_of[fid]
-            make_current(record)  # the RocksDB partition written
-            data[fid] = value
             key_bytes, _ = changelog.prepare_key(fid, table.key_serializer)
             value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
-            partition = record.message.partition
-            await outbox.add(topic, key_bytes, value_bytes, partition=partition)
+            await outbox.add(topic, key_bytes, value_bytes, partition=record.message.partition)
+            writes.append((record, fid, value))
+        return writes
+
+    def write_local(self, writes: list[tuple[Any, str, bytes]]) -> None:
+        """Write table records to the local store, after their changelog records are
+        acknowledged (never before: local state is never ahead of its changelog)."""
+        data: Any = self.table.data
+        for record, fid, value in writes:
+            make_current(record)  # the RocksDB partition written
+            data[fid] = value
+        for (topic, partition), offset in self._persisted.items():
+            # What Faust's own changelog callback keeps: where recovery resumes reading.
+            data.set_persisted_offset(TP(topic, partition), offset)
+        self._persisted.clear()
 
     @property
     def outbox(self) -> Outbox:
@@ -296,22 +366,21 @@ class LifecycleApp:
     async def delivered(self) -> None:
         """Send the records queued in the outbox and wait until the broker acknowledged
         them all (``acks=all``); raises if one failed, so the batch is never acknowledged."""
-        if self._outbox is None or not len(self._outbox):
-            return
-        try:
-            written = await self._outbox.flush()
-        except Exception as err:
-            # Faust would restart the agent on the next records and later commit past this
-            # batch: stop the worker instead, so its records are delivered again.
-            log.exception("publishing the batch's records failed; stopping the worker")
-            await self.app.crash(err)
-            raise
-        changelog = self.table.changelog_topic.get_topic_name()
-        data: Any = self.table.data
-        for (topic, partition), offset in written.items():
-            if topic == changelog:
-                # What Faust's own changelog callback keeps: where recovery resumes reading.
-                data.set_persisted_offset(TP(topic, partition), offset)
+        async with self._flushing:
+            if self._outbox is None or not len(self._outbox):
+                return
+            try:
+                written = await self._outbox.flush()
+            except Exception as err:
+                # Faust would restart the agent on the next records and later commit past
+                # this batch: stop the worker instead, so its records are delivered again.
+                log.exception("publishing the batch's records failed; stopping the worker")
+                await self.app.crash(err)
+                raise
+            changelog = self.table.changelog_topic.get_topic_name()
+            for (topic, partition), offset in written.items():
+                if topic == changelog:
+                    self._persisted[(topic, partition)] = offset
 
     async def _send(self, topic: Any, key: bytes, value: bytes) -> None:
         headers = [("content-type", b"application/cloudevents+json")]
@@ -334,24 +403,49 @@ class LifecycleApp:
         await self.delivered()
 
     async def handle(self, record: Any, received_at: datetime) -> str | None:
-        """Process one record; returns the feature it touched (``None``: none)."""
+        """Process one record; returns the feature it touched (``None``: none).
+
+        Never raises for a fault of the record: whatever fails while decoding or applying
+        it (a malformed event, or anything unforeseen) dead-letters this record with the
+        reason, and the batch goes on. Only a failure to publish raises.
+        """
         message = record.message
+        try:
+            event = self._decode(message, received_at)
+        except _Refused as refused:
+            await self.dead_letter(message, refused.letter)
+            return None
+        except Exception as err:
+            log.exception(
+                "decoding %s/%s/%s failed", message.topic, message.partition, message.offset
+            )
+            await self.dead_letter(message, _unforeseen(err))
+            return None
+        if event is None:
+            return None
+        try:
+            return await self.apply(event, message.offset, received_at)
+        except Exception as err:
+            log.exception("processing %s/%s failed", event.source, event.id)
+            await self.dead_letter(message, _unforeseen(err))
+            return None
+
+    def _decode(self, message: Any, received_at: datetime) -> Event | None:
+        """The record's event; ``None`` for a valid CloudEvent outside every workflow
+        (counted as ignored). Raises :class:`_Refused` with the dead-letter reason."""
         fast = self._decode_fast(message, received_at)
         if fast is not None:
-            return await self._apply_guarded(fast, message, received_at)
+            return fast
         decoded = codec.decode(message.key, message.value, message.headers)
         if isinstance(decoded, codec.DeadLetter):
-            await self.dead_letter(message, decoded)
-            return None
+            raise _Refused(decoded)
         try:
             event = to_event(decoded, self.workflows.event_types, received_at)
         except MalformedEvent as err:
-            await self.dead_letter(message, codec.DeadLetter(codec.INVALID_EVENT, str(err)))
-            return None
+            raise _Refused(codec.DeadLetter(codec.INVALID_EVENT, str(err))) from err
         if event is None:
             self.engine.ignored(decoded.type)
-            return None
-        return await self._apply_guarded(event, message, received_at)
+        return event
 
     def _decode_fast(self, message: Any, received_at: datetime) -> Event | None:
         """The event of a structured-mode record keyed by its subject, in one validation
@@ -362,21 +456,11 @@ class LifecycleApp:
             return None
         try:
             event = decode_event(value, self.workflows.event_types, received_at)
-        except MalformedEvent:
+        except Exception:  # the full decoder says why, or fails the same way
             return None
         if event is None or event.feature.encode("utf-8") != key:
             return None
         return event
-
-    async def _apply_guarded(self, event: Event, message: Any, received_at: datetime) -> str | None:
-        """Apply a valid event; a failure dead-letters the record instead of stopping."""
-        try:
-            return await self.apply(event, message.offset, received_at)
-        except Exception as err:
-            log.exception("processing %s/%s failed", event.source, event.id)
-            letter = codec.DeadLetter(codec.PROCESSING_ERROR, f"{type(err).__name__}: {err}")
-            await self.dead_letter(message, letter)
-            return None
 
     async def apply(self, event: Event, offset: int, received_at: datetime) -> str:
         """Apply a valid event unless this record was already applied before a crash."""
@@ -421,7 +505,11 @@ class LifecycleApp:
         await self._send(self.transitions, outcome.feature.encode("utf-8"), value)
 
     async def dead_letter(self, message: Any, letter: codec.DeadLetter) -> None:
-        """Send a record to the dead-letter topic as it came, with the reason in a header."""
+        """Send a record to the dead-letter topic as it came, with the reason in a header.
+
+        Under at-least-once it goes through the outbox with the batch's other outputs, so
+        the batch is acknowledged only once its dead letters are written too.
+        """
         headers = codec.dead_letter_headers(
             message.headers,
             letter,
@@ -429,7 +517,12 @@ class LifecycleApp:
             partition=message.partition,
             offset=message.offset,
         )
-        await self.dlq.send(key=message.key, value=message.value, headers=headers)
+        key = message.key
+        value, headers = codec.dead_letter_value(message.value, headers)
+        if self.direct:
+            await self.outbox.add(self.dlq.get_topic_name(), key, value, headers)
+        else:
+            await self.dlq.send(key=key, value=value, headers=headers)
         if self.metrics is not None:
             self.metrics.dead_letters.labels(letter.reason).inc()
         log.warning(
@@ -440,6 +533,19 @@ class LifecycleApp:
             letter.reason,
             letter.detail,
         )
+
+
+class _Refused(Exception):
+    """A record the decoder refused, with the dead letter that says why."""
+
+    def __init__(self, letter: codec.DeadLetter) -> None:
+        super().__init__(letter.detail)
+        self.letter = letter
+
+
+def _unforeseen(err: BaseException) -> codec.DeadLetter:
+    """The dead letter of a record whose decoding or applying raised unexpectedly."""
+    return codec.DeadLetter(codec.PROCESSING_ERROR, f"{type(err).__name__}: {err}")
 
 
 def create_app(

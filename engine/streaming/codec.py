@@ -92,12 +92,31 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
 
 
+MAX_DEAD_LETTER_VALUE = 512 * 1024
+"""Largest value a dead letter carries: a record that came close to the broker's size limit
+would not fit again once the reason headers are added, and a dead letter that cannot be
+written would stop the worker. A longer value is cut, with ``lifecycle_dlq_truncated``
+giving its full length (the original stays in the events topic at the origin header's place).
+"""
+TRUNCATED_HEADER = "lifecycle_dlq_truncated"
+
+
+def dead_letter_value(
+    value: bytes | None, headers: list[tuple[str, bytes]]
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers a dead letter is written with, cut to :data:`MAX_DEAD_LETTER_VALUE`."""
+    if value is None or len(value) <= MAX_DEAD_LETTER_VALUE:
+        return value, headers
+    return value[:MAX_DEAD_LETTER_VALUE], [*headers, (TRUNCATED_HEADER, str(len(value)).encode())]
+
+
 def dead_letter_headers(
     original: Headers, letter: DeadLetter, *, topic: str, partition: int, offset: int
 ) -> list[tuple[str, bytes]]:
     """The headers of a dead-lettered record: the original ones plus reason and origin."""
+    kept = [(str(k), bytes(v or b"")) for k, v in _header_items(original)]
     return [
-        *_header_items(original),
+        *kept,
         (REASON_HEADER, letter.reason.encode()),
         (DETAIL_HEADER, letter.detail[:1000].encode("utf-8", errors="replace")),
         ("lifecycle_dlq_origin", f"{topic}/{partition}/{offset}".encode()),

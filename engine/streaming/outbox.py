@@ -41,12 +41,23 @@ class Outbox:
         self._partitions: dict[str, list[int]] = {}
         self._of_key: dict[tuple[str, bytes], int] = {}
         """Partitions already computed (murmur2 is pure Python); cleared when large."""
+        self._unkeyed = 0
+        """Records without a key go round the partitions."""
 
     def __len__(self) -> int:
         return sum(len(g.records) for g in self._groups.values())
 
-    async def partition_for(self, topic: str, key: bytes) -> int:
-        """The partition the producer's default partitioner gives ``key`` (murmur2)."""
+    async def partition_for(self, topic: str, key: bytes | None) -> int:
+        """The partition the producer's default partitioner gives ``key`` (murmur2); a
+        record without a key gets the next partition in turn."""
+        if key is None:
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = self._partitions[topic] = sorted(
+                    await self.producer.partitions_for(topic)
+                )
+            self._unkeyed += 1
+            return partitions[self._unkeyed % len(partitions)]
         found = self._of_key.get((topic, key))
         if found is not None:
             return found
@@ -63,7 +74,7 @@ class Outbox:
     async def add(
         self,
         topic: str,
-        key: bytes,
+        key: bytes | None,
         value: bytes | None,
         headers: Headers = (),
         partition: int | None = None,

@@ -19,26 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
 import faust
 import mode.loop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from mode import Service
 from prometheus_client import CollectorRegistry
 
 from engine.forecast import seed_forecasts
-from engine.http.api import build_app
+from engine.http.api import Readiness, build_app
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import Incoming
 from engine.processor import IGNORED
 from engine.settings import Settings
-from engine.state import FeatureState, HistoryEntry
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from engine.streaming.routing import TableReader, internal_routes
 from engine.tuning import tune_gc
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
@@ -47,9 +44,8 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = "accepted"
 """Receipt outcome of an event published to the events topic (applied asynchronously)."""
-INTERNAL = "/_worker"
-"""Prefix of the routes workers call on each other (reads of the features they own)."""
-PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
+BROKER_PROBE_TIMEOUT = 3.0
+"""Seconds ``/readyz`` waits for the broker to answer a metadata request."""
 
 
 def bootstrap_servers(broker: str) -> str:
@@ -60,11 +56,6 @@ def bootstrap_servers(broker: str) -> str:
         if part:
             hosts.append(part.split("://", 1)[-1])
     return ",".join(hosts)
-
-
-def key_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def streaming_config(settings: Settings, app_id: str | None = None) -> StreamingConfig:
@@ -84,6 +75,8 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         transitions_topic=settings.transitions_topic,
         dlq_topic=settings.dlq_topic,
         processing_guarantee=settings.processing_guarantee,
+        session_timeout=settings.session_timeout,
+        instance_id=settings.instance_id,
     )
 
 
@@ -123,6 +116,16 @@ class KafkaIngest:
         if self._producer is not None:
             await self._producer.stop()
 
+    async def reachable(self) -> str | None:
+        """``None`` when the broker answers a metadata request in time, else why not."""
+        if self._producer is None:
+            return "the producer is not started"
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
+        except Exception as err:
+            return f"the broker does not answer ({type(err).__name__}: {err})"
+        return None
+
     async def __call__(
         self, batch: Sequence[Incoming], received_at: datetime
     ) -> list[dict[str, Any]]:
@@ -154,143 +157,6 @@ class KafkaIngest:
                 }
             )
         return receipts
-
-
-class TableReader:
-    """A :class:`~engine.http.ports.Reader` over the table of the whole worker group.
-
-    Features of this worker's partitions are read from its table; others from the worker
-    that owns them, found in the partition assignor's map of worker URL -> partitions.
-    """
-
-    def __init__(self, lapp: LifecycleApp) -> None:
-        self.lapp = lapp
-        self.me = _ident(lapp.config.canonical_url)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=PEER_TIMEOUT)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    def owners(self) -> dict[str, list[int]]:
-        """Worker URL -> the events-topic partitions it owns, as the assignor last said."""
-        changelog = self.lapp.table.changelog_topic.get_topic_name()
-        found: dict[str, list[int]] = {}
-        for url, topics in self.lapp.app.router.tables_metadata().items():
-            found[str(url)] = sorted(topics.get(changelog, ()))
-        return found
-
-    def owner(self, feature_id: str) -> str | None:
-        """URL of the worker that owns the feature; ``None`` when it is this one (or unknown)."""
-        partition = key_partition(feature_id, self.lapp.config.partitions)
-        for url, partitions in self.owners().items():
-            if partition in partitions:
-                return None if _ident(url) == self.me else url.rstrip("/")
-        return None
-
-    async def _peer(self, url: str) -> Any:
-        async with self.session.get(url) as response:
-            if response.status == 404:
-                return None
-            response.raise_for_status()
-            return await response.json()
-
-    async def record(self, feature_id: str) -> dict[str, Any] | None:
-        """``{"state", "history"}`` of the feature, wherever it is owned."""
-        owner = self.owner(feature_id)
-        if owner is not None:
-            found: dict[str, Any] | None = await self._peer(
-                f"{owner}{INTERNAL}/features/{feature_id}"
-            )
-            return found
-        return local_record(self.lapp, feature_id)
-
-    async def feature(self, feature_id: str) -> FeatureState | None:
-        found = await self.record(feature_id)
-        return FeatureState.from_dict(found["state"]) if found else None
-
-    async def history(self, feature_id: str) -> list[HistoryEntry]:
-        found = await self.record(feature_id)
-        return [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
-
-    async def features(
-        self, *, stage: str | None = None, product: str | None = None
-    ) -> list[FeatureState]:
-        query = {k: v for k, v in (("stage", stage), ("product", product)) if v is not None}
-        peers = [url.rstrip("/") for url in self.owners() if _ident(url) != self.me]
-
-        async def fetch(url: str) -> list[dict[str, Any]]:
-            async with self.session.get(f"{url}{INTERNAL}/features", params=query) as response:
-                response.raise_for_status()
-                body = await response.json()
-                states: list[dict[str, Any]] = body["features"]
-                return states
-
-        states = [s.to_dict() for s in local_features(self.lapp, stage, product)]
-        for found in await asyncio.gather(*(fetch(url) for url in peers)):
-            states.extend(found)
-        unique = {s["id"]: s for s in states}
-        return [FeatureState.from_dict(s) for s in unique.values()]
-
-
-def _ident(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return (parts.hostname or "", parts.port or 80)
-
-
-def local_record(lapp: LifecycleApp, feature_id: str) -> dict[str, Any] | None:
-    """The feature's record from this worker's table (``None``: not here)."""
-    state = lapp.store.get(feature_id)
-    if state is None:
-        return None
-    return {"state": state.to_dict(), "history": lapp.store.raw_history(feature_id)}
-
-
-def local_features(
-    lapp: LifecycleApp, stage: str | None, product: str | None
-) -> list[FeatureState]:
-    """The features of this worker's partitions in ``stage`` and of ``product``."""
-    return [
-        s
-        for s in lapp.store.features()
-        if (stage is None or s.stage == stage) and (product is None or s.product == product)
-    ]
-
-
-def internal_routes(lapp: LifecycleApp) -> list[web.RouteDef]:
-    """The routes other workers call to read the features this worker owns."""
-
-    async def one(request: web.Request) -> web.Response:
-        found = local_record(lapp, request.match_info["id"])
-        if found is None:
-            raise web.HTTPNotFound()
-        return web.json_response(found)
-
-    async def many(request: web.Request) -> web.Response:
-        stage = request.query.get("stage") or None
-        product = request.query.get("product") or None
-        states = local_features(lapp, stage, product)
-        return web.json_response({"features": [s.to_dict() for s in states]})
-
-    async def assignment(request: web.Request) -> web.Response:
-        mine = sorted(
-            tp.partition
-            for tp in lapp.app.consumer.assignment()
-            if tp.topic == lapp.config.events_topic
-        )
-        return web.json_response({"partitions": mine, "features": len(lapp.store)})
-
-    return [
-        web.get(f"{INTERNAL}/features", many),
-        web.get(f"{INTERNAL}/features/{{id}}", one),
-        web.get(f"{INTERNAL}/assignment", assignment),
-    ]
 
 
 class Housekeeping:
@@ -329,7 +195,7 @@ class Housekeeping:
             high = app.consumer.highwater(tp)
             if high is None:
                 continue
-            done = self.lapp.positions.get(tp.partition)
+            done = self.lapp.checkpoint.last(tp.partition)
             if done is not None:
                 lag = high - (done + 1)
             else:  # nothing processed since start: what the consumer has not fetched yet
@@ -356,6 +222,25 @@ class Housekeeping:
             monitor.forecaster.durations, states, self.lapp.store.history, self.lapp.workflows
         )
         monitor.restore(states, self.lapp.clock())
+
+
+def readiness(lapp: LifecycleApp, ingest: KafkaIngest) -> Readiness:
+    """What keeps a worker from being ready (``GET /readyz``): it must have joined its group
+    and been assigned its partitions, no rebalance (with its table recovery) may be under
+    way, and the broker must answer. Kubernetes routes traffic and holds a rollout on it."""
+
+    async def problems() -> list[str]:
+        found = []
+        if not lapp.assigned:
+            found.append("not yet assigned partitions by the group")
+        elif lapp.app.rebalancing:
+            found.append("a rebalance (and its table recovery) is under way")
+        broker = await ingest.reachable()
+        if broker is not None:
+            found.append(broker)
+        return found
+
+    return problems
 
 
 class WorkerServices(Service):
@@ -413,6 +298,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         metrics=metrics,
         api_token=settings.api_token,
         assess=lapp.monitor.assessment,
+        readiness=readiness(lapp, ingest),
     )
     web_app.add_routes(internal_routes(lapp))
     housekeeping = Housekeeping(lapp, metrics)

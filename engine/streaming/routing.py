@@ -1,0 +1,217 @@
+"""Reads in the streaming mode: which worker can answer for a feature now, and asking it.
+
+A feature lives on the partition its id hashes to (the producers' murmur2 partitioner), and
+that partition's table records live on the worker that owns it *now*. Every worker serves
+every read route: it answers from its own table when the partition is its own and
+recovered, and otherwise asks the owner named by the latest assignment, over the internal
+routes under :data:`INTERNAL`. A worker answers an internal read only for partitions it
+owns and has recovered; anything else (a partition being recovered, moved, or with no owner
+that answers) is :class:`~events.errors.Unavailable`, which the API answers 503 with
+``Retry-After``: never a 404 for a feature that exists, never a stale state, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from aiokafka.partitioner import murmur2
+
+from engine.state import FeatureState, HistoryEntry
+from engine.streaming.app import LifecycleApp
+from events.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "/_worker"
+"""Prefix of the routes workers call on each other (reads of the features they own)."""
+PEER_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def readable(lapp: LifecycleApp) -> frozenset[int]:
+    """The events-topic partitions this worker can answer for now: assigned to it, and the
+    rebalance that assigned them (with its table recovery) finished. Empty while joining
+    the group or rebalancing."""
+    app = lapp.app
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None or not lapp.assigned or app.rebalancing:
+        return frozenset()
+    topic = lapp.config.events_topic
+    return frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+
+
+def _ident(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return (parts.hostname or "", parts.port or 80)
+
+
+def local_record(lapp: LifecycleApp, feature_id: str) -> dict[str, Any] | None:
+    """The feature's record from this worker's table (``None``: not here). The caller has
+    checked that its partition is readable here."""
+    found = lapp.store.peek(feature_id)
+    if found is None:
+        return None
+    state, history = found
+    return {"state": state.to_dict(), "history": history}
+
+
+def local_features(
+    lapp: LifecycleApp, partitions: frozenset[int], stage: str | None, product: str | None
+) -> list[FeatureState]:
+    """The features of ``partitions`` (readable here) in ``stage`` and of ``product``."""
+    count = lapp.config.partitions
+    return [
+        s
+        for s in lapp.store.features()
+        if key_partition(s.id, count) in partitions
+        and (stage is None or s.stage == stage)
+        and (product is None or s.product == product)
+    ]
+
+
+class TableReader:
+    """A :class:`~engine.http.ports.Reader` over the table of the whole worker group."""
+
+    def __init__(self, lapp: LifecycleApp) -> None:
+        self.lapp = lapp
+        self.me = _ident(lapp.config.canonical_url)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=PEER_TIMEOUT)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def owners(self) -> dict[str, list[int]]:
+        """Other workers' URLs -> the partitions the latest assignment gave them."""
+        changelog = self.lapp.table.changelog_topic.get_topic_name()
+        found: dict[str, list[int]] = {}
+        for url, topics in self.lapp.app.router.tables_metadata().items():
+            if _ident(str(url)) != self.me:
+                found[str(url).rstrip("/")] = sorted(topics.get(changelog, ()))
+        return found
+
+    def owner(self, partition: int) -> str:
+        """The URL of the other worker that owns ``partition``.
+
+        Raises:
+            Unavailable: no other worker is known to own it (a rebalance is under way).
+        """
+        for url, partitions in self.owners().items():
+            if partition in partitions:
+                return url
+        raise Unavailable(f"partition {partition} has no ready owner yet (a rebalance)")
+
+    async def _peer(self, url: str, params: dict[str, str] | None = None) -> Any:
+        """GET an internal route of another worker; ``None`` on 404."""
+        try:
+            async with self.session.get(url, params=params) as response:
+                if response.status == 404:
+                    return None
+                if response.status == 503:
+                    raise Unavailable(f"the owner at {url} is not ready for it yet")
+                response.raise_for_status()
+                return await response.json()
+        except (TimeoutError, aiohttp.ClientError) as err:
+            log.info("peer read %s failed: %s", url, err)
+            raise Unavailable(f"the worker owning it does not answer ({err})") from err
+
+    async def record(self, feature_id: str) -> dict[str, Any] | None:
+        """``{"state", "history"}`` of the feature, wherever it is owned now.
+
+        Raises:
+            Unavailable: its partition is being recovered or moved.
+        """
+        partition = key_partition(feature_id, self.lapp.config.partitions)
+        if partition in readable(self.lapp):
+            return local_record(self.lapp, feature_id)
+        if self.lapp.owns(partition):
+            raise Unavailable(f"partition {partition} is being recovered here")
+        url = self.owner(partition)
+        found: dict[str, Any] | None = await self._peer(f"{url}{INTERNAL}/features/{feature_id}")
+        return found
+
+    async def feature(self, feature_id: str) -> FeatureState | None:
+        found = await self.record(feature_id)
+        return FeatureState.from_dict(found["state"]) if found else None
+
+    async def history(self, feature_id: str) -> list[HistoryEntry]:
+        found = await self.record(feature_id)
+        return [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+
+    async def features(
+        self, *, stage: str | None = None, product: str | None = None
+    ) -> list[FeatureState]:
+        """Every feature of the group; the partitions not readable here are asked of their
+        owners, and the answer is complete or :class:`Unavailable`."""
+        query = {k: v for k, v in (("stage", stage), ("product", product)) if v is not None}
+        mine = readable(self.lapp)
+        states = {s.id: s for s in local_features(self.lapp, mine, stage, product)}
+        missing = set(range(self.lapp.config.partitions)) - mine
+        wanted = [url for url, parts in self.owners().items() if missing & set(parts)]
+        answers = await asyncio.gather(
+            *(self._peer(f"{url}{INTERNAL}/features", query) for url in wanted)
+        )
+        for body in answers:
+            if body is None:
+                continue
+            missing -= set(body["partitions"])
+            for s in body["features"]:
+                states.setdefault(s["id"], FeatureState.from_dict(s))
+        if missing:
+            shown = ", ".join(str(p) for p in sorted(missing))
+            raise Unavailable(f"partitions {shown} have no ready owner yet (a rebalance)")
+        return list(states.values())
+
+
+def internal_routes(lapp: LifecycleApp) -> list[web.RouteDef]:
+    """The routes other workers call to read the features this worker owns."""
+
+    def not_ready(why: str) -> web.HTTPException:
+        return web.HTTPServiceUnavailable(text=why, headers={"Retry-After": "1"})
+
+    async def one(request: web.Request) -> web.Response:
+        fid = request.match_info["id"]
+        partition = key_partition(fid, lapp.config.partitions)
+        if partition not in readable(lapp):
+            raise not_ready(f"partition {partition} is not readable here now")
+        found = local_record(lapp, fid)
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.json_response(found)
+
+    async def many(request: web.Request) -> web.Response:
+        stage = request.query.get("stage") or None
+        product = request.query.get("product") or None
+        mine = readable(lapp)
+        states = local_features(lapp, mine, stage, product)
+        return web.json_response(
+            {"partitions": sorted(mine), "features": [s.to_dict() for s in states]}
+        )
+
+    async def assignment(request: web.Request) -> web.Response:
+        mine = sorted(readable(lapp))
+        return web.json_response({"partitions": mine, "features": len(lapp.store)})
+
+    return [
+        web.get(f"{INTERNAL}/features", many),
+        web.get(f"{INTERNAL}/features/{{id}}", one),
+        web.get(f"{INTERNAL}/assignment", assignment),
+    ]
+
+
+__all__ = ["INTERNAL", "TableReader", "internal_routes", "key_partition", "readable"]
