@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench kafka-up kafka-down system-deps clean
+.PHONY: demo test unit integration lint bench faults kafka-up kafka-down system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,15 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	bash deploy/kafka/kafka.sh up
-	$(BIN)/python bench/streaming.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
+	$(BIN)/python bench/streaming.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
+
+# The streaming fault scenarios of tests/integration/kafka/test_faults.py at full size, once
+# per seed (FAULT_SEEDS); `make test` runs them small, with one seed.
+FAULT_SEEDS ?= 1,2,3,4,5,6,7,8,9,10
+faults: $(STAMP)
+	bash deploy/kafka/kafka.sh up
+	LIFECYCLE_FAULT_SCALE=full LIFECYCLE_FAULT_SEEDS=$(FAULT_SEEDS) $(BIN)/pytest -q \
+		tests/integration/kafka/test_faults.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -17,7 +17,10 @@
 #   KAFKA_PORT             client listener port (default 9092), always on 127.0.0.1
 #   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093), always on 127.0.0.1
 #   LIFECYCLE_KAFKA_HOME   cache/state root (default ~/.cache/lifecycle-kafka)
-#   KAFKA_DATA_DIR         broker data (default $LIFECYCLE_KAFKA_HOME/<version>/data)
+#   KAFKA_DATA_DIR         broker data (default $LIFECYCLE_KAFKA_HOME/<version>/data[-<instance>])
+#   KAFKA_INSTANCE         a name for a second broker beside the default one (its own pid file
+#                          and data; give it other ports): the fault tests stop and start one
+#                          of their own without touching the broker other tests use
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 60)
 #   KAFKA_HEAP_OPTS        JVM heap options (default -Xms256m -Xmx512m)
 set -euo pipefail
@@ -26,7 +29,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEFAULT_KAFKA_VERSION="4.4.0"
 
 KAFKA_HOME_DIR="${LIFECYCLE_KAFKA_HOME:-${HOME:-/tmp}/.cache/lifecycle-kafka}"
-RUN_DIR="$KAFKA_HOME_DIR/run"
+INSTANCE_SUFFIX="${KAFKA_INSTANCE:+-$KAFKA_INSTANCE}"
+RUN_DIR="$KAFKA_HOME_DIR/run$INSTANCE_SUFFIX"
 PID_FILE="$RUN_DIR/kafka.pid"
 STATE_FILE="$RUN_DIR/kafka.state"
 LOCK_FILE="$RUN_DIR/lock"
@@ -47,7 +51,7 @@ load_settings() {
     VERSION="${KAFKA_VERSION:-$DEFAULT_KAFKA_VERSION}"
     PORT="${KAFKA_PORT:-9092}"
     CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-    DATA_DIR="${KAFKA_DATA_DIR:-$KAFKA_HOME_DIR/$VERSION/data}"
+    DATA_DIR="${KAFKA_DATA_DIR:-$KAFKA_HOME_DIR/$VERSION/data$INSTANCE_SUFFIX}"
     if [[ "${1:-}" == "--running" && -f "$STATE_FILE" ]] && running_pid >/dev/null; then
         # shellcheck disable=SC1090
         source "$STATE_FILE"

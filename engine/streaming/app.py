@@ -54,7 +54,7 @@ from engine.service import Engine
 from engine.state import HistoryEntry, iso
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
-from engine.streaming.checkpoint import Checkpoint
+from engine.streaming.checkpoint import ADMIT, DROP, Checkpoint, GapProbe
 from engine.streaming.outbox import Outbox
 from events.envelope import Event, decode_event, to_event, utc_now
 from events.errors import MalformedEvent
@@ -251,6 +251,7 @@ class LifecycleApp:
         """Send outputs straight through the producer and await them per batch (at least
         once); under exactly-once they go through Faust's transactional buffer instead."""
         self._outbox: Outbox | None = None
+        self._probe: GapProbe | None = None
         self._flushing = asyncio.Lock()
         """Held while the outbox is flushed: the agent and the risk timer share it, and
         neither may think its records acknowledged while the other's flush still waits."""
@@ -277,16 +278,18 @@ class LifecycleApp:
         self.store.forget()
         self.assigned = True
 
-    def owns(self, partition: int) -> bool:
-        """Whether ``partition`` of the events topic is assigned to this worker now (it may
-        still be recovering: see :func:`engine.streaming.routing.readable`)."""
+    def assignment(self) -> frozenset[int]:
+        """The events-topic partitions assigned to this worker now (they may still be
+        recovering: see :func:`engine.streaming.routing.readable`); empty before the group
+        first assigned any, while the consumer is not started."""
         consumer = getattr(self.app, "_consumer", None)
-        if consumer is None:
-            return False
-        return any(
-            tp.partition == partition and tp.topic == self.config.events_topic
-            for tp in consumer.assignment()
-        )
+        if consumer is None or not self.assigned:
+            return frozenset()
+        try:
+            tps = consumer.assignment()
+        except Exception:  # the consumer thread is starting or stopping
+            return frozenset()
+        return frozenset(tp.partition for tp in tps if tp.topic == self.config.events_topic)
 
     @property
     def events_name(self) -> str:
@@ -305,7 +308,11 @@ class LifecycleApp:
         mark them done in the checkpoint (the order is the module docstring's)."""
         received_at = self.clock()
         last_of: dict[str, Any] = {}
+        admitted = []
         for record in batch:
+            if not await self.admit(record.message):
+                continue
+            admitted.append(record.message)
             make_current(record)
             # Engine.apply times each event and marks the last one processed.
             fid = await self.handle(record, received_at)
@@ -319,9 +326,53 @@ class LifecycleApp:
         else:
             self.store.flush(lambda fid: make_current(last_of[fid]))
             await self.send_signals()
-        for record in batch:
-            message = record.message
+        for message in admitted:
             self.checkpoint.done(message.partition, message.offset)
+
+    async def admit(self, message: Any) -> bool:
+        """Whether to process a record now: it must be the next of its partition, or an
+        earlier one delivered again (see :mod:`engine.streaming.checkpoint`). A jump over
+        records that exist makes the worker seek the partition back to the first of them."""
+        tp = TP(self.config.events_topic, message.partition)
+        consumer: Any = self.app.consumer
+        committed = consumer._committed_offset.get(tp)
+        verdict = self.checkpoint.admit(message.partition, message.offset, committed)
+        if verdict == ADMIT:
+            return True
+        if verdict == DROP:
+            return False
+        expected = self.checkpoint.expected(message.partition, committed)
+        first = await self.probe.first_at_or_after(message.partition, expected)
+        if first == message.offset:
+            self.checkpoint.gap(message.partition, message.offset)
+            return True
+        resume = expected if first is None else first
+        log.warning(
+            "partition %s: offset %s arrived, %s expected, and the broker has %s: records "
+            "were skipped; seeking back to %s",
+            message.partition,
+            message.offset,
+            expected,
+            "nothing yet" if first is None else f"offset {first}",
+            resume,
+        )
+        self.checkpoint.seek(message.partition, resume)
+        await consumer.seek(tp, resume)
+        return False
+
+    async def close(self) -> None:
+        """Release what the app opened beside Faust (the gap probe's consumer)."""
+        if self._probe is not None:
+            await self._probe.close()
+
+    @property
+    def probe(self) -> GapProbe:
+        if self._probe is None:
+            isolation = "read_uncommitted" if self.direct else "read_committed"
+            self._probe = GapProbe(
+                bootstrap_servers(self.config.broker), self.config.events_topic, isolation
+            )
+        return self._probe
 
     async def queue_changelog(self, last_of: dict[str, Any]) -> list[tuple[Any, str, bytes]]:
         """Queue each changed feature's changelog record in the outbox (partition: its last
@@ -546,6 +597,16 @@ class _Refused(Exception):
 def _unforeseen(err: BaseException) -> codec.DeadLetter:
     """The dead letter of a record whose decoding or applying raised unexpectedly."""
     return codec.DeadLetter(codec.PROCESSING_ERROR, f"{type(err).__name__}: {err}")
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://a:9092;b:9092`` (Faust's form) as ``a:9092,b:9092`` (Kafka clients' form)."""
+    hosts = []
+    for part in broker.replace(",", ";").split(";"):
+        part = part.strip()
+        if part:
+            hosts.append(part.split("://", 1)[-1])
+    return ",".join(hosts)
 
 
 def create_app(

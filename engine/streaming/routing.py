@@ -41,12 +41,9 @@ def readable(lapp: LifecycleApp) -> frozenset[int]:
     """The events-topic partitions this worker can answer for now: assigned to it, and the
     rebalance that assigned them (with its table recovery) finished. Empty while joining
     the group or rebalancing."""
-    app = lapp.app
-    consumer = getattr(app, "_consumer", None)
-    if consumer is None or not lapp.assigned or app.rebalancing:
+    if lapp.app.rebalancing:
         return frozenset()
-    topic = lapp.config.events_topic
-    return frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+    return lapp.assignment()
 
 
 def _ident(url: str) -> tuple[str, int]:
@@ -139,7 +136,7 @@ class TableReader:
         partition = key_partition(feature_id, self.lapp.config.partitions)
         if partition in readable(self.lapp):
             return local_record(self.lapp, feature_id)
-        if self.lapp.owns(partition):
+        if partition in self.lapp.assignment():
             raise Unavailable(f"partition {partition} is being recovered here")
         url = self.owner(partition)
         found: dict[str, Any] | None = await self._peer(f"{url}{INTERNAL}/features/{feature_id}")

@@ -24,6 +24,7 @@ import faust
 import mode.loop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 from mode import Service
 from prometheus_client import CollectorRegistry
 
@@ -34,8 +35,8 @@ from engine.http.ports import Incoming
 from engine.processor import IGNORED
 from engine.settings import Settings
 from engine.streaming import codec
-from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
-from engine.streaming.routing import TableReader, internal_routes
+from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
+from engine.streaming.routing import TableReader, internal_routes, readable
 from engine.tuning import tune_gc
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
@@ -46,16 +47,6 @@ ACCEPTED = "accepted"
 """Receipt outcome of an event published to the events topic (applied asynchronously)."""
 BROKER_PROBE_TIMEOUT = 3.0
 """Seconds ``/readyz`` waits for the broker to answer a metadata request."""
-
-
-def bootstrap_servers(broker: str) -> str:
-    """``kafka://a:9092;b:9092`` (Faust's form) as ``a:9092,b:9092`` (Kafka clients' form)."""
-    hosts = []
-    for part in broker.replace(",", ";").split(";"):
-        part = part.strip()
-        if part:
-            hosts.append(part.split("://", 1)[-1])
-    return ",".join(hosts)
 
 
 def streaming_config(settings: Settings, app_id: str | None = None) -> StreamingConfig:
@@ -173,25 +164,17 @@ class Housekeeping:
         self.seeded: frozenset[int] | None = None
         self.lagged: set[int] = set()
 
-    def owned(self) -> frozenset[int]:
-        topic = self.lapp.config.events_topic
-        return frozenset(
-            tp.partition for tp in self.lapp.app.consumer.assignment() if tp.topic == topic
-        )
-
     async def tick(self) -> None:
         app = self.lapp.app
-        if app.rebalancing:
+        if app.rebalancing or not self.lapp.assigned:
             return
-        owned = self.owned()
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        if owned != self.seeded and recovered:
+        owned = readable(self.lapp)
+        if owned != self.seeded:
             self.reseed()
             self.seeded = owned
         topic = self.lapp.config.events_topic
-        for tp in app.consumer.assignment():
-            if tp.topic != topic:
-                continue
+        for partition in owned:
+            tp = TP(topic, partition)
             high = app.consumer.highwater(tp)
             if high is None:
                 continue
@@ -265,6 +248,7 @@ class WorkerServices(Service):
         await self.runner.cleanup()
         await self.parts.reader.close()
         await self.parts.ingest.stop()
+        await self.parts.lapp.close()
 
 
 @dataclass

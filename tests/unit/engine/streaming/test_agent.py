@@ -1,0 +1,197 @@
+"""The agent's batch step without a broker: a fault in one record stays in that record,
+and nothing reaches the local table before the broker acknowledged its changelog record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from engine.streaming import codec
+from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from tests.integration.kafka.workload import cloud_event
+from workflows.loader import Workflows
+
+
+@dataclass
+class Message:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    partition: int = 0
+    topic: str = "lifecycle.events"
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Record:
+    """What Faust hands the agent: an event with its message."""
+
+    message: Message
+
+
+class FakeOutbox:
+    """Collects what the agent publishes; ``fail`` makes the broker refuse the batch."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.records: list[tuple[str, bytes | None, bytes | None, list[Any]]] = []
+        self.queued = 0
+
+    def __len__(self) -> int:
+        return self.queued
+
+    async def add(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = (), **_: Any
+    ) -> None:
+        self.records.append((topic, key, value, list(headers)))
+        self.queued += 1
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        self.queued = 0
+        if self.fail:
+            raise ConnectionError("the broker is gone")
+        return {}
+
+
+class FakeProbe:
+    """The broker's answer to "where do the records resume": ``first``."""
+
+    def __init__(self, first: int | None) -> None:
+        self.first = first
+        self.asked: list[tuple[int, int]] = []
+
+    async def first_at_or_after(self, partition: int, offset: int) -> int | None:
+        self.asked.append((partition, offset))
+        return self.first
+
+
+class FakeConsumer:
+    def __init__(self, committed: int | None = None) -> None:
+        self._committed_offset = {TP("lifecycle.events", 0): committed}
+        self.sought: list[tuple[int, int]] = []
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp.partition, offset))
+
+
+def make_lapp(
+    workflows: Workflows,
+    tmp_path: Path,
+    outbox: FakeOutbox,
+    probe: FakeProbe | None = None,
+    consumer: FakeConsumer | None = None,
+) -> LifecycleApp:
+    lapp = create_app(StreamingConfig(store="memory://", data_dir=tmp_path), workflows)
+    lapp._outbox = outbox  # type: ignore[assignment]  # the producer's stand-in
+    lapp._probe = probe or FakeProbe(None)  # type: ignore[assignment]
+    lapp.app.consumer = consumer or FakeConsumer()  # type: ignore[assignment]
+    return lapp
+
+
+def record(event: dict[str, Any], offset: int, value: bytes | None = None) -> Record:
+    body = value if value is not None else json.dumps(event).encode()
+    return Record(Message(str(event["subject"]).encode(), body, offset))
+
+
+def deep(levels: int) -> bytes:
+    return b'{"specversion":"1.0","data":' + b"[" * levels + b"]" * levels + b"}"
+
+
+def test_a_record_that_raises_anything_is_dead_lettered_and_the_batch_goes_on(
+    workflows: Workflows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = FakeOutbox()
+    lapp = make_lapp(workflows, tmp_path, outbox)
+    events = [cloud_event(f"F{i}", 0, "idea.submitted", {"title": "t"}) for i in range(6)]
+    batch = [record(e, n) for n, e in enumerate(events)]
+    batch.insert(2, Record(Message(b"F9", deep(5000), 0)))  # RecursionError in json
+    batch.insert(4, record(cloud_event("F8", 0, "idea.submitted", {}), 0))
+    for offset, each in enumerate(batch):
+        each.message.offset = offset
+
+    real = lapp.engine.apply
+
+    def explode_on_f8(event: Any, received_at: Any) -> Any:
+        if event.feature == "F8":
+            raise OverflowError("date value out of range")
+        return real(event, received_at)
+
+    monkeypatch.setattr(lapp.engine, "apply", explode_on_f8)
+    asyncio.run(lapp.handle_batch(batch, stream=None))
+
+    assert sorted(s.id for s in lapp.store.features()) == [f"F{i}" for i in range(6)]
+    dead = [r for r in outbox.records if r[0] == lapp.config.dlq_topic]
+    assert [r[1] for r in dead] == [b"F9", b"F8"]
+    reasons = [dict(r[3])[codec.REASON_HEADER].decode() for r in dead]
+    assert reasons[1] == codec.PROCESSING_ERROR
+    assert b"OverflowError" in dict(dead[1][3])[codec.DETAIL_HEADER]
+    # Every record of the batch is done, the dead-lettered ones too.
+    assert lapp.checkpoint.committable(0) == 8
+
+
+def test_local_table_is_not_written_when_the_changelog_is_not_acknowledged(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox(fail=True))
+    crashed: list[BaseException] = []
+
+    async def crash(err: BaseException) -> None:
+        crashed.append(err)
+
+    lapp.app.crash = crash  # type: ignore[method-assign]
+    batch = [record(cloud_event("F1", 0, "idea.submitted", {}), 7)]
+    with pytest.raises(ConnectionError):
+        asyncio.run(lapp.handle_batch(batch, stream=None))
+    assert crashed, "the worker stops"
+    assert "F1" not in dict(lapp.table.data.items())  # type: ignore[attr-defined]
+    assert lapp.checkpoint.committable(0) is None  # nothing to commit
+
+
+def test_local_table_is_written_after_the_changelog_is_acknowledged(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    outbox = FakeOutbox()
+    lapp = make_lapp(workflows, tmp_path, outbox)
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 7)], None))
+    changelog = [r for r in outbox.records if r[0].endswith("-changelog")]
+    assert [r[1] for r in changelog] == [b'"F1"'] or [r[1] for r in changelog] == [b"F1"]
+    assert "F1" in dict(lapp.table.data.items())  # type: ignore[attr-defined]
+    assert lapp.checkpoint.committable(0) == 8
+
+
+def test_records_skipped_by_the_consumer_are_fetched_again_before_later_ones_apply(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust delivered a partition's records from a stale fetch first and dropped the
+    earlier ones: later events of a feature applied without the earlier ones (issue 9)."""
+    outbox = FakeOutbox()
+    consumer = FakeConsumer(committed=10)
+    probe = FakeProbe(first=10)  # the broker has offset 10, expected next
+    lapp = make_lapp(workflows, tmp_path, outbox, probe, consumer)
+    later = [record(cloud_event("F1", n, "idea.submitted", {}), 12 + n) for n in range(3)]
+    asyncio.run(lapp.handle_batch(later, stream=None))
+    assert lapp.store.get("F1") is None, "nothing applied past the hole"
+    assert probe.asked == [(0, 10)] and consumer.sought == [(0, 10)]
+    assert lapp.checkpoint.committable(0) is None
+    # The records from offset 10 arrive; stale ones still in flight are let go.
+    first = record(cloud_event("F1", 0, "idea.submitted", {"title": "t"}), 10)
+    again = [record(cloud_event("F1", 9, "idea.submitted", {}), 13), first]
+    again += [record(cloud_event("F1", 1, "discovery.started", {}), 11)]
+    asyncio.run(lapp.handle_batch(again, stream=None))
+    assert [h.event_id for h in lapp.store.history("F1")] == ["F1-0", "F1-1"]
+    assert lapp.checkpoint.committable(0) == 12
+
+
+def test_a_real_gap_in_the_offsets_is_let_through(workflows: Workflows, tmp_path: Path) -> None:
+    """Transaction markers leave offsets without records: the broker confirms the gap."""
+    consumer = FakeConsumer(committed=10)
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox(), FakeProbe(first=11), consumer)
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 11)], None))
+    assert lapp.store.get("F1") is not None and not consumer.sought
+    assert lapp.checkpoint.committable(0) == 12
