@@ -20,7 +20,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.risk import (
@@ -34,6 +34,7 @@ from engine.risk import (
     risk_reasons,
 )
 from engine.state import FeatureState, HistoryEntry, iso
+from engine.timemath import day_after, seconds_after
 from workflows.model import Workflow
 
 APPLIED = "applied"
@@ -260,7 +261,7 @@ def _reason_started(
     """When ``reason`` began to hold for ``state``; ``None`` when that cannot be told."""
     if reason == SLA_BREACHED:
         sla = workflow.slas.get(state.stage)
-        return None if sla is None else state.entered_stage_at + timedelta(seconds=sla)
+        return None if sla is None else seconds_after(state.entered_stage_at, sla)
     if reason in (CRITICAL_RISK, HIGH_RISK):
         severity = "critical" if reason == CRITICAL_RISK else "high"
         times = [r.raised_at for r in state.risks.values() if r.severity == severity]
@@ -279,7 +280,7 @@ def _reason_started(
         target = state.target_launch
         if target is None:
             return None
-        return datetime.combine(target + timedelta(days=1), time(), tzinfo=UTC)
+        return day_after(target)
     if reason == REWORK:
         failures = [e.time for e in history if e.type == UAT_FAILED and e.outcome == APPLIED]
         return failures[REWORK_FAILURES - 1] if len(failures) >= REWORK_FAILURES else None
