@@ -20,7 +20,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from engine.risk import (
@@ -57,6 +57,10 @@ _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
 
+EARLIEST_SINCE = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest start of a report window: no event time lies before it (DESIGN.md rule 10)."""
+
+
 class ReportError(ValueError):
     """A report parameter a user gave is not understood (the message says what to write)."""
 
@@ -65,11 +69,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     """The start of the window ``text`` names: ``7d``, ``36h``, ``2w``, ``90m`` or a date/time.
 
     Raises:
-        ReportError: ``text`` is none of these, or lies after ``now``.
+        ReportError: ``text`` is none of these, lies after ``now`` or before 1970 (a window
+            too long for the calendar, like ``99999999999d``, reaches before 1970 too).
     """
     match = _WINDOW.match(text)
     if match:
-        start = now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        start = seconds_after(now, -float(match.group(1)) * _UNITS[match.group(2)])
     else:
         try:
             start = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -79,9 +84,11 @@ def parse_since(text: str, now: datetime) -> datetime:
             ) from err
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
+    if start < EARLIEST_SINCE:
+        raise ReportError(f"since={text!r} reaches before {EARLIEST_SINCE:%Y-%m-%d}")
     if start > now:
         raise ReportError(f"since={text!r} is in the future")
-    return start
+    return start.astimezone(UTC)
 
 
 @dataclass(frozen=True)

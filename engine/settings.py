@@ -62,6 +62,21 @@ class Settings(BaseSettings):
         """``LIFECYCLE_API_TOKEN=`` (empty) means no token, not an empty one."""
         return None if value == "" else value
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_stripped(cls, value: str | None) -> str | None:
+        """A token read from a secret file ends with a newline no client sends: strip it.
+
+        Raises:
+            ValueError: the token is only whitespace (a start-up error, not an open API).
+        """
+        if value is None:
+            return None
+        stripped = value.strip()
+        if not stripped:
+            raise ValueError("is only whitespace: set a token, or unset it for an open API")
+        return stripped
+
     @property
     def url(self) -> str:
         """The base URL a client on this machine uses to reach the HTTP API."""

@@ -108,7 +108,10 @@ def _authorize(request: web.Request) -> None:
         return
     given = request.headers.get("Authorization", "")
     scheme, _, credential = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip(), token):
+    # Bytes, not text: a header that is not ASCII (kept by aiohttp as surrogate escapes)
+    # must be a plain mismatch, and compare_digest refuses non-ASCII text.
+    given_bytes = credential.strip().encode("utf-8", errors="surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
         raise api_error(
             401,
             "unauthorized",

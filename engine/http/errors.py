@@ -80,7 +80,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         raise _reshaped(request, exc) from exc
     except Exception as exc:
+        # The exception's text may name tables, columns or values: the log gets it, the
+        # client only a pointer to the log.
         log.exception("unexpected error on %s %s", request.method, request.path)
         raise api_error(
-            500, "internal error", [Problem("", f"{type(exc).__name__}: {exc}")]
+            500, "internal error", [Problem("", "the engine failed; its log has the details")]
         ) from exc
