@@ -129,7 +129,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
 
     Raises:
         WorkflowError: a workflow definition is bad.
-        sqlite3.Error: the database file cannot be opened.
+        StoreError: the database cannot be used (one line: which file, why).
     """
     workflows = Workflows(load_folder(settings.workflows))
     store = SqliteStore(settings.db)
@@ -152,7 +152,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         store.close()
         raise
     app = build_app(
-        ingest=EngineIngest(engine),
+        ingest=EngineIngest(engine, store.transaction),
         reader=StoreReader(store),
         workflows=workflows,
         metrics=metrics,

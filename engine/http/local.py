@@ -7,7 +7,9 @@ a small SQLite transaction, so this keeps latency low for the embedded mode's sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -29,14 +31,30 @@ def receipt(
 
 
 class EngineIngest:
-    """An :class:`~engine.http.ports.Ingest` applying each event with an :class:`Engine`."""
+    """An :class:`~engine.http.ports.Ingest` applying each event with an :class:`Engine`.
 
-    def __init__(self, engine: Engine) -> None:
+    Args:
+        engine: applies each event and commits it to its store.
+        transaction: makes every commit of one request one store transaction (the SQLite
+            store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`), so a batch is
+            stored whole or not at all, and costs one commit; default: none.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        transaction: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self.engine = engine
+        self.transaction = transaction
 
     async def __call__(
         self, batch: Sequence[Incoming], received_at: datetime
     ) -> list[dict[str, Any]]:
+        with self.transaction():
+            return self._apply(batch, received_at)
+
+    def _apply(self, batch: Sequence[Incoming], received_at: datetime) -> list[dict[str, Any]]:
         receipts = []
         for item in batch:
             if item.event is None:
