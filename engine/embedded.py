@@ -136,7 +136,9 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
     try:
         registry = CollectorRegistry()
         metrics = LifecycleMetrics(registry)
-        recorder = Recorder(metrics, known_types=workflows.event_types)
+        recorder = Recorder(
+            metrics, known_types=workflows.event_types, max_products=settings.max_products
+        )
         webhook = WebhookPoster(settings.webhook_url) if settings.webhook_url else None
         forecaster = Forecaster()
         monitor = RiskMonitor(

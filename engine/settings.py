@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     """Where the engine's own CloudEvents are also POSTed, if set (embedded mode: the risk
     signals ``feature.at_risk`` / ``feature.risk_cleared``)."""
+    max_products: int = Field(default=100, ge=1)
+    """Distinct ``product`` labels of ``lifecycle_features``; more are counted as ``other``."""
     risk_interval: float = Field(default=30.0, gt=0)
     """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
 
