@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.forecast import Forecaster, seed_forecasts
 from engine.http.api import build_app
-from engine.http.local import EngineIngest, StoreReader
+from engine.http.local import EngineIngest, SqliteReader
 from engine.observe import Recorder
 from engine.processor import Outcome
 from engine.risk_monitor import SIGNAL_OUTCOME, RiskMonitor, RiskSignal
@@ -155,7 +155,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         raise
     app = build_app(
         ingest=EngineIngest(engine, store.transaction),
-        reader=StoreReader(store),
+        reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,
         api_token=settings.api_token,

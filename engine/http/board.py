@@ -128,7 +128,7 @@ async def get_report(request: web.Request) -> web.Response:
     histories: dict[str, list[HistoryEntry]] = {}
     forecasts: dict[str, Forecast] = {}
     for i, state in enumerate(states):
-        histories[state.id] = await reader.history(state.id)
+        histories[state.id] = (await reader.history(state.id)).entries
         judge = request.app[BOARD_ASSESS]
         assessment = judge(state, now) if judge is not None else None
         view = feature_view(state, workflows.by_name.get(state.workflow), now, assessment)

@@ -78,6 +78,79 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
         db.execute("UPDATE features SET state = ? WHERE id = ?", (json.dumps(d), fid))
 
 
+_SEARCHED = (
+    "lower(id || char(31) || coalesce(json_extract(state, '$.title'), '') || char(31) || "
+    "coalesce(product, '') || char(31) || coalesce(json_extract(state, '$.owner'), ''))"
+)
+"""The text ``q`` is looked for in: id, title, product and owner (as ``ports.matches``)."""
+
+
+class FeatureQueries:
+    """The read queries of the store, over any connection to its file.
+
+    The store uses them on its own connection; :meth:`SqliteStore.read_only` gives a second,
+    read-only connection for another thread (WAL lets it read while the writer writes).
+    States read here carry no idempotency keys (readers never judge events).
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def get(self, feature_id: str) -> FeatureState | None:
+        row = self.db.execute("SELECT state FROM features WHERE id = ?", (feature_id,)).fetchone()
+        return FeatureState.from_dict(json.loads(row[0])) if row else None
+
+    def page(
+        self,
+        *,
+        stage: str | None = None,
+        product: str | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[FeatureState]:
+        """Features matching every filter given, sorted by id, after ``after``, at most
+        ``limit`` (see :meth:`engine.http.ports.Reader.features`); filtered in SQL."""
+        where, args = ["1"], []
+        for clause, value in (
+            ("id > ?", after),
+            ("stage = ?", stage),
+            ("product = ?", product),
+            ("json_extract(state, '$.owner') = ?", owner),
+            (f"instr({_SEARCHED}, lower(?)) > 0", q or None),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT state FROM features WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(str(limit))
+        rows = self.db.execute(sql, args).fetchall()
+        return [FeatureState.from_dict(json.loads(raw)) for (raw,) in rows]
+
+    def history_page(
+        self, feature_id: str, limit: int | None = None, before: int | None = None
+    ) -> tuple[list[HistoryEntry], int | None]:
+        """Entries at positions below ``before``, the last ``limit`` of them, oldest first;
+        and the ``before`` of the older page (``None``: none older)."""
+        sql = "SELECT seq, entry FROM history WHERE feature_id = ?"
+        args: list[object] = [feature_id]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        sql += " ORDER BY seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = self.db.execute(sql, args).fetchall()
+        rows.reverse()
+        entries = [HistoryEntry.from_dict(json.loads(raw)) for _, raw in rows]
+        first = rows[0][0] if rows else None
+        return entries, first if first is not None and first > 1 else None
+
+
 MIGRATIONS = {1: _migrate_1_to_2}
 """Version -> the step that brings a file of that version to the next one."""
 
@@ -95,6 +168,7 @@ class SqliteStore:
         self.path = str(path)
         self._lock_fd: int | None = None
         self._batch = 0
+        self._read_only: sqlite3.Connection | None = None
         memory = self.path == ":memory:"
         try:
             if not memory:
@@ -283,6 +357,21 @@ class SqliteStore:
                 ],
             )
 
+    @property
+    def queries(self) -> FeatureQueries:
+        """The read queries on the store's own connection (the writer's thread)."""
+        return FeatureQueries(self._db)
+
+    def read_only(self) -> FeatureQueries | None:
+        """Queries on a second, read-only connection, for one other thread; closed with the
+        store. ``None`` for ``":memory:"``, which has no file to share."""
+        if self.path == ":memory:":
+            return None
+        if self._read_only is None:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self._read_only = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        return FeatureQueries(self._read_only)
+
     def history(self, feature_id: str) -> list[HistoryEntry]:
         rows = self._db.execute(
             "SELECT entry FROM history WHERE feature_id = ? ORDER BY seq", (feature_id,)
@@ -298,7 +387,7 @@ class SqliteStore:
         return int(n)
 
     def close(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None:
-            db.close()
+        for db in (getattr(self, "_read_only", None), getattr(self, "_db", None)):
+            if db is not None:
+                db.close()
         self._unlock()

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from engine.forecast import seed_forecasts
 from engine.http.api import build_app
 from engine.http.local import UNKNOWN_TYPE, receipt
-from engine.http.ports import Incoming
+from engine.http.ports import HistoryPage, Incoming, history_page, select_page
 from engine.processor import IGNORED
 from engine.settings import Settings
 from engine.state import FeatureState, HistoryEntry
@@ -215,12 +215,22 @@ class TableReader:
         found = await self.record(feature_id)
         return FeatureState.from_dict(found["state"]) if found else None
 
-    async def history(self, feature_id: str) -> list[HistoryEntry]:
+    async def history(
+        self, feature_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> HistoryPage:
         found = await self.record(feature_id)
-        return [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+        entries = [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+        return history_page(entries, limit, before)
 
     async def features(
-        self, *, stage: str | None = None, product: str | None = None
+        self,
+        *,
+        stage: str | None = None,
+        product: str | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FeatureState]:
         query = {k: v for k, v in (("stage", stage), ("product", product)) if v is not None}
         peers = [url.rstrip("/") for url in self.owners() if _ident(url) != self.me]
@@ -236,7 +246,8 @@ class TableReader:
         for found in await asyncio.gather(*(fetch(url) for url in peers)):
             states.extend(found)
         unique = {s["id"]: s for s in states}
-        return [FeatureState.from_dict(s) for s in unique.values()]
+        merged = (FeatureState.from_dict(s) for s in unique.values())
+        return select_page(merged, owner=owner, q=q, after=after, limit=limit)
 
 
 def _ident(url: str) -> tuple[str, int]:
