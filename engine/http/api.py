@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
+from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
+from engine.http.openapi import openapi_document
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
 from engine.risk import Assessment, assess
@@ -36,12 +38,6 @@ from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 
-MAX_BODY = 1024 * 1024
-"""Largest request body accepted (1 MiB); larger answers 413."""
-PAGE, MAX_PAGE = 500, 1000
-"""Features per page of ``GET /features``: by default, and at most."""
-HISTORY_PAGE, MAX_HISTORY_PAGE = 1000, 10_000
-"""Entries per page of ``GET /features/{id}/history``: by default, and at most."""
 
 INGEST = web.AppKey("ingest", Ingest)
 READER = web.AppKey("reader", Reader)
@@ -94,6 +90,7 @@ def build_app(
             web.get("/workflows/{name}", get_workflow),
             web.get("/metrics", get_metrics),
             web.get("/healthz", healthz),
+            web.get("/openapi.json", get_openapi),
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
@@ -310,6 +307,11 @@ async def get_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text exposition of the metrics registry."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
+    return web.json_response(openapi_document())
 
 
 async def healthz(request: web.Request) -> web.Response:
