@@ -38,7 +38,6 @@ from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 
-
 INGEST = web.AppKey("ingest", Ingest)
 READER = web.AppKey("reader", Reader)
 WORKFLOWS = web.AppKey("workflows", Workflows)

@@ -166,7 +166,7 @@ def openapi_document() -> dict[str, Any]:
                         "413": _ERROR,
                         "415": _ERROR,
                     },
-                }  # fmt: skip
+                }
             },
             "/features": {
                 "get": {
@@ -187,7 +187,7 @@ def openapi_document() -> dict[str, Any]:
                             {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
                             "only features at risk (or not)",
                         ),
-                    ],  # fmt: skip
+                    ],
                     "responses": {
                         "200": _json(
                             {
