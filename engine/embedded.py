@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.forecast import Forecaster, seed_forecasts
 from engine.http.api import build_app
-from engine.http.local import EngineIngest, StoreReader
+from engine.http.local import EngineIngest, SqliteReader
 from engine.observe import Recorder
 from engine.processor import Outcome
 from engine.risk_monitor import SIGNAL_OUTCOME, RiskMonitor, RiskSignal
@@ -129,14 +129,16 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
 
     Raises:
         WorkflowError: a workflow definition is bad.
-        sqlite3.Error: the database file cannot be opened.
+        StoreError: the database cannot be used (one line: which file, why).
     """
     workflows = Workflows(load_folder(settings.workflows))
     store = SqliteStore(settings.db)
     try:
         registry = CollectorRegistry()
         metrics = LifecycleMetrics(registry)
-        recorder = Recorder(metrics, known_types=workflows.event_types)
+        recorder = Recorder(
+            metrics, known_types=workflows.event_types, max_products=settings.max_products
+        )
         webhook = WebhookPoster(settings.webhook_url) if settings.webhook_url else None
         forecaster = Forecaster()
         monitor = RiskMonitor(
@@ -152,8 +154,8 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         store.close()
         raise
     app = build_app(
-        ingest=EngineIngest(engine),
-        reader=StoreReader(store),
+        ingest=EngineIngest(engine, store.transaction),
+        reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,
         api_token=settings.api_token,

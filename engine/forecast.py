@@ -28,10 +28,11 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from engine.state import FeatureState, HistoryEntry
+from engine.timemath import seconds_after, shifted, utc_date
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
@@ -208,11 +209,11 @@ class Forecast(NamedTuple):
         if not self.moving or now <= self.made_at:
             return self.p50, self.p85
         shift = now - self.made_at
-        return self.p50 + shift, self.p85 + shift
+        return shifted(self.p50, shift), shifted(self.p85, shift)
 
     def p85_date(self, now: datetime) -> date:
         """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""
-        return self.at(now)[1].astimezone(UTC).date()
+        return utc_date(self.at(now)[1])
 
     def view(self, now: datetime) -> dict[str, Any]:
         """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis"}``.
@@ -221,8 +222,8 @@ class Forecast(NamedTuple):
         """
         p50, p85 = self.at(now)
         return {
-            "p50": p50.astimezone(UTC).date().isoformat(),
-            "p85": p85.astimezone(UTC).date().isoformat(),
+            "p50": utc_date(p50).isoformat(),
+            "p85": utc_date(p85).isoformat(),
             "observations": self.observations,
             "basis": self.basis,
         }
@@ -355,21 +356,21 @@ class Forecaster:
             if first < len(model.observed):
                 p50_s, p85_s = self._suffix(model, first)
                 start = state.entered_stage_at
-                holds_until = start + timedelta(seconds=model.observed[first])
+                holds_until = seconds_after(start, model.observed[first])
             else:  # Outstayed every observed duration: it may leave at any moment.
                 p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
                 start, moving = now, True
         else:
             basis.add(SLA)
             if elapsed < model.fixed:
-                start = state.entered_stage_at + timedelta(seconds=model.fixed)
+                start = seconds_after(state.entered_stage_at, model.fixed)
                 holds_until = start
             else:
                 start, moving = now, True
             p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
         return Forecast(
-            p50=start + timedelta(seconds=p50_s),
-            p85=start + timedelta(seconds=p85_s),
+            p50=seconds_after(start, p50_s),
+            p85=seconds_after(start, p85_s),
             observations=observations,
             basis=basis.pop() if len(basis) == 1 else MIXED,
             made_at=now,

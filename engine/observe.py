@@ -15,6 +15,12 @@ from engine.state import FeatureState
 from metrics.bundle import LifecycleMetrics
 
 NO_PRODUCT = "none"
+OTHER_PRODUCT = "other"
+"""The ``product`` label of every product past the first ``max_products``."""
+MAX_PRODUCTS = 100
+"""Default bound on distinct ``product`` labels (``LIFECYCLE_MAX_PRODUCTS``)."""
+MAX_LABEL_LENGTH = 64
+"""Longest label value written: a longer product name is cut (names alike that far share it)."""
 
 _Move = tuple[Any, Any, tuple[str, str], tuple[str, str]]
 """What a change of stage updates: the feature gauges left and entered, and the labels of
@@ -22,10 +28,24 @@ the oldest-entry gauge left and entered."""
 
 
 class Recorder:
-    """Applies each outcome to a :class:`LifecycleMetrics` bundle, caching label children."""
+    """Applies each outcome to a :class:`LifecycleMetrics` bundle, caching label children.
 
-    def __init__(self, metrics: LifecycleMetrics, known_types: Iterable[str] = ()) -> None:
+    ``product`` is the one label whose values come from senders: the first ``max_products``
+    distinct products get a label of their own (cut to :data:`MAX_LABEL_LENGTH` characters),
+    every later one is counted as ``other`` and in ``lifecycle_products_folded_total``, so
+    the number of series stays bounded whatever the events say.
+    """
+
+    def __init__(
+        self,
+        metrics: LifecycleMetrics,
+        known_types: Iterable[str] = (),
+        max_products: int = MAX_PRODUCTS,
+    ) -> None:
         self.m = metrics
+        self.max_products = max_products
+        self._products: dict[str, str] = {}
+        self._own_labels = 0
         self._events: dict[tuple[str, str], Any] = {}
         self._features: dict[tuple[str, str, str], Any] = {}
         self._steps: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
@@ -104,15 +124,31 @@ class Recorder:
         wf = new.workflow
         m = self.m
         return (
-            self._child(self._features, m.features, (wf, old.stage, old.product or NO_PRODUCT)),
-            self._child(self._features, m.features, (wf, new.stage, new.product or NO_PRODUCT)),
+            self._child(self._features, m.features, (wf, old.stage, self._product(old.product))),
+            self._child(self._features, m.features, (wf, new.stage, self._product(new.product))),
             (wf, old.stage),
             (wf, new.stage),
         )
 
     def _count(self, state: FeatureState, delta: int) -> None:
-        key = (state.workflow, state.stage, state.product or NO_PRODUCT)
+        key = (state.workflow, state.stage, self._product(state.product))
         self._child(self._features, self.m.features, key).inc(delta)
+
+    def _product(self, product: str | None) -> str:
+        """The ``product`` label of ``product``: its own (cut), or ``other`` past the bound."""
+        if not product:
+            return NO_PRODUCT
+        label = self._products.get(product)
+        if label is None:
+            if self._own_labels < self.max_products:
+                self._own_labels += 1
+                label = product[:MAX_LABEL_LENGTH]
+            else:
+                label = OTHER_PRODUCT
+                self.m.products_folded.inc()
+            if len(self._products) < 16 * self.max_products:  # bounded memory, too
+                self._products[product] = label
+        return label
 
     @staticmethod
     def _child(cache: dict[Any, Any], family: Any, key: tuple[str, ...]) -> Any:

@@ -20,7 +20,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from engine.risk import (
@@ -34,6 +34,7 @@ from engine.risk import (
     risk_reasons,
 )
 from engine.state import FeatureState, HistoryEntry, iso
+from engine.timemath import day_after, seconds_after
 from workflows.model import Workflow
 
 APPLIED = "applied"
@@ -56,6 +57,10 @@ _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
 
+EARLIEST_SINCE = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest start of a report window: no event time lies before it (DESIGN.md rule 10)."""
+
+
 class ReportError(ValueError):
     """A report parameter a user gave is not understood (the message says what to write)."""
 
@@ -64,11 +69,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     """The start of the window ``text`` names: ``7d``, ``36h``, ``2w``, ``90m`` or a date/time.
 
     Raises:
-        ReportError: ``text`` is none of these, or lies after ``now``.
+        ReportError: ``text`` is none of these, lies after ``now`` or before 1970 (a window
+            too long for the calendar, like ``99999999999d``, reaches before 1970 too).
     """
     match = _WINDOW.match(text)
     if match:
-        start = now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        start = seconds_after(now, -float(match.group(1)) * _UNITS[match.group(2)])
     else:
         try:
             start = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -78,9 +84,11 @@ def parse_since(text: str, now: datetime) -> datetime:
             ) from err
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
+    if start < EARLIEST_SINCE:
+        raise ReportError(f"since={text!r} reaches before {EARLIEST_SINCE:%Y-%m-%d}")
     if start > now:
         raise ReportError(f"since={text!r} is in the future")
-    return start
+    return start.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ def _reason_started(
     """When ``reason`` began to hold for ``state``; ``None`` when that cannot be told."""
     if reason == SLA_BREACHED:
         sla = workflow.slas.get(state.stage)
-        return None if sla is None else state.entered_stage_at + timedelta(seconds=sla)
+        return None if sla is None else seconds_after(state.entered_stage_at, sla)
     if reason in (CRITICAL_RISK, HIGH_RISK):
         severity = "critical" if reason == CRITICAL_RISK else "high"
         times = [r.raised_at for r in state.risks.values() if r.severity == severity]
@@ -279,7 +287,7 @@ def _reason_started(
         target = state.target_launch
         if target is None:
             return None
-        return datetime.combine(target + timedelta(days=1), time(), tzinfo=UTC)
+        return day_after(target)
     if reason == REWORK:
         failures = [e.time for e in history if e.type == UAT_FAILED and e.outcome == APPLIED]
         return failures[REWORK_FAILURES - 1] if len(failures) >= REWORK_FAILURES else None

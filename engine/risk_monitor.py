@@ -38,13 +38,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from engine.forecast import Forecaster
 from engine.processor import Outcome
 from engine.risk import REASONS, SLA_BREACHED, TARGET_SLIP, Assessment, assess
 from engine.state import FeatureState, HistoryEntry, iso
+from engine.timemath import day_after, seconds_after, shifted
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 from workflows.model import Workflow
@@ -123,10 +124,6 @@ def _slim(state: FeatureState) -> FeatureState:
         visited=_NONE,
         seen=_NONE,
     )
-
-
-def _day_after(day: Any) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
 
 
 class RiskMonitor:
@@ -319,17 +316,17 @@ class RiskMonitor:
         finished = state.stage in workflow.done
         sla = workflow.slas.get(state.stage)
         if sla is not None and not finished:
-            found.append(state.entered_stage_at + timedelta(seconds=sla) + EPSILON)
+            found.append(seconds_after(state.entered_stage_at, sla + EPSILON.total_seconds()))
         target = state.target_launch
         forecast = new.forecast
         if target is not None and state.launched_at is None and not finished:
-            passed = _day_after(target)
+            passed = day_after(target)
             found.append(passed)
             if forecast is not None and forecast.moving and TARGET_SLIP not in new.reasons:
                 # The p85 time advances with the clock: it lands after the target at ...
-                found.append(passed - (forecast.p85 - forecast.made_at))
+                found.append(shifted(passed, -(forecast.p85 - forecast.made_at)))
         if forecast is not None and forecast.holds_until is not None:
-            found.append(forecast.holds_until + EPSILON)
+            found.append(shifted(forecast.holds_until, EPSILON))
         later = [t for t in found if t > now]
         return min(later).timestamp() if later else None
 

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     """Where the engine's own CloudEvents are also POSTed, if set (embedded mode: the risk
     signals ``feature.at_risk`` / ``feature.risk_cleared``)."""
+    max_products: int = Field(default=100, ge=1)
+    """Distinct ``product`` labels of ``lifecycle_features``; more are counted as ``other``."""
     risk_interval: float = Field(default=30.0, gt=0)
     """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
 
@@ -69,6 +71,21 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         """``LIFECYCLE_API_TOKEN=`` (empty) means no token, not an empty one."""
         return None if value == "" else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_stripped(cls, value: str | None) -> str | None:
+        """A token read from a secret file ends with a newline no client sends: strip it.
+
+        Raises:
+            ValueError: the token is only whitespace (a start-up error, not an open API).
+        """
+        if value is None:
+            return None
+        stripped = value.strip()
+        if not stripped:
+            raise ValueError("is only whitespace: set a token, or unset it for an open API")
+        return stripped
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ and Faust-table stores persist and the HTTP API builds on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -28,8 +29,39 @@ class Risk(NamedTuple):
     raised_at: datetime
 
 
-Keys = tuple[str, ...] | frozenset[str]
-"""Idempotency keys: a tuple while few (a tenth of a set's memory), a frozenset when many."""
+class ExternalKeys:
+    """Idempotency keys a store keeps outside the state, asked one at a time.
+
+    A store whose keys live in their own indexed table (SQLite) hands the processor this
+    instead of every key: ``key in keys`` asks the store, and :meth:`plus` records the key
+    of the event being applied in :attr:`added`, which the store writes with the state.
+    The cost of an event then stays flat however long the feature's history grows.
+
+    Args:
+        contains: whether the store already holds a key (called by ``in``).
+        added: keys added since the state was read, not yet stored.
+    """
+
+    __slots__ = ("added", "contains")
+
+    def __init__(self, contains: Callable[[str], bool], added: tuple[str, ...] = ()) -> None:
+        self.contains = contains
+        self.added = added
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.added or (isinstance(key, str) and self.contains(key))
+
+    def plus(self, key: str) -> ExternalKeys:
+        """These keys and ``key``."""
+        return ExternalKeys(self.contains, (*self.added, key))
+
+    def __repr__(self) -> str:
+        return f"ExternalKeys(added={self.added!r})"
+
+
+Keys = tuple[str, ...] | frozenset[str] | ExternalKeys
+"""Idempotency keys: a tuple while few (a tenth of a set's memory), a frozenset when many,
+or a store's :class:`ExternalKeys`."""
 
 SMALL_KEYS = 16
 
@@ -38,6 +70,8 @@ def add_key(keys: Keys, key: str) -> Keys:
     """``keys`` with ``key`` added, switching from tuple to frozenset as they grow."""
     if type(keys) is tuple and len(keys) < SMALL_KEYS:
         return (*keys, key)
+    if isinstance(keys, ExternalKeys):
+        return keys.plus(key)
     return frozenset(keys) | {key}
 
 
@@ -107,9 +141,14 @@ class FeatureState(NamedTuple):
         values[_SEEN] = seen
         return tuple.__new__(FeatureState, values)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form stores persist (round-trips through :meth:`from_dict`)."""
-        return {
+    def to_dict(self, *, keys: bool = True) -> dict[str, Any]:
+        """The JSON-able form stores persist (round-trips through :meth:`from_dict`).
+
+        Args:
+            keys: include the idempotency keys (``seen``); a store that keeps them in a
+                table of their own leaves them out.
+        """
+        d = {
             "id": self.id,
             "workflow": self.workflow,
             "stage": self.stage,
@@ -135,8 +174,11 @@ class FeatureState(NamedTuple):
             "kpis": dict(self.kpis or {}),
             "launched_at": iso(self.launched_at),
             "visited": list(self.visited),
-            "seen": list(self.seen),
         }
+        if keys:
+            seen = self.seen
+            d["seen"] = list(seen.added if isinstance(seen, ExternalKeys) else seen)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureState:

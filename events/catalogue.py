@@ -7,18 +7,24 @@ kept out of the typed model but never refused: senders may add their own.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 Severity = Literal["low", "medium", "high", "critical"]
 Sentiment = Literal["positive", "neutral", "negative"]
+Number = Annotated[float, Strict()]
+"""A JSON number, finite: ``true`` and ``"3"`` are refused, not read as 1 and 3."""
 
 
 class EventData(BaseModel):
-    """Base of every event's ``data``: frozen, extra fields ignored."""
+    """Base of every event's ``data``: frozen, extra fields ignored, numbers finite.
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    ``NaN``, ``Infinity`` and numbers beyond a float's range (``1e999``) are refused
+    (DESIGN.md rule 10): stored, they would be served as invalid JSON.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class NoData(EventData):
@@ -36,7 +42,7 @@ class RequirementApproved(EventData):
 
 
 class FeaturePrioritized(EventData):
-    priority: float | None = None
+    priority: Number | None = None
     target_launch: date | None = None
 
 
@@ -68,7 +74,7 @@ class FeedbackReceived(EventData):
 
 class KpiReported(EventData):
     name: str | None = None
-    value: float | None = None
+    value: Number | None = None
 
 
 CATALOGUE: dict[str, type[EventData]] = {

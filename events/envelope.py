@@ -4,26 +4,39 @@ Called at the edge only (HTTP handlers, Kafka agents, the emitter). The three wi
 DESIGN.md section 3 are parsed here: structured JSON, a JSON batch, and binary mode (HTTP
 ``ce-*`` or Kafka ``ce_*`` headers with ``data`` as the body). Every problem in an input is
 collected into one :class:`~events.errors.MalformedEvent`, never a stack trace.
+
+Sane values (DESIGN.md rule 10) are checked here and nowhere else, for every transport:
+
+* JSON is strict: no ``NaN``/``Infinity``, no number beyond a float's range (``1e999``), no
+  nesting deeper than :data:`MAX_DEPTH`, valid UTF-8 without lone surrogates (``\\ud800``);
+  header attributes (binary mode) must be valid Unicode too.
+* ``time`` is RFC 3339 text with a zone (``12345`` is refused) that lies in the window from
+  :data:`EARLIEST_TIME` to :data:`LATEST_AHEAD` past the receive time; the upper bound
+  applies to the events the engine takes (catalogue types), the lower one to every event.
+* ``data`` numbers are finite JSON numbers (``true`` and ``"3"`` are refused).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Union
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from events.catalogue import CATALOGUE, EventData, data_model
@@ -35,13 +48,84 @@ SUBJECT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$"
 """The common form of a CloudEvents ``time``, read on the fast path (others are checked too)."""
 
+TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+"""Any RFC 3339 ``time`` the full path reads (lower-case ``t``/``z``, a space, nanoseconds)."""
+
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest event ``time`` accepted: backfills of old history pass, year 1 does not."""
+
+LATEST_AHEAD = timedelta(days=1)
+"""How far past the engine's clock (the receive time) an event ``time`` may lie: a sender's
+clock may run ahead, but a business time in the year 9999 is a mistake, not a skew."""
+
+MAX_DEPTH = 200
+"""Deepest nesting of JSON arrays and objects read (the JSON parser's limit); deeper: 400."""
+
+_MAYBE_NOT_FINITE = (
+    re.compile(rb"[eE]\+?\d{3}|\d{300}"),
+    re.compile(r"[eE]\+?\d{3}|\d{300}"),
+)
+"""Where a JSON number may overflow a float (bytes, text): only then is the value walked."""
+
+_SUSPECT = (
+    re.compile(rb"NaN|Infinity|[eE]\+?\d{3}|\d{300}"),
+    re.compile(r"NaN|Infinity|[eE]\+?\d{3}|\d{300}"),
+)
+"""What sends a body off the fast path to :func:`decode_json` (which refuses it if it is one)."""
+
 JSON_TYPES = ("application/json", "text/json")
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 
 
+def _time_text(value: Any) -> Any:
+    """``time`` must be RFC 3339 text: a number (seconds since 1970?) is not a CloudEvent time."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not TIME_TEXT.fullmatch(value):
+        raise ValueError("must be an RFC 3339 time with a zone, e.g. 2024-05-01T10:00:00Z")
+    return value
+
+
+def _utc_time(value: datetime | None) -> datetime | None:
+    """The time in UTC, refused when it has none (``0001-01-01T00:00:00+01:00``) or is early."""
+    if value is None:
+        return None
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc < EARLIEST_TIME:
+        raise ValueError(f"must not be before {EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ}")
+    return utc
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_time_text), AfterValidator(_utc_time)]
+"""A CloudEvent ``time``: RFC 3339 text with a zone, in UTC, not before :data:`EARLIEST_TIME`."""
+
+
+def time_problem(time: datetime, received_at: datetime) -> Problem | None:
+    """Why an event ``time`` (UTC) is outside the window of DESIGN.md rule 10, if it is.
+
+    Called for every event the engine is about to take; ``received_at`` is the engine's clock.
+    """
+    if time < EARLIEST_TIME:
+        return Problem("time", f"must not be before {EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ}")
+    latest = received_at + LATEST_AHEAD
+    if time > latest:
+        return Problem(
+            "time",
+            f"{time:%Y-%m-%dT%H:%M:%SZ} is more than {LATEST_AHEAD.days} day ahead of the "
+            f"engine's clock; the latest accepted now is {latest:%Y-%m-%dT%H:%M:%SZ}",
+        )
+    return None
+
+
 class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 envelope as received; extension attributes are kept."""
+    """A CloudEvents 1.0 envelope as received; extension attributes are kept.
+
+    ``time`` is converted to UTC here; one that cannot be (out of range) is refused.
+    """
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -50,7 +134,7 @@ class CloudEvent(BaseModel):
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
     subject: str | None = None
-    time: AwareDatetime | None = None
+    time: EventTime | None = None
     datacontenttype: str | None = None
     dataschema: str | None = None
     data: Any = None
@@ -94,28 +178,52 @@ def _envelope(obj: Any, index: int | None = None) -> CloudEvent:
         raise MalformedEvent(_problems(err), index=index) from err
 
 
+def _not_finite(value: Any) -> str | None:
+    """Where in a decoded JSON value a number is not finite (``1e999``), if anywhere."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, dict):
+            stack += ((f"{where}.{k}" if where else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack += ((f"{where}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
 def decode_json(body: bytes | str) -> Any:
-    """Decode a request or message body as JSON.
+    """Decode a request or message body as strict JSON.
 
     Raises:
-        MalformedEvent: the body is not valid JSON (or not UTF-8).
+        MalformedEvent: the body is not valid JSON: not UTF-8, a lone surrogate, ``NaN``
+            or ``Infinity``, nesting deeper than :data:`MAX_DEPTH`, or a number beyond a
+            float's range (``1e999``).
     """
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise MalformedEvent([Problem("", f"body is not valid JSON: {err}")]) from err
+        value = from_json(body, allow_inf_nan=False)
+    except (ValueError, TypeError) as err:  # TypeError: text with a lone surrogate
+        reason = str(err) if isinstance(err, ValueError) else "text is not valid Unicode"
+        if "hex escape" in reason or "code point" in reason:
+            reason = f"text is not valid Unicode (a lone surrogate?): {reason}"
+        elif "recursion limit" in reason:
+            reason = f"nested deeper than {MAX_DEPTH} levels: {reason}"
+        raise MalformedEvent([Problem("", f"body is not valid JSON: {reason}")]) from err
+    if _MAYBE_NOT_FINITE[isinstance(body, str)].search(body):  # type: ignore[arg-type]
+        where = _not_finite(value)
+        if where is not None:
+            raise MalformedEvent([Problem(where, "must be a finite number")])
+    return value
 
 
 def parse_structured(body: bytes | str) -> CloudEvent:
-    """Parse one event in structured mode (``application/cloudevents+json``)."""
-    try:
-        return CloudEvent.model_validate_json(body)
-    except ValidationError as err:
-        if any(e["type"] == "json_invalid" for e in err.errors()):
-            return _envelope(decode_json(body))  # Re-parse for a readable JSON error.
-        if any(e["type"] == "model_type" and not e["loc"] for e in err.errors()):
-            raise MalformedEvent([Problem("", "a CloudEvent must be a JSON object")]) from err
-        raise MalformedEvent(_problems(err)) from err
+    """Parse one event in structured mode (``application/cloudevents+json``).
+
+    Raises:
+        MalformedEvent: the body is not strict JSON (see :func:`decode_json`) or not a
+            CloudEvent, with every problem.
+    """
+    return _envelope(decode_json(body))
 
 
 def parse_batch(body: bytes | str) -> list[CloudEvent]:
@@ -151,7 +259,8 @@ def binary_attributes(
         prefix: ``"ce-"`` for HTTP, ``"ce_"`` for Kafka.
 
     Raises:
-        MalformedEvent: the body claims to be JSON but is not.
+        MalformedEvent: the body claims to be JSON but is not, or a header attribute is not
+            valid Unicode (an HTTP header of bytes that are not UTF-8).
     """
     attrs: dict[str, Any] = {}
     content_type = None
@@ -162,6 +271,8 @@ def binary_attributes(
             else raw_value
         )
         lname = name.lower()
+        if (lname.startswith(prefix) or lname == "content-type") and not _is_unicode(value):
+            raise MalformedEvent([Problem(lname, "is not valid UTF-8 text")])
         if lname.startswith(prefix):
             attrs[lname[len(prefix) :]] = value
         elif lname == "content-type":
@@ -175,6 +286,15 @@ def binary_attributes(
         else:
             attrs["data"] = body.decode("utf-8", errors="replace")
     return attrs
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate, as undecodable bytes become)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_binary(
@@ -269,6 +389,10 @@ def validate_event(
         found, data = _content_problems(event_type, raw.get("subject"), raw.get("data"))
         flagged = {p.field.split(".")[0] for p in problems}
         problems += [p for p in found if p.field.split(".")[0] not in flagged]
+    if ce is not None and ce.time is not None and data is not None:
+        late = time_problem(ce.time, received_at)
+        if late is not None:
+            problems.append(late)
     if problems:
         raise MalformedEvent(problems, index=index)
     assert ce is not None
@@ -313,6 +437,9 @@ def to_event(
     if ce.type not in known_types:
         return None
     problems, data = _content_problems(ce.type, ce.subject, ce.data)
+    late = time_problem(ce.time, received_at) if ce.time is not None else None
+    if late is not None:
+        problems.append(late)
     if problems or data is None:
         raise MalformedEvent(problems)
     return _typed(ce, data, received_at)
@@ -380,10 +507,19 @@ def decode_event(
         MalformedEvent: every problem found.
     """
     try:
+        if _SUSPECT[isinstance(body, str)].search(body):  # type: ignore[arg-type]
+            raise ValueError("maybe not finite: the full check decides")
         ce = _TYPED.validate_json(body)
         text = ce.get("time")
-        time = received_at if text is None else datetime.fromisoformat(text)
-    except ValueError:  # pydantic's ValidationError too: the full check names every problem
+        if text is None:
+            time = received_at
+        else:
+            time = datetime.fromisoformat(text)
+            if time.tzinfo is not UTC:
+                time = time.astimezone(UTC)
+            if not EARLIEST_TIME <= time <= received_at + LATEST_AHEAD:
+                raise ValueError("time outside the window")
+    except (ValueError, OverflowError):  # ValidationError too: the full check names them all
         return validate_event(decode_json(body), known_types, received_at)
     event_type = ce["type"]
     if event_type not in known_types:
@@ -397,7 +533,7 @@ def decode_event(
             intern(ce["source"]),
             intern(event_type),
             ce["subject"],
-            time if time.tzinfo is UTC else time.astimezone(UTC),
+            time,
             data if data is not None else _EMPTY_DATA[event_type],
             workflow if isinstance(workflow, str) else None,
         ),

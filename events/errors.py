@@ -54,6 +54,16 @@ class UnknownWorkflow(LifecycleError):
     """A workflow name that no loaded definition has."""
 
 
+class StoreError(LifecycleError):
+    """A database the engine cannot use, or a write it could not make.
+
+    Raised at start-up for a file that is not a lifecycle database, has a schema newer than
+    this engine, cannot be opened or written, or is in use by another engine; and for a
+    commit the database refused (disk full, I/O error). The message names the file and the
+    database's own reason.
+    """
+
+
 class EmitFailed(LifecycleError):
     """An event the emitter could not hand to Kafka, or Kafka did not acknowledge in time.
 

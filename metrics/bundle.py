@@ -148,6 +148,12 @@ class LifecycleMetrics:
             "Unix time at which this process last finished an event.",
             registry=registry,
         )
+        self.products_folded = Counter(
+            "lifecycle_products_folded_total",
+            'Distinct products counted as product="other" in lifecycle_features, because '
+            "LIFECYCLE_MAX_PRODUCTS products already had a label of their own.",
+            registry=registry,
+        )
         self.risk_signals = Counter(
             "lifecycle_risk_signals_total",
             "Risk changes published (feature.at_risk / feature.risk_cleared), by reason.",

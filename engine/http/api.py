@@ -12,12 +12,15 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
+from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
+from engine.http.openapi import openapi_document
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
 from engine.risk import Assessment, assess
@@ -34,9 +37,6 @@ from events.envelope import (
 from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
-
-MAX_BODY = 1024 * 1024
-"""Largest request body accepted (1 MiB); larger answers 413."""
 
 INGEST = web.AppKey("ingest", Ingest)
 READER = web.AppKey("reader", Reader)
@@ -102,6 +102,7 @@ def build_app(
             web.get("/metrics", get_metrics),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
+            web.get("/openapi.json", get_openapi),
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
@@ -121,7 +122,10 @@ def _authorize(request: web.Request) -> None:
         return
     given = request.headers.get("Authorization", "")
     scheme, _, credential = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip(), token):
+    # Bytes, not text: a header that is not ASCII (kept by aiohttp as surrogate escapes)
+    # must be a plain mismatch, and compare_digest refuses non-ASCII text.
+    given_bytes = credential.strip().encode("utf-8", errors="surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
         raise api_error(
             401,
             "unauthorized",
@@ -208,28 +212,58 @@ def _flag(request: web.Request, name: str) -> bool | None:
     raise api_error(400, "bad query", [Problem(name, f"must be true or false, not {raw!r}")])
 
 
+def _int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise api_error(
+            400, "bad query", [Problem(name, f"must be a whole number {low}-{high}, not {raw!r}")]
+        )
+    return int(raw)
+
+
 async def list_features(request: web.Request) -> web.Response:
-    """``GET /features?stage=&product=&at_risk=true``: ``{"features": [...]}`` sorted by id."""
+    """``GET /features``: ``{"features": [...], "next": cursor | null}``, sorted by id.
+
+    Query: ``limit`` (1-:data:`MAX_PAGE`, default :data:`PAGE`), ``cursor`` (the ``next`` of
+    the previous page), filters ``stage``, ``product``, ``owner``, ``q`` (text in id, title,
+    product or owner) applied by the reader (in SQL for the SQLite store), and
+    ``at_risk=true|false`` (risk is judged now, so that one is applied here, page by page).
+    """
     workflows = request.app[WORKFLOWS]
     stage = request.query.get("stage") or None
-    product = request.query.get("product") or None
     at_risk = _flag(request, "at_risk")
+    limit = _int(request, "limit", PAGE, 1, MAX_PAGE)
+    assert limit is not None
     if stage is not None and not any(stage in w.stages for w in workflows.by_name.values()):
         raise api_error(400, "bad query", [Problem("stage", f"no workflow has a stage {stage!r}")])
+    filters = {
+        name: request.query.get(name) or None for name in ("product", "owner", "q", "cursor")
+    }
+    after = filters.pop("cursor")
     now = request.app[CLOCK]()
-    states = await request.app[READER].features(stage=stage, product=product)
     judge = request.app[ASSESS]
-    views = []
-    for s in sorted(states, key=lambda s: s.id):
-        workflow = workflows.by_name.get(s.workflow)
-        if judge is not None:
-            assessment = judge(s, now)
-        else:
-            assessment = assess(s, workflow, now) if workflow is not None else Assessment(())
-        # Filter before building the view: the board polls this list every few seconds.
-        if at_risk is None or bool(assessment.reasons) is at_risk:
-            views.append(feature_view(s, workflow, now, assessment))
-    return web.json_response({"features": views})
+    reader = request.app[READER]
+    views: list[dict[str, Any]] = []
+    last: str | None = None
+    while len(views) <= limit:
+        states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
+        for s in states:
+            workflow = workflows.by_name.get(s.workflow)
+            if judge is not None:
+                assessment = judge(s, now)
+            else:
+                assessment = assess(s, workflow, now) if workflow is not None else Assessment(())
+            if at_risk is None or bool(assessment.reasons) is at_risk:
+                if len(views) == limit:
+                    return web.json_response({"features": views, "next": last})
+                views.append(feature_view(s, workflow, now, assessment))
+                last = s.id
+        if len(states) <= limit:
+            break
+        after = states[-1].id
+    return web.json_response({"features": views, "next": None})
 
 
 async def _known(request: web.Request) -> FeatureState:
@@ -251,10 +285,18 @@ async def get_feature(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    """``GET /features/{id}/history``: ``{"id", "entries": [...]}`` oldest first; 404 unknown."""
+    """``GET /features/{id}/history?limit=&before=``: ``{"id", "entries", "before"}``.
+
+    Entries oldest first: the last ``limit`` (default :data:`HISTORY_PAGE`) before position
+    ``before`` (1 = the oldest entry; default: after the newest). The answer's ``before``
+    is the value for the page of older entries, ``null`` when there are none. 404 unknown.
+    """
+    limit = _int(request, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
+    before = _int(request, "before", None, 1, 2**62)
     state = await _known(request)
-    entries = await request.app[READER].history(state.id)
-    return web.json_response({"id": state.id, "entries": [e.to_dict() for e in entries]})
+    page = await request.app[READER].history(state.id, limit=limit, before=before)
+    entries = [e.to_dict() for e in page.entries]
+    return web.json_response({"id": state.id, "entries": entries, "before": page.before})
 
 
 async def list_workflows(request: web.Request) -> web.Response:
@@ -277,6 +319,11 @@ async def get_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text exposition of the metrics registry."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
+    return web.json_response(openapi_document())
 
 
 async def healthz(request: web.Request) -> web.Response:

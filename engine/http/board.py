@@ -75,7 +75,30 @@ def add_board_routes(
     app[BOARD_ASSESS] = assess
     app.router.add_get("/", board_page)
     app.router.add_get("/report", get_report)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    app.router.add_get("/static/{name}", static_file)
+
+
+STATIC_FILES = {
+    "board.html": "text/html",
+    "board.css": "text/css",
+    "board.js": "text/javascript",
+}
+"""Every file ``/static/`` serves, by name; anything else is a 404 in the error shape."""
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """``GET /static/{name}``: one of the board's files; 404 (error shape) for any other name.
+
+    A fixed list rather than a static route: aiohttp's static route answers a missing file
+    with an empty body no middleware sees, and a list cannot be walked out of.
+    """
+    name = request.match_info["name"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise api_error(404, "not found", [Problem("path", f"no file {request.path}")])
+    return web.FileResponse(
+        STATIC / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+    )
 
 
 async def board_page(request: web.Request) -> web.FileResponse:
@@ -105,7 +128,7 @@ async def get_report(request: web.Request) -> web.Response:
     histories: dict[str, list[HistoryEntry]] = {}
     forecasts: dict[str, Forecast] = {}
     for i, state in enumerate(states):
-        histories[state.id] = await reader.history(state.id)
+        histories[state.id] = (await reader.history(state.id)).entries
         judge = request.app[BOARD_ASSESS]
         assessment = judge(state, now) if judge is not None else None
         view = feature_view(state, workflows.by_name.get(state.workflow), now, assessment)

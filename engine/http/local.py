@@ -7,15 +7,23 @@ a small SQLite transaction, so this keeps latency low for the embedded mode's sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from engine.http.ports import Incoming
+from engine.http.ports import HistoryPage, Incoming, history_page, select_page
 from engine.processor import IGNORED
 from engine.service import Engine
-from engine.state import FeatureState, HistoryEntry
+from engine.state import FeatureState
 from engine.stores.base import FeatureStore
+from engine.stores.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 UNKNOWN_TYPE = "unknown_type"
 """The ``reason`` of an ``ignored`` receipt for a type outside every workflow."""
@@ -29,14 +37,30 @@ def receipt(
 
 
 class EngineIngest:
-    """An :class:`~engine.http.ports.Ingest` applying each event with an :class:`Engine`."""
+    """An :class:`~engine.http.ports.Ingest` applying each event with an :class:`Engine`.
 
-    def __init__(self, engine: Engine) -> None:
+    Args:
+        engine: applies each event and commits it to its store.
+        transaction: makes every commit of one request one store transaction (the SQLite
+            store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`), so a batch is
+            stored whole or not at all, and costs one commit; default: none.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        transaction: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self.engine = engine
+        self.transaction = transaction
 
     async def __call__(
         self, batch: Sequence[Incoming], received_at: datetime
     ) -> list[dict[str, Any]]:
+        with self.transaction():
+            return self._apply(batch, received_at)
+
+    def _apply(self, batch: Sequence[Incoming], received_at: datetime) -> list[dict[str, Any]]:
         receipts = []
         for item in batch:
             if item.event is None:
@@ -49,7 +73,10 @@ class EngineIngest:
 
 
 class StoreReader:
-    """A :class:`~engine.http.ports.Reader` over a :class:`FeatureStore` in this process."""
+    """A :class:`~engine.http.ports.Reader` over a :class:`FeatureStore` in this process.
+
+    Filters and pages in Python over ``store.features()`` (the memory store, tests).
+    """
 
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
@@ -57,14 +84,52 @@ class StoreReader:
     async def feature(self, feature_id: str) -> FeatureState | None:
         return self.store.get(feature_id)
 
-    async def features(
-        self, *, stage: str | None = None, product: str | None = None
-    ) -> list[FeatureState]:
-        return [
-            f
-            for f in self.store.features()
-            if (stage is None or f.stage == stage) and (product is None or f.product == product)
-        ]
+    async def features(self, **filters: Any) -> list[FeatureState]:
+        return select_page(self.store.features(), **filters)
 
-    async def history(self, feature_id: str) -> list[HistoryEntry]:
-        return self.store.history(feature_id)
+    async def history(
+        self, feature_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> HistoryPage:
+        return history_page(self.store.history(feature_id), limit, before)
+
+
+class SqliteReader:
+    """A :class:`~engine.http.ports.Reader` over the SQLite store, off the event loop.
+
+    Queries run on the store's read-only connection in one thread of their own, so a board
+    polling ``GET /features`` never stalls the loop that applies events; filters and paging
+    are SQL. A store without a file (``":memory:"``) is read on the loop instead.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        read_only = store.read_only()
+        self.queries = read_only if read_only is not None else store.queries
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="lifecycle-reads")
+            if read_only is not None
+            else None
+        )
+
+    async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pool is None:
+            return call(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(call, *args, **kwargs))
+
+    async def feature(self, feature_id: str) -> FeatureState | None:
+        return await self._run(self.queries.get, feature_id)
+
+    async def features(self, **filters: Any) -> list[FeatureState]:
+        return await self._run(self.queries.page, **filters)
+
+    async def history(
+        self, feature_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> HistoryPage:
+        entries, older = await self._run(self.queries.history_page, feature_id, limit, before)
+        return HistoryPage(entries, older)
+
+    def close(self) -> None:
+        """Let the read thread end (the connection is closed with the store)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -8,10 +8,10 @@ plugs in an ingest that publishes to Kafka and a reader over its tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine.state import FeatureState, HistoryEntry
 from events.envelope import Event
@@ -62,6 +62,18 @@ class Ingest(Protocol):
         ...
 
 
+class HistoryPage(NamedTuple):
+    """A page of a feature's history, oldest first.
+
+    Attributes:
+        entries: the entries of the page.
+        before: pass it as ``before`` for the page of older entries; ``None``: no older ones.
+    """
+
+    entries: list[HistoryEntry]
+    before: int | None
+
+
 class Reader(Protocol):
     """Reads features and their history, as of now."""
 
@@ -70,11 +82,80 @@ class Reader(Protocol):
         ...
 
     async def features(
-        self, *, stage: str | None = None, product: str | None = None
+        self,
+        *,
+        stage: str | None = None,
+        product: str | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FeatureState]:
-        """Every feature in ``stage`` and of ``product`` (``None``: any), in no set order."""
+        """Features that match every filter given (``None``: any), sorted by id.
+
+        Args:
+            stage, product, owner: equal to this.
+            q: text found (case-insensitively) in the id, title, product or owner.
+            after: only ids after this one (the cursor of a page).
+            limit: at most this many (``None``: all).
+        """
         ...
 
-    async def history(self, feature_id: str) -> list[HistoryEntry]:
-        """The feature's history, oldest first; empty when unknown."""
+    async def history(
+        self, feature_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> HistoryPage:
+        """The feature's history: entries at positions (1 = oldest) below ``before``, the
+        last ``limit`` of them (``None``: all); empty when unknown."""
         ...
+
+
+def matches(
+    state: FeatureState,
+    stage: str | None = None,
+    product: str | None = None,
+    owner: str | None = None,
+    q: str | None = None,
+) -> bool:
+    """Whether ``state`` passes the filters of :meth:`Reader.features` (for readers that
+    filter in Python; the SQLite store filters in SQL with the same meaning)."""
+    if stage is not None and state.stage != stage:
+        return False
+    if product is not None and state.product != product:
+        return False
+    if owner is not None and state.owner != owner:
+        return False
+    if q:
+        text = "\x1f".join(x for x in (state.id, state.title, state.product, state.owner) if x)
+        return q.lower() in text.lower()
+    return True
+
+
+def select_page(
+    states: Iterable[FeatureState],
+    *,
+    stage: str | None = None,
+    product: str | None = None,
+    owner: str | None = None,
+    q: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[FeatureState]:
+    """:meth:`Reader.features` over states in memory: filtered, sorted by id, paged."""
+    found = sorted(
+        (
+            s
+            for s in states
+            if (after is None or s.id > after) and matches(s, stage, product, owner, q)
+        ),
+        key=lambda s: s.id,
+    )
+    return found if limit is None else found[:limit]
+
+
+def history_page(
+    entries: list[HistoryEntry], limit: int | None = None, before: int | None = None
+) -> HistoryPage:
+    """:meth:`Reader.history` over a whole history in memory."""
+    end = len(entries) if before is None else max(0, min(before - 1, len(entries)))
+    start = 0 if limit is None else max(0, end - limit)
+    return HistoryPage(entries[start:end], start + 1 if start > 0 else None)

@@ -1,80 +1,376 @@
-"""The SQLite store of the embedded mode: one file, WAL, one transaction per event.
+"""The SQLite store of the embedded mode: one file, WAL, one transaction per event or batch.
 
-An event's new state, its history lines and its idempotency key (inside the state's
-``seen``) are written in a single transaction, so a crash at any moment leaves either the
-whole event or none of it; a restart keeps everything, duplicates included.
+An event's new state, its history lines and its idempotency key are written in a single
+transaction, so a crash at any moment leaves either the whole event or none of it; a
+restart keeps everything, duplicates included. :meth:`SqliteStore.transaction` widens that
+to a whole batch of events (all stored or none).
+
+Idempotency keys live in a table of their own, indexed by feature and key: the processor
+asks for the one key it judges (:class:`~engine.state.ExternalKeys`), so an event costs the
+same at a feature's 20,000th event as at its first, and the state row stays small.
+
+The file carries a schema version (``PRAGMA user_version``). Older versions are migrated
+forward at start-up, in one transaction; a newer or unknown one is refused. A second
+engine on the same file is refused too: the store holds an exclusive lock on
+``<file>.lock`` while it is open. Every start-up failure is one :class:`StoreError` whose
+message names the file and the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from engine.processor import Outcome
-from engine.state import FeatureState, HistoryEntry
+from engine.state import ExternalKeys, FeatureState, HistoryEntry
+from events.errors import StoreError
+
+SCHEMA_VERSION = 2
+"""1: features and history, keys inside each state (before versioning, ``user_version`` 0).
+2: keys in the ``seen`` table, out of the state."""
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS features (
+CREATE TABLE features (
     id TEXT PRIMARY KEY,
     stage TEXT NOT NULL,
     product TEXT,
     state TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS history (
+CREATE TABLE history (
     feature_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     entry TEXT NOT NULL,
     PRIMARY KEY (feature_id, seq)
 );
+CREATE TABLE seen (
+    feature_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (feature_id, key)
+) WITHOUT ROWID;
 """
+
+COLUMNS = {
+    "features": {"id", "stage", "product", "state"},
+    "history": {"feature_id", "seq", "entry"},
+    "seen": {"feature_id", "key"},
+}
+"""The columns this engine reads, per table (a file missing one is refused)."""
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Move the keys out of every state row into the ``seen`` table."""
+    db.execute(
+        "CREATE TABLE seen (feature_id TEXT NOT NULL, key TEXT NOT NULL, "
+        "PRIMARY KEY (feature_id, key)) WITHOUT ROWID"
+    )
+    for fid, raw in db.execute("SELECT id, state FROM features").fetchall():
+        d = json.loads(raw)
+        keys = d.pop("seen", [])
+        db.executemany(
+            "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)", [(fid, k) for k in keys]
+        )
+        db.execute("UPDATE features SET state = ? WHERE id = ?", (json.dumps(d), fid))
+
+
+_SEARCHED = (
+    "lower(id || char(31) || coalesce(json_extract(state, '$.title'), '') || char(31) || "
+    "coalesce(product, '') || char(31) || coalesce(json_extract(state, '$.owner'), ''))"
+)
+"""The text ``q`` is looked for in: id, title, product and owner (as ``ports.matches``)."""
+
+
+class FeatureQueries:
+    """The read queries of the store, over any connection to its file.
+
+    The store uses them on its own connection; :meth:`SqliteStore.read_only` gives a second,
+    read-only connection for another thread (WAL lets it read while the writer writes).
+    States read here carry no idempotency keys (readers never judge events).
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def get(self, feature_id: str) -> FeatureState | None:
+        row = self.db.execute("SELECT state FROM features WHERE id = ?", (feature_id,)).fetchone()
+        return FeatureState.from_dict(json.loads(row[0])) if row else None
+
+    def page(
+        self,
+        *,
+        stage: str | None = None,
+        product: str | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[FeatureState]:
+        """Features matching every filter given, sorted by id, after ``after``, at most
+        ``limit`` (see :meth:`engine.http.ports.Reader.features`); filtered in SQL."""
+        where, args = ["1"], []
+        for clause, value in (
+            ("id > ?", after),
+            ("stage = ?", stage),
+            ("product = ?", product),
+            ("json_extract(state, '$.owner') = ?", owner),
+            (f"instr({_SEARCHED}, lower(?)) > 0", q or None),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT state FROM features WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(str(limit))
+        rows = self.db.execute(sql, args).fetchall()
+        return [FeatureState.from_dict(json.loads(raw)) for (raw,) in rows]
+
+    def history_page(
+        self, feature_id: str, limit: int | None = None, before: int | None = None
+    ) -> tuple[list[HistoryEntry], int | None]:
+        """Entries at positions below ``before``, the last ``limit`` of them, oldest first;
+        and the ``before`` of the older page (``None``: none older)."""
+        sql = "SELECT seq, entry FROM history WHERE feature_id = ?"
+        args: list[object] = [feature_id]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        sql += " ORDER BY seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = self.db.execute(sql, args).fetchall()
+        rows.reverse()
+        entries = [HistoryEntry.from_dict(json.loads(raw)) for _, raw in rows]
+        first = rows[0][0] if rows else None
+        return entries, first if first is not None and first > 1 else None
+
+
+MIGRATIONS = {1: _migrate_1_to_2}
+"""Version -> the step that brings a file of that version to the next one."""
 
 
 class SqliteStore:
-    """A :class:`~engine.stores.base.FeatureStore` in a SQLite file (``":memory:"`` works)."""
+    """A :class:`~engine.stores.base.FeatureStore` in a SQLite file (``":memory:"`` works).
+
+    Raises:
+        StoreError: on opening, with a one-line reason: the file cannot be opened or
+            written, is not a lifecycle database, misses a column, has a newer or unknown
+            schema version, or another engine holds it.
+    """
 
     def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = str(path)
+        self._lock_fd: int | None = None
+        self._batch = 0
+        self._read_only: sqlite3.Connection | None = None
+        memory = self.path == ":memory:"
+        try:
+            if not memory:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._lock()
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as err:
+            self._unlock()
+            raise StoreError(f"cannot open the database {self.path}: {err}") from err
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._prepare()
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.Error as err:
+            self.close()
+            raise StoreError(f"cannot use the database {self.path}: {err}") from err
+
+    def _lock(self) -> None:
+        """Hold ``<file>.lock`` exclusively, or refuse: another engine uses the file."""
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"the database {self.path} is in use by another engine (pid {holder}, lock "
+                f"{lock_path}); stop it first, or give this one its own LIFECYCLE_DB"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    def _prepare(self) -> None:
+        """Create the schema in a new file, migrate an older one, refuse anything else."""
+        db = self._db
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {
+            name
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        if version == 0 and not tables:
+            with self._transaction():
+                # Statement by statement: executescript would commit on its own.
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        if version == 0 and {"features", "history"} <= tables:
+            version = 1  # written before the schema carried a version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.path} has schema version {version}, newer than this "
+                f"engine's {SCHEMA_VERSION}: run a newer engine on it"
+            )
+        if version not in MIGRATIONS and version != SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.path} is not a lifecycle database (schema version "
+                f"{version}, tables {sorted(tables) or 'none'})"
+            )
+        if version < SCHEMA_VERSION:
+            with self._transaction():
+                while version < SCHEMA_VERSION:
+                    self._check_columns(version)
+                    MIGRATIONS[version](db)
+                    version += 1
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._check_columns(SCHEMA_VERSION)
+
+    def _check_columns(self, version: int) -> None:
+        wanted = COLUMNS if version >= 2 else {k: v for k, v in COLUMNS.items() if k != "seen"}
+        for table, columns in wanted.items():
+            found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            missing = columns - found
+            if missing:
+                raise StoreError(
+                    f"the database {self.path} is not a lifecycle database of schema version "
+                    f"{version}: table {table} lacks {', '.join(sorted(missing))}"
+                )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; the database's own error if it fails (disk full...).
+
+        After a failed statement SQLite may already have rolled back (disk full does):
+        rolling back again would hide the real reason behind "no transaction is active".
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every commit inside is one transaction: a batch is stored whole or not at all.
+
+        Raises:
+            StoreError: the database refused the batch (nothing of it is stored).
+        """
+        if self._batch:
+            self._batch += 1
+            try:
+                yield
+            finally:
+                self._batch -= 1
+            return
+        try:
+            with self._transaction():
+                self._batch = 1
+                try:
+                    yield
+                finally:
+                    self._batch = 0
+        except sqlite3.Error as err:
+            raise StoreError(f"the database {self.path} refused the write: {err}") from err
+
+    def _has_key(self, feature_id: str, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM seen WHERE feature_id = ? AND key = ?", (feature_id, key)
+        ).fetchone()
+        return row is not None
+
+    def _state(self, raw: str) -> FeatureState:
+        state = FeatureState.from_dict(json.loads(raw))
+        return state._replace(seen=ExternalKeys(partial(self._has_key, state.id)))
 
     def get(self, feature_id: str) -> FeatureState | None:
         row = self._db.execute("SELECT state FROM features WHERE id = ?", (feature_id,)).fetchone()
-        return FeatureState.from_dict(json.loads(row[0])) if row else None
+        return self._state(row[0]) if row else None
 
     def commit(self, outcome: Outcome) -> None:
         state = outcome.state
         if state is None or not (outcome.entries or outcome.changed):
             return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if self._batch:
+            self._write(outcome, state)
+            return
         try:
-            if outcome.changed:
-                db.execute(
-                    "INSERT INTO features (id, stage, product, state) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET stage = excluded.stage, "
-                    "product = excluded.product, state = excluded.state",
-                    (state.id, state.stage, state.product, json.dumps(state.to_dict())),
-                )
-            if outcome.entries:
-                (last,) = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (state.id,)
-                ).fetchone()
+            with self._transaction():
+                self._write(outcome, state)
+        except sqlite3.Error as err:
+            raise StoreError(f"the database {self.path} refused the write: {err}") from err
+
+    def _write(self, outcome: Outcome, state: FeatureState) -> None:
+        db = self._db
+        if outcome.changed:
+            db.execute(
+                "INSERT INTO features (id, stage, product, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET stage = excluded.stage, "
+                "product = excluded.product, state = excluded.state",
+                (state.id, state.stage, state.product, json.dumps(state.to_dict(keys=False))),
+            )
+            seen = state.seen
+            keys = seen.added if isinstance(seen, ExternalKeys) else seen
+            if keys:
                 db.executemany(
-                    "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)",
-                    [
-                        (state.id, last + i, json.dumps(e.to_dict()))
-                        for i, e in enumerate(outcome.entries, start=1)
-                    ],
+                    "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)",
+                    [(state.id, k) for k in keys],
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if outcome.entries:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (state.id,)
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)",
+                [
+                    (state.id, last + i, json.dumps(e.to_dict()))
+                    for i, e in enumerate(outcome.entries, start=1)
+                ],
+            )
+
+    @property
+    def queries(self) -> FeatureQueries:
+        """The read queries on the store's own connection (the writer's thread)."""
+        return FeatureQueries(self._db)
+
+    def read_only(self) -> FeatureQueries | None:
+        """Queries on a second, read-only connection, for one other thread; closed with the
+        store. ``None`` for ``":memory:"``, which has no file to share."""
+        if self.path == ":memory:":
+            return None
+        if self._read_only is None:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self._read_only = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        return FeatureQueries(self._read_only)
 
     def history(self, feature_id: str) -> list[HistoryEntry]:
         rows = self._db.execute(
@@ -84,11 +380,14 @@ class SqliteStore:
 
     def features(self) -> Iterator[FeatureState]:
         for (raw,) in self._db.execute("SELECT state FROM features").fetchall():
-            yield FeatureState.from_dict(json.loads(raw))
+            yield self._state(raw)
 
     def __len__(self) -> int:
         (n,) = self._db.execute("SELECT COUNT(*) FROM features").fetchone()
         return int(n)
 
     def close(self) -> None:
-        self._db.close()
+        for db in (getattr(self, "_read_only", None), getattr(self, "_db", None)):
+            if db is not None:
+                db.close()
+        self._unlock()

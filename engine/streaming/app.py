@@ -100,6 +100,8 @@ class StreamingConfig:
     """Seconds before the group gives a silent worker's partitions to the others."""
     instance_id: str | None = None
     """Kafka static membership: a restart with the same id keeps its partitions."""
+    max_products: int = 100
+    """Distinct ``product`` labels of the feature gauges; later products count as ``other``."""
     source: str = "lifecycle/engine"
     """``source`` of the stage-change CloudEvents this worker publishes."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -230,7 +232,11 @@ class LifecycleApp:
             partitions=config.partitions,
         )
         self.store = FaustTableStore(self.table)
-        self.recorder = Recorder(metrics, workflows.event_types) if metrics is not None else None
+        self.recorder = (
+            Recorder(metrics, workflows.event_types, max_products=config.max_products)
+            if metrics is not None
+            else None
+        )
         # No restore at construction: the table is empty until Faust recovers it; the worker
         # recounts the gauges once its partitions are recovered (worker.Housekeeping).
         self.engine = Engine(workflows, self.store, self.recorder)

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 from aiokafka.partitioner import murmur2
 
+from engine.http.ports import HistoryPage, history_page, select_page
 from engine.state import FeatureState, HistoryEntry
 from engine.streaming.app import LifecycleApp
 from events.errors import Unavailable
@@ -146,15 +147,26 @@ class TableReader:
         found = await self.record(feature_id)
         return FeatureState.from_dict(found["state"]) if found else None
 
-    async def history(self, feature_id: str) -> list[HistoryEntry]:
+    async def history(
+        self, feature_id: str, *, limit: int | None = None, before: int | None = None
+    ) -> HistoryPage:
         found = await self.record(feature_id)
-        return [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+        entries = [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+        return history_page(entries, limit, before)
 
     async def features(
-        self, *, stage: str | None = None, product: str | None = None
+        self,
+        *,
+        stage: str | None = None,
+        product: str | None = None,
+        owner: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FeatureState]:
-        """Every feature of the group; the partitions not readable here are asked of their
-        owners, and the answer is complete or :class:`Unavailable`."""
+        """The features of the whole group that match (see the Reader port), paged; the
+        partitions not readable here are asked of their owners, and the answer is complete
+        or :class:`Unavailable`."""
         query = {k: v for k, v in (("stage", stage), ("product", product)) if v is not None}
         mine = readable(self.lapp)
         states = {s.id: s for s in local_features(self.lapp, mine, stage, product)}
@@ -172,7 +184,7 @@ class TableReader:
         if missing:
             shown = ", ".join(str(p) for p in sorted(missing))
             raise Unavailable(f"partitions {shown} have no ready owner yet (a rebalance)")
-        return list(states.values())
+        return select_page(states.values(), owner=owner, q=q, after=after, limit=limit)
 
 
 def internal_routes(lapp: LifecycleApp) -> list[web.RouteDef]:

@@ -68,6 +68,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         processing_guarantee=settings.processing_guarantee,
         session_timeout=settings.session_timeout,
         instance_id=settings.instance_id,
+        max_products=settings.max_products,
     )
 
 

@@ -147,3 +147,22 @@ def test_a_failure_after_the_commit_keeps_the_event_applied(
     assert "risk monitor down" in caplog.text
     applied = {"type": "idea.submitted", "outcome": "applied"}
     assert reg.get_sample_value("lifecycle_events_total", applied) == 1
+
+
+def test_the_product_label_is_bounded_in_number_and_length() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = LifecycleMetrics(CollectorRegistry())
+    workflows = Workflows(load_folder())
+    recorder = Recorder(metrics, known_types=workflows.event_types, max_products=10)
+    eng = Engine(workflows, MemoryStore(), recorder)
+    for i in range(2000):
+        product = f"{i:04d}" + "p" * 996  # 2,000 distinct 1,000-character products
+        event = make_event("idea.submitted", f"f{i}", product=product)
+        eng.apply(event, event.time)
+    values = {s.labels["product"] for f in metrics.registry.collect() for s in f.samples
+              if s.name == "lifecycle_features"}  # fmt: skip
+    assert len(values) == 11 and "other" in values
+    assert max(len(v) for v in values) <= 64
+    assert metrics.registry.get_sample_value("lifecycle_products_folded_total") == 1990
+    assert len(generate_latest(metrics.registry)) < 30_000

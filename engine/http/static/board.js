@@ -350,11 +350,22 @@
 
   // --- polling ---------------------------------------------------------------------------
 
+  // Every feature, page after page (GET /features answers at most 500 at a time).
+  async function allFeatures() {
+    const features = [];
+    let path = "/features?limit=1000";
+    for (;;) {
+      const answer = await api(path);
+      features.push(...answer.features);
+      if (!answer.next) return features;
+      path = `/features?limit=1000&cursor=${encodeURIComponent(answer.next)}`;
+    }
+  }
+
   async function poll() {
     clearTimeout(view.timer);
     try {
-      const answer = await api("/features");
-      apply(answer.features);
+      apply(await allFeatures());
       $("status").textContent = "";
     } catch (err) {
       $("status").textContent = `Cannot reach the engine (${err.message}); retrying…`;

@@ -12,7 +12,7 @@ from events.catalogue import CATALOGUE
 from events.envelope import decode_event, decode_json, validate_event
 from events.errors import MalformedEvent
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 BASE = {"specversion": "1.0", "id": "1", "source": "s", "subject": "F-1"}
 
 BODIES: list[dict[str, Any]] = [

@@ -134,7 +134,7 @@ def test_data_that_is_not_json_is_refused() -> None:
 
 def test_extensions_are_sent_and_the_workflow_extension_reaches_the_engine() -> None:
     msg = build_message("build.started", "f1", source="ci", extensions={"workflow": "hotfix"})
-    event = to_event(parse_structured(msg.value), CATALOGUE, NOW)
+    event = to_event(parse_structured(msg.value), CATALOGUE, datetime.now(UTC))
     assert event is not None and event.workflow == "hotfix"
     with pytest.raises(MalformedEvent) as err:
         build_message("build.started", "f1", source="ci", extensions={"Bad-Name": "x", "id": "y"})

@@ -1,0 +1,329 @@
+"""The OpenAPI 3.1 document of the HTTP API (DESIGN.md section 5), served at ``/openapi.json``.
+
+Written by hand beside the handlers it describes, checked by ``openapi-spec-validator`` and
+by schemathesis against a live engine in the integration tests: a route or field added to
+the API without its description here fails them. The event bodies reuse the JSON Schema of
+:mod:`events.schema`, so the contract is stated once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.http.limits import HISTORY_PAGE, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
+from events.schema import envelope_schema
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "refused; the details say why")
+_TEXT = {"type": "string"}
+_NULL_TEXT = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    feature = {
+        "type": "object",
+        "required": [
+            "id", "workflow", "stage", "title", "product", "created_at", "entered_stage_at",
+            "blocked", "open_risks", "uat_failures", "target_launch", "at_risk",
+            "risk_reasons", "version",
+        ],
+        "properties": {
+            "id": _TEXT, "workflow": _TEXT, "stage": _TEXT, "title": _NULL_TEXT,
+            "product": _NULL_TEXT, "owner": _NULL_TEXT,
+            "priority": {"type": ["number", "null"]},
+            "created_at": _TIME, "entered_stage_at": _TIME,
+            "blocked": {"type": "boolean"}, "blocked_reason": _NULL_TEXT,
+            "open_risks": {"type": "array", "items": {
+                "type": "object", "required": ["risk_id", "severity", "title"],
+                "properties": {"risk_id": _TEXT, "severity": _TEXT, "title": _NULL_TEXT,
+                               "raised_at": _TIME}}},
+            "uat_failures": {"type": "integer"},
+            "target_launch": {"type": ["string", "null"], "format": "date"},
+            "launched_at": _NULL_TIME,
+            "at_risk": {"type": "boolean"},
+            "risk_reasons": {"type": "array", "items": _TEXT},
+            "forecast_launch": {"type": ["object", "null"]},
+            "acceptance_criteria": {"type": ["array", "null"], "items": _TEXT},
+            "feedback": {"type": "object"}, "kpis": {"type": "object"},
+            "version": {"type": "integer"},
+        },
+    }  # fmt: skip
+    entry = {
+        "type": "object",
+        "required": [
+            "event_id", "source", "type", "time", "received_at", "outcome", "from_stage",
+            "to_stage", "skipped", "reason",
+        ],
+        "properties": {
+            "event_id": _TEXT, "source": _TEXT, "type": _TEXT, "time": _TIME,
+            "received_at": _TIME, "outcome": _TEXT, "from_stage": _NULL_TEXT,
+            "to_stage": _NULL_TEXT, "skipped": {"type": "array", "items": _TEXT},
+            "reason": _NULL_TEXT,
+        },
+    }  # fmt: skip
+    receipt = {
+        "type": "object",
+        "required": ["outcome"],
+        "properties": {"outcome": _TEXT, "feature": _NULL_TEXT, "stage": _NULL_TEXT,
+                       "reason": _NULL_TEXT},
+    }  # fmt: skip
+    envelope = envelope_schema()
+    envelope.pop("$schema", None)
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "error": _TEXT,
+                "details": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "reason"],
+                        "properties": {"field": _TEXT, "reason": _TEXT},
+                    },
+                },
+            },
+        },
+        "CloudEvent": envelope,
+        "Receipt": receipt,
+        "Feature": feature,
+        "HistoryEntry": entry,
+        "Workflow": {"type": "object", "required": ["name"], "properties": {"name": _TEXT}},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the API serves."""
+    feature_id = _path("id", "the feature id")
+    not_found = _json(_ref("Error"), "no such feature")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Lifecycle engine",
+            "version": "1",
+            "description": "Product events in (CloudEvents 1.0), features and their lifecycle out.",
+        },
+        "paths": {
+            "/events": {
+                "post": {
+                    "summary": "Apply events (structured, batch, or binary mode)",
+                    "security": [{}, {"bearer": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/cloudevents+json": {"schema": _ref("CloudEvent")},
+                            "application/cloudevents-batch+json": {
+                                "schema": {"type": "array", "items": _ref("CloudEvent")}
+                            },
+                        },
+                    },
+                    "responses": {
+                        "202": _json(
+                            {
+                                "oneOf": [
+                                    _ref("Receipt"),
+                                    {"type": "array", "items": _ref("Receipt")},
+                                ]
+                            },
+                            "what became of each event",
+                        ),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "413": _ERROR,
+                        "415": _ERROR,
+                    },
+                }
+            },
+            "/features": {
+                "get": {
+                    "summary": "Features, a page at a time, sorted by id",
+                    "parameters": [
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                            f"features per page (default {PAGE})",
+                        ),
+                        _query("cursor", _TEXT, "the 'next' of the previous page"),
+                        _query("stage", _TEXT, "only features in this stage"),
+                        _query("product", _TEXT, "only features of this product"),
+                        _query("owner", _TEXT, "only features of this owner"),
+                        _query("q", _TEXT, "text in the id, title, product or owner"),
+                        _query(
+                            "at_risk",
+                            {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+                            "only features at risk (or not)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["features", "next"],
+                                "properties": {
+                                    "features": {"type": "array", "items": _ref("Feature")},
+                                    "next": _NULL_TEXT,
+                                },
+                            },
+                            "one page; 'next' is the cursor of the next, null on the last",
+                        ),
+                        "400": _ERROR,
+                    },
+                }
+            },
+            "/features/{id}": {
+                "get": {
+                    "summary": "One feature with its risk reasons now",
+                    "parameters": [feature_id],
+                    "responses": {"200": _json(_ref("Feature"), "the feature"), "404": not_found},
+                }
+            },
+            "/features/{id}/history": {
+                "get": {
+                    "summary": "A page of the feature's history, oldest first",
+                    "parameters": [
+                        feature_id,
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_PAGE},
+                            f"entries per page (default {HISTORY_PAGE}, the newest)",
+                        ),
+                        _query(
+                            "before",
+                            {"type": "integer", "minimum": 1},
+                            "only entries before this position (1 = the oldest)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["id", "entries", "before"],
+                                "properties": {
+                                    "id": _TEXT,
+                                    "entries": {"type": "array", "items": _ref("HistoryEntry")},
+                                    "before": {"type": ["integer", "null"]},
+                                },
+                            },
+                            "the page; 'before' leads to older entries, null when none",
+                        ),
+                        "400": _ERROR,
+                        "404": not_found,
+                    },
+                }
+            },
+            "/workflows": {
+                "get": {
+                    "summary": "Every workflow definition, with its Mermaid diagram",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["workflows", "default"],
+                                "properties": {
+                                    "workflows": {"type": "array", "items": _ref("Workflow")},
+                                    "default": _TEXT,
+                                },
+                            },
+                            "the definitions",
+                        )
+                    },
+                }
+            },
+            "/workflows/{name}": {
+                "get": {
+                    "summary": "One workflow definition",
+                    "parameters": [_path("name", "the workflow name")],
+                    "responses": {
+                        "200": _json(_ref("Workflow"), "the definition"),
+                        "404": _json(_ref("Error"), "no such workflow"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text exposition",
+                    "responses": {
+                        "200": {
+                            "description": "the metrics",
+                            "content": {"text/plain": {"schema": _TEXT}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Alive",
+                    "responses": {"200": _json({"type": "object"}, "serving")},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+            "/report": {
+                "get": {
+                    "summary": "The status report",
+                    "parameters": [
+                        _query("since", _TEXT, "a window (7d, 36h, 2w, 90m) or a date"),
+                        _query("product", _TEXT, "only this product"),
+                        _query(
+                            "format",
+                            {"type": "string", "enum": ["markdown", "md", "html", "json"]},
+                            "default markdown",
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the report",
+                            "content": {
+                                "text/markdown": {"schema": _TEXT},
+                                "text/html": {"schema": _TEXT},
+                                "application/json": {"schema": {"type": "object"}},
+                            },
+                        },
+                        "400": _ERROR,
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
