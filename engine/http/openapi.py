@@ -25,6 +25,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERROR = _json(_ref("Error"), "refused; the details say why")
+_UNAVAILABLE = _json(
+    _ref("Error"),
+    "not now (streaming: the partition is being recovered or moved); retry after the "
+    "Retry-After header's seconds",
+)
 _TEXT = {"type": "string"}
 _NULL_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
@@ -201,6 +206,7 @@ def openapi_document() -> dict[str, Any]:
                             "one page; 'next' is the cursor of the next, null on the last",
                         ),
                         "400": _ERROR,
+                        "503": _UNAVAILABLE,
                     },
                 }
             },
@@ -208,7 +214,11 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "One feature with its risk reasons now",
                     "parameters": [feature_id],
-                    "responses": {"200": _json(_ref("Feature"), "the feature"), "404": not_found},
+                    "responses": {
+                        "200": _json(_ref("Feature"), "the feature"),
+                        "404": not_found,
+                        "503": _UNAVAILABLE,
+                    },
                 }
             },
             "/features/{id}/history": {
@@ -242,6 +252,7 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "400": _ERROR,
                         "404": not_found,
+                        "503": _UNAVAILABLE,
                     },
                 }
             },
@@ -288,6 +299,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Alive",
                     "responses": {"200": _json({"type": "object"}, "serving")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Ready to answer truthfully (a worker: partitions assigned and "
+                    "recovered, broker reachable)",
+                    "responses": {
+                        "200": _json({"type": "object"}, "ready"),
+                        "503": _UNAVAILABLE,
+                    },
                 }
             },
             "/openapi.json": {
