@@ -86,6 +86,13 @@ class Checkpoint:
         expected = self._next.get(partition, committed)
         if expected is not None and offset > expected:
             return JUMP
+        if partition not in self._next:
+            log.info(
+                "partition %s: processing resumes at offset %s (committed: %s)",
+                partition,
+                offset,
+                committed,
+            )
         if expected is None or offset + 1 > expected:
             self._next[partition] = offset + 1
         return ADMIT
