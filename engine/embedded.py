@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from engine.forecast import Forecaster, seed_forecasts
 from engine.hooks_setup import build_hooks
 from engine.http.api import build_app
+from engine.http.hooks import HOOKS
 from engine.http.local import EngineIngest, SqliteReader
 from engine.observe import Recorder
 from engine.processor import Outcome
@@ -204,6 +205,7 @@ async def start_embedded(settings: Settings, *, clock: Clock = utc_now) -> Embed
         store.close()
         raise
     host, port = runner.addresses[0][:2]
+    wiring.app[HOOKS].warn_unset()
     if wiring.webhook is not None:
         wiring.webhook.start()
     task = asyncio.get_running_loop().create_task(

@@ -1,8 +1,9 @@
 """Wiring of the webhook connectors, shared by both composition roots.
 
 Loads and checks every connector at start-up (a bad file stops the engine with file, place
-and fault), gives each its secret from the settings, and says once which connectors refuse
-every delivery because their secret is unset.
+and fault) and gives each its secret from the settings. The composition root calls
+:meth:`Hooks.warn_unset` once it serves, so a start-up that fails (a bad database) still
+fails in one line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,4 @@ def build_hooks(settings: Settings, event_types: Iterable[str]) -> Hooks:
     """
     connectors = load_folder(settings.connectors, event_types)
     secrets = {name: settings.secret(c.auth.secret_env) for name, c in connectors.items()}
-    hooks = Hooks(connectors, secrets)
-    hooks.warn_unset()
-    return hooks
+    return Hooks(connectors, secrets)

@@ -290,6 +290,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         hooks=hooks,
     )
     web_app.add_routes(internal_routes(lapp))
+    hooks.warn_unset()
     housekeeping = Housekeeping(lapp, metrics)
 
     @lapp.app.timer(1.0)

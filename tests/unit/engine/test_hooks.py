@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.auth import signature
@@ -180,3 +182,20 @@ def test_unmapped_is_202_ignored_with_a_reason_and_not_json_is_400(tmp_path: Pat
         )
 
     _serve(tmp_path, scenario)
+
+
+def test_start_up_says_once_which_connectors_have_no_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engine.embedded import start_embedded
+
+    async def main() -> None:
+        settings = _settings(tmp_path).model_copy(update={"http_port": 0})
+        handle = await start_embedded(settings)
+        await handle.close()
+
+    with caplog.at_level(logging.WARNING, logger="engine.http.hooks"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if r.name == "engine.http.hooks"]
+    assert len(lines) == 1 and "LIFECYCLE_GITLAB_TOKEN is not set" in lines[0]
+    assert GITHUB_SECRET not in caplog.text and JIRA_SECRET not in caplog.text
