@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.auth import signature
 from engine.embedded import build_embedded
@@ -199,3 +201,42 @@ def test_start_up_says_once_which_connectors_have_no_secret(
     lines = [r.getMessage() for r in caplog.records if r.name == "engine.http.hooks"]
     assert len(lines) == 1 and "LIFECYCLE_GITLAB_TOKEN is not set" in lines[0]
     assert GITHUB_SECRET not in caplog.text and JIRA_SECRET not in caplog.text
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_github_like = st.fixed_dictionaries(
+    {"action": st.sampled_from(["published", "labeled", "opened", "closed"])},
+    optional={
+        "release": st.dictionaries(
+            st.sampled_from(["body", "tag_name", "published_at"]), _json_values
+        ),
+        "label": _json_values,
+        "issue": _json_values,
+        "pull_request": _json_values,
+        "deployment_status": _json_values,
+        "deployment": _json_values,
+        "repository": _json_values,
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=_github_like | _json_values,
+    event=st.sampled_from(["release", "issues", "pull_request", "deployment_status", "push"]),
+)
+def test_any_signed_json_is_answered_202_never_5xx(tmp_path: Path, body: Any, event: str) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        raw, headers = _github(event, body, "fuzz")
+        resp = await client.post("/hooks/github", data=raw, headers=headers)
+        assert resp.status == 202, await resp.text()
+
+    _serve(tmp_path / f"f{abs(hash((event, repr(body)))) % 10**9}", scenario)
