@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/lifecycle demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check events workflows engine metrics tests bench
-	$(BIN)/ruff format --check events workflows engine metrics tests bench
+	$(BIN)/ruff check events workflows connectors engine metrics tests bench
+	$(BIN)/ruff format --check events workflows connectors engine metrics tests bench
 	$(BIN)/mypy
 
 unit: $(STAMP)

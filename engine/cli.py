@@ -502,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser("list", parents=[common], help="list the loaded workflows")
     w.set_defaults(run=cmd_workflow_list)
 
+    from engine.connectors_cli import add_commands as add_connector_commands
+
+    add_connector_commands(sub, common, _Parser)
+
     p = sub.add_parser("schema", parents=[common], help="print the events' JSON Schema")
     p.add_argument("type", nargs="?", help="one event type, or 'envelope' (default: all)")
     p.set_defaults(run=cmd_schema)

@@ -32,7 +32,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from engine.forecast import Forecaster, seed_forecasts
+from engine.hooks_setup import build_hooks
 from engine.http.api import build_app
+from engine.http.hooks import HOOKS
 from engine.http.local import EngineIngest, SqliteReader
 from engine.observe import Recorder
 from engine.processor import Outcome
@@ -129,9 +131,11 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
 
     Raises:
         WorkflowError: a workflow definition is bad.
+        ConnectorError: a webhook connector file is bad.
         StoreError: the database cannot be used (one line: which file, why).
     """
     workflows = Workflows(load_folder(settings.workflows))
+    hooks = build_hooks(settings, workflows.event_types)
     store = SqliteStore(settings.db)
     try:
         registry = CollectorRegistry()
@@ -161,6 +165,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         api_token=settings.api_token,
         clock=clock,
         assess=monitor.assessment,
+        hooks=hooks,
     )
     return Wiring(app, engine, store, registry, monitor, clock, webhook)
 
@@ -200,6 +205,7 @@ async def start_embedded(settings: Settings, *, clock: Clock = utc_now) -> Embed
         store.close()
         raise
     host, port = runner.addresses[0][:2]
+    wiring.app[HOOKS].warn_unset()
     if wiring.webhook is not None:
         wiring.webhook.start()
     task = asyncio.get_running_loop().create_task(

@@ -8,10 +8,11 @@ them imports this module. Every field maps to ``LIFECYCLE_<FIELD>``, e.g. ``LIFE
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,8 +66,27 @@ class Settings(BaseSettings):
     """Distinct ``product`` labels of ``lifecycle_features``; more are counted as ``other``."""
     risk_interval: float = Field(default=30.0, gt=0)
     """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
+    connectors: Path | None = None
+    """A folder of webhook connector YAML files added to (or overriding) the shipped github,
+    gitlab and jira connectors (``POST /hooks/{connector}``)."""
+    github_secret: SecretStr | None = None
+    """The secret of the GitHub webhook (``X-Hub-Signature-256``); unset: GitHub refused."""
+    gitlab_token: SecretStr | None = None
+    """The secret token of the GitLab webhook (``X-Gitlab-Token``); unset: GitLab refused."""
+    jira_secret: SecretStr | None = None
+    """The secret of the Jira webhook (``X-Hub-Signature``); unset: Jira refused."""
 
-    @field_validator("workflows", "api_token", "webhook_url", "instance_id", mode="before")
+    @field_validator(
+        "workflows",
+        "api_token",
+        "webhook_url",
+        "instance_id",
+        "connectors",
+        "github_secret",
+        "gitlab_token",
+        "jira_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``LIFECYCLE_API_TOKEN=`` (empty) means no token, not an empty one."""
@@ -86,6 +106,21 @@ class Settings(BaseSettings):
         if not stripped:
             raise ValueError("is only whitespace: set a token, or unset it for an open API")
         return stripped
+
+    def secret(self, env_name: str) -> str | None:
+        """The value of a connector's secret variable (``LIFECYCLE_GITHUB_SECRET``, or the
+        ``secret_env`` a generic connector names), stripped; ``None`` when unset or empty."""
+        fields = {
+            "LIFECYCLE_GITHUB_SECRET": self.github_secret,
+            "LIFECYCLE_GITLAB_TOKEN": self.gitlab_token,
+            "LIFECYCLE_JIRA_SECRET": self.jira_secret,
+        }
+        if env_name in fields:
+            value = fields[env_name]
+            text = value.get_secret_value() if value is not None else None
+        else:
+            text = os.environ.get(env_name)
+        return text.strip() or None if text else None
 
     @property
     def url(self) -> str:

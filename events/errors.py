@@ -72,3 +72,7 @@ class EmitFailed(LifecycleError):
     event may or may not have been written; sending it again with the same ``id`` is safe,
     because the engine treats a repeated (``source``, ``id``) as a duplicate.
     """
+
+
+class ConnectorError(LifecycleError):
+    """A connector file that cannot be loaded; the message names file, place and fault."""

@@ -154,6 +154,13 @@ class LifecycleMetrics:
             "LIFECYCLE_MAX_PRODUCTS products already had a label of their own.",
             registry=registry,
         )
+        self.webhook_deliveries = Counter(
+            "lifecycle_webhook_deliveries_total",
+            "Webhook deliveries received by a connector (POST /hooks/{connector}), by what "
+            "became of them: mapped, ignored, unauthorized, malformed.",
+            ["connector", "outcome"],
+            registry=registry,
+        )
         self.risk_signals = Counter(
             "lifecycle_risk_signals_total",
             "Risk changes published (feature.at_risk / feature.risk_cleared), by reason.",

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
+from engine.http.hooks import Hooks, add_hook_routes
 from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
 from engine.http.openapi import openapi_document
 from engine.http.ports import Incoming, Ingest, Reader
@@ -65,6 +66,7 @@ def build_app(
     clock: Callable[[], datetime] = utc_now,
     assess: Assess | None = None,
     readiness: Readiness = always_ready,
+    hooks: Hooks | None = None,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -81,6 +83,7 @@ def build_app(
             request, no forecast.
         readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
             recovered, broker reachable).
+        hooks: the webhook connectors of ``POST /hooks/{connector}`` (``None``: none).
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[INGEST] = ingest
@@ -106,6 +109,14 @@ def build_app(
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
+    add_hook_routes(
+        app,
+        hooks or Hooks(),
+        ingest=ingest,
+        metrics=metrics,
+        known_types=workflows.event_types,
+        clock=clock,
+    )
     return app
 
 

@@ -35,6 +35,34 @@ _NULL_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
 
+_HOOK_ANSWER = {
+    "type": "object",
+    "properties": {
+        "connector": _TEXT,
+        "delivery": _TEXT,
+        "event": _NULL_TEXT,
+        "source": _TEXT,
+        "received_at": _TIME,
+        "outcome": {"type": "string", "enum": ["mapped", "ignored", "unauthorized", "malformed"]},
+        "reason": _NULL_TEXT,
+        "notes": {"type": "array", "items": _TEXT},
+        "events": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": _TEXT,
+                    "type": _TEXT,
+                    "subject": _NULL_TEXT,
+                    "rule": _TEXT,
+                    "outcome": _TEXT,
+                },
+                "additionalProperties": True,
+            },
+        },
+    },
+}
+
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
@@ -308,6 +336,44 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json({"type": "object"}, "ready"),
                         "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/hooks/{connector}": {
+                "post": {
+                    "summary": "A webhook delivery from GitHub, GitLab, Jira or a generic sender, "
+                    "verified over its raw body and mapped to catalogue events by the "
+                    "connector's rules (a delivery no rule maps is 202 ignored, with the reason)",
+                    "parameters": [_path("connector", "the connector's name, e.g. github")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "202": _json(_HOOK_ANSWER, "what became of the delivery"),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "404": _ERROR,
+                        "413": _ERROR,
+                    },
+                }
+            },
+            "/hooks/{connector}/deliveries": {
+                "get": {
+                    "summary": "The connector's last deliveries and what became of them",
+                    "parameters": [_path("connector", "the connector's name, e.g. github")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "connector": _TEXT,
+                                    "deliveries": {"type": "array", "items": _HOOK_ANSWER},
+                                },
+                            },
+                            "newest first (bounded, in memory)",
+                        ),
+                        "404": _ERROR,
                     },
                 }
             },

@@ -29,6 +29,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from engine.forecast import seed_forecasts
+from engine.hooks_setup import build_hooks
 from engine.http.api import Readiness, build_app
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import Incoming
@@ -269,8 +270,10 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
 
     Raises:
         WorkflowError: a workflow definition is bad.
+        ConnectorError: a webhook connector file is bad.
     """
     workflows = Workflows(load_folder(settings.workflows))
+    hooks = build_hooks(settings, workflows.event_types)
     metrics = LifecycleMetrics(CollectorRegistry())
     config = streaming_config(settings, app_id)
     lapp = create_app(config, workflows, metrics)
@@ -284,8 +287,10 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         api_token=settings.api_token,
         assess=lapp.monitor.assessment,
         readiness=readiness(lapp, ingest),
+        hooks=hooks,
     )
     web_app.add_routes(internal_routes(lapp))
+    hooks.warn_unset()
     housekeeping = Housekeeping(lapp, metrics)
 
     @lapp.app.timer(1.0)

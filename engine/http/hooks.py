@@ -1,0 +1,212 @@
+"""``POST /hooks/{connector}`` and ``GET /hooks/{connector}/deliveries`` (DESIGN.md 5, 6b).
+
+A delivery is verified over its raw body (401 and nothing applied when it is not authentic),
+decoded (400 when it is not JSON), mapped by the connector's rules (:mod:`connectors`), and
+the events it yields go through the same validation and the same :class:`Ingest` port as
+``POST /events``: embedded, applied at once; streaming, published to the events topic. A
+delivery no rule maps is answered 202 ``ignored`` with the reason, never 4xx, because tools
+retry and alert on errors. Every delivery is counted and kept in a bounded log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from connectors.auth import refusal
+from connectors.deliveries import DeliveryLog, DeliveryOutcome
+from connectors.ledger import Ledger
+from connectors.mapping import Delivery, Mapped, header, map_delivery
+from connectors.model import Connector
+from engine.http.errors import api_error
+from engine.http.ports import Incoming, Ingest
+from events.envelope import decode_json, validate_event
+from events.errors import MalformedEvent, Problem
+from metrics.bundle import LifecycleMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hooks:
+    """The connectors an engine serves, their secrets, and what it remembers of deliveries.
+
+    Attributes:
+        connectors: by name (the ``{connector}`` of the URL).
+        secrets: connector name -> its secret; a connector without one refuses everything.
+        ledger: which features each release shipped (for production deployments).
+        deliveries: the last deliveries of each connector.
+    """
+
+    connectors: Mapping[str, Connector] = field(default_factory=dict)
+    secrets: Mapping[str, str | None] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
+    deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+
+    def warn_unset(self) -> None:
+        """Say once, at start-up, which connectors refuse every delivery for want of a secret."""
+        for name, connector in sorted(self.connectors.items()):
+            if not self.secrets.get(name):
+                log.warning(
+                    "connector %s: %s is not set, so every delivery to /hooks/%s is refused (401)",
+                    name,
+                    connector.auth.secret_env,
+                    name,
+                )
+
+
+HOOKS = web.AppKey("hooks", Hooks)
+_INGEST = web.AppKey("hooks_ingest", Ingest)
+_METRICS = web.AppKey("hooks_metrics", LifecycleMetrics)
+_KNOWN: web.AppKey[frozenset[str]] = web.AppKey("hooks_known_types")
+_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("hooks_clock")
+
+
+def add_hook_routes(
+    app: web.Application,
+    hooks: Hooks,
+    *,
+    ingest: Ingest,
+    metrics: LifecycleMetrics,
+    known_types: frozenset[str],
+    clock: Callable[[], datetime],
+) -> None:
+    """Serve the two hook routes of ``hooks`` on ``app`` (called by :func:`build_app`)."""
+    app[HOOKS] = hooks
+    app[_INGEST] = ingest
+    app[_METRICS] = metrics
+    app[_KNOWN] = known_types
+    app[_CLOCK] = clock
+    app.add_routes(
+        [
+            web.post("/hooks/{connector}", post_hook),
+            web.get("/hooks/{connector}/deliveries", get_deliveries),
+        ]
+    )
+
+
+def _connector(request: web.Request) -> Connector:
+    name = request.match_info["connector"]
+    connector = request.app[HOOKS].connectors.get(name)
+    if connector is None:
+        known = ", ".join(sorted(request.app[HOOKS].connectors)) or "none"
+        raise api_error(
+            404, "unknown connector", [Problem("connector", f"no connector {name!r} ({known})")]
+        )
+    return connector
+
+
+def _record(
+    request: web.Request, connector: Connector, outcome: DeliveryOutcome, entry: dict[str, Any]
+) -> None:
+    request.app[_METRICS].webhook_deliveries.labels(connector.name, outcome.value).inc()
+    request.app[HOOKS].deliveries.add(connector.name, {**entry, "outcome": outcome.value})
+
+
+async def post_hook(request: web.Request) -> web.Response:
+    """``POST /hooks/{connector}``: 202 with what each produced event became.
+
+    Answers: 202 ``{"connector", "delivery", "event", "outcome": "mapped" | "ignored",
+    "reason", "events": [{"id", "type", "subject", "rule", "outcome", ...}]}``; 401 bad
+    signature or no secret; 400 not JSON; 404 unknown connector; 413 too large.
+    """
+    connector = _connector(request)
+    received_at = request.app[_CLOCK]()
+    body = await request.read()
+    headers = dict(request.headers)
+    delivery_id = header(headers, connector.delivery_header) or (
+        "sha256:" + hashlib.sha256(body).hexdigest()[:32]
+    )
+    entry: dict[str, Any] = {
+        "received_at": received_at.isoformat().replace("+00:00", "Z"),
+        "delivery": delivery_id,
+    }
+    secret = request.app[HOOKS].secrets.get(connector.name)
+    problem = refusal(connector.auth, secret, headers, body)
+    if problem is not None:
+        _record(request, connector, DeliveryOutcome.UNAUTHORIZED, {**entry, "reason": problem})
+        raise api_error(401, "unauthorized", [Problem(connector.auth.header, problem)])
+    try:
+        payload = decode_json(body)
+    except MalformedEvent as err:
+        reason = "; ".join(str(p) for p in err.problems)
+        _record(request, connector, DeliveryOutcome.MALFORMED, {**entry, "reason": reason})
+        raise api_error(400, "malformed delivery", err.problems) from err
+    event = header(headers, connector.event_header)
+    if event is None and connector.event_path is not None:
+        found = connector.event_path.first(payload)
+        event = str(found) if isinstance(found, str | int) else None
+    hooks = request.app[HOOKS]
+    mapped = map_delivery(
+        connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
+    )
+    for key, features in mapped.remember:
+        hooks.ledger.remember(key, features)
+    incoming, rules = _incoming(request, mapped, received_at)
+    receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
+    events = [
+        {
+            "id": item.raw.get("id"),
+            "type": item.type,
+            "subject": item.subject,
+            "rule": rule,
+            **receipt,
+        }
+        for item, rule, receipt in zip(incoming, rules, receipts, strict=True)
+    ]
+    outcome = DeliveryOutcome.MAPPED if events else DeliveryOutcome.IGNORED
+    answer = {
+        "connector": connector.name,
+        "delivery": delivery_id,
+        "event": event,
+        "source": mapped.source,
+        "outcome": outcome.value,
+        "reason": None if events else mapped.reason,
+        "notes": mapped.notes,
+        "events": events,
+    }
+    _record(
+        request,
+        connector,
+        outcome,
+        {
+            **entry,
+            "event": event,
+            "reason": answer["reason"],
+            "notes": mapped.notes,
+            "events": events,
+        },
+    )
+    return web.json_response(answer, status=202)
+
+
+def _incoming(
+    request: web.Request, mapped: Mapped, received_at: datetime
+) -> tuple[list[Incoming], list[str]]:
+    """The mapped events as the ingest takes them, validated exactly as ``POST /events``
+    validates; one the engine would refuse (a time too far ahead) is dropped with a note."""
+    known = request.app[_KNOWN]
+    incoming: list[Incoming] = []
+    rules: list[str] = []
+    for raw, rule in zip(mapped.events, mapped.rules, strict=True):
+        try:
+            incoming.append(Incoming(raw, validate_event(raw, known, received_at)))
+            rules.append(rule)
+        except MalformedEvent as err:
+            mapped.notes.append(f"rule {rule!r}: {raw.get('subject')}: {err}")
+    return incoming, rules
+
+
+async def get_deliveries(request: web.Request) -> web.Response:
+    """``GET /hooks/{connector}/deliveries``: ``{"connector", "deliveries": [...]}``, newest
+    first, each with ``received_at``, ``delivery``, ``event``, ``outcome``, ``reason``,
+    ``notes`` and the ``events`` it produced with their outcomes; 404 unknown connector."""
+    connector = _connector(request)
+    deliveries = request.app[HOOKS].deliveries.last(connector.name)
+    return web.json_response({"connector": connector.name, "deliveries": deliveries})

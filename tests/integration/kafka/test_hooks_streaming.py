@@ -1,0 +1,95 @@
+"""Webhook connectors in streaming mode: deliveries are published to the events topic and a
+worker moves the feature, from Jira issue creation to a GitHub production deployment."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from connectors.auth import signature
+from tests.integration.kafka.conftest import wait_for
+from tests.unit.connectors.payloads import payload
+
+pytestmark = pytest.mark.integration
+
+GITHUB_SECRET = "gh-stream-secret"
+JIRA_SECRET = "jira-stream-secret"
+FEATURE = "JRA-20002"
+
+
+def _deliver(worker: Any, connector: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    raw = json.dumps(body).encode()
+    if connector == "github":
+        headers["X-Hub-Signature-256"] = "sha256=" + signature(GITHUB_SECRET, raw)
+    else:
+        headers["X-Hub-Signature"] = "sha256=" + signature(JIRA_SECRET, raw)
+    request = urllib.request.Request(
+        f"{worker.url}/hooks/{connector}",
+        data=raw,
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        return json.loads(response.read())
+
+
+def _stage(worker: Any) -> str | None:
+    try:
+        status, body = worker.get(f"/features/{FEATURE}")
+    except (OSError, urllib.error.URLError):
+        return None
+    return body.get("stage") if status == 200 else None
+
+
+def test_connectors_drive_a_feature_to_launch_through_kafka(make_worker: Any) -> None:
+    worker = make_worker(
+        "hooks", LIFECYCLE_GITHUB_SECRET=GITHUB_SECRET, LIFECYCLE_JIRA_SECRET=JIRA_SECRET
+    )
+    worker.wait_ready()
+
+    jira = {"X-Atlassian-Webhook-Identifier": "j-1"}
+    created = _deliver(worker, "jira", payload("jira", "issue_created"), jira)
+    assert [e["outcome"] for e in created["events"]] == ["accepted", "accepted"], created
+    started = payload("jira", "issue_updated")
+    started["changelog"]["items"] = [
+        {"field": "status", "fromString": "To Do", "toString": "In Progress"}
+    ]
+    _deliver(worker, "jira", started, {"X-Atlassian-Webhook-Identifier": "j-2"})
+
+    release = payload("github", "release.published")
+    deploy = payload("github", "deployment_status.created")
+    release["release"]["body"] = f"Feature: {FEATURE}"
+    release["release"]["tag_name"] = deploy["deployment"]["ref"]
+    _deliver(worker, "github", release, {"X-GitHub-Event": "release", "X-GitHub-Delivery": "g-1"})
+    label = payload("github", "issues.labeled")
+    label["label"]["name"] = "uat:passed"
+    label["issue"]["title"] = f"[{FEATURE}] UAT"
+    _deliver(worker, "github", label, {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "g-2"})
+    launched = _deliver(
+        worker,
+        "github",
+        deploy,
+        {"X-GitHub-Event": "deployment_status", "X-GitHub-Delivery": "g-3"},
+    )
+    assert [e["type"] for e in launched["events"]] == ["feature.launched"]
+
+    wait_for(lambda: _stage(worker) == "launched", 60, "the feature launched", worker)
+    _, history = worker.get(f"/features/{FEATURE}/history")
+    lines = [
+        (e["event_id"], e["type"], e["outcome"])
+        for e in history["entries"]
+        if e["source"] != "lifecycle/engine"
+    ]
+    assert lines == [
+        ("j-1#1", "idea.submitted", "applied"),
+        ("j-1#2", "launch.scheduled", "updated"),
+        ("j-2", "build.started", "applied"),
+        ("g-1", "build.shipped", "applied"),
+        ("g-2", "uat.passed", "applied"),
+        ("g-3", "feature.launched", "applied"),
+    ]
