@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
+from engine.kafka_security import KafkaSecurity, check_connection
 from engine.settings import Settings
 from events.errors import LifecycleError, MalformedEvent
 
@@ -172,7 +173,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    _kafka_security(settings)  # bad settings: one line before anything starts
     return _run_entry("engine.streaming.worker", "run_worker", "worker", settings)
+
+
+def _kafka_security(settings: Settings) -> KafkaSecurity:
+    try:
+        return settings.kafka_security()
+    except ValueError as err:
+        raise CliError(f"bad Kafka security setting: {err}", code=2) from err
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -247,10 +256,20 @@ def _emit_kafka(
     moment: datetime | None,
     event_id: str,
 ) -> int:
+    import asyncio
+
     from events.emitter import Emitter
 
     servers = settings.broker.removeprefix("kafka://").replace(";", ",")
-    with Emitter(servers, source=args.source, topic=settings.events_topic) as emitter:
+    security = _kafka_security(settings)
+    if security.protocol != "PLAINTEXT":  # say why a handshake fails, not just "timed out"
+        asyncio.run(check_connection(servers, security))
+    with Emitter(
+        servers,
+        source=args.source,
+        topic=settings.events_topic,
+        producer_config=security.kafka_python(),
+    ) as emitter:
         sent = emitter.emit(args.type, args.feature, data, id=event_id, time=moment, wait=False)
         delivery = sent.get()
     if args.json:
