@@ -37,6 +37,11 @@ asyncapi_path() {
         npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" \
             "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >&2 || die "npm install @asyncapi/cli failed"
     fi
+    # The CLI reports usage over the network unless told not to; the tests point
+    # ASYNCAPI_METRICS_CONFIG_PATH at this file.
+    [[ -f "$TOOLS/asyncapi-analytics.json" ]] ||
+        echo '{"analyticsEnabled":"false","infoMessageShown":"true","userID":"lifecycle-tests"}' \
+            >"$TOOLS/asyncapi-analytics.json"
     echo "$bin"
 }
 

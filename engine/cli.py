@@ -432,7 +432,21 @@ def cmd_workflow_list(args: argparse.Namespace, settings: Settings, out: TextIO)
 def cmd_schema(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from events.schema import envelope_schema, event_schema, json_schemas
 
-    if args.type is None:
+    if args.asyncapi:
+        from engine.asyncapi import asyncapi_document
+
+        if args.type is not None:
+            raise CliError("--asyncapi describes every topic: give no event type", code=2)
+        _dump(
+            asyncapi_document(
+                events_topic=settings.events_topic,
+                transitions_topic=settings.transitions_topic,
+                dlq_topic=settings.dlq_topic,
+                partitions=settings.partitions,
+            ),
+            out,
+        )
+    elif args.type is None:
         _dump(json_schemas(), out)
     elif args.type == "envelope":
         _dump(envelope_schema(), out)
@@ -523,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", parents=[common], help="print the events' JSON Schema")
     p.add_argument("type", nargs="?", help="one event type, or 'envelope' (default: all)")
+    p.add_argument(
+        "--asyncapi", action="store_true", help="print the AsyncAPI 3.0 document of the topics"
+    )
     p.set_defaults(run=cmd_schema)
     return parser
 
