@@ -27,6 +27,7 @@ unit: $(STAMP)
 
 system-deps:
 	bash deploy/system-deps.sh
+	bash deploy/tools.sh
 
 kafka-up: $(STAMP)
 	bash deploy/kafka/kafka.sh up

@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
+from engine.kafka_security import KafkaSecurity, check_connection
 from engine.settings import Settings
 from events.errors import LifecycleError, MalformedEvent
 
@@ -172,7 +173,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    _kafka_security(settings)  # bad settings: one line before anything starts
     return _run_entry("engine.streaming.worker", "run_worker", "worker", settings)
+
+
+def _kafka_security(settings: Settings) -> KafkaSecurity:
+    try:
+        return settings.kafka_security()
+    except ValueError as err:
+        raise CliError(f"bad Kafka security setting: {err}", code=2) from err
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -247,10 +256,20 @@ def _emit_kafka(
     moment: datetime | None,
     event_id: str,
 ) -> int:
+    import asyncio
+
     from events.emitter import Emitter
 
     servers = settings.broker.removeprefix("kafka://").replace(";", ",")
-    with Emitter(servers, source=args.source, topic=settings.events_topic) as emitter:
+    security = _kafka_security(settings)
+    if security.protocol != "PLAINTEXT":  # say why a handshake fails, not just "timed out"
+        asyncio.run(check_connection(servers, security))
+    with Emitter(
+        servers,
+        source=args.source,
+        topic=settings.events_topic,
+        producer_config=security.kafka_python(),
+    ) as emitter:
         sent = emitter.emit(args.type, args.feature, data, id=event_id, time=moment, wait=False)
         delivery = sent.get()
     if args.json:
@@ -413,7 +432,21 @@ def cmd_workflow_list(args: argparse.Namespace, settings: Settings, out: TextIO)
 def cmd_schema(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from events.schema import envelope_schema, event_schema, json_schemas
 
-    if args.type is None:
+    if args.asyncapi:
+        from engine.asyncapi import asyncapi_document
+
+        if args.type is not None:
+            raise CliError("--asyncapi describes every topic: give no event type", code=2)
+        _dump(
+            asyncapi_document(
+                events_topic=settings.events_topic,
+                transitions_topic=settings.transitions_topic,
+                dlq_topic=settings.dlq_topic,
+                partitions=settings.partitions,
+            ),
+            out,
+        )
+    elif args.type is None:
         _dump(json_schemas(), out)
     elif args.type == "envelope":
         _dump(envelope_schema(), out)
@@ -508,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", parents=[common], help="print the events' JSON Schema")
     p.add_argument("type", nargs="?", help="one event type, or 'envelope' (default: all)")
+    p.add_argument(
+        "--asyncapi", action="store_true", help="print the AsyncAPI 3.0 document of the topics"
+    )
     p.set_defaults(run=cmd_schema)
     return parser
 

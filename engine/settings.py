@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from engine.kafka_security import KafkaSecurity
 
 
 class Settings(BaseSettings):
@@ -76,6 +79,30 @@ class Settings(BaseSettings):
     jira_secret: SecretStr | None = None
     """The secret of the Jira webhook (``X-Hub-Signature``); unset: Jira refused."""
 
+    canonical_url: str | None = None
+    """The URL other workers reach this worker's HTTP API at (the partition assignor hands
+    it out; reads of this worker's features are routed to it). Default: :attr:`url`, which
+    only works on one machine; on Kubernetes, the pod's stable DNS name behind the headless
+    service, e.g. ``http://lifecycle-0.lifecycle-workers.ns.svc:8000``."""
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client (worker, ingest producer, emitter) talks to the brokers."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = Field(default=None, repr=False)
+    kafka_password_file: Path | None = None
+    """A file holding the password (a mounted secret); wins over ``LIFECYCLE_KAFKA_PASSWORD``."""
+    kafka_username_file: Path | None = None
+    kafka_ca_file: Path | None = None
+    """PEM certificates of the CA that signed the brokers' certificates (default: the
+    system's trust store)."""
+    kafka_cert_file: Path | None = None
+    """A client certificate (PEM), for brokers that require mutual TLS."""
+    kafka_key_file: Path | None = None
+    """The client certificate's key (PEM)."""
+    kafka_key_password: str | None = Field(default=None, repr=False)
+    kafka_key_password_file: Path | None = None
+
     @field_validator(
         "workflows",
         "api_token",
@@ -85,6 +112,16 @@ class Settings(BaseSettings):
         "github_secret",
         "gitlab_token",
         "jira_secret",
+        "canonical_url",
+        "kafka_username",
+        "kafka_password",
+        "kafka_password_file",
+        "kafka_username_file",
+        "kafka_ca_file",
+        "kafka_cert_file",
+        "kafka_key_file",
+        "kafka_key_password",
+        "kafka_key_password_file",
         mode="before",
     )
     @classmethod
@@ -131,3 +168,46 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http_port}"
+
+    @property
+    def worker_url(self) -> str:
+        """The URL this worker advertises to the others: ``canonical_url``, else :attr:`url`."""
+        return (self.canonical_url or self.url).rstrip("/")
+
+    def kafka_security(self) -> KafkaSecurity:
+        """The one :class:`~engine.kafka_security.KafkaSecurity` of this process's clients.
+
+        ``_FILE`` settings are read here, once (a secret mounted as a file ends with a
+        newline no broker expects: it is stripped).
+
+        Raises:
+            ValueError: a secret file cannot be read, or the settings do not fit together;
+                the message names the variable.
+        """
+        from engine.kafka_security import KafkaSecurity
+
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=_secret(self.kafka_username, self.kafka_username_file, "USERNAME"),
+            password=_secret(self.kafka_password, self.kafka_password_file, "PASSWORD"),
+            ca_file=self.kafka_ca_file,
+            cert_file=self.kafka_cert_file,
+            key_file=self.kafka_key_file,
+            key_password=_secret(
+                self.kafka_key_password, self.kafka_key_password_file, "KEY_PASSWORD"
+            ),
+        )
+
+
+def _secret(value: str | None, path: Path | None, name: str) -> str | None:
+    """``LIFECYCLE_KAFKA_<name>_FILE``'s content (stripped) when set, else the plain value."""
+    if path is None:
+        return value
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"LIFECYCLE_KAFKA_{name}_FILE: cannot read {path}: {err}") from err
+    if not text:
+        raise ValueError(f"LIFECYCLE_KAFKA_{name}_FILE: {path} is empty")
+    return text

@@ -452,8 +452,15 @@ class Emitter:
                         acks="all",
                     )
                 except self._errors.KafkaError as err:
+                    protocol = self._config.get("security_protocol", "PLAINTEXT")
+                    hint = (
+                        ""
+                        if protocol == "PLAINTEXT"
+                        else f" over {protocol} (check the CA, certificate, user and password)"
+                    )
                     raise EmitFailed(
-                        f"cannot reach Kafka at {self.servers} within {self.timeout:g}s: {err}"
+                        f"cannot reach Kafka at {self.servers}{hint} within {self.timeout:g}s: "
+                        f"{err}"
                     ) from err
             return self._producer
 

@@ -76,3 +76,13 @@ class EmitFailed(LifecycleError):
 
 class ConnectorError(LifecycleError):
     """A connector file that cannot be loaded; the message names file, place and fault."""
+
+
+class KafkaUnreachable(LifecycleError):
+    """A Kafka client cannot start: no bootstrap broker connected, authenticated (SASL) and
+    answered in time, or its TLS certificate is not trusted.
+
+    Raised at start-up (a worker, ``lifecycle emit --kafka``) by the connection check, so a
+    wrong password or certificate is one line within seconds, never a retry loop. The message
+    names the brokers, the security settings (never the password) and the reason.
+    """

@@ -22,6 +22,16 @@
 #                          and data; give it other ports): the fault tests stop and start one
 #                          of their own without touching the broker other tests use
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 60)
+#   KAFKA_SECURITY         plaintext (default) or sasl_ssl: sasl_ssl adds a SASL_SSL listener
+#                          (SCRAM-SHA-512 and -256) on KAFKA_SASL_PORT and a mutual-TLS SSL
+#                          listener (client certificate required) on KAFKA_SSL_PORT, with a CA,
+#                          a broker and a client certificate generated under <data>/tls; the
+#                          plain listener on KAFKA_PORT stays (loopback only) for this script's
+#                          readiness check and the broker's own traffic
+#   KAFKA_SASL_PORT        SASL_SSL listener port (default 9093; the controller then moves to 9094)
+#   KAFKA_SSL_PORT         mutual-TLS listener port (default 9095)
+#   KAFKA_SASL_USERNAME    SCRAM user created at format time (default lifecycle)
+#   KAFKA_SASL_PASSWORD    its password (default lifecycle-secret)
 #   KAFKA_HEAP_OPTS        JVM heap options (default -Xms256m -Xmx512m)
 set -euo pipefail
 
@@ -50,9 +60,19 @@ usage() {
 load_settings() {
     VERSION="${KAFKA_VERSION:-$DEFAULT_KAFKA_VERSION}"
     PORT="${KAFKA_PORT:-9092}"
-    CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+    SECURITY="${KAFKA_SECURITY:-plaintext}"
+    case "$SECURITY" in
+        plaintext) CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}" ;;
+        sasl_ssl) CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9094}" ;;
+        *) die "KAFKA_SECURITY=$SECURITY: use plaintext or sasl_ssl" ;;
+    esac
+    SASL_PORT="${KAFKA_SASL_PORT:-9093}"
+    SSL_PORT="${KAFKA_SSL_PORT:-9095}"
+    SASL_USERNAME="${KAFKA_SASL_USERNAME:-lifecycle}"
+    SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-lifecycle-secret}"
     DATA_DIR="${KAFKA_DATA_DIR:-$KAFKA_HOME_DIR/$VERSION/data$INSTANCE_SUFFIX}"
     if [[ "${1:-}" == "--running" && -f "$STATE_FILE" ]] && running_pid >/dev/null; then
+        SECURITY=plaintext # state files written before KAFKA_SECURITY existed
         # shellcheck disable=SC1090
         source "$STATE_FILE"
     fi
@@ -63,6 +83,7 @@ load_settings() {
     CONFIG_FILE="$DATA_DIR/server.properties"
     KRAFT_DIR="$DATA_DIR/kraft-logs"
     CLUSTER_ID_FILE="$DATA_DIR/cluster.id"
+    TLS_DIR="$DATA_DIR/tls"
     LOG4J_CONFIG="$SCRIPT_DIR/log4j2.properties"
 }
 
@@ -198,16 +219,69 @@ fetch_libs() {
     say "cached $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars in $LIBS_DIR"
 }
 
+# The secret of the generated broker keystore (a local test broker's, not a real secret).
+KEYSTORE_PASSWORD="lifecycle-local"
+
+# make_certs: a CA, a broker certificate (for 127.0.0.1 and localhost) in a PKCS12 keystore,
+# and a client certificate for the mutual-TLS listener, generated once per data dir.
+make_certs() {
+    [[ -s "$TLS_DIR/broker.p12" && -s "$TLS_DIR/client.pem" ]] && return
+    command -v openssl >/dev/null 2>&1 || die "openssl not found; it generates the broker's certificates"
+    mkdir -p "$TLS_DIR"
+    local d="$TLS_DIR" ext="$TLS_DIR/ext.cnf"
+    say "generating a CA and broker and client certificates in $d"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout "$d/ca.key" \
+        -out "$d/ca.pem" -subj "/CN=lifecycle local test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        >/dev/null 2>&1 || die "openssl could not make the CA"
+    cat >"$ext" <<EOF
+[broker]
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
+[client]
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
+EOF
+    local who
+    for who in broker client; do
+        openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$d/$who.key" -out "$d/$who.csr" \
+            -subj "/CN=lifecycle-$who" >/dev/null 2>&1 || die "openssl could not make the $who key"
+        openssl x509 -req -sha256 -days 3650 -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+            -CAcreateserial -out "$d/$who.pem" -extfile "$ext" -extensions "$who" >/dev/null 2>&1 ||
+            die "openssl could not sign the $who certificate"
+    done
+    openssl pkcs12 -export -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
+        -name broker -out "$d/broker.p12" -passout "pass:$KEYSTORE_PASSWORD" >/dev/null 2>&1 ||
+        die "openssl could not write the broker keystore"
+    chmod 600 "$d/ca.key" "$d/broker.key" "$d/client.key"
+    rm -f "$d/broker.csr" "$d/client.csr"
+}
+
 write_config() {
     mkdir -p "$KRAFT_DIR" "$LOG_DIR"
+    local listeners="PLAINTEXT://$HOST:$PORT" advertised protocols="PLAINTEXT:PLAINTEXT"
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        listeners+=",SASL_SSL://$HOST:$SASL_PORT,SSL://$HOST:$SSL_PORT"
+        protocols+=",SASL_SSL:SASL_SSL,SSL:SSL"
+    fi
+    advertised="$listeners"
+    listeners+=",CONTROLLER://$HOST:$CONTROLLER_PORT"
+    protocols+=",CONTROLLER:PLAINTEXT"
     cat >"$CONFIG_FILE" <<EOF
 # Written by deploy/kafka/kafka.sh on every start; edits here are overwritten.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$KRAFT_DIR
@@ -235,10 +309,30 @@ share.coordinator.state.topic.num.partitions=4
 
 log.retention.hours=24
 EOF
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        cat >>"$CONFIG_FILE" <<EOF
+
+# KAFKA_SECURITY=sasl_ssl: SCRAM users live in the cluster metadata (added at format time).
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
+listener.name.ssl.ssl.client.auth=required
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$TLS_DIR/ca.pem
+EOF
+    fi
 }
 
 format_storage() {
+    local scram_marker="$KRAFT_DIR/.scram-users"
     if [[ -f "$KRAFT_DIR/meta.properties" ]]; then
+        if [[ "$SECURITY" == sasl_ssl && ! -f "$scram_marker" ]]; then
+            die "$DATA_DIR was formatted without KAFKA_SECURITY=sasl_ssl, so it has no SCRAM users; use another KAFKA_INSTANCE (or KAFKA_DATA_DIR), or wipe it"
+        fi
         return
     fi
     local cid
@@ -252,9 +346,24 @@ format_storage() {
     fi
     say "formatting storage in $KRAFT_DIR (cluster id $cid)"
     java_args
+    local scram=()
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USERNAME,password=$SASL_PASSWORD]"
+            --add-scram "SCRAM-SHA-256=[name=$SASL_USERNAME,password=$SASL_PASSWORD]")
+    fi
     java "${JAVA_ARGS[@]}" kafka.tools.StorageTool format -t "$cid" -c "$CONFIG_FILE" \
-        --ignore-formatted >/dev/null ||
+        --ignore-formatted "${scram[@]}" >/dev/null ||
         die "formatting storage failed (see $LOG_FILE)"
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        echo "$SASL_USERNAME" >"$scram_marker"
+    fi
+}
+
+# Where a client finds the secured listeners (after `up` with KAFKA_SECURITY=sasl_ssl).
+say_security() {
+    [[ "${SECURITY:-plaintext}" == sasl_ssl ]] || return 0
+    say "SASL_SSL (SCRAM-SHA-512, user $SASL_USERNAME) on $HOST:$SASL_PORT; mutual TLS on $HOST:$SSL_PORT"
+    say "CA file: $TLS_DIR/ca.pem (client certificate $TLS_DIR/client.pem, key $TLS_DIR/client.key)"
 }
 
 # Byte offset of server.log when this start began, so a failure shows only this start's lines.
@@ -336,12 +445,17 @@ cmd_up() {
     load_settings --running
     local pid
     if pid="$(running_pid)"; then
+        if [[ "${KAFKA_SECURITY:-plaintext}" != "$SECURITY" ]]; then
+            die "a $SECURITY broker is already running here (pid $pid, $HOST:$PORT); for a $KAFKA_SECURITY one beside it set KAFKA_INSTANCE and other ports"
+        fi
         if broker_ready "$HOST" "$PORT"; then
             say "already running (pid $pid) on $HOST:$PORT"
+            say_security
             return 0
         fi
         say "broker (pid $pid) is running but not ready yet; waiting"
         wait_ready "$pid"
+        say_security
         return 0
     fi
     rm -f "$PID_FILE" "$STATE_FILE"
@@ -353,9 +467,17 @@ cmd_up() {
     if tcp_open "$HOST" "$CONTROLLER_PORT"; then
         die "controller port $HOST:$CONTROLLER_PORT is already in use; set KAFKA_CONTROLLER_PORT"
     fi
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+        local p
+        for p in "$SASL_PORT" "$SSL_PORT"; do
+            ! tcp_open "$HOST" "$p" ||
+                die "$HOST:$p is already in use; set KAFKA_SASL_PORT / KAFKA_SSL_PORT"
+        done
+    fi
 
     check_java
     fetch_libs
+    [[ "$SECURITY" == plaintext ]] || make_certs
     write_config
     format_storage
 
@@ -379,8 +501,13 @@ VERSION='$VERSION'
 PORT='$PORT'
 CONTROLLER_PORT='$CONTROLLER_PORT'
 DATA_DIR='$DATA_DIR'
+SECURITY='$SECURITY'
+SASL_PORT='$SASL_PORT'
+SSL_PORT='$SSL_PORT'
+SASL_USERNAME='$SASL_USERNAME'
 EOF
     wait_ready "$pid"
+    say_security
 }
 
 # wait_ready PID: until the broker answers a Metadata request; on failure show the log and stop it.

@@ -47,6 +47,7 @@ import faust.streams as faust_streams
 from faust.types import TP
 
 from engine.forecast import Forecaster
+from engine.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.observe import Recorder
 from engine.processor import APPLIED, Outcome
 from engine.risk_monitor import RiskMonitor, RiskSignal
@@ -104,6 +105,8 @@ class StreamingConfig:
     """Distinct ``product`` labels of the feature gauges; later products count as ``other``."""
     source: str = "lifecycle/engine"
     """``source`` of the stage-change CloudEvents this worker publishes."""
+    security: KafkaSecurity = PLAINTEXT
+    """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
 
@@ -127,6 +130,7 @@ def faust_settings(config: StreamingConfig) -> dict[str, Any]:
         "broker_session_timeout": config.session_timeout,
         "broker_heartbeat_interval": min(3.0, config.session_timeout / 5),
         "consumer_group_instance_id": config.instance_id,
+        "broker_credentials": config.security.faust_credentials(),
         **config.extra,
     }
 
@@ -376,7 +380,10 @@ class LifecycleApp:
         if self._probe is None:
             isolation = "read_uncommitted" if self.direct else "read_committed"
             self._probe = GapProbe(
-                bootstrap_servers(self.config.broker), self.config.events_topic, isolation
+                bootstrap_servers(self.config.broker),
+                self.config.events_topic,
+                isolation,
+                self.config.security.aiokafka(),
             )
         return self._probe
 

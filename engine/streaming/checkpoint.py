@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -235,12 +235,20 @@ class GapProbe:
         bootstrap: ``host:port,...`` of the brokers.
         topic: the events topic.
         isolation_level: the main consumer's (``read_committed`` under exactly-once).
+        security: aiokafka's TLS and SASL settings (``KafkaSecurity.aiokafka()``).
     """
 
-    def __init__(self, bootstrap: str, topic: str, isolation_level: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        isolation_level: str,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.isolation_level = isolation_level
+        self.security = dict(security or {})
         self._consumer: AIOKafkaConsumer | None = None
 
     async def first_at_or_after(self, partition: int, offset: int) -> int | None:
@@ -251,6 +259,7 @@ class GapProbe:
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 isolation_level=self.isolation_level,
+                **self.security,
             )
             await self._consumer.start()
         tp = TopicPartition(self.topic, partition)

@@ -33,12 +33,14 @@ from engine.hooks_setup import build_hooks
 from engine.http.api import Readiness, build_app
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import Incoming
+from engine.kafka_security import PLAINTEXT, KafkaSecurity, check_connection
 from engine.processor import IGNORED
 from engine.settings import Settings
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.routing import TableReader, internal_routes, readable
 from engine.tuning import tune_gc
+from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
@@ -61,7 +63,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         app_id=app_id,
         broker=settings.broker,
         data_dir=Path(settings.data_dir),
-        canonical_url=settings.url,
+        canonical_url=settings.worker_url,
         partitions=settings.partitions,
         events_topic=settings.events_topic,
         transitions_topic=settings.transitions_topic,
@@ -70,6 +72,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         session_timeout=settings.session_timeout,
         instance_id=settings.instance_id,
         max_products=settings.max_products,
+        security=settings.kafka_security(),
     )
 
 
@@ -87,9 +90,10 @@ class KafkaIngest:
     published (it may have no subject to key it by).
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.security = security
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -101,7 +105,11 @@ class KafkaIngest:
     async def start(self) -> None:
         """Connect the producer (in the running loop, as aiokafka requires)."""
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            **self.security.aiokafka(),
         )
         await self._producer.start()
 
@@ -277,7 +285,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     metrics = LifecycleMetrics(CollectorRegistry())
     config = streaming_config(settings, app_id)
     lapp = create_app(config, workflows, metrics)
-    ingest = KafkaIngest(bootstrap_servers(config.broker), config.events_topic)
+    ingest = KafkaIngest(bootstrap_servers(config.broker), config.events_topic, config.security)
     reader = TableReader(lapp)
     web_app = build_app(
         ingest=ingest,
@@ -327,6 +335,14 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     """
     use_event_loop(settings)
     parts = build_worker(settings, app_id=app_id)
+    config = parts.lapp.config  # a wrong password or CA: one line now, not a retry loop
+    check = asyncio.new_event_loop()  # its own loop: Faust's stays the current one
+    try:
+        check.run_until_complete(
+            check_connection(bootstrap_servers(config.broker), config.security)
+        )
+    finally:
+        check.close()
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(parts, settings.http_host, settings.http_port)
     worker = faust.Worker(parts.lapp.app, services, loglevel=loglevel)
@@ -334,4 +350,7 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
 
 
 if __name__ == "__main__":
-    run_worker(Settings())
+    try:
+        run_worker(Settings())
+    except (LifecycleError, ValueError) as err:  # settings or Kafka: one line, not a trace
+        raise SystemExit(f"lifecycle worker: {err}") from None

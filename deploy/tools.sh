@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs the tools of the offline deployment checks, only if they are missing, into a cache
+# (LIFECYCLE_TOOLS, default ~/.cache/lifecycle-tools) that survives `make clean`:
+#   helm      built from source with `go install` (Go module proxy; ~3 min and ~1 GB once)
+#   asyncapi  the AsyncAPI CLI (@asyncapi/cli from npm), which validates docs/asyncapi.json
+#
+#   bash deploy/tools.sh          install what is missing, then print the tools' paths
+#   bash deploy/tools.sh helm     print helm's path (installing it if missing)
+#   bash deploy/tools.sh asyncapi print the AsyncAPI CLI's path (installing it if missing)
+set -euo pipefail
+
+TOOLS="${LIFECYCLE_TOOLS:-${HOME:-/tmp}/.cache/lifecycle-tools}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+ASYNCAPI_CLI_VERSION="${ASYNCAPI_CLI_VERSION:-latest}"
+
+say() { printf 'tools: %s\n' "$*" >&2; }
+die() { printf 'tools: ERROR: %s\n' "$*" >&2; exit 1; }
+
+helm_path() {
+    local bin="$TOOLS/bin/helm"
+    if [[ ! -x "$bin" ]]; then
+        command -v go >/dev/null 2>&1 || die "go not found; it builds helm (install Go 1.24+)"
+        say "building helm $HELM_VERSION with go install (first run only, a few minutes)"
+        mkdir -p "$TOOLS/bin"
+        GOBIN="$TOOLS/bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2 ||
+            die "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed"
+    fi
+    echo "$bin"
+}
+
+asyncapi_path() {
+    local prefix="$TOOLS/npm" bin="$TOOLS/npm/node_modules/.bin/asyncapi"
+    if [[ ! -x "$bin" ]]; then
+        command -v npm >/dev/null 2>&1 || die "npm not found; it installs @asyncapi/cli (apt-get install npm)"
+        say "installing @asyncapi/cli@$ASYNCAPI_CLI_VERSION with npm (first run only)"
+        mkdir -p "$prefix"
+        npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" \
+            "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >&2 || die "npm install @asyncapi/cli failed"
+    fi
+    # The CLI reports usage over the network unless told not to; the tests point
+    # ASYNCAPI_METRICS_CONFIG_PATH at this file.
+    [[ -f "$TOOLS/asyncapi-analytics.json" ]] ||
+        echo '{"analyticsEnabled":"false","infoMessageShown":"true","userID":"lifecycle-tests"}' \
+            >"$TOOLS/asyncapi-analytics.json"
+    echo "$bin"
+}
+
+case "${1:-all}" in
+    helm) helm_path ;;
+    asyncapi) asyncapi_path ;;
+    all)
+        say "helm: $(helm_path)"
+        say "asyncapi: $(asyncapi_path)"
+        ;;
+    *) die "usage: bash deploy/tools.sh [helm|asyncapi]" ;;
+esac
