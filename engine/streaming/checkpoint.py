@@ -73,7 +73,10 @@ class Checkpoint:
 
         Args:
             committed: the partition's committed offset (where the group resumed it),
-                used for the first record seen since it was assigned.
+                used for the first record seen since it was assigned; ``None`` (nothing
+                committed yet) expects the log's first record. Faust discards the records
+                it fetches while its flow is suspended, and with nothing committed it never
+                seeks back to them: the first record delivered can be far into the log.
 
         Returns:
             :data:`ADMIT`, :data:`DROP` or :data:`JUMP` (then :meth:`gap` or :meth:`seek`).
@@ -84,7 +87,11 @@ class Checkpoint:
                 return DROP
             del self._awaiting[partition]
         expected = self._next.get(partition, committed)
-        if expected is not None and offset > expected:
+        if expected is None:
+            # Nothing committed: the group starts at the log's beginning (auto offset reset
+            # ``earliest``); the probe says where that is.
+            expected = 0
+        if offset > expected:
             return JUMP
         if partition not in self._next:
             log.info(
@@ -93,15 +100,14 @@ class Checkpoint:
                 offset,
                 committed,
             )
-        if expected is None or offset + 1 > expected:
+        if offset + 1 > expected:
             self._next[partition] = offset + 1
         return ADMIT
 
     def expected(self, partition: int, committed: int | None) -> int:
         """The offset expected next on ``partition`` (after a :data:`JUMP`)."""
         found = self._next.get(partition, committed)
-        assert found is not None, "a jump needs an expected offset"
-        return found
+        return 0 if found is None else found
 
     def gap(self, partition: int, offset: int) -> None:
         """The broker has no records before ``offset`` since the expected one: admit it."""
@@ -259,6 +265,7 @@ class GapProbe:
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 isolation_level=self.isolation_level,
+                auto_offset_reset="earliest",  # an offset before the log start: its start
                 **self.security,
             )
             await self._consumer.start()

@@ -138,7 +138,7 @@ def test_a_record_that_raises_anything_is_dead_lettered_and_the_batch_goes_on(
 def test_local_table_is_not_written_when_the_changelog_is_not_acknowledged(
     workflows: Workflows, tmp_path: Path
 ) -> None:
-    lapp = make_lapp(workflows, tmp_path, FakeOutbox(fail=True))
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox(fail=True), consumer=FakeConsumer(7))
     crashed: list[BaseException] = []
 
     async def crash(err: BaseException) -> None:
@@ -157,7 +157,7 @@ def test_local_table_is_written_after_the_changelog_is_acknowledged(
     workflows: Workflows, tmp_path: Path
 ) -> None:
     outbox = FakeOutbox()
-    lapp = make_lapp(workflows, tmp_path, outbox)
+    lapp = make_lapp(workflows, tmp_path, outbox, consumer=FakeConsumer(7))
     asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 7)], None))
     changelog = [r for r in outbox.records if r[0].endswith("-changelog")]
     assert [r[1] for r in changelog] == [b'"F1"'] or [r[1] for r in changelog] == [b"F1"]
@@ -195,3 +195,17 @@ def test_a_real_gap_in_the_offsets_is_let_through(workflows: Workflows, tmp_path
     asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 11)], None))
     assert lapp.store.get("F1") is not None and not consumer.sought
     assert lapp.checkpoint.committable(0) == 12
+
+
+def test_with_nothing_committed_the_first_record_must_be_the_logs_first(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust discards what it fetches while its flow is suspended and, with no committed
+    offset, never seeks back: a worker's first record could be far into the log, and the
+    events before it were never applied (issue 9, kill -9 before the first commit)."""
+    consumer = FakeConsumer(committed=None)
+    probe = FakeProbe(first=0)
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox(), probe, consumer)
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 4, "build.started", {}), 4)], None))
+    assert lapp.store.get("F1") is None
+    assert probe.asked == [(0, 0)] and consumer.sought == [(0, 0)]
