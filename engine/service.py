@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.observe import Recorder
 from engine.processor import IGNORED, Outcome, process
-from engine.stores.base import FeatureStore
+from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
 from workflows.loader import Workflows
 
@@ -44,12 +44,22 @@ class Engine:
         self.recorder = recorder
         self.on_outcome = on_outcome
 
-    def apply(self, event: Event, received_at: datetime) -> Outcome:
-        """Apply one valid event and persist its outcome; returns the outcome."""
+    def apply(self, event: Event, received_at: datetime, position: int | None = None) -> Outcome:
+        """Apply one valid event and persist its outcome; returns the outcome.
+
+        Args:
+            position: where the event was read (a consumer offset), stored with the outcome;
+                the store must then be a :class:`~engine.stores.base.TrackingStore`.
+        """
         started = time.perf_counter()
         outcome = process(self.workflows, self.store.get(event.feature), event, received_at)
         if outcome.outcome != IGNORED:
-            self.store.commit(outcome)
+            if position is None:
+                self.store.commit(outcome)
+            elif isinstance(self.store, TrackingStore):
+                self.store.commit_at(outcome, position)
+            else:
+                raise TypeError(f"{type(self.store).__name__} does not track positions")
         # Committed: the event is applied whatever happens next. A failure of what follows
         # is logged, never raised, or the caller would refuse (or dead-letter) an event the
         # store already holds, and a redelivery would find it a duplicate.

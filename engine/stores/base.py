@@ -8,7 +8,7 @@ sees a store; the composition roots load a state, call the processor, then :meth
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from engine.processor import Outcome
 from engine.state import FeatureState, HistoryEntry
@@ -43,4 +43,23 @@ class FeatureStore(Protocol):
 
     def close(self) -> None:
         """Release files and connections; the store is not used after."""
+        ...
+
+
+@runtime_checkable
+class TrackingStore(FeatureStore, Protocol):
+    """A store that also remembers, per feature, the input position of the last event it
+    stored: a consumer offset in the streaming mode, so a record delivered again after a
+    crash is recognised (its position is not above the stored one) and changes nothing.
+
+    The position travels with the call and is stored atomically with the outcome.
+    """
+
+    def commit_at(self, outcome: Outcome, position: int) -> None:
+        """:meth:`FeatureStore.commit`, storing ``position`` with what ``outcome`` changed
+        (an outcome that changes nothing stores nothing, position included)."""
+        ...
+
+    def position(self, feature_id: str) -> int | None:
+        """The position of the last event stored for the feature (``None``: none)."""
         ...

@@ -7,7 +7,8 @@ applied to it, as one JSON value::
 
 so a single table write (and its single changelog record) carries the new state, its history
 lines and the idempotency keys (``state.seen``) atomically: after a crash the table holds all
-of an event or none of it. ``offset`` lets the worker recognise a record redelivered after a
+of an event or none of it. ``offset`` (the position passed to
+:meth:`FaustTableStore.commit_at`) lets the worker recognise a record redelivered after a
 crash (its offset is not above the stored one) and skip it, instead of adding a second,
 ``duplicate`` history line for an event that was applied once.
 
@@ -27,8 +28,6 @@ import json
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from faust.streams import _current_event
 
 from engine.processor import Outcome
 from engine.state import FeatureState, HistoryEntry
@@ -76,17 +75,23 @@ class FaustTableStore:
             (raw serializer); a plain ``dict`` works too, for tests.
         cache_size: how many decoded records to keep between batches.
 
-    Attributes:
-        position: the input offset the agent is applying now; :meth:`commit` stores it in
-            the feature's record. ``None`` outside the agent (nothing is stored then).
+        read: how a value is read from the table (default: ``table.get``).
+
+    It is a :class:`~engine.stores.base.TrackingStore`: :meth:`commit_at` stores the input
+    offset of the event with its outcome.
     """
 
-    def __init__(self, table: MutableMapping[str, bytes], cache_size: int = 100_000) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, bytes],
+        cache_size: int = 100_000,
+        read: Callable[[str], bytes | None] | None = None,
+    ) -> None:
         self._table = table
         self.cache_size = cache_size
+        self._read = read or table.get
         self._cache: dict[str, _Record | None] = {}
         self._dirty: dict[str, None] = {}
-        self.position: int | None = None
 
     # -- the FeatureStore port -------------------------------------------------------------
 
@@ -95,6 +100,12 @@ class FaustTableStore:
         return record.state if record is not None else None
 
     def commit(self, outcome: Outcome) -> None:
+        self._commit(outcome, None)
+
+    def commit_at(self, outcome: Outcome, position: int) -> None:
+        self._commit(outcome, position)
+
+    def _commit(self, outcome: Outcome, position: int | None) -> None:
         state = outcome.state
         if state is None or not (outcome.entries or outcome.changed):
             return
@@ -104,8 +115,8 @@ class FaustTableStore:
             record = self._cache[state.id] = _Record(state)
         record.state = state
         record.history.extend(lines)
-        if self.position is not None:
-            record.offset = self.position
+        if position is not None:
+            record.offset = position
         self._dirty[state.id] = None
 
     def history(self, feature_id: str) -> list[HistoryEntry]:
@@ -137,7 +148,7 @@ class FaustTableStore:
 
     # -- streaming additions ---------------------------------------------------------------
 
-    def offset(self, feature_id: str) -> int | None:
+    def position(self, feature_id: str) -> int | None:
         """The input offset of the last event stored for the feature (``None``: none)."""
         record = self._record(feature_id)
         return record.offset if record is not None else None
@@ -203,17 +214,10 @@ class FaustTableStore:
         self._cache = {fid: self._cache[fid] for fid in self._dirty if fid in self._cache}
 
     def _lookup(self, feature_id: str) -> bytes | None:
-        """The stored value, whichever partition holds it.
-
-        Faust's RocksDB store reads only the partition of the *current event* when there is
-        one, but a read may come from elsewhere in the same task (an HTTP read, a timer), so
-        reads are made with no current event: the store then finds the key's partition itself.
-        """
-        token = _current_event.set(None)
-        try:
-            return self._table.get(feature_id)
-        finally:
-            _current_event.reset(token)
+        """The stored value, whichever partition holds it (the ``read`` the store was given:
+        the streaming app's reads from any partition, see
+        :func:`engine.streaming.checkpoint.read_any_partition`)."""
+        return self._read(feature_id)
 
     def _record(self, feature_id: str) -> _Record | None:
         try:

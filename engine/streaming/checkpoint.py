@@ -1,4 +1,10 @@
-"""How far a worker has durably processed each partition, and the offsets Faust commits.
+"""The commit order of a worker's batch, how far each partition is durably processed, and
+every use of faust-streaming internals (nothing else in the project touches them).
+
+The order (:class:`Committer`): the batch's outputs are acknowledged by the broker, then
+the local table is written, then the batch's offsets are marked done and Faust commits them
+at its next commit. The Faust internals used are listed in :data:`FAUST_NEEDS` and checked
+by :func:`check_faust` (at start-up, and by a unit test that fails loudly after an upgrade).
 
 The committed offset of an events-topic partition must follow what the agent has finished
 (outputs acknowledged by the broker, table written): never ahead of it (an event would be
@@ -32,14 +38,133 @@ back to the first missing record and drops what arrives before it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import faust
+import faust.streams as faust_streams
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from engine.streaming.outbox import Outbox
+
 log = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15"
+"""The faust-streaming minor version whose internals this module was written against."""
+FAUST_NEEDS = {
+    FaustConsumer: (
+        "_new_offset",
+        "_drain_messages",
+        "_add_gap",
+        "wait_first",
+        "seek",
+        "getmany",
+    ),
+}
+"""Attributes of Faust classes this module relies on (instance attributes such as
+``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
+:meth:`Checkpoint.install`)."""
+DRAIN_FINGERPRINT = "44a25003"
+"""The first 8 hex digits of the SHA-256 of ``Consumer._drain_messages``'s source, which
+:func:`_drain_without_drops` replaces: a new Faust with a changed fetch loop must be read
+again before it is trusted."""
+CONSUMER_ATTRIBUTES = (
+    "_committed_offset",
+    "_acked",
+    "_acked_index",
+    "_gap",
+    "_read_offset",
+    "_commit_every",
+    "_n_acked",
+    "_stopped",
+    "suspend_flow",
+    "callback",
+    "diag",
+    "consumer_stopped_errors",
+)
+
+
+def check_faust() -> list[str]:
+    """What the installed faust-streaming lacks of what this module relies on (empty: all
+    there). The worker logs each at start-up; ``tests/unit/engine/streaming`` fails on any."""
+    problems = []
+    version = getattr(faust, "__version__", "?")
+    if not version.startswith(FAUST_VERSION):
+        problems.append(f"faust-streaming {version} installed; written for {FAUST_VERSION}.x")
+    for cls, names in FAUST_NEEDS.items():
+        for name in names:
+            if not hasattr(cls, name):
+                problems.append(f"faust {cls.__name__}.{name} is gone")
+    if not hasattr(faust_streams, "_current_event"):
+        problems.append("faust.streams._current_event is gone")
+    try:
+        source = inspect.getsource(FaustConsumer._drain_messages)
+    except (OSError, TypeError, AttributeError):
+        source = ""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+    if digest != DRAIN_FINGERPRINT:
+        problems.append(
+            f"faust Consumer._drain_messages changed (fingerprint {digest}, expected "
+            f"{DRAIN_FINGERPRINT}): compare it with checkpoint._drain_without_drops"
+        )
+    return problems
+
+
+def make_current(record: Any) -> None:
+    """Make ``record`` the current event of this task, as Faust does when a stream yields it.
+
+    Faust finds the partition of a table write (its changelog partition and RocksDB
+    partition store) and, under exactly-once, the transaction of a send from the current
+    event. A batch from ``take_events`` has none of its own, so the agent sets it per record.
+    Only the task's context variable is set, never ``Stream.current_event``: ``take_events``
+    reads that attribute to collect the events it acknowledges.
+    """
+    faust_streams._current_event.set(weakref.ref(record))
+
+
+def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
+    """A read of ``table`` that finds a key whatever partition holds it.
+
+    Faust's RocksDB store reads only the partition of the *current event* when there is
+    one, but a read may come from elsewhere in the same task (an HTTP read, a timer), so it
+    is made with no current event: the store then finds the key's partition itself.
+    """
+
+    def read(key: str) -> bytes | None:
+        token = faust_streams._current_event.set(None)
+        try:
+            value: bytes | None = table.get(key)
+            return value
+        finally:
+            faust_streams._current_event.reset(token)
+
+    return read
+
+
+def started_consumer(app: Any) -> Any | None:
+    """The app's consumer if it was made (``None`` before: asking would make one)."""
+    return getattr(app, "_consumer", None)
+
+
+def committed_offset(app: Any, topic: str, partition: int) -> int | None:
+    """The offset the group resumed ``partition`` at (``None``: nothing committed, or not
+    known yet)."""
+    consumer = started_consumer(app)
+    if consumer is None:
+        return None
+    found: int | None = consumer._committed_offset.get(TP(topic, partition))
+    return found
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """The started aiokafka producer under the app's Faust producer."""
+    return app.producer._ensure_producer()
+
 
 ADMIT = "admit"
 """The record is the next of its partition (or an earlier one again): process it."""
@@ -124,6 +249,11 @@ class Checkpoint:
         if last is None or offset > last:
             self._last[partition] = offset
 
+    def done_all(self, messages: Iterable[Any]) -> None:
+        """:meth:`done` for each processed message (with ``partition`` and ``offset``)."""
+        for message in messages:
+            self.done(message.partition, message.offset)
+
     def committable(self, partition: int) -> int | None:
         """The offset to commit for ``partition`` (the next record to process), if any."""
         last = self._last.get(partition)
@@ -155,6 +285,9 @@ class Checkpoint:
         """
         if getattr(consumer, "_lifecycle_checkpoint", None) is self:
             return  # the agent restarted: already installed
+        missing = [name for name in CONSUMER_ATTRIBUTES if not hasattr(consumer, name)]
+        if missing:
+            raise RuntimeError(f"faust's consumer lacks {missing}: see check_faust()")
         original: Callable[[TP], int | None] = consumer._new_offset
         topic = self.topic
 
@@ -230,55 +363,85 @@ def _drain_without_drops(consumer: Any, topic: str) -> Callable[[Any], Any]:
     return drain
 
 
-class GapProbe:
-    """Asks the broker where the records of a partition resume at or after an offset.
+class Committer:
+    """Owns the commit order of a batch (STYLE.md 14), in this order:
 
-    A consumer of its own (no group, nothing committed), made on first use: a jump in the
-    offsets the agent sees is rare (a transaction marker, compaction, or a record Faust
-    dropped), and each costs one fetch.
+    1. every record queued in the outbox (changelog records, stage changes, risk signals,
+       dead letters) is acknowledged by the broker (``acks=all``);
+    2. the batch's table records are written to the local store, with the changelog offset
+       Faust's recovery resumes after (local state is never ahead of its changelog);
+    3. the batch's input offsets are marked done in the :class:`Checkpoint`; Faust commits
+       them at its next commit (on its interval, before a rebalance, on stop).
+
+    If step 1 fails the worker stops and nothing after it happens, so the batch is delivered
+    again. The risk timer also flushes the outbox (step 1 alone); a lock keeps the two from
+    believing their records acknowledged while the other's flush still waits.
 
     Args:
-        bootstrap: ``host:port,...`` of the brokers.
-        topic: the events topic.
-        isolation_level: the main consumer's (``read_committed`` under exactly-once).
-        security: aiokafka's TLS and SASL settings (``KafkaSecurity.aiokafka()``).
+        app: the Faust app (to crash it if publishing fails).
+        table: the feature table (its changelog topic and local store).
+        checkpoint: where step 3 records the offsets.
+        outbox: the outbox of the batch's outputs, made on first use.
     """
 
     def __init__(
-        self,
-        bootstrap: str,
-        topic: str,
-        isolation_level: str,
-        security: Mapping[str, Any] | None = None,
+        self, app: Any, table: Any, checkpoint: Checkpoint, outbox: Callable[[], Outbox]
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.isolation_level = isolation_level
-        self.security = dict(security or {})
-        self._consumer: AIOKafkaConsumer | None = None
+        self.app = app
+        self.table = table
+        self.checkpoint = checkpoint
+        self._outbox = outbox
+        self._flushing = asyncio.Lock()
+        self._persisted: dict[tuple[str, int], int] = {}
+        """Changelog offsets acknowledged and not yet recorded in the local store."""
 
-    async def first_at_or_after(self, partition: int, offset: int) -> int | None:
-        """The offset of the first record of ``partition`` at or after ``offset`` (``None``:
-        none arrived within a few seconds)."""
-        if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                enable_auto_commit=False,
-                isolation_level=self.isolation_level,
-                auto_offset_reset="earliest",  # an offset before the log start: its start
-                **self.security,
-            )
-            await self._consumer.start()
-        tp = TopicPartition(self.topic, partition)
-        self._consumer.assign([tp])
-        self._consumer.seek(tp, offset)
-        found = await self._consumer.getmany(tp, timeout_ms=5000, max_records=1)
-        records = found.get(tp, [])
-        return records[0].offset if records else None
+    async def delivered(self) -> None:
+        """Step 1: send what the outbox holds and wait until the broker acknowledged it.
 
-    async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
+        Raises:
+            Exception: a record was not acknowledged; the worker is stopping.
+        """
+        async with self._flushing:
+            outbox = self._outbox()
+            if not len(outbox):
+                return
+            try:
+                written = await outbox.flush()
+            except Exception as err:
+                # Faust would restart the agent on the next records and later commit past
+                # this batch: stop the worker instead, so its records are delivered again.
+                log.exception("publishing the batch's records failed; stopping the worker")
+                await self.app.crash(err)
+                raise
+            changelog = self.table.changelog_topic.get_topic_name()
+            for (topic, partition), offset in written.items():
+                if topic == changelog:
+                    self._persisted[(topic, partition)] = offset
+
+    async def commit(self, writes: Sequence[tuple[Any, str, bytes]], done: Sequence[Any]) -> None:
+        """Steps 1 to 3 for a batch: ``writes`` are (event record, feature id, value) of the
+        table records whose changelog records are queued; ``done`` its processed messages."""
+        await self.delivered()
+        data = self.table.data
+        for record, fid, value in writes:
+            make_current(record)  # the RocksDB partition written
+            data[fid] = value
+        for (topic, partition), offset in self._persisted.items():
+            data.set_persisted_offset(TP(topic, partition), offset)
+        self._persisted.clear()
+        self.checkpoint.done_all(done)
 
 
-__all__ = ["ADMIT", "DROP", "JUMP", "Checkpoint", "GapProbe"]
+__all__ = [
+    "ADMIT",
+    "DROP",
+    "JUMP",
+    "Checkpoint",
+    "Committer",
+    "aiokafka_producer",
+    "check_faust",
+    "committed_offset",
+    "make_current",
+    "read_any_partition",
+    "started_consumer",
+]

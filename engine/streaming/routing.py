@@ -1,4 +1,5 @@
-"""Reads in the streaming mode: which worker can answer for a feature now, and asking it.
+"""The worker's edges to others: events in (:class:`KafkaIngest`), reads routed to the
+worker that owns a feature now (:class:`TableReader`), and readiness.
 
 A feature lives on the partition its id hashes to (the producers' murmur2 partitioner), and
 that partition's table records live on the worker that owns it *now*. Every worker serves
@@ -14,15 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from engine.http.ports import HistoryPage, history_page, select_page
+from engine.http.api import Readiness
+from engine.http.local import UNKNOWN_TYPE, receipt
+from engine.http.ports import HistoryPage, Incoming, history_page, select_page
+from engine.kafka_security import PLAINTEXT, KafkaSecurity
+from engine.processor import IGNORED
 from engine.state import FeatureState, HistoryEntry
+from engine.streaming import codec
 from engine.streaming.app import LifecycleApp
 from events.errors import Unavailable
 
@@ -31,6 +40,91 @@ log = logging.getLogger(__name__)
 INTERNAL = "/_worker"
 """Prefix of the routes workers call on each other (reads of the features they own)."""
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)
+
+
+ACCEPTED = "accepted"
+"""Receipt outcome of an event published to the events topic (applied asynchronously)."""
+BROKER_PROBE_TIMEOUT = 3.0
+"""Seconds ``/readyz`` waits for the broker to answer a metadata request."""
+
+
+class KafkaIngest:
+    """An :class:`~engine.http.ports.Ingest` publishing each event to the events topic.
+
+    Records are keyed by the feature id (the subject) and sent in request order by an
+    idempotent ``acks=all`` producer; the call returns once the broker acknowledged all of
+    them. A valid CloudEvent of a type outside every workflow is answered ``ignored`` and not
+    published (it may have no subject to key it by).
+    """
+
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.security = security
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaIngest.start() was not awaited")
+        return self._producer
+
+    async def start(self) -> None:
+        """Connect the producer (in the running loop, as aiokafka requires)."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            **self.security.aiokafka(),
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def reachable(self) -> str | None:
+        """``None`` when the broker answers a metadata request in time, else why not."""
+        if self._producer is None:
+            return "the producer is not started"
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
+        except Exception as err:
+            return f"the broker does not answer ({type(err).__name__}: {err})"
+        return None
+
+    async def __call__(
+        self, batch: Sequence[Incoming], received_at: datetime
+    ) -> list[dict[str, Any]]:
+        pending: list[tuple[Incoming, Any]] = []
+        for item in batch:
+            if item.event is None:
+                pending.append((item, None))
+                continue
+            value = codec.encode(item.raw)
+            key = item.event.feature.encode("utf-8")
+            headers = [("content-type", b"application/cloudevents+json")]
+            future = await self.producer.send(self.topic, value, key=key, headers=headers)
+            pending.append((item, future))
+        receipts = []
+        for item, future in pending:
+            if future is None:
+                receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
+                continue
+            meta = await future
+            receipts.append(
+                {
+                    "outcome": ACCEPTED,
+                    "feature": item.subject,
+                    "stage": None,
+                    "reason": None,
+                    "topic": meta.topic,
+                    "partition": meta.partition,
+                    "offset": meta.offset,
+                }
+            )
+        return receipts
 
 
 def key_partition(key: str, partitions: int) -> int:
@@ -223,4 +317,31 @@ def internal_routes(lapp: LifecycleApp) -> list[web.RouteDef]:
     ]
 
 
-__all__ = ["INTERNAL", "TableReader", "internal_routes", "key_partition", "readable"]
+def readiness(lapp: LifecycleApp, ingest: KafkaIngest) -> Readiness:
+    """What keeps a worker from being ready (``GET /readyz``): it must have joined its group
+    and been assigned its partitions, no rebalance (with its table recovery) may be under
+    way, and the broker must answer. Kubernetes routes traffic and holds a rollout on it."""
+
+    async def problems() -> list[str]:
+        found = []
+        if not lapp.assigned:
+            found.append("not yet assigned partitions by the group")
+        elif lapp.app.rebalancing:
+            found.append("a rebalance (and its table recovery) is under way")
+        broker = await ingest.reachable()
+        if broker is not None:
+            found.append(broker)
+        return found
+
+    return problems
+
+
+__all__ = [
+    "INTERNAL",
+    "KafkaIngest",
+    "TableReader",
+    "internal_routes",
+    "key_partition",
+    "readable",
+    "readiness",
+]

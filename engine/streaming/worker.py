@@ -14,42 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import faust
 import mode.loop
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
-from faust.types import TP
 from mode import Service
 from prometheus_client import CollectorRegistry
 
-from engine.forecast import seed_forecasts
 from engine.hooks_setup import build_hooks
-from engine.http.api import Readiness, build_app
-from engine.http.local import UNKNOWN_TYPE, receipt
-from engine.http.ports import Incoming
-from engine.kafka_security import PLAINTEXT, KafkaSecurity, check_connection
-from engine.processor import IGNORED
+from engine.http.api import build_app
+from engine.kafka_security import check_connection
 from engine.settings import Settings
-from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
-from engine.streaming.routing import TableReader, internal_routes, readable
+from engine.streaming.checkpoint import check_faust
+from engine.streaming.housekeeping import Housekeeping
+from engine.streaming.routing import KafkaIngest, TableReader, internal_routes, readiness
 from engine.tuning import tune_gc
 from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
 log = logging.getLogger(__name__)
-
-ACCEPTED = "accepted"
-"""Receipt outcome of an event published to the events topic (applied asynchronously)."""
-BROKER_PROBE_TIMEOUT = 3.0
-"""Seconds ``/readyz`` waits for the broker to answer a metadata request."""
 
 
 def streaming_config(settings: Settings, app_id: str | None = None) -> StreamingConfig:
@@ -79,161 +67,6 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
 def default_app_id(events_topic: str) -> str:
     """``lifecycle`` for the default topic, ``lifecycle-<topic>`` for another one."""
     return "lifecycle" if events_topic == "lifecycle.events" else f"lifecycle-{events_topic}"
-
-
-class KafkaIngest:
-    """An :class:`~engine.http.ports.Ingest` publishing each event to the events topic.
-
-    Records are keyed by the feature id (the subject) and sent in request order by an
-    idempotent ``acks=all`` producer; the call returns once the broker acknowledged all of
-    them. A valid CloudEvent of a type outside every workflow is answered ``ignored`` and not
-    published (it may have no subject to key it by).
-    """
-
-    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.security = security
-        self._producer: AIOKafkaProducer | None = None
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError("KafkaIngest.start() was not awaited")
-        return self._producer
-
-    async def start(self) -> None:
-        """Connect the producer (in the running loop, as aiokafka requires)."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            **self.security.aiokafka(),
-        )
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-
-    async def reachable(self) -> str | None:
-        """``None`` when the broker answers a metadata request in time, else why not."""
-        if self._producer is None:
-            return "the producer is not started"
-        try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), BROKER_PROBE_TIMEOUT)
-        except Exception as err:
-            return f"the broker does not answer ({type(err).__name__}: {err})"
-        return None
-
-    async def __call__(
-        self, batch: Sequence[Incoming], received_at: datetime
-    ) -> list[dict[str, Any]]:
-        pending: list[tuple[Incoming, Any]] = []
-        for item in batch:
-            if item.event is None:
-                pending.append((item, None))
-                continue
-            value = codec.encode(item.raw)
-            key = item.event.feature.encode("utf-8")
-            headers = [("content-type", b"application/cloudevents+json")]
-            future = await self.producer.send(self.topic, value, key=key, headers=headers)
-            pending.append((item, future))
-        receipts = []
-        for item, future in pending:
-            if future is None:
-                receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
-                continue
-            meta = await future
-            receipts.append(
-                {
-                    "outcome": ACCEPTED,
-                    "feature": item.subject,
-                    "stage": None,
-                    "reason": None,
-                    "topic": meta.topic,
-                    "partition": meta.partition,
-                    "offset": meta.offset,
-                }
-            )
-        return receipts
-
-
-class Housekeeping:
-    """Per-second upkeep of the worker's gauges: consumer lag, and the feature gauges.
-
-    After a rebalance (and the table recovery that follows it) changes which partitions this
-    worker owns, the per-stage gauges are recounted from the features it owns now, so
-    Prometheus summing over workers counts every feature once.
-    """
-
-    def __init__(self, lapp: LifecycleApp, metrics: LifecycleMetrics) -> None:
-        self.lapp = lapp
-        self.m = metrics
-        self.seeded: frozenset[int] | None = None
-        self.lagged: set[int] = set()
-
-    async def tick(self) -> None:
-        app = self.lapp.app
-        if app.rebalancing or not self.lapp.assigned:
-            return
-        owned = readable(self.lapp)
-        if owned != self.seeded:
-            self.reseed()
-            self.seeded = owned
-        topic = self.lapp.config.events_topic
-        for partition in owned:
-            tp = TP(topic, partition)
-            high = app.consumer.highwater(tp)
-            if high is None:
-                continue
-            done = self.lapp.checkpoint.last(tp.partition)
-            if done is not None:
-                lag = high - (done + 1)
-            else:  # nothing processed since start: what the consumer has not fetched yet
-                position = await app.consumer.position(tp)
-                lag = high - position if position is not None else high
-            self.m.consumer_lag.labels(topic, str(tp.partition)).set(max(0, lag))
-        for gone in self.lagged - owned:
-            self.m.consumer_lag.remove(topic, str(gone))
-        self.lagged = set(owned)
-
-    def reseed(self) -> None:
-        """Recount ``lifecycle_features`` and the oldest-entry gauge from owned features."""
-        recorder = self.lapp.recorder
-        if recorder is None:
-            return
-        for child in self.m.features.children.values():
-            child.set(0)
-        self.m.stage_oldest_entry.clear()
-        states = list(self.lapp.store.features())
-        recorder.restore(states)
-        monitor = self.lapp.monitor
-        monitor.reset()
-        seed_forecasts(
-            monitor.forecaster.durations, states, self.lapp.store.history, self.lapp.workflows
-        )
-        monitor.restore(states, self.lapp.clock())
-
-
-def readiness(lapp: LifecycleApp, ingest: KafkaIngest) -> Readiness:
-    """What keeps a worker from being ready (``GET /readyz``): it must have joined its group
-    and been assigned its partitions, no rebalance (with its table recovery) may be under
-    way, and the broker must answer. Kubernetes routes traffic and holds a rollout on it."""
-
-    async def problems() -> list[str]:
-        found = []
-        if not lapp.assigned:
-            found.append("not yet assigned partitions by the group")
-        elif lapp.app.rebalancing:
-            found.append("a rebalance (and its table recovery) is under way")
-        broker = await ingest.reachable()
-        if broker is not None:
-            found.append(broker)
-        return found
-
-    return problems
 
 
 class WorkerServices(Service):
@@ -280,6 +113,8 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         WorkflowError: a workflow definition is bad.
         ConnectorError: a webhook connector file is bad.
     """
+    for problem in check_faust():  # the checkpoint relies on Faust's internals
+        log.error("%s", problem)
     workflows = Workflows(load_folder(settings.workflows))
     hooks = build_hooks(settings, workflows.event_types)
     metrics = LifecycleMetrics(CollectorRegistry())

@@ -17,7 +17,7 @@ import pytest
 from engine.processor import Outcome, process
 from engine.service import Engine
 from engine.state import FeatureState, HistoryEntry
-from engine.stores.base import FeatureStore
+from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
 from tests.factories import T0, make_event
 from workflows.loader import Workflows, load_folder
@@ -26,11 +26,16 @@ WORKFLOWS = Workflows(load_folder())
 RECEIVED = T0
 
 
-def apply(store: FeatureStore, event: Event) -> Outcome:
-    """Load, process and commit one event, as the engine does."""
+def apply(store: FeatureStore, event: Event, position: int | None = None) -> Outcome:
+    """Load, process and commit one event, as the engine does (with its input position
+    when given: the store is then a tracking store)."""
     outcome = process(WORKFLOWS, store.get(event.feature), event, RECEIVED)
     if outcome.outcome != "ignored":
-        store.commit(outcome)
+        if position is None:
+            store.commit(outcome)
+        else:
+            assert isinstance(store, TrackingStore)
+            store.commit_at(outcome, position)
     return outcome
 
 
@@ -275,3 +280,33 @@ class PersistentStoreContract(StoreContract):
             assert [h.to_stage for h in store.history("f1")] == ["idea", "development", "uat"]
         finally:
             store.close()
+
+
+class TrackingStoreContract(StoreContract):
+    """The contract of a store that also tracks input positions (STYLE.md 13)."""
+
+    def tracking(self, tmp_path: Path) -> TrackingStore:
+        store = self.make_store(tmp_path)
+        assert isinstance(store, TrackingStore)
+        return store
+
+    def test_position_is_stored_with_the_outcome(self, tmp_path: Path) -> None:
+        store = self.tracking(tmp_path)
+        assert store.position("f1") is None
+        apply(store, make_event("idea.submitted", "f1"), position=7)
+        apply(store, make_event("build.started", "f1", at=1), position=9)
+        assert store.position("f1") == 9
+        assert store.position("f2") is None
+        assert [h.type for h in store.history("f1")] == ["idea.submitted", "build.started"]
+
+    def test_each_feature_keeps_its_own_position(self, tmp_path: Path) -> None:
+        store = self.tracking(tmp_path)
+        apply(store, make_event("idea.submitted", "f1"), position=3)
+        apply(store, make_event("idea.submitted", "f2"), position=4)
+        assert (store.position("f1"), store.position("f2")) == (3, 4)
+
+    def test_a_commit_without_position_keeps_the_stored_one(self, tmp_path: Path) -> None:
+        store = self.tracking(tmp_path)
+        apply(store, make_event("idea.submitted", "f1"), position=5)
+        apply(store, make_event("build.started", "f1", at=1))
+        assert store.position("f1") == 5

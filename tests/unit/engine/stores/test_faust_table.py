@@ -12,7 +12,7 @@ from engine.processor import Outcome
 from engine.stores.base import FeatureStore
 from engine.stores.faust_table import FaustTableStore, decode_record, encode_record
 from tests.factories import make_event
-from tests.unit.engine.stores.contract import StoreContract, apply
+from tests.unit.engine.stores.contract import TrackingStoreContract, apply
 
 
 class _WriteThrough(FaustTableStore):
@@ -23,13 +23,18 @@ class _WriteThrough(FaustTableStore):
         self.flush()
         self.forget()
 
+    def commit_at(self, outcome: Outcome, position: int) -> None:
+        super().commit_at(outcome, position)
+        self.flush()
+        self.forget()
 
-class TestFaustTableStoreWriteThrough(StoreContract):
+
+class TestFaustTableStoreWriteThrough(TrackingStoreContract):
     def make_store(self, tmp_path: Path) -> FeatureStore:
         return _WriteThrough({})
 
 
-class TestFaustTableStoreBuffered(StoreContract):
+class TestFaustTableStoreBuffered(TrackingStoreContract):
     def make_store(self, tmp_path: Path) -> FeatureStore:
         return FaustTableStore({})
 
@@ -37,10 +42,8 @@ class TestFaustTableStoreBuffered(StoreContract):
 def test_one_record_per_feature_holds_state_history_and_offset() -> None:
     table: dict[str, bytes] = {}
     store = FaustTableStore(table)
-    store.position = 41
-    apply(store, make_event("idea.submitted", "f1", title="t"))
-    store.position = 42
-    apply(store, make_event("build.started", "f1", at=1))
+    apply(store, make_event("idea.submitted", "f1", title="t"), position=41)
+    apply(store, make_event("build.started", "f1", at=1), position=42)
     assert table == {}  # nothing written before the flush
     assert store.pending == ["f1"]
     assert store.flush() == 1
@@ -48,7 +51,7 @@ def test_one_record_per_feature_holds_state_history_and_offset() -> None:
     assert state.stage == "development"
     assert [h["type"] for h in history] == ["idea.submitted", "build.started"]
     assert offset == 42
-    assert store.offset("f1") == 42
+    assert store.position("f1") == 42
 
 
 def test_flush_calls_back_before_each_write_in_first_change_order() -> None:
@@ -76,8 +79,7 @@ def test_flushed_value_is_the_full_encoding_after_each_batch() -> None:
     table: dict[str, bytes] = {}
     store = FaustTableStore(table)
     for i, etype in enumerate(("idea.submitted", "discovery.started", "build.started")):
-        store.position = i
-        apply(store, make_event(etype, "f1", at=i, title="t\u00e9"))
+        apply(store, make_event(etype, "f1", at=i, title="t\u00e9"), position=i)
         store.flush()
         state, history, offset = decode_record(table["f1"])
         assert table["f1"] == encode_record(state, history, offset)

@@ -117,13 +117,13 @@ def test_a_record_that_raises_anything_is_dead_lettered_and_the_batch_goes_on(
 
     real = lapp.engine.apply
 
-    def explode_on_f8(event: Any, received_at: Any) -> Any:
+    def explode_on_f8(event: Any, received_at: Any, position: int | None = None) -> Any:
         if event.feature == "F8":
             raise OverflowError("date value out of range")
-        return real(event, received_at)
+        return real(event, received_at, position)
 
     monkeypatch.setattr(lapp.engine, "apply", explode_on_f8)
-    asyncio.run(lapp.handle_batch(batch, stream=None))
+    asyncio.run(lapp.handle_batch(batch))
 
     assert sorted(s.id for s in lapp.store.features()) == [f"F{i}" for i in range(6)]
     dead = [r for r in outbox.records if r[0] == lapp.config.dlq_topic]
@@ -147,7 +147,7 @@ def test_local_table_is_not_written_when_the_changelog_is_not_acknowledged(
     lapp.app.crash = crash  # type: ignore[method-assign]
     batch = [record(cloud_event("F1", 0, "idea.submitted", {}), 7)]
     with pytest.raises(ConnectionError):
-        asyncio.run(lapp.handle_batch(batch, stream=None))
+        asyncio.run(lapp.handle_batch(batch))
     assert crashed, "the worker stops"
     assert "F1" not in dict(lapp.table.data.items())  # type: ignore[attr-defined]
     assert lapp.checkpoint.committable(0) is None  # nothing to commit
@@ -158,7 +158,7 @@ def test_local_table_is_written_after_the_changelog_is_acknowledged(
 ) -> None:
     outbox = FakeOutbox()
     lapp = make_lapp(workflows, tmp_path, outbox, consumer=FakeConsumer(7))
-    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 7)], None))
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 7)]))
     changelog = [r for r in outbox.records if r[0].endswith("-changelog")]
     assert [r[1] for r in changelog] == [b'"F1"'] or [r[1] for r in changelog] == [b"F1"]
     assert "F1" in dict(lapp.table.data.items())  # type: ignore[attr-defined]
@@ -175,7 +175,7 @@ def test_records_skipped_by_the_consumer_are_fetched_again_before_later_ones_app
     probe = FakeProbe(first=10)  # the broker has offset 10, expected next
     lapp = make_lapp(workflows, tmp_path, outbox, probe, consumer)
     later = [record(cloud_event("F1", n, "idea.submitted", {}), 12 + n) for n in range(3)]
-    asyncio.run(lapp.handle_batch(later, stream=None))
+    asyncio.run(lapp.handle_batch(later))
     assert lapp.store.get("F1") is None, "nothing applied past the hole"
     assert probe.asked == [(0, 10)] and consumer.sought == [(0, 10)]
     assert lapp.checkpoint.committable(0) is None
@@ -183,7 +183,7 @@ def test_records_skipped_by_the_consumer_are_fetched_again_before_later_ones_app
     first = record(cloud_event("F1", 0, "idea.submitted", {"title": "t"}), 10)
     again = [record(cloud_event("F1", 9, "idea.submitted", {}), 13), first]
     again += [record(cloud_event("F1", 1, "discovery.started", {}), 11)]
-    asyncio.run(lapp.handle_batch(again, stream=None))
+    asyncio.run(lapp.handle_batch(again))
     assert [h.event_id for h in lapp.store.history("F1")] == ["F1-0", "F1-1"]
     assert lapp.checkpoint.committable(0) == 12
 
@@ -192,7 +192,7 @@ def test_a_real_gap_in_the_offsets_is_let_through(workflows: Workflows, tmp_path
     """Transaction markers leave offsets without records: the broker confirms the gap."""
     consumer = FakeConsumer(committed=10)
     lapp = make_lapp(workflows, tmp_path, FakeOutbox(), FakeProbe(first=11), consumer)
-    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 11)], None))
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 11)]))
     assert lapp.store.get("F1") is not None and not consumer.sought
     assert lapp.checkpoint.committable(0) == 12
 
@@ -206,6 +206,6 @@ def test_with_nothing_committed_the_first_record_must_be_the_logs_first(
     consumer = FakeConsumer(committed=None)
     probe = FakeProbe(first=0)
     lapp = make_lapp(workflows, tmp_path, FakeOutbox(), probe, consumer)
-    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 4, "build.started", {}), 4)], None))
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 4, "build.started", {}), 4)]))
     assert lapp.store.get("F1") is None
     assert probe.asked == [(0, 0)] and consumer.sought == [(0, 0)]

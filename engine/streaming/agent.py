@@ -1,0 +1,253 @@
+"""What the worker does with one record of the events topic: decode, apply, collect outputs.
+
+No Faust here (STYLE.md 4): the app hands the :class:`Agent` each record's message, and the
+agent hands back the feature it touched while its outputs (a stage-change CloudEvent per
+move, a dead letter per refused record, risk signals) go to ``publish``, which the app points
+at the batch's outbox (at least once) or at Faust's transactional producer (exactly once).
+When and in which order all of that becomes durable is the checkpoint's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from engine.processor import APPLIED, Outcome
+from engine.risk_monitor import RiskSignal
+from engine.service import Engine
+from engine.state import HistoryEntry, iso
+from engine.stores.faust_table import FaustTableStore
+from engine.streaming import codec
+from events.envelope import Event, decode_event, to_event
+from events.errors import MalformedEvent
+from metrics.bundle import LifecycleMetrics
+from workflows.loader import Workflows
+
+log = logging.getLogger(__name__)
+
+STAGE_CHANGED = "lifecycle.stage.changed"
+"""CloudEvent type of the records of the transitions topic."""
+CLOUDEVENT_HEADERS = [("content-type", b"application/cloudevents+json")]
+
+Publish = Callable[[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]], Awaitable[None]]
+"""Queue one output record: topic, key, value, headers."""
+
+
+def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) -> dict[str, Any]:
+    """The CloudEvent announcing a stage change (``outcome`` applied, from != to).
+
+    Its ``id`` is derived from the cause (``source``, ``event_id``), so if a crash makes the
+    worker publish it again, consumers see the same id and can drop the repeat.
+    """
+    digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
+    state = outcome.state
+    return {
+        "specversion": "1.0",
+        "id": f"stage-changed-{digest}",
+        "source": ce_source,
+        "type": STAGE_CHANGED,
+        "subject": outcome.feature,
+        "time": iso(state.entered_stage_at) if state is not None else None,
+        "datacontenttype": "application/json",
+        "data": {
+            "feature": outcome.feature,
+            "workflow": outcome.workflow,
+            "from_stage": outcome.from_stage,
+            "to_stage": outcome.to_stage,
+            "skipped": list(outcome.skipped),
+            "event_id": event_id,
+            "event_source": source,
+            "version": state.version if state is not None else None,
+        },
+    }
+
+
+def is_stage_change(outcome: Outcome) -> bool:
+    """Whether an outcome moved an existing feature to another stage."""
+    return (
+        outcome.outcome == APPLIED
+        and outcome.from_stage is not None
+        and outcome.from_stage != outcome.to_stage
+    )
+
+
+class Agent:
+    """Decodes, applies and collects the outputs of each record.
+
+    Args:
+        workflows: the loaded definitions (event types).
+        engine: applies events to ``store`` (a tracking store: the record's offset is the
+            position stored with each outcome).
+        store: the feature table store.
+        publish: where output records go.
+        transitions_topic / dlq_topic: the names of the output topics.
+        source: ``source`` of the CloudEvents the worker publishes.
+        metrics: counts dead letters; ``None`` counts nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        workflows: Workflows,
+        engine: Engine,
+        store: FaustTableStore,
+        publish: Publish,
+        transitions_topic: str,
+        dlq_topic: str,
+        source: str,
+        metrics: LifecycleMetrics | None = None,
+    ) -> None:
+        self.workflows = workflows
+        self.engine = engine
+        self.store = store
+        self.publish = publish
+        self.transitions_topic = transitions_topic
+        self.dlq_topic = dlq_topic
+        self.source = source
+        self.metrics = metrics
+
+    async def handle(self, message: Any, received_at: datetime) -> str | None:
+        """Process one record's message; returns the feature it touched (``None``: none).
+
+        Never raises for a fault of the record: whatever fails while decoding or applying
+        it (a malformed event, or anything unforeseen) dead-letters this record with the
+        reason, and the batch goes on. Only a failure to queue an output raises.
+        """
+        try:
+            event = self.decode(message, received_at)
+        except _Refused as refused:
+            await self.dead_letter(message, refused.letter)
+            return None
+        except Exception as err:
+            log.exception(
+                "decoding %s/%s/%s failed", message.topic, message.partition, message.offset
+            )
+            await self.dead_letter(message, _unforeseen(err))
+            return None
+        if event is None:
+            return None
+        try:
+            return await self.apply(event, message.offset, received_at)
+        except Exception as err:
+            log.exception("processing %s/%s failed", event.source, event.id)
+            await self.dead_letter(message, _unforeseen(err))
+            return None
+
+    def decode(self, message: Any, received_at: datetime) -> Event | None:
+        """The record's event; ``None`` for a valid CloudEvent outside every workflow
+        (counted as ignored). Raises :class:`_Refused` with the dead-letter reason."""
+        fast = self._decode_fast(message, received_at)
+        if fast is not None:
+            return fast
+        decoded = codec.decode(message.key, message.value, message.headers)
+        if isinstance(decoded, codec.DeadLetter):
+            raise _Refused(decoded)
+        try:
+            event = to_event(decoded, self.workflows.event_types, received_at)
+        except MalformedEvent as err:
+            raise _Refused(codec.DeadLetter(codec.INVALID_EVENT, str(err))) from err
+        if event is None:
+            self.engine.ignored(decoded.type)
+        return event
+
+    def _decode_fast(self, message: Any, received_at: datetime) -> Event | None:
+        """The event of a structured-mode record keyed by its subject, in one validation
+        pass; ``None`` for anything else (binary mode, unknown type, a fault), which the full
+        decoder then answers (with the exact dead-letter reason)."""
+        key, value = message.key, message.value
+        if not key or value is None or (message.headers and codec.is_binary(message.headers)):
+            return None
+        try:
+            event = decode_event(value, self.workflows.event_types, received_at)
+        except Exception:  # the full decoder says why, or fails the same way
+            return None
+        if event is None or event.feature.encode("utf-8") != key:
+            return None
+        return event
+
+    async def apply(self, event: Event, offset: int, received_at: datetime) -> str:
+        """Apply a valid event unless this record was already applied before a crash."""
+        stored = self.store.position(event.feature)
+        if stored is not None and offset <= stored:
+            await self._resend(event)
+            return event.feature
+        outcome = self.engine.apply(event, received_at, position=offset)
+        if is_stage_change(outcome):
+            await self._send_transition(outcome, event.id, event.source)
+        return event.feature
+
+    async def _resend(self, event: Event) -> None:
+        """Publish again the stage change a redelivered record caused (same CloudEvent id).
+
+        Its history line is in the table record, but whether its stage change reached the
+        transitions topic before the crash is unknown: at least once, then.
+        """
+        for entry in self.store.raw_history(event.feature):
+            if entry["event_id"] == event.id and entry["source"] == event.source:
+                line = HistoryEntry.from_dict(entry)
+                state = self.store.get(event.feature)
+                if line.outcome == APPLIED and line.from_stage not in (None, line.to_stage):
+                    outcome = Outcome(
+                        APPLIED,
+                        event.feature,
+                        state.workflow if state else "",
+                        state,
+                        state,
+                        from_stage=line.from_stage,
+                        to_stage=line.to_stage,
+                        skipped=line.skipped,
+                    )
+                    await self._send_transition(outcome, event.id, event.source)
+
+    async def _send_transition(self, outcome: Outcome, event_id: str, source: str) -> None:
+        value = codec.encode(stage_changed(outcome, event_id, source, self.source))
+        key = outcome.feature.encode("utf-8")
+        await self.publish(self.transitions_topic, key, value, CLOUDEVENT_HEADERS)
+
+    async def signal(self, signal: RiskSignal) -> None:
+        """Queue a risk CloudEvent (``feature.at_risk`` / ``feature.risk_cleared``)."""
+        value = codec.encode(signal.cloud_event)
+        key = signal.feature.encode("utf-8")
+        await self.publish(self.transitions_topic, key, value, CLOUDEVENT_HEADERS)
+
+    async def dead_letter(self, message: Any, letter: codec.DeadLetter) -> None:
+        """Send a record to the dead-letter topic as it came, with the reason in a header
+        (through ``publish``, so the batch is acknowledged only once it is written too)."""
+        headers = codec.dead_letter_headers(
+            message.headers,
+            letter,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        value, headers = codec.dead_letter_value(message.value, headers)
+        await self.publish(self.dlq_topic, message.key, value, headers)
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(letter.reason).inc()
+        log.warning(
+            "dead-lettered %s/%s/%s: %s (%s)",
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.reason,
+            letter.detail,
+        )
+
+
+class _Refused(Exception):
+    """A record the decoder refused, with the dead letter that says why."""
+
+    def __init__(self, letter: codec.DeadLetter) -> None:
+        super().__init__(letter.detail)
+        self.letter = letter
+
+
+def _unforeseen(err: BaseException) -> codec.DeadLetter:
+    """The dead letter of a record whose decoding or applying raised unexpectedly."""
+    return codec.DeadLetter(codec.PROCESSING_ERROR, f"{type(err).__name__}: {err}")
+
+
+__all__ = ["STAGE_CHANGED", "Agent", "Publish", "is_stage_change", "stage_changed"]
