@@ -98,6 +98,8 @@ class Forecast:
     p50: date | None
     p85: date | None
     observations: int | None
+    confidence: str | None = None
+    blocked: bool = False
 
 
 def forecast_from(value: Any) -> Forecast | None:
@@ -124,7 +126,14 @@ def forecast_from(value: Any) -> Forecast | None:
     p50, p85 = day("p50"), day("p85")
     if p50 is None and p85 is None:
         return None
-    return Forecast(p50, p85, int(observations) if isinstance(observations, int) else None)
+    confidence = value.get("confidence")
+    return Forecast(
+        p50,
+        p85,
+        int(observations) if isinstance(observations, int) else None,
+        confidence if isinstance(confidence, str) else None,
+        value.get("blocked") is True,
+    )
 
 
 @dataclass(frozen=True)
@@ -515,7 +524,9 @@ def _forecast_text(f: Forecast | None) -> str:
     parts = [f"p50 {f.p50 or '?'}", f"p85 {f.p85 or '?'}"]
     if f.observations is not None:
         parts.append(f"{f.observations} observations")
-    return ", ".join(parts)
+    if f.confidence is not None:
+        parts.append(f"{f.confidence} confidence")
+    return ("blocked; if it lasts: " if f.blocked else "") + ", ".join(parts)
 
 
 def _sla_text(s: Stuck) -> str:
