@@ -546,6 +546,22 @@ def cmd_schema(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
             ),
             out,
         )
+    elif not args.json and args.type != "envelope":
+        from engine.catalogue_doc import listing
+        from workflows.loader import Workflows
+
+        rows = listing(Workflows(_workflows(settings)))
+        if args.type is not None:
+            rows = [rows[0], *(r for r in rows[1:] if r[0] == args.type)]
+            if len(rows) == 1:
+                known = ", ".join(r[0] for r in listing(Workflows(_workflows(settings)))[1:])
+                raise CliError(f"unknown event type {args.type!r} (known: {known})")
+        _table(rows, out)
+        if args.type is None:
+            out.write(
+                "\n* required. Every field: docs/events.md; the JSON Schema: lifecycle schema "
+                "--json [TYPE|envelope]\n"
+            )
     elif args.type is None:
         _dump(json_schemas(), out)
     elif args.type == "envelope":
@@ -667,7 +683,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_connector_commands(sub, common, _Parser)
 
-    p = sub.add_parser("schema", parents=[common], help="print the events' JSON Schema")
+    p = sub.add_parser(
+        "schema",
+        parents=[common],
+        help="list the event types, what each does and its data (--json: the JSON Schema)",
+    )
     p.add_argument("type", nargs="?", help="one event type, or 'envelope' (default: all)")
     p.add_argument(
         "--asyncapi", action="store_true", help="print the AsyncAPI 3.0 document of the topics"

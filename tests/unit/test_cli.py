@@ -71,13 +71,13 @@ def test_workflow_diagram_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_schema_all_one_type_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run("schema", capsys=capsys)
+    code, out, _ = run("schema", "--json", capsys=capsys)
     assert code == 0
     schemas = json.loads(out)
     assert "envelope" in schemas and "risk.raised" in schemas["events"]
     assert schemas["envelope"]["required"] == ["specversion", "id", "source", "type"]
 
-    code, out, _ = run("schema", "risk.raised", capsys=capsys)
+    code, out, _ = run("schema", "risk.raised", "--json", capsys=capsys)
     risk = json.loads(out)
     assert risk["properties"]["type"] == {"const": "risk.raised"}
     assert "subject" in risk["required"] and "data" in risk["required"]
@@ -86,6 +86,22 @@ def test_schema_all_one_type_and_unknown(capsys: pytest.CaptureFixture[str]) -> 
 
     code, _, err = run("schema", "no.such", capsys=capsys)
     assert code == 1 and err.startswith("lifecycle: unknown event type 'no.such'")
+
+
+def test_schema_lists_the_catalogue_for_people_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run("schema", capsys=capsys)
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0].split()[:2] == ["TYPE", "IN"]
+    assert rows[1].split()[:2] == ["idea.submitted", "creates"]
+    launch = next(r for r in rows if r.startswith("launch.scheduled"))
+    assert "no move" in launch and "target_launch* (date" in launch
+    code, out, _ = run("schema", "uat.failed", capsys=capsys)
+    assert out.splitlines()[1].split()[:5] == ["uat.failed", "uat", "->", "development", "(rework)"]
+    code, out, _ = run("schema", "envelope", capsys=capsys)
+    assert json.loads(out)["required"] == ["specversion", "id", "source", "type"]
 
 
 def test_usage_and_settings_errors_are_one_line_exit_2(
