@@ -6,16 +6,25 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit integration lint bench faults kafka-up kafka-down system-deps clean
 
-$(STAMP): pyproject.toml
+RUNTIME := $(VENV)/.runtime
+
+# What running needs (make demo) ...
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+# ... and what developing needs on top (lint, tests, benchmarks: Playwright, mypy, ...).
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/lifecycle demo
+# A fresh portfolio each time; DEMO_ARGS=--keep keeps the features of earlier runs.
+demo: $(RUNTIME)
+	$(BIN)/lifecycle demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check events workflows connectors engine metrics tests bench
@@ -44,6 +53,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/forecast_calibration.py
 	bash deploy/kafka/kafka.sh up
 	$(BIN)/python bench/streaming.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 

@@ -6,15 +6,19 @@ on. Output is for people by default (aligned tables, a few lines per feature) an
 ``cannot reach the engine at http://127.0.0.1:8000: Connection refused``.
 
 Exit codes: 0 success, 1 a failure (engine unreachable, refused request, bad workflow),
-2 bad usage or settings.
+2 bad usage or settings, 3 an event the engine took but did not apply (``rejected`` or
+``ignored``: the line on stderr says why, with "did you mean ...?" for a misspelt type and the
+events the feature's stage allows), 141 the reader of the output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -31,6 +35,10 @@ from engine.settings import Settings
 from events.errors import LifecycleError, MalformedEvent
 
 DEFAULT_SOURCE = "cli/lifecycle"
+NOT_APPLIED = 3
+"""Exit status of ``emit`` when the engine answered ``rejected`` or ``ignored``."""
+BROKEN_PIPE = 141
+"""Exit status when stdout is closed early (``lifecycle list | head``), as for SIGPIPE."""
 TIMEOUT = 10.0
 """Seconds the CLI waits for the engine to answer."""
 
@@ -168,7 +176,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from engine.demo import run_demo
 
     return run_demo(
-        settings, speed=args.speed, features=args.features, days=args.days, seed=args.seed
+        settings,
+        speed=args.speed,
+        features=args.features,
+        days=args.days,
+        seed=args.seed,
+        keep=args.keep,
     )
 
 
@@ -225,6 +238,8 @@ def cmd_emit(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     }
     if moment is not None:
         event["time"] = moment.isoformat().replace("+00:00", "Z")
+    if args.workflow:
+        event["workflow"] = args.workflow  # the CloudEvents extension a new feature reads
     if data is not None:
         event["data"] = data
     headers = {"Content-Type": "application/cloudevents+json"}
@@ -235,17 +250,72 @@ def cmd_emit(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     receipt = request_json(
         base, "POST", "/events", body=json.dumps(event).encode(), headers=headers
     )
+    outcome, stage, reason = receipt.get("outcome"), receipt.get("stage"), receipt.get("reason")
     if args.json:
         _dump(receipt, out)
-        return 0
-    outcome, stage, reason = receipt.get("outcome"), receipt.get("stage"), receipt.get("reason")
-    line = f"{outcome}: {args.feature}"
-    if stage:
-        line += f" is in {stage}"
-    if reason:
-        line += f" ({reason})"
-    out.write(line + "\n")
+    else:
+        line = f"{outcome}: {args.feature}"
+        if stage:
+            line += f" is in {stage}"
+        if reason:
+            line += f" ({reason})"
+        out.write(line + "\n")
+    if outcome in (REJECTED, IGNORED):
+        sys.stderr.write(f"lifecycle: {_not_applied(base, args.type, receipt)}\n")
+        return NOT_APPLIED
     return 0
+
+
+REJECTED = "rejected"
+IGNORED = "ignored"
+
+
+def _not_applied(base: str, event_type: str, receipt: dict[str, Any]) -> str:
+    """Why an event was ``rejected`` or ``ignored``, and what to send instead (one line)."""
+    try:
+        workflows = request_json(base, "GET", "/workflows")["workflows"]
+    except (CliError, KeyError, TypeError):
+        workflows = []
+    if receipt.get("outcome") == IGNORED:
+        known = sorted({t for w in workflows for t in w.get("event_types", ())})
+        text = f"{event_type} was ignored: no workflow of the engine knows that event type"
+        close = difflib.get_close_matches(event_type, known, n=1, cutoff=0.6)
+        if close:
+            return f"{text}; did you mean {close[0]}?"
+        return text + (f" (known: {', '.join(known)})" if known else "")
+    stage, reason = receipt.get("stage"), receipt.get("reason")
+    text = f"{event_type} was rejected ({reason}): {receipt.get('feature')} is in {stage}"
+    feature = receipt.get("feature")
+    try:
+        name = request_json(base, "GET", f"/features/{_quote(str(feature))}")["workflow"]
+    except (CliError, KeyError, TypeError):
+        return text
+    workflow = next((w for w in workflows if w.get("name") == name), None)
+    if workflow is None or not isinstance(stage, str):
+        return text
+    allowed = allowed_from(workflow, stage)
+    if not allowed:
+        return f"{text}, where no event moves it any more"
+    return f"{text}; from {stage} the workflow {name!r} moves on {', '.join(allowed)}"
+
+
+def allowed_from(workflow: dict[str, Any], stage: str) -> list[str]:
+    """The events that move a feature on from ``stage``, by a workflow's ``GET /workflows``
+    view: its listed transitions from there, and skips ahead that pass no gate (rule 4 and 5
+    of the processing rules)."""
+    order = [s["name"] for s in workflow.get("stages", ()) if s.get("ordered")]
+    position = {name: i for i, name in enumerate(order)}
+    gates = set(workflow.get("gates", ()))
+    found: list[str] = []
+    for t in workflow.get("transitions", ()):
+        sources, dest = set(t.get("from", ())), t.get("to")
+        if stage in sources:
+            found.append(t["event"])
+        elif stage in position and dest in position and position[dest] > position[stage]:
+            passed = set(order[position[stage] + 1 : position[dest]])
+            if not (passed & gates) or (sources & gates):
+                found.append(t["event"])
+    return list(dict.fromkeys(found))
 
 
 def _emit_kafka(
@@ -270,7 +340,16 @@ def _emit_kafka(
         topic=settings.events_topic,
         producer_config=security.kafka_python(),
     ) as emitter:
-        sent = emitter.emit(args.type, args.feature, data, id=event_id, time=moment, wait=False)
+        extensions = {"workflow": args.workflow} if args.workflow else None
+        sent = emitter.emit(
+            args.type,
+            args.feature,
+            data,
+            id=event_id,
+            time=moment,
+            extensions=extensions,
+            wait=False,
+        )
         delivery = sent.get()
     if args.json:
         _dump(
@@ -362,7 +441,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def cmd_report(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     """``lifecycle report``: print the engine's ``GET /report`` as Markdown or HTML."""
     base = args.url or settings.url
-    query = {"since": args.since, "format": args.format}
+    query = {"since": args.since, "format": "json" if args.json else args.format}
     if args.product:
         query["product"] = args.product
     url = f"{base.rstrip('/')}/report?{urllib.parse.urlencode(query)}"
@@ -376,6 +455,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
         raise CliError(f"cannot reach the engine at {base}: {reason}") from err
     except (TimeoutError, ConnectionError) as err:
         raise CliError(f"cannot reach the engine at {base}: {err}") from err
+    if args.json:
+        try:
+            _dump(json.loads(text), out)
+        except ValueError as err:
+            raise CliError(f"the engine at {base} answered something that is not JSON") from err
+        return 0
     out.write(text if text.endswith("\n") else text + "\n")
     return 0
 
@@ -416,15 +501,30 @@ def cmd_workflow_diagram(args: argparse.Namespace, settings: Settings, out: Text
 
 
 def cmd_workflow_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """``lifecycle workflow list``: what the running engine loaded (``GET /workflows``), or
+    with ``--local`` what the files of ``LIFECYCLE_WORKFLOWS`` here would load."""
     from engine.http.views import workflow_view
 
-    loaded = _workflows(settings)
+    if args.local:
+        loaded = _workflows(settings)
+        views = [workflow_view(w) | {"source": w.source} for _, w in sorted(loaded.items())]
+        where = "SOURCE"
+    else:
+        base = args.url or settings.url
+        try:
+            doc = request_json(base, "GET", "/workflows")
+        except CliError as err:
+            raise CliError(f"{err} (--local lists the workflow files here instead)") from err
+        views = doc["workflows"]
+        where = "DEFAULT"
+        for v in views:
+            v["source"] = "yes" if v["name"] == doc.get("default") else ""
     if args.json:
-        _dump([workflow_view(w) for _, w in sorted(loaded.items())], out)
+        _dump([{k: v for k, v in view.items() if k != "source"} for view in views], out)
         return 0
-    rows = [["NAME", "STAGES", "SOURCE", "DESCRIPTION"]]
-    for name, w in sorted(loaded.items()):
-        rows.append([name, str(len(w.stages)), w.source, w.description])
+    rows = [["NAME", "STAGES", where, "DESCRIPTION"]]
+    for v in views:
+        rows.append([v["name"], str(len(v["stages"])), v["source"], v.get("description") or ""])
     _table(rows, out)
     return 0
 
@@ -446,6 +546,22 @@ def cmd_schema(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
             ),
             out,
         )
+    elif not args.json and args.type != "envelope":
+        from engine.catalogue_doc import listing
+        from workflows.loader import Workflows
+
+        rows = listing(Workflows(_workflows(settings)))
+        if args.type is not None:
+            rows = [rows[0], *(r for r in rows[1:] if r[0] == args.type)]
+            if len(rows) == 1:
+                known = ", ".join(r[0] for r in listing(Workflows(_workflows(settings)))[1:])
+                raise CliError(f"unknown event type {args.type!r} (known: {known})")
+        _table(rows, out)
+        if args.type is None:
+            out.write(
+                "\n* required. Every field: docs/events.md; the JSON Schema: lifecycle schema "
+                "--json [TYPE|envelope]\n"
+            )
     elif args.type is None:
         _dump(json_schemas(), out)
     elif args.type == "envelope":
@@ -460,6 +576,18 @@ def cmd_schema(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
 
 
 # --- parser -------------------------------------------------------------------------------
+
+
+def _described(add_parser: Callable[..., Any]) -> Callable[..., Any]:
+    """``add_parser`` that also shows a subcommand's ``help`` as its ``--help`` description."""
+
+    def add(name: str, **kwargs: Any) -> Any:
+        if "help" in kwargs and "description" not in kwargs:
+            text = kwargs["help"]
+            kwargs["description"] = text[:1].upper() + text[1:] + "."
+        return add_parser(name, **kwargs)
+
+    return add
 
 
 class _Parser(argparse.ArgumentParser):
@@ -481,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven product lifecycle engine.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser = _described(sub.add_parser)  # type: ignore[method-assign]
 
     p = sub.add_parser("serve", parents=[common], help="run the embedded engine (HTTP + SQLite)")
     p.add_argument("--host", help="address to listen on (LIFECYCLE_HTTP_HOST)")
@@ -506,6 +635,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", help="business time, RFC 3339 (default: when received)")
     p.add_argument("--token", help="API token (default: LIFECYCLE_API_TOKEN)")
     p.add_argument("--kafka", action="store_true", help="send to Kafka (LIFECYCLE_BROKER)")
+    p.add_argument(
+        "--workflow",
+        help="the workflow a new feature follows (the CloudEvents extension attribute "
+        "'workflow'; read from a feature's first event only; default: the engine's default)",
+    )
+    p.epilog = (
+        "Exits 0 when the event was applied, updated or a duplicate, 3 when it was rejected "
+        "or ignored (with why on stderr), 1 when it could not be sent."
+    )
     p.set_defaults(run=cmd_emit)
 
     p = sub.add_parser("status", parents=[common, remote], help="show one feature")
@@ -518,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at-risk", action="store_true", help="only features at risk")
     p.set_defaults(run=cmd_list)
 
-    p = sub.add_parser("report", parents=[remote], help="print a status report for PMs")
+    p = sub.add_parser("report", parents=[common, remote], help="print a status report for PMs")
     p.add_argument("--since", default="7d", help="window: 7d, 36h, 2w or a date (default 7d)")
     p.add_argument("--product", help="only this product")
     p.add_argument("--format", choices=["markdown", "html"], default="markdown")
@@ -526,20 +664,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("workflow", help="check and show workflow definitions")
     wsub = p.add_subparsers(dest="workflow_command", required=True, parser_class=_Parser)
+    wsub.add_parser = _described(wsub.add_parser)
     w = wsub.add_parser("validate", parents=[common], help="check a workflow YAML file")
     w.add_argument("file")
     w.set_defaults(run=cmd_workflow_validate)
     w = wsub.add_parser("diagram", parents=[common], help="print a workflow as Mermaid")
     w.add_argument("name")
     w.set_defaults(run=cmd_workflow_diagram)
-    w = wsub.add_parser("list", parents=[common], help="list the loaded workflows")
+    w = wsub.add_parser(
+        "list", parents=[common, remote], help="list the workflows the running engine loaded"
+    )
+    w.add_argument(
+        "--local", action="store_true", help="list the workflow files here (LIFECYCLE_WORKFLOWS)"
+    )
     w.set_defaults(run=cmd_workflow_list)
 
     from engine.connectors_cli import add_commands as add_connector_commands
 
     add_connector_commands(sub, common, _Parser)
 
-    p = sub.add_parser("schema", parents=[common], help="print the events' JSON Schema")
+    p = sub.add_parser(
+        "schema",
+        parents=[common],
+        help="list the event types, what each does and its data (--json: the JSON Schema)",
+    )
     p.add_argument("type", nargs="?", help="one event type, or 'envelope' (default: all)")
     p.add_argument(
         "--asyncapi", action="store_true", help="print the AsyncAPI 3.0 document of the topics"
@@ -578,6 +726,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep the interpreter's final
+        # flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

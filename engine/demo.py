@@ -32,14 +32,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from engine.embedded import EmbeddedEngine, start_embedded
 from engine.settings import Settings
-from engine.simulator import DAY, Scheduled, build_portfolio, next_number
+from engine.simulator import DAY, Scheduled, build_portfolio, is_simulated, next_number
+from engine.stores.sqlite import SqliteStore
 from events.envelope import BATCH, STRUCTURED, utc_now
+from events.errors import StoreError
 
 SPEED = DAY
 """Default pace: one simulated day per real second, so stages move every few seconds."""
@@ -101,6 +104,33 @@ class SimulatedClock:
             return min(self.start, real)
         simulated = self.start + timedelta(seconds=(self.monotonic() - self.began) * self.speed)
         return min(simulated, real)
+
+
+def start_fresh(db: Path) -> str | None:
+    """Remove the demo's database ``db`` so a new demo starts from nothing.
+
+    Only a database that holds nothing but simulated features (ids such as ``PAY-101``) is
+    removed, with its ``-wal``, ``-shm`` and ``.lock`` files; one holding any other feature
+    is left alone. Returns why it was left alone (``None``: removed, or there was none).
+    """
+    if not db.exists():
+        return None
+    try:
+        store = SqliteStore(db)
+    except StoreError as err:
+        return str(err)
+    try:
+        foreign = next((s.id for s in store.features() if not is_simulated(s.id)), None)
+    finally:
+        store.close()
+    if foreign is not None:
+        return (
+            f"the database {db} holds features the demo did not make (e.g. {foreign}); "
+            "keep them with --keep, or give the demo its own LIFECYCLE_DB"
+        )
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    return None
 
 
 class SimulationError(Exception):
@@ -357,11 +387,21 @@ async def demo(
     features: int = FEATURES,
     days: float = DAYS,
     seed: int = SEED,
+    keep: bool = False,
 ) -> int:
     """Run the demo in the current event loop until SIGINT or SIGTERM; returns the exit code.
 
-    Returns 1 (after one line on stderr) when the engine cannot start, e.g. its port is taken.
+    The demo starts from an empty database (:func:`start_fresh`) unless ``keep``, when a new
+    portfolio joins the features already there.
+
+    Returns 1 (after one line on stderr) when the engine cannot start, e.g. its port is taken,
+    or the database holds features the demo did not make and ``keep`` is not given.
     """
+    if not keep:
+        refused = start_fresh(Path(settings.db))
+        if refused is not None:
+            print(f"lifecycle demo: {refused}", file=sys.stderr)
+            return 1
     clock = SimulatedClock(days=days, speed=speed)
     settings = settings.model_copy(
         update={"risk_interval": min(settings.risk_interval, RISK_INTERVAL)}
@@ -386,7 +426,10 @@ async def demo(
         if await _board_served(session, url):
             _say(f"  board    {url}/")
         if len(handle.store):
-            _say(f"The database already holds {len(handle.store)} features; a new portfolio joins.")
+            _say(
+                f"The database already holds {len(handle.store)} features (--keep); "
+                "a new portfolio joins."
+            )
         _say(
             f"Replaying {features} features over {days:g} simulated days ending now, "
             f"{speed / DAY:.3g} simulated day(s) per second. Ctrl-C stops."
@@ -446,6 +489,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=SEED, help=f"the same seed replays the same portfolio ({SEED})"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the features of earlier demos in LIFECYCLE_DB (default: start fresh)",
+    )
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
@@ -466,6 +514,7 @@ def run_demo(
     features: int = FEATURES,
     days: float = DAYS,
     seed: int = SEED,
+    keep: bool = False,
 ) -> int:
     """Run ``lifecycle demo`` in the foreground; returns the process exit code.
 
@@ -475,8 +524,11 @@ def run_demo(
         features: features in the simulated portfolio.
         days: simulated days the portfolio spans.
         seed: the same seed replays the same portfolio.
+        keep: keep the features already in the database (default: start fresh).
     """
     try:
-        return asyncio.run(demo(settings, speed=speed, features=features, days=days, seed=seed))
+        return asyncio.run(
+            demo(settings, speed=speed, features=features, days=days, seed=seed, keep=keep)
+        )
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed.
         return 0

@@ -14,10 +14,23 @@ summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the
 stage is enumerated exactly, conditioned on the time already spent in it (only the observed
 durations longer than that count). Quantiles are nearest-rank.
 
+A feature that has outstayed every observed duration of its stage (or its SLA, where the SLA
+stands in), or that is blocked, is not about to leave it: the observations say nothing about
+it any more. Its remaining time in the stage is then taken from how long it has already been
+there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
+with probability one half, and up to ``t / 0.15 - t`` with 85 %); a blocked feature counts at
+least a typical stay of the stage as already waited. So a stuck or blocked feature's forecast
+widens with time and never reads "today". ``bench/forecast_calibration.py`` checks the result
+on the simulator: the share of features launched by their p50 and p85 dates.
+
+Each forecast says how sure it is (:attr:`Forecast.confidence`): ``high`` when every stage
+rests on enough observations and the feature is within what was observed, ``low`` when it
+is blocked, has outstayed every observation, or rests on SLAs alone, ``medium`` otherwise.
+
 Between two events of a feature its forecast changes only at known instants: when its time in
-stage passes one of the observed durations (or the SLA), or, once it has outstayed all of
-them, steadily with the clock (``moving``: the forecast dates then advance with time). A
-:class:`Forecast` says until when it holds, so a monitor can re-evaluate exactly then.
+stage passes one of the observed durations (or the SLA), and, once it has outstayed them, at
+steps of :data:`OUTSTAYED_STEP` of its time in stage. A :class:`Forecast` says until when it
+holds, so a monitor can re-evaluate exactly then.
 """
 
 from __future__ import annotations
@@ -50,6 +63,19 @@ REBUILD_FRACTION = 0.05
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
+LINDY_P50 = 1.0
+LINDY_P85 = 1 / 0.15 - 1
+"""Remaining time in a stage, as a multiple of the time already spent there, by which a feature
+that outstayed every observation leaves it with 50 % / 85 % probability (Pareto, index 1)."""
+OUTSTAYED_STEP = 0.05
+"""An outstayed or blocked feature's forecast is re-made when its time in stage grew by this
+share (at least :data:`MIN_STEP` seconds)."""
+MIN_STEP = 6 * 3600.0
+CONFIDENT_OBSERVATIONS = 20
+"""Observations every stage of a ``high`` confidence forecast rests on, at least."""
+HIGH = "high"
+MEDIUM = "medium"
+LOW = "low"
 OBSERVED = "observed"
 SLA = "sla"
 MIXED = "mixed"
@@ -66,16 +92,23 @@ class StageDurations:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._samples: dict[tuple[str, str], deque[float]] = {}
+        self._exits: dict[tuple[str, str], deque[str]] = {}
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
 
-    def observe(self, workflow: str, stage: str, seconds: float) -> None:
-        """Keep one duration of ``stage`` (negative values count as 0)."""
+    def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
+        """Keep one duration of ``stage`` (negative values count as 0), and where the feature
+        went next (``to``, when known: the forecast follows observed skips and rework)."""
         key = (workflow, stage)
         samples = self._samples.get(key)
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self.capacity)
         samples.append(max(0.0, seconds))
+        if to is not None:
+            exits = self._exits.get(key)
+            if exits is None:
+                exits = self._exits[key] = deque(maxlen=self.capacity)
+            exits.append(to)
         self.added += 1
 
     def observe_outcome(
@@ -87,7 +120,11 @@ class StageDurations:
     ) -> None:
         """Keep the duration of an outcome that left a stage (``Outcome`` fields)."""
         if stage_duration is not None and from_stage is not None and from_stage != to_stage:
-            self.observe(workflow, from_stage, stage_duration)
+            self.observe(workflow, from_stage, stage_duration, to_stage)
+
+    def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
+        """Where features that left ``stage`` went, oldest first (as many as kept)."""
+        return tuple(self._exits.get((workflow, stage), ()))
 
     def samples(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The kept durations of ``stage``, oldest first."""
@@ -123,6 +160,14 @@ def durations_from_history(
     entry happens at that entry. Only ``applied`` lines count; lines the engine wrote itself
     (risk signals, ``outcome`` ``updated``) and rejected events are passed over.
     """
+    for stage, at, seconds, _ in _moves_from_history(entries):
+        yield stage, at, seconds
+
+
+def _moves_from_history(
+    entries: Iterable[HistoryEntry],
+) -> Iterator[tuple[str, datetime, float, str]]:
+    """:func:`durations_from_history` with the stage each move went to."""
     entered: datetime | None = None
     for e in entries:
         if e.outcome != APPLIED or e.to_stage is None:
@@ -133,7 +178,7 @@ def durations_from_history(
         if e.from_stage == e.to_stage:
             continue
         at = max(e.time, entered)
-        yield e.from_stage, at, (at - entered).total_seconds()
+        yield e.from_stage, at, (at - entered).total_seconds(), e.to_stage
         entered = at
 
 
@@ -145,12 +190,14 @@ def seed_durations(
     Within each stage the durations are added in the order features left it, so the
     reservoirs keep the most recent ones when there are more than they hold.
     """
-    found: list[tuple[datetime, str, str, float]] = []
+    found: list[tuple[datetime, str, str, float, str]] = []
     for workflow, entries in histories:
-        found.extend((at, workflow, stage, s) for stage, at, s in durations_from_history(entries))
+        found.extend(
+            (at, workflow, stage, s, to) for stage, at, s, to in _moves_from_history(entries)
+        )
     found.sort(key=lambda item: item[0])
-    for _, workflow, stage, seconds in found:
-        durations.observe(workflow, stage, seconds)
+    for _, workflow, stage, seconds, to in found:
+        durations.observe(workflow, stage, seconds, to)
     return len(found)
 
 
@@ -188,12 +235,15 @@ class Forecast(NamedTuple):
         observations: how many observed durations the forecast rests on (0: SLAs only).
         basis: ``observed``, ``sla`` or ``mixed`` (some stages observed, some by SLA).
         made_at: the ``now`` it was made for.
-        moving: the feature has outstayed every duration of its current stage, so the
-            forecast advances with the clock (the dates of :meth:`view` shift by
-            ``now - made_at``).
+        moving: the forecast advances with the clock (the dates of :meth:`view` shift by
+            ``now - made_at``); the forecaster no longer makes such forecasts (an outstayed
+            feature's forecast widens instead, see the module), the field stays for callers.
         holds_until: when the time in stage next crosses an observed duration (or the SLA),
-            changing the forecast; ``None`` when it changes only with new observations (or
-            steadily, when ``moving``).
+            or an outstayed feature's step, changing the forecast; ``None`` when it changes
+            only with new observations.
+        confidence: ``high``, ``medium`` or ``low`` (see the module).
+        blocked: the feature is blocked: the dates assume the block lasts as long again as
+            the feature has waited.
     """
 
     p50: datetime
@@ -203,6 +253,8 @@ class Forecast(NamedTuple):
     made_at: datetime
     moving: bool = False
     holds_until: datetime | None = None
+    confidence: str = LOW
+    blocked: bool = False
 
     def at(self, now: datetime) -> tuple[datetime, datetime]:
         """The p50 and p85 times as of ``now`` (shifted when the forecast is moving)."""
@@ -216,7 +268,8 @@ class Forecast(NamedTuple):
         return utc_date(self.at(now)[1])
 
     def view(self, now: datetime) -> dict[str, Any]:
-        """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis"}``.
+        """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis",
+        "confidence", "blocked"}``.
 
         Dates are ISO dates (UTC).
         """
@@ -226,6 +279,8 @@ class Forecast(NamedTuple):
             "p85": utc_date(p85).isoformat(),
             "observations": self.observations,
             "basis": self.basis,
+            "confidence": self.confidence,
+            "blocked": self.blocked,
         }
 
 
@@ -309,15 +364,30 @@ class Forecaster:
             if len(observed) < self.min_observations and stage in workflow.slas:
                 observed = ()
             kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
-        # draws[i][k]: the i-th draw of stage k; tails[k][i]: sum of the stages after k.
+        # tails[k][i]: the i-th draw of the time from leaving stage k to launch: a walk over
+        # the stages by the observed exits of each (skips ahead, rework back; exits to
+        # stages off the path, such as cancelled, are left out: a forecast is of a launch),
+        # or on to the next stage where no exit was observed.
+        index = {stage: k for k, stage in enumerate(stages)}
+        nexts: list[list[int]] = []
+        for k, stage in enumerate(stages):
+            found = [
+                index.get(to, len(stages))
+                for to in self.durations.exits(workflow.name, stage)
+                if to in index or to in workflow.done
+            ]
+            nexts.append(found if len(found) >= self.min_observations else [k + 1])
         n = self.samples
+        limit = 4 * len(stages)  # a walk that keeps looping back ends after this many stages
         tails = [[0.0] * n for _ in stages]
-        for i in range(n):
-            running = 0.0
-            for k in range(len(stages) - 1, -1, -1):
-                tails[k][i] = running
-                observed, fixed = kinds[k]
-                running += rng.choice(observed) if observed else fixed
+        for k in range(len(stages)):
+            for i in range(n):
+                total, at, steps = 0.0, rng.choice(nexts[k]), 0
+                while at < len(stages) and steps < limit:
+                    observed, fixed = kinds[at]
+                    total += rng.choice(observed) if observed else fixed
+                    at, steps = rng.choice(nexts[at]), steps + 1
+                tails[k][i] = total
         models: dict[str, _StageModel] = {}
         for k, stage in enumerate(stages):
             basis: set[str] = set()
@@ -344,39 +414,51 @@ class Forecaster:
         model = self._model(workflow).get(state.stage)
         if model is None:
             return None
-        elapsed = (now - state.entered_stage_at).total_seconds()
+        elapsed = max(0.0, (now - state.entered_stage_at).total_seconds())
         basis = set(model.tail_basis)
         observations = model.tail_observations
         holds_until: datetime | None = None
-        moving = False
-        if model.observed:
-            basis.add(OBSERVED)
-            observations += len(model.observed)
+        start = state.entered_stage_at
+        typical = quantile(list(model.observed), 0.5) if model.observed else model.fixed
+        outstayed = elapsed >= model.observed[-1] if model.observed else elapsed >= model.fixed
+        basis.add(OBSERVED if model.observed else SLA)
+        observations += len(model.observed)
+        if state.blocked or outstayed:
+            # Nothing observed says when it leaves: it waits about as long again (Lindy).
+            waited = max(elapsed, typical) if state.blocked else elapsed
+            p50_s = elapsed + LINDY_P50 * waited + quantile(model.tail, 0.5)
+            p85_s = elapsed + LINDY_P85 * waited + quantile(model.tail, 0.85)
+            holds_until = seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited))
+        elif model.observed:
             first = bisect_right(model.observed, elapsed)
-            if first < len(model.observed):
-                p50_s, p85_s = self._suffix(model, first)
-                start = state.entered_stage_at
-                holds_until = seconds_after(start, model.observed[first])
-            else:  # Outstayed every observed duration: it may leave at any moment.
-                p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
-                start, moving = now, True
+            p50_s, p85_s = self._suffix(model, first)
+            holds_until = seconds_after(start, model.observed[first])
         else:
-            basis.add(SLA)
-            if elapsed < model.fixed:
-                start = seconds_after(state.entered_stage_at, model.fixed)
-                holds_until = start
-            else:
-                start, moving = now, True
+            start = seconds_after(state.entered_stage_at, model.fixed)
+            holds_until = start
             p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
+        confidence = MEDIUM
+        if state.blocked or outstayed or basis == {SLA}:
+            confidence = LOW
+        elif basis == {OBSERVED} and self._enough(workflow, state.stage):
+            confidence = HIGH
         return Forecast(
             p50=seconds_after(start, p50_s),
             p85=seconds_after(start, p85_s),
             observations=observations,
             basis=basis.pop() if len(basis) == 1 else MIXED,
             made_at=now,
-            moving=moving,
             holds_until=holds_until,
+            confidence=confidence,
+            blocked=state.blocked,
         )
+
+    def _enough(self, workflow: Workflow, stage: str) -> bool:
+        """Every stage from ``stage`` on rests on :data:`CONFIDENT_OBSERVATIONS` or more."""
+        stages = path_stages(workflow)
+        later = stages[stages.index(stage) :] if stage in stages else stages
+        count = self.durations.count
+        return all(count(workflow.name, s) >= CONFIDENT_OBSERVATIONS for s in later)
 
     @staticmethod
     def _suffix(model: _StageModel, first: int) -> tuple[float, float]:

@@ -98,6 +98,8 @@ class Forecast:
     p50: date | None
     p85: date | None
     observations: int | None
+    confidence: str | None = None
+    blocked: bool = False
 
 
 def forecast_from(value: Any) -> Forecast | None:
@@ -124,7 +126,14 @@ def forecast_from(value: Any) -> Forecast | None:
     p50, p85 = day("p50"), day("p85")
     if p50 is None and p85 is None:
         return None
-    return Forecast(p50, p85, int(observations) if isinstance(observations, int) else None)
+    confidence = value.get("confidence")
+    return Forecast(
+        p50,
+        p85,
+        int(observations) if isinstance(observations, int) else None,
+        confidence if isinstance(confidence, str) else None,
+        value.get("blocked") is True,
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +331,7 @@ def build_report(
     since: datetime,
     product: str | None = None,
     forecasts: Mapping[str, Forecast] | None = None,
+    reasons: Mapping[str, Sequence[str]] | None = None,
     stuck_top: int = STUCK_TOP,
 ) -> Report:
     """The status report of the window ``[since, now]``.
@@ -335,6 +345,11 @@ def build_report(
         since: the start of the window (an entry at exactly ``since`` is inside).
         product: only this product's features.
         forecasts: feature id -> its launch forecast, when the caller has one.
+        reasons: feature id -> its risk reasons as the engine assessed them (the API's
+            ``risk_reasons``, from the risk monitor, forecast included), so the report counts
+            exactly what the board, the API, the CLI and ``/metrics`` count. A feature
+            missing here (or ``reasons`` ``None``) is judged by :func:`risk_reasons` at
+            ``now``, without a forecast.
         stuck_top: how many features the stuck section lists.
     """
     forecasts = forecasts or {}
@@ -388,20 +403,21 @@ def build_report(
             )
         if workflow is None or state.stage in workflow.terminal:
             continue
-        reasons = risk_reasons(state, workflow, now)
-        for reason in reasons:
+        found = reasons.get(state.id) if reasons is not None else None
+        judged = list(found) if found is not None else risk_reasons(state, workflow, now)
+        for reason in judged:
             at_risk_now.setdefault(reason, []).append(state.id)
-        if reasons:
+        if judged:
             fresh = []
-            for reason in reasons:
+            for reason in judged:
                 began = _reason_started(reason, state, history, workflow)
                 if began is not None and since <= began <= now:
                     fresh.append(reason)
             if fresh:
                 item = AtRisk(
-                    state.id, state.title, state.product, state.stage, tuple(reasons), tuple(fresh)
+                    state.id, state.title, state.product, state.stage, tuple(judged), tuple(fresh)
                 )
-                (newly if len(fresh) == len(reasons) else added).append(item)
+                (newly if len(fresh) == len(judged) else added).append(item)
         if state.stage not in workflow.done:
             stuck.append(
                 Stuck(
@@ -508,7 +524,9 @@ def _forecast_text(f: Forecast | None) -> str:
     parts = [f"p50 {f.p50 or '?'}", f"p85 {f.p85 or '?'}"]
     if f.observations is not None:
         parts.append(f"{f.observations} observations")
-    return ", ".join(parts)
+    if f.confidence is not None:
+        parts.append(f"{f.confidence} confidence")
+    return ("blocked; if it lasts: " if f.blocked else "") + ", ".join(parts)
 
 
 def _sla_text(s: Stuck) -> str:

@@ -525,6 +525,11 @@ def features_of(portfolio: list[Scheduled]) -> dict[str, str]:
 _OWN_ID = re.compile("(" + "|".join(prefix for prefix, _, _ in PRODUCTS.values()) + r")-(\d+)")
 
 
+def is_simulated(feature_id: str) -> bool:
+    """``feature_id`` is one a portfolio of this module names (``PAY-101``, ``SRCH-7``)."""
+    return _OWN_ID.fullmatch(feature_id) is not None
+
+
 def next_number(feature_ids: Iterable[str]) -> int:
     """The ``first`` for :func:`build_portfolio` that reuses none of ``feature_ids``."""
     used = [int(m.group(2)) for fid in feature_ids if (m := _OWN_ID.fullmatch(fid))]

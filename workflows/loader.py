@@ -8,6 +8,7 @@ unreachable stage, no initial stage), so nothing half-checked ever reaches the p
 
 from __future__ import annotations
 
+import difflib
 import re
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,35 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+WORKFLOW_KEYS = (
+    "name",
+    "description",
+    "version",
+    "migrate",
+    "initial",
+    "create",
+    "stages",
+    "transitions",
+    "updates",
+)
+STAGE_KEYS = ("name", "sla", "gate", "terminal", "done", "ordered")
+TRANSITION_KEYS = ("event", "from", "to", "guards", "repeat", "rework")
+"""The keys a workflow file, a stage and a transition may have: any other is a fault (a
+misspelt ``slo:`` or ``trasitions:`` would otherwise be dropped without a word)."""
+
+
+def unknown_keys(spec: dict[Any, Any], known: tuple[str, ...]) -> list[str]:
+    """A fault per key of ``spec`` outside ``known``, with the closest known key if any."""
+    found = []
+    for key in spec:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        found.append(f"unknown key {key!r}: {hint}")
+    return found
+
+
 def compile_definition(doc: Any, where: str) -> Workflow:
     """Check one parsed YAML document and compile it.
 
@@ -53,6 +83,8 @@ def compile_definition(doc: Any, where: str) -> Workflow:
 
     if not isinstance(doc, dict):
         raise WorkflowError(f"{where}: the document must be a mapping with name, stages, ...")
+    for text in unknown_keys(doc, WORKFLOW_KEYS):
+        fault("(top level)", text)
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         fault("name", "missing: every workflow needs a name")
@@ -73,6 +105,8 @@ def compile_definition(doc: Any, where: str) -> Workflow:
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             fault(f"stages[{i}]", "a stage is a name or a mapping with a name")
             continue
+        for text in unknown_keys(spec, STAGE_KEYS):
+            fault(f"stages[{i}]", text)
         stage = spec["name"]
         if stage in ordered or stage in unordered:
             fault(f"stages[{i}]", f"stage {stage!r} is declared twice")
@@ -109,6 +143,8 @@ def compile_definition(doc: Any, where: str) -> Workflow:
         if not isinstance(spec, dict):
             fault(place, "a transition is a mapping with event, from and to")
             continue
+        for text in unknown_keys(spec, TRANSITION_KEYS):
+            fault(place, text)
         event, dest = spec.get("event"), spec.get("to")
         if not isinstance(event, str) or not event:
             fault(f"{place}.event", "missing")

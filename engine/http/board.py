@@ -127,11 +127,13 @@ async def get_report(request: web.Request) -> web.Response:
     states = await reader.features(product=product)
     histories: dict[str, list[HistoryEntry]] = {}
     forecasts: dict[str, Forecast] = {}
+    reasons: dict[str, list[str]] = {}
     for i, state in enumerate(states):
         histories[state.id] = (await reader.history(state.id)).entries
         judge = request.app[BOARD_ASSESS]
         assessment = judge(state, now) if judge is not None else None
         view = feature_view(state, workflows.by_name.get(state.workflow), now, assessment)
+        reasons[state.id] = view["risk_reasons"]  # the API's own: one truth everywhere
         forecast = forecast_from(view.get("forecast_launch"))
         if forecast is not None:
             forecasts[state.id] = forecast
@@ -145,6 +147,7 @@ async def get_report(request: web.Request) -> web.Response:
         since=since,
         product=product,
         forecasts=forecasts,
+        reasons=reasons,
     )
     if fmt == "json":
         return web.json_response(report_json(report))

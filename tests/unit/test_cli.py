@@ -62,7 +62,7 @@ def test_workflow_diagram_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run("workflow", "diagram", "feature", capsys=capsys)
     assert code == 0
     assert out.startswith("stateDiagram-v2\n") and "uat --> launch_ready : uat.passed" in out
-    code, out, _ = run("workflow", "list", capsys=capsys)
+    code, out, _ = run("workflow", "list", "--local", capsys=capsys)
     assert code == 0
     assert out.splitlines()[0].split() == ["NAME", "STAGES", "SOURCE", "DESCRIPTION"]
     assert out.splitlines()[1].split()[:2] == ["feature", "10"]
@@ -71,13 +71,13 @@ def test_workflow_diagram_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_schema_all_one_type_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run("schema", capsys=capsys)
+    code, out, _ = run("schema", "--json", capsys=capsys)
     assert code == 0
     schemas = json.loads(out)
     assert "envelope" in schemas and "risk.raised" in schemas["events"]
     assert schemas["envelope"]["required"] == ["specversion", "id", "source", "type"]
 
-    code, out, _ = run("schema", "risk.raised", capsys=capsys)
+    code, out, _ = run("schema", "risk.raised", "--json", capsys=capsys)
     risk = json.loads(out)
     assert risk["properties"]["type"] == {"const": "risk.raised"}
     assert "subject" in risk["required"] and "data" in risk["required"]
@@ -86,6 +86,22 @@ def test_schema_all_one_type_and_unknown(capsys: pytest.CaptureFixture[str]) -> 
 
     code, _, err = run("schema", "no.such", capsys=capsys)
     assert code == 1 and err.startswith("lifecycle: unknown event type 'no.such'")
+
+
+def test_schema_lists_the_catalogue_for_people_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run("schema", capsys=capsys)
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0].split()[:2] == ["TYPE", "IN"]
+    assert rows[1].split()[:2] == ["idea.submitted", "creates"]
+    launch = next(r for r in rows if r.startswith("launch.scheduled"))
+    assert "no move" in launch and "target_launch* (date" in launch
+    code, out, _ = run("schema", "uat.failed", capsys=capsys)
+    assert out.splitlines()[1].split()[:5] == ["uat.failed", "uat", "->", "development", "(rework)"]
+    code, out, _ = run("schema", "envelope", capsys=capsys)
+    assert json.loads(out)["required"] == ["specversion", "id", "source", "type"]
 
 
 def test_usage_and_settings_errors_are_one_line_exit_2(
@@ -131,6 +147,7 @@ def test_emit_status_and_list_against_a_running_engine(
         code, out, _ = run("emit", "build.started", "cli-1", "--id", "e-2", *url, capsys=capsys)
         assert out == "duplicate: cli-1 is in development\n"
         code, out, _ = run("emit", "feature.launched", "cli-1", *url, "--json", capsys=capsys)
+        assert code == 3
         assert json.loads(out) == {
             "outcome": "rejected",
             "feature": "cli-1",
@@ -181,3 +198,100 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: ")
+
+
+def test_emit_exits_non_zero_for_an_ignored_or_rejected_event_and_says_what_to_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with EmbeddedServer(tmp_path / "cli.db") as server:
+        url = ["--url", server.url]
+        code, out, err = run("emit", "build.shiped", "x-1", *url, capsys=capsys)
+        assert code == 3
+        assert out == "ignored: x-1 (unknown_type)\n"
+        assert err == (
+            "lifecycle: build.shiped was ignored: no workflow of the engine knows that event "
+            "type; did you mean build.shipped?\n"
+        )
+        assert run("emit", "build.started", "x-1", *url, capsys=capsys)[0] == 0
+        code, out, err = run("emit", "discovery.started", "x-1", *url, capsys=capsys)
+        assert code == 3 and out == "rejected: x-1 is in development (invalid_transition)\n"
+        assert err == (
+            "lifecycle: discovery.started was rejected (invalid_transition): x-1 is in "
+            "development; from development the workflow 'feature' moves on build.shipped, "
+            "uat.passed, feature.cancelled\n"
+        )  # not feature.launched: it may not skip the uat gate
+        code, _, err = run("emit", "feature.launched", "x-1", *url, capsys=capsys)
+        assert code == 3 and "rejected (gate:uat)" in err
+
+
+def test_emit_names_the_workflow_of_a_new_feature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    own = FEATURE_YAML.read_text(encoding="utf-8").replace("name: feature", "name: bugfix", 1)
+    (folder / "bugfix.yaml").write_text(own, encoding="utf-8")
+    with EmbeddedServer(tmp_path / "cli.db", workflows=folder) as server:
+        url = ["--url", server.url]
+        code, _, err = run("emit", "idea.submitted", "b-1", "--workflow", "bugfix", *url,
+                           capsys=capsys)  # fmt: skip
+        assert code == 0, err
+        assert server.get("/features/b-1").json["workflow"] == "bugfix"
+        code, out, _ = run("workflow", "list", *url, capsys=capsys)
+        assert code == 0
+        rows = [line.split() for line in out.splitlines()]
+        assert rows[0][:3] == ["NAME", "STAGES", "DEFAULT"]
+        assert [r[0] for r in rows[1:]] == ["bugfix", "feature"]
+
+
+def test_workflow_list_asks_the_running_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run("workflow", "list", "--url", url, capsys=capsys)
+    assert code == 1 and "cannot reach the engine" in err and "--local" in err
+
+
+def test_report_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with EmbeddedServer(tmp_path / "cli.db") as server:
+        run("emit", "idea.submitted", "r-1", "--url", server.url, capsys=capsys)
+        code, out, _ = run("report", "--json", "--url", server.url, capsys=capsys)
+        assert code == 0
+        assert json.loads(out)["features"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"], ["demo"], ["worker"], ["emit"], ["status"], ["list"], ["report"],
+        ["schema"], ["workflow", "validate"], ["workflow", "list"], ["workflow", "diagram"],
+    ],
+)  # fmt: skip
+def test_every_subcommand_help_says_what_it_does(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"], out=io.StringIO())
+    text = capsys.readouterr().out
+    paragraphs = text.split("\n\n")
+    assert paragraphs[0].startswith("usage: lifecycle")
+    assert paragraphs[1][:1].isupper() and paragraphs[1].rstrip().endswith(".")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``lifecycle workflow list | head`` with ``head`` gone: no traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader left before anything was written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "workflow", "list", "--local"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 141

@@ -538,7 +538,10 @@
     if (!fc || typeof fc !== "object") return "no forecast yet";
     const p50 = fc.p50 || fc.p50_date;
     const p85 = fc.p85 || fc.p85_date;
-    let text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    let text = fc.blocked
+      ? `blocked: if it lasts, 50% by ${day(p50)}, 85% by ${day(p85)}`
+      : `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    if (fc.confidence) text += `, ${fc.confidence} confidence`;
     const basis = { observed: "observed stage times", sla: "stage SLAs", mixed: "observed times and SLAs" };
     if (fc.observations != null) {
       text += ` (from ${fc.observations} observations${fc.basis ? `, ${basis[fc.basis] || fc.basis}` : ""})`;

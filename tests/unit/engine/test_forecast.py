@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -65,6 +65,8 @@ def test_constant_durations_give_one_date(feature_workflow: Workflow) -> None:
         "p85": "2024-01-17",
         "observations": 40,
         "basis": "observed",
+        "confidence": "medium",  # 5 observations a stage: enough to use, not to be sure
+        "blocked": False,
     }
 
 
@@ -117,23 +119,72 @@ def test_observed_and_sla_stages_mix(feature_workflow: Workflow) -> None:
     assert (f.basis, f.observations) == ("mixed", 5)
 
 
-def test_an_overdue_feature_is_forecast_from_now_and_moves_with_time(
+def test_an_overdue_feature_waits_about_as_long_again_never_today(
     feature_workflow: Workflow,
 ) -> None:
     forecaster = observed({"uat": [1.0] * 5, "launch_ready": [2.0] * 5})
     now = T0 + 10 * DAY  # longer in uat than every observed uat
     f = forecaster.forecast(feature("uat"), feature_workflow, now)
     assert f is not None
-    assert f.moving and f.holds_until is None
-    assert f.p85 == now + 2 * DAY
-    assert f.at(now + 3 * DAY) == (now + 5 * DAY, now + 5 * DAY)
-    assert f.p85_date(now + 3 * DAY) == date(2024, 1, 16)
+    # Ten days in uat: another ten at p50, 10 / 0.15 - 10 at p85, then launch_ready's 2.
+    assert f.p50 == now + 12 * DAY
+    assert abs(f.p85 - (now + (10 / 0.15 - 10 + 2) * DAY)) < timedelta(seconds=1)
+    assert f.confidence == "low" and not f.moving
+    assert f.holds_until is not None and now < f.holds_until <= now + DAY
+    later = forecaster.forecast(feature("uat"), feature_workflow, now + 10 * DAY)
+    assert later is not None and later.p50 > f.p50  # widens as the wait grows
 
 
-def test_past_the_sla_with_no_observations_the_forecast_moves(feature_workflow: Workflow) -> None:
-    f = Forecaster().forecast(feature("launch_ready"), feature_workflow, T0 + 9 * DAY)
+def test_past_the_sla_in_the_last_stage_the_forecast_is_not_today(
+    feature_workflow: Workflow,
+) -> None:
+    now = T0 + 97 * DAY  # the feature: 97 days in launch_ready
+    f = Forecaster().forecast(feature("launch_ready"), feature_workflow, now)
     assert f is not None
-    assert f.moving and f.p50 == T0 + 9 * DAY
+    assert f.p50 == now + 97 * DAY
+    assert f.view(now)["p50"] != f.view(now)["p85"] != now.date().isoformat()
+    assert f.confidence == "low"
+
+
+def test_a_blocked_feature_is_forecast_as_blocked_and_widened(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({"launch_ready": [4.0] * 5})
+    now = T0 + DAY  # blocked a day into launch_ready, where features stay 4 days
+    free = forecaster.forecast(feature("launch_ready"), feature_workflow, now)
+    stuck = forecaster.forecast(feature("launch_ready", blocked=True), feature_workflow, now)
+    assert free is not None and stuck is not None
+    assert free.p50 == T0 + 4 * DAY and free.confidence == "medium"  # other stages by SLA
+    assert stuck.p50 == now + 4 * DAY  # it counts at least a typical stay as waited
+    assert stuck.p85 > stuck.p50 > free.p50
+    assert stuck.view(now)["blocked"] is True and stuck.confidence == "low"
+
+
+def test_enough_observations_everywhere_make_a_confident_forecast(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({s: [2.0] * 20 for s in path_stages(feature_workflow)})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0)
+    assert f is not None and f.confidence == "high"
+    assert f.view(T0)["confidence"] == "high"
+    few = observed({s: [2.0] * 19 for s in path_stages(feature_workflow)})
+    g = few.forecast(feature("uat"), feature_workflow, T0)
+    assert g is not None and g.confidence == "medium"
+
+
+def test_observed_skips_and_rework_shape_the_forecast(feature_workflow: Workflow) -> None:
+    durations = StageDurations()
+    for _ in range(10):
+        durations.observe("feature", "development", 2 * D, "uat")
+        durations.observe("feature", "launch_ready", 1 * D, "launched")
+    for _ in range(5):  # every other UAT fails: back to development
+        durations.observe("feature", "uat", 1 * D, "development")
+        durations.observe("feature", "uat", 1 * D, "launch_ready")
+    f = Forecaster(durations).forecast(feature("development"), feature_workflow, T0)
+    assert f is not None
+    # One pass is 2 + 1 + 1 = 4 days; a rework loop adds 3 days each time.
+    assert f.p50 >= T0 + 4 * DAY
+    assert f.p85 >= T0 + 7 * DAY
 
 
 @pytest.mark.parametrize(

@@ -319,3 +319,16 @@ def test_forecast_read_from_the_api_shape() -> None:
     )
     assert forecast_from(None) is None
     assert forecast_from({"unexpected": 1}) is None
+
+
+def test_a_forecast_says_how_sure_it_is_and_when_it_waits_on_a_block() -> None:
+    found = forecast_from(
+        {"p50": "2024-02-01", "p85": "2024-04-10", "observations": 7, "confidence": "low"}
+        | {"blocked": True}
+    )
+    assert found == Forecast(date(2024, 2, 1), date(2024, 4, 10), 7, "low", True)
+    from engine.report import _forecast_text
+
+    assert _forecast_text(found) == (
+        "blocked; if it lasts: p50 2024-02-01, p85 2024-04-10, 7 observations, low confidence"
+    )

@@ -94,6 +94,33 @@ def test_missing_folder_is_refused(tmp_path: Path) -> None:
 
 BAD = [
     pytest.param(
+        GOOD.replace("sla: 12h", "slo: 12h"),
+        "stages[1]",
+        "unknown key 'slo': did you mean 'sla'?",
+        id="misspelt-stage-key",
+    ),
+    pytest.param(
+        GOOD.replace(
+            "to: fixing}\n  - {event: bug.rejected",
+            "to: fixing, rewrok: true}\n  - {event: bug.rejected",
+        ),
+        "transitions[3]",
+        "unknown key 'rewrok': did you mean 'rework'?",
+        id="misspelt-transition-key",
+    ),
+    pytest.param(
+        GOOD.replace("transitions:", "trasitions:"),
+        "(top level)",
+        "unknown key 'trasitions': did you mean 'transitions'?",
+        id="misspelt-top-level-key",
+    ),
+    pytest.param(
+        GOOD.replace("updates:", "colour: blue\nupdates:"),
+        "(top level)",
+        "unknown key 'colour': known: name, description, version",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
         GOOD.replace("to: closed}", "to: shipped}"),
         "transitions[2].to",
         "unknown stage 'shipped'",
@@ -166,6 +193,14 @@ def test_bad_definition_names_file_place_and_fault(
     message = str(err.value)
     assert f"{path}: {place}: " in message
     assert fault in message
+
+
+def test_a_misspelt_transitions_key_is_not_reported_as_unreachable_stages(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(WorkflowError) as err:
+        load_file(write(tmp_path, GOOD.replace("transitions:", "trasitions:")))
+    assert "unreachable" not in str(err.value)
 
 
 def test_every_fault_is_listed_at_once(tmp_path: Path) -> None:

@@ -1,0 +1,43 @@
+"""The two commands of the README, as ``make`` would run them on a fresh clone (dry run).
+
+``make demo`` must install only what running needs (no Playwright, mypy, matplotlib: the dev
+extras), ``make test`` everything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def dry_run(target: str, venv: Path, *extra: str) -> str:
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_make_demo_installs_only_the_runtime(tmp_path: Path) -> None:
+    commands = dry_run("demo", tmp_path / "venv")
+    assert "pip install --quiet -e ." in commands
+    assert "[dev]" not in commands
+    assert commands.rstrip().endswith("lifecycle demo")
+
+
+def test_make_demo_can_keep_the_earlier_portfolio(tmp_path: Path) -> None:
+    assert dry_run("demo", tmp_path / "venv", "DEMO_ARGS=--keep").rstrip().endswith("--keep")
+
+
+def test_make_test_still_installs_the_dev_extras(tmp_path: Path) -> None:
+    assert "-e '.[dev]'" in dry_run("test", tmp_path / "venv")
