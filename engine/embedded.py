@@ -158,7 +158,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         store.close()
         raise
     app = build_app(
-        ingest=EngineIngest(engine, store.transaction),
+        ingest=EngineIngest(engine, store.transaction, store.log.append),
         reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,

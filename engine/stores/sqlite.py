@@ -29,11 +29,14 @@ from pathlib import Path
 
 from engine.processor import Outcome
 from engine.state import ExternalKeys, FeatureState, HistoryEntry
+from engine.stores import sqlite_log
+from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: features and history, keys inside each state (before versioning, ``user_version`` 0).
-2: keys in the ``seen`` table, out of the state."""
+2: keys in the ``seen`` table, out of the state.
+3: the event log and the workflow versions (:mod:`engine.stores.sqlite_log`)."""
 
 SCHEMA = """
 CREATE TABLE features (
@@ -59,6 +62,7 @@ COLUMNS = {
     "features": {"id", "stage", "product", "state"},
     "history": {"feature_id", "seq", "entry"},
     "seen": {"feature_id", "key"},
+    **sqlite_log.COLUMNS,
 }
 """The columns this engine reads, per table (a file missing one is refused)."""
 
@@ -151,7 +155,7 @@ class FeatureQueries:
         return entries, first if first is not None and first > 1 else None
 
 
-MIGRATIONS = {1: _migrate_1_to_2}
+MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create}
 """Version -> the step that brings a file of that version to the next one."""
 
 
@@ -227,6 +231,7 @@ class SqliteStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                sqlite_log.create(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version == 0 and {"features", "history"} <= tables:
@@ -251,7 +256,8 @@ class SqliteStore:
         self._check_columns(SCHEMA_VERSION)
 
     def _check_columns(self, version: int) -> None:
-        wanted = COLUMNS if version >= 2 else {k: v for k, v in COLUMNS.items() if k != "seen"}
+        since = {"seen": 2, **dict.fromkeys(sqlite_log.COLUMNS, 3)}
+        wanted = {k: v for k, v in COLUMNS.items() if since.get(k, 1) <= version}
         for table, columns in wanted.items():
             found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             missing = columns - found
@@ -356,6 +362,12 @@ class SqliteStore:
                     for i, e in enumerate(outcome.entries, start=1)
                 ],
             )
+
+    @property
+    def log(self) -> EventLog:
+        """The event log and workflow versions on the store's own connection; an append
+        inside :meth:`transaction` is stored with that transaction's states."""
+        return EventLog(self._db)
 
     @property
     def queries(self) -> FeatureQueries:
