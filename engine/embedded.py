@@ -31,6 +31,7 @@ from datetime import datetime
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from engine.evolve import apply_workflows
 from engine.forecast import Forecaster, seed_forecasts
 from engine.hooks_setup import build_hooks
 from engine.http.api import build_app
@@ -130,7 +131,8 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         clock: the current UTC time for receive times and risk (the demo's simulated one).
 
     Raises:
-        WorkflowError: a workflow definition is bad.
+        WorkflowError: a workflow definition is bad, changed without a new version, or a
+            new version leaves features in a stage it drops without a ``migrate`` entry.
         ConnectorError: a webhook connector file is bad.
         StoreError: the database cannot be used (one line: which file, why).
     """
@@ -149,6 +151,9 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
             workflows, forecaster, publish=SignalSink(store, webhook), metrics=metrics
         )
         engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
+        migrations = apply_workflows(store, workflows, clock())  # refuses a bad new version
+        if migrations:
+            log.info("migrated %d features to their workflow's new version", len(migrations))
         states = list(store.features())  # read once at start-up for gauges, forecasts, risk
         recorder.restore(states)
         seed_forecasts(forecaster.durations, states, store.history, workflows)
