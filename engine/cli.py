@@ -534,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(run=cmd_workflow_diagram)
     w = wsub.add_parser("list", parents=[common], help="list the loaded workflows")
     w.set_defaults(run=cmd_workflow_list)
+    from engine.evolve_cli import add_commands as add_evolve_commands
+    from engine.evolve_cli import add_workflow_commands
+
+    add_workflow_commands(wsub, common)
+    add_evolve_commands(sub, common)
 
     from engine.connectors_cli import add_commands as add_connector_commands
 

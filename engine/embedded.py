@@ -27,11 +27,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from engine.evolve import apply_workflows
+from engine.evolve import apply_workflows, plan_from_file
 from engine.forecast import Forecaster, seed_forecasts
 from engine.hooks_setup import build_hooks
 from engine.http.api import build_app
@@ -171,6 +172,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         clock=clock,
         assess=monitor.assessment,
         hooks=hooks,
+        planner=None if store.path == ":memory:" else partial(plan_from_file, store.path),
     )
     return Wiring(app, engine, store, registry, monitor, clock, webhook)
 

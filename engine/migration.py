@@ -191,32 +191,40 @@ class Plan(NamedTuple):
         }
 
     def summary(self) -> str:
-        """The human form: counts per old and new stage, then the features that change."""
-        out = [
-            f"plan for workflow {self.workflow!r} version {self.version}: "
-            f"{len(self.features)} features, {self.to_migrate} to migrate"
-            + ("" if self.ok else " (REFUSED: unmapped stages)")
-        ]
-        for stage, n in self.unmapped.items():
-            out.append(f"  unmapped: {stage} ({n} features): add it to migrate")
-        out.append("  stage now -> after migration")
-        for (a, b), n in self.moves().items():
-            out.append(f"    {a} -> {b or '?'}: {n}")
-        changing = [f for f in self.features if f.changes]
-        if not changing:
-            out.append("  no feature changes stage or risk")
-        else:
-            out.append(f"  {len(changing)} features change:")
-            for f in changing:
-                parts = [f"{f.stage} -> {f.migrated or '?'}"]
-                if self.replayed and f.replayed is not None and f.replayed != f.migrated:
-                    parts.append(f"replayed: {f.replayed}")
-                if f.appearing:
-                    parts.append("at risk: " + ",".join(f.appearing))
-                if f.clearing:
-                    parts.append("cleared: " + ",".join(f.clearing))
-                out.append(f"    {f.feature}: " + "; ".join(parts))
-        return "\n".join(out) + "\n"
+        """The human form (see :func:`render_plan`)."""
+        return render_plan(self.to_dict())
+
+
+def render_plan(plan: Mapping[str, Any]) -> str:
+    """A plan's JSON form (:meth:`Plan.to_dict`, or ``/workflows/{name}/plan``) for people:
+    counts per old and new stage, then each feature that changes stage or risk."""
+    out = [
+        f"plan for workflow {plan['workflow']!r} version {plan['version']}: "
+        f"{plan['features_total']} features, {plan['to_migrate']} to migrate"
+        + ("" if plan["ok"] else " (REFUSED: stages with nowhere to go)")
+    ]
+    for stage, n in plan["unmapped"].items():
+        out.append(f"  unmapped: {stage} ({n} features): add it to migrate")
+    out.append("  stage now -> after migration: features")
+    for move in plan["moves"]:
+        out.append(f"    {move['from']} -> {move['to'] or '?'}: {move['features']}")
+    if not plan["replayed"]:
+        out.append("  (no event log here: the stages after a full replay are not shown)")
+    changing = plan["changes"]
+    if not changing:
+        out.append("  no feature changes stage or risk")
+    else:
+        out.append(f"  {len(changing)} features change:")
+    for f in changing:
+        parts = [f"{f['stage']} -> {f['migrated'] or '?'}"]
+        if f["replayed"] is not None and f["replayed"] != f["migrated"]:
+            parts.append(f"replayed: {f['replayed']}")
+        if f["appearing"]:
+            parts.append("at risk: " + ",".join(f["appearing"]))
+        if f["clearing"]:
+            parts.append("cleared: " + ",".join(f["clearing"]))
+        out.append(f"    {f['feature']}: " + "; ".join(parts))
+    return "\n".join(out) + "\n"
 
 
 def make_plan(

@@ -312,6 +312,26 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/workflows/{name}/plan": {
+                method: {
+                    "summary": "Dry run of a new version of the workflow (the body): each "
+                    "feature's stage now, after migration and after a full replay, and the "
+                    "risk reasons that would appear or clear; nothing is changed",
+                    "parameters": [_path("name", "the workflow name")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/yaml": {"schema": _TEXT},
+                            "application/json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "the plan (see lifecycle workflow plan)"),
+                        "400": _ERROR,
+                    },
+                }
+                for method in ("get", "post")
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text exposition",
