@@ -177,9 +177,7 @@ def rebuild(
     target = SqliteStore(into)
     try:
         with target.transaction():
-            for state in memory.features():
-                lines = tuple(memory.history(state.id))
-                target.commit(Outcome("applied", state.id, state.workflow, state, None, lines))
+            target.load((state, memory.history(state.id)) for state in memory.features())
             target.log.append_many(done.log)
             for wf in workflows.by_name.values():
                 target.log.record_version(wf.name, wf.version, wf.fingerprint, wf.definition, now)

@@ -62,6 +62,7 @@ def replay(
     outcomes: Counter[str] = Counter()
     rows: list[LogRow] = []
     n = 0
+    last_at, last_text = None, ""
     for line in lines:
         n += 1
         try:
@@ -72,7 +73,9 @@ def replay(
             outcome = IGNORED if event is None else engine.apply(event, line.received_at).outcome
         outcomes[outcome] += 1
         if keep_log and outcome != MALFORMED:
-            rows.append((line.feature_id, iso(line.received_at) or "", outcome, line.event))
+            if line.received_at is not last_at:
+                last_at, last_text = line.received_at, iso(line.received_at) or ""
+            rows.append((line.feature_id, last_text, outcome, line.event))
         if progress is not None and n % every == 0:
             progress(n)
     if progress is not None:

@@ -23,9 +23,11 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
+
+from pydantic_core import to_json
 
 from engine.processor import Outcome
 from engine.state import ExternalKeys, FeatureState, HistoryEntry
@@ -362,6 +364,41 @@ class SqliteStore:
                     for i, e in enumerate(outcome.entries, start=1)
                 ],
             )
+
+    def load(self, features: Iterable[tuple[FeatureState, Sequence[HistoryEntry]]]) -> None:
+        """Write whole features, each with its entire history, into a store that has none
+        of them yet (``lifecycle replay`` building a fresh file); in the caller's
+        :meth:`transaction`, or one of its own.
+
+        Several times faster than a :meth:`commit` per feature: rows go in by the thousand
+        and are encoded by pydantic-core's JSON encoder (the same JSON, without spaces).
+        """
+        rows: list[tuple[str, str, str | None, str]] = []
+        keys: list[tuple[str, str]] = []
+        lines: list[tuple[str, int, str]] = []
+        db = self._db
+
+        def flush() -> None:
+            db.executemany(
+                "INSERT INTO features (id, stage, product, state) VALUES (?,?,?,?)", rows
+            )
+            db.executemany("INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?,?)", keys)
+            db.executemany("INSERT INTO history (feature_id, seq, entry) VALUES (?,?,?)", lines)
+            del rows[:], keys[:], lines[:]
+
+        with self.transaction():
+            for state, history in features:
+                fid = state.id
+                text = to_json(state.to_dict(keys=False)).decode()
+                rows.append((fid, state.stage, state.product, text))
+                seen = state.seen
+                own = seen.added if isinstance(seen, ExternalKeys) else seen
+                keys.extend((fid, k) for k in own)
+                for i, e in enumerate(history, start=1):
+                    lines.append((fid, i, to_json(e._asdict()).decode()))
+                if len(lines) >= 20_000:
+                    flush()
+            flush()
 
     @property
     def log(self) -> EventLog:

@@ -109,6 +109,7 @@ class EventLog:
     def read(self, after: int = 0, batch: int = 10_000) -> Iterator[LoggedEvent]:
         """Every line after position ``after``, in arrival order, read ``batch`` at a time."""
         parse = datetime.fromisoformat
+        last_text, last_time = "", None
         while True:
             rows = self.db.execute(
                 "SELECT seq, feature_id, received_at, outcome, event FROM events "
@@ -116,7 +117,9 @@ class EventLog:
                 (after, batch),
             ).fetchall()
             for seq, fid, received, outcome, text in rows:
-                yield LoggedEvent(seq, fid, parse(received), outcome, text)
+                if received != last_text:  # the events of one request share their arrival
+                    last_text, last_time = received, parse(received)
+                yield LoggedEvent(seq, fid, last_time, outcome, text)  # type: ignore[arg-type]
             if len(rows) < batch:
                 return
             after = rows[-1][0]
