@@ -111,6 +111,7 @@ def _schemas() -> dict[str, Any]:
             "acceptance_criteria": {"type": ["array", "null"], "items": _TEXT},
             "feedback": {"type": "object"}, "kpis": {"type": "object"},
             "version": {"type": "integer"},
+            "workflow_version": {"type": "integer"},
         },
     }  # fmt: skip
     entry = {

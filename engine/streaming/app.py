@@ -109,6 +109,9 @@ class StreamingConfig:
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
+    events_retention_ms: int = -1
+    """``retention.ms`` of the events topic when the worker creates it: -1 keeps every
+    event, for it is the log a replay reads (an existing topic keeps its own setting)."""
 
 
 def faust_settings(config: StreamingConfig) -> dict[str, Any]:
@@ -212,6 +215,7 @@ class LifecycleApp:
             config.events_topic,
             partitions=config.partitions,
             internal=True,
+            config={"retention.ms": str(config.events_retention_ms)},
             value_serializer="raw",
             **raw,
         )
