@@ -32,13 +32,13 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from core import make_events, run_engine  # noqa: E402  (bench/core.py, beside this file)
+from core import make_events, run_engine  # bench/core.py, beside this file
 
-from engine.evolve import rebuild  # noqa: E402
-from engine.state import iso  # noqa: E402
-from engine.stores.sqlite import SqliteStore  # noqa: E402
-from engine.tuning import tune_gc  # noqa: E402
-from workflows.loader import Workflows, load_folder  # noqa: E402
+from engine.evolve import rebuild
+from engine.state import iso
+from engine.stores.sqlite import SqliteStore
+from engine.tuning import tune_gc
+from workflows.loader import Workflows, load_folder
 
 PER_FEATURE = 10
 
