@@ -29,7 +29,7 @@ from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
 from engine.stores.sqlite_log import EventLog, RecordedVersion
 from events.errors import StoreError, WorkflowError
-from workflows.loader import Workflows
+from workflows.loader import Workflows, compile_definition
 from workflows.model import Workflow
 
 
@@ -86,6 +86,24 @@ def apply_workflows(store: SqliteStore, workflows: Workflows, now: datetime) -> 
         for wf in workflows.by_name.values():
             log.record_version(wf.name, wf.version, wf.fingerprint, wf.definition, now)
     return outcomes
+
+
+def recorded_workflow(
+    recorded: dict[tuple[str, int], RecordedVersion], name: str, version: int
+) -> Workflow:
+    """The definition of ``name`` at ``version`` as this file ran it (for a replay under it).
+
+    Raises:
+        WorkflowError: the file never ran that version (the message lists those it ran).
+    """
+    found = recorded.get((name, version))
+    if found is None:
+        ran = ", ".join(str(v) for (n, v) in sorted(recorded) if n == name) or "none"
+        raise WorkflowError(
+            f"workflow {name!r} version {version} never ran on this database (versions it ran: "
+            f"{ran})"
+        )
+    return compile_definition(found.definition, f"{name} version {version} (recorded)")
 
 
 def with_workflow(workflows: Workflows, new: Workflow) -> Workflows:

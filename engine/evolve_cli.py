@@ -128,7 +128,8 @@ def cmd_apply(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     import sqlite3
 
-    from engine.evolve import rebuild, with_workflow
+    from engine.evolve import rebuild, recorded_workflow, with_workflow
+    from engine.stores.sqlite_log import EventLog
     from workflows.loader import Workflows, load_file, load_folder
 
     workflows = Workflows(load_folder(settings.workflows))
@@ -136,11 +137,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
         workflows = with_workflow(workflows, load_file(args.workflow))
     live = args.db or settings.db
     total = None
+    recorded: dict[Any, Any] = {}
     try:
         with sqlite3.connect(Path(live).resolve().as_uri() + "?mode=ro", uri=True) as conn:
             total = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+            recorded = EventLog(conn).recorded_versions()
     except sqlite3.Error:
         pass  # rebuild names the problem
+    if args.version is not None:
+        name = args.name or workflows.default.name
+        workflows = with_workflow(workflows, recorded_workflow(recorded, name, args.version))
     progress = Progress(total, "replaying")
     started = datetime.now(UTC)
     result = rebuild(live, args.into, workflows, _now(), progress=progress)
@@ -286,6 +292,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--into", required=True, help="the new SQLite file to build (must not exist)")
     p.add_argument("--db", help="the live SQLite file (LIFECYCLE_DB)")
     p.add_argument("--workflow", help="replay under this workflow file (default: the loaded)")
+    p.add_argument(
+        "--version", type=int, help="replay under this version the file ran, as it was recorded"
+    )
+    p.add_argument("--name", help="the workflow --version is of (default: the default one)")
     p.add_argument("--show", type=int, default=20, help="differences to print (default 20)")
     p.set_defaults(run=cmd_replay)
     p = sub.add_parser("import", parents=[common], help="bring history in from NDJSON")

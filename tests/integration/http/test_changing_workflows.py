@@ -149,3 +149,8 @@ def test_import_plan_apply_restart_replay(tmp_path: Path, capsys: pytest.Capture
     # Under version 2 design.started no longer moves: F-1 is rebuilt in prioritized,
     # where the migration put it.
     assert rebuilt["differences"] == [], rebuilt["differences"]
+
+    # Under version 1 as the file recorded it, F-1 is rebuilt where v1 put it: in design.
+    older = str(tmp_path / "v1.db")
+    code, out, _ = run(capsys, "replay", "--db", str(db), "--into", older, "--version", "1")
+    assert code == 0 and "F-1: stage: 'prioritized' -> 'design'" in out, out

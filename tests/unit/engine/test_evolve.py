@@ -203,3 +203,29 @@ def test_replay_of_the_log_equals_the_live_state(db: Path, tmp_path: Path) -> No
     again = SqliteStore(tmp_path / "rebuilt.db")
     assert len(again.log) == 6  # the rebuilt file carries the log: it can be served
     again.close()
+
+
+def test_the_shipped_workflow_changes_only_with_a_new_version() -> None:
+    # Every engine file records the fingerprint of the version it ran, and refuses a changed
+    # definition under the same version: change the shipped feature.yaml's meaning and its
+    # users' engines stop at start-up. Bump its `version` (and, for a dropped stage, add a
+    # `migrate` entry), then update the pair below.
+    shipped = V1.by_name["feature"]
+    assert (shipped.version, shipped.fingerprint) == (1, "0279699515676bdb")
+
+
+def test_replay_under_a_version_the_file_ran(db: Path, tmp_path: Path) -> None:
+    from engine.evolve import recorded_workflow
+
+    store = SqliteStore(db)
+    try:
+        again = recorded_workflow(store.log.recorded_versions(), "feature", 1)
+    finally:
+        store.close()
+    assert again.version == 1 and again.fingerprint == V1.by_name["feature"].fingerprint
+    store = SqliteStore(db)
+    try:
+        with pytest.raises(WorkflowError, match=r"versions it ran: 1\)"):
+            recorded_workflow(store.log.recorded_versions(), "feature", 7)
+    finally:
+        store.close()
