@@ -678,6 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--local", action="store_true", help="list the workflow files here (LIFECYCLE_WORKFLOWS)"
     )
     w.set_defaults(run=cmd_workflow_list)
+    from engine.evolve_cli import add_commands as add_evolve_commands
+    from engine.evolve_cli import add_workflow_commands
+
+    add_workflow_commands(wsub, common)
+    add_evolve_commands(sub, common)
 
     from engine.connectors_cli import add_commands as add_connector_commands
 

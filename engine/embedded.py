@@ -27,10 +27,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from engine.evolve import apply_workflows, plan_from_file
 from engine.forecast import Forecaster, seed_forecasts
 from engine.hooks_setup import build_hooks
 from engine.http.api import build_app
@@ -130,7 +132,8 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         clock: the current UTC time for receive times and risk (the demo's simulated one).
 
     Raises:
-        WorkflowError: a workflow definition is bad.
+        WorkflowError: a workflow definition is bad, changed without a new version, or a
+            new version leaves features in a stage it drops without a ``migrate`` entry.
         ConnectorError: a webhook connector file is bad.
         StoreError: the database cannot be used (one line: which file, why).
     """
@@ -149,6 +152,9 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
             workflows, forecaster, publish=SignalSink(store, webhook), metrics=metrics
         )
         engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
+        migrations = apply_workflows(store, workflows, clock())  # refuses a bad new version
+        if migrations:
+            log.info("migrated %d features to their workflow's new version", len(migrations))
         states = list(store.features())  # read once at start-up for gauges, forecasts, risk
         recorder.restore(states)
         seed_forecasts(forecaster.durations, states, store.history, workflows)
@@ -158,7 +164,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         store.close()
         raise
     app = build_app(
-        ingest=EngineIngest(engine, store.transaction),
+        ingest=EngineIngest(engine, store.transaction, store.log.append),
         reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,
@@ -166,6 +172,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         clock=clock,
         assess=monitor.assessment,
         hooks=hooks,
+        planner=None if store.path == ":memory:" else partial(plan_from_file, store.path),
     )
     return Wiring(app, engine, store, registry, monitor, clock, webhook)
 

@@ -72,6 +72,11 @@ class Recorder:
             label = event_type if event_type in self.known_types else "unknown"
             child = self._events[key] = self.m.events.labels(label, outcome.outcome)
         child.value += 1
+        self.changed(outcome)
+
+    def changed(self, outcome: Outcome) -> None:
+        """Move the gauges and count the transition of an outcome that changed a feature
+        (also one no event caused: a migration to a new workflow version)."""
         old, new = outcome.previous, outcome.state
         if new is old or new is None:
             return

@@ -130,6 +130,7 @@ def process(
             created_at=t0,
             entered_stage_at=t0,
             visited=(workflow.initial,),
+            workflow_version=workflow.version,
         )
         if event.type == workflow.create_event:
             return _apply_effects(state, None, event, received_at, APPLIED, entries, workflow)

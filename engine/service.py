@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engine.migration import migrated
 from engine.observe import Recorder
 from engine.processor import IGNORED, Outcome, process
+from engine.state import FeatureState
 from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
 from workflows.loader import Workflows
@@ -43,6 +45,36 @@ class Engine:
         self.store = store
         self.recorder = recorder
         self.on_outcome = on_outcome
+        self._versions = {name: wf.version for name, wf in workflows.by_name.items()}
+
+    def _migrate(self, state: FeatureState, now: datetime) -> FeatureState:
+        """Move a feature met under an older version of its workflow to the current one,
+        before its event (exactly once: the new version is stored with it). The embedded
+        mode migrates every feature at start-up; a streaming worker restarted with a new
+        workflow file migrates each feature here, at its next event."""
+        workflow = self.workflows.by_name[state.workflow]
+        try:
+            outcome = migrated(state, workflow, now)
+        except ValueError:
+            log.warning(
+                "%s: stage %r is gone from workflow %r version %d and not in migrate",
+                state.id,
+                state.stage,
+                workflow.name,
+                workflow.version,
+            )
+            return state
+        if outcome is None or outcome.state is None:
+            return state
+        self.store.commit(outcome)
+        try:
+            if self.recorder is not None:
+                self.recorder.changed(outcome)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome, now)
+        except Exception:
+            log.exception("after migrating %s", state.id)
+        return outcome.state
 
     def apply(self, event: Event, received_at: datetime, position: int | None = None) -> Outcome:
         """Apply one valid event and persist its outcome; returns the outcome.
@@ -52,7 +84,12 @@ class Engine:
                 the store must then be a :class:`~engine.stores.base.TrackingStore`.
         """
         started = time.perf_counter()
-        outcome = process(self.workflows, self.store.get(event.feature), event, received_at)
+        state = self.store.get(event.feature)
+        if state is not None and state.workflow_version != self._versions.get(
+            state.workflow, state.workflow_version
+        ):
+            state = self._migrate(state, received_at)
+        outcome = process(self.workflows, state, event, received_at)
         if outcome.outcome != IGNORED:
             if position is None:
                 self.store.commit(outcome)

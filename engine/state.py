@@ -83,7 +83,8 @@ class FeatureState(NamedTuple):
 
     ``seen`` holds the (source, id) keys of events that changed the feature: a repeat of one
     is a duplicate. ``visited`` holds every stage entered or passed over, so going back to one
-    is rework.
+    is rework. ``workflow_version`` is the version of its workflow it runs under (a
+    migration moves it to a newer one, see :mod:`engine.migration`).
     """
 
     id: str
@@ -107,6 +108,7 @@ class FeatureState(NamedTuple):
     launched_at: datetime | None = None
     visited: tuple[str, ...] = ()
     seen: Keys = ()
+    workflow_version: int = 1
 
     @property
     def risks(self) -> dict[str, Risk]:
@@ -174,6 +176,7 @@ class FeatureState(NamedTuple):
             "kpis": dict(self.kpis or {}),
             "launched_at": iso(self.launched_at),
             "visited": list(self.visited),
+            "workflow_version": self.workflow_version,
         }
         if keys:
             seen = self.seen
@@ -211,6 +214,7 @@ class FeatureState(NamedTuple):
             launched_at=parse_time(d.get("launched_at")),
             visited=tuple(d.get("visited", ())),
             seen=_keys(d.get("seen", ())),
+            workflow_version=d.get("workflow_version", 1),
         )
 
 

@@ -19,6 +19,7 @@ import yaml
 from events.errors import UnknownWorkflow, WorkflowError
 from workflows.guards import GUARDS
 from workflows.model import Transition, Workflow
+from workflows.versions import read_versioning
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -195,6 +196,7 @@ def compile_definition(doc: Any, where: str) -> Workflow:
     updates = frozenset(str(u) for u in _as_list(doc.get("updates")))
     for u in updates & set(moving):
         fault("updates", f"event {u!r} is also a transition")
+    versioning = read_versioning(doc, stages, fault)
     if faults:
         raise WorkflowError("\n".join(faults))
 
@@ -212,6 +214,10 @@ def compile_definition(doc: Any, where: str) -> Workflow:
         moving={e: tuple(ts) for e, ts in moving.items()},
         updates=updates,
         source=where,
+        version=versioning.version,
+        fingerprint=versioning.fingerprint,
+        migrate=versioning.migrate,
+        definition=doc,
     )
     unreachable = [s for s in stages if s not in workflow.reachable()]
     if unreachable:

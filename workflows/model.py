@@ -75,6 +75,8 @@ class Workflow:
         updates: event types taken without moving the feature.
         done: stages whose first arrival ends the lead time (``launched``).
         slas: stage -> seconds a feature may stay before it breaches the SLA.
+        version, fingerprint, migrate: see :mod:`workflows.versions`; ``definition`` is the
+            parsed YAML it was compiled from (recorded with the version it ran under).
     """
 
     name: str
@@ -90,6 +92,10 @@ class Workflow:
     moving: dict[str, tuple[Transition, ...]]
     updates: frozenset[str]
     source: str = ""
+    version: int = 1
+    fingerprint: str = ""
+    migrate: dict[str, str] = field(default_factory=dict)
+    definition: dict[str, Any] = field(default_factory=dict, repr=False)
     _table: dict[tuple[str, str], Resolution] = field(default_factory=dict, repr=False)
     machine: Any = field(default=None, repr=False)
     _event_types: frozenset[str] = field(default=frozenset(), repr=False)

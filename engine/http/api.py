@@ -22,6 +22,7 @@ from engine.http.errors import api_error, error_middleware
 from engine.http.hooks import Hooks, add_hook_routes
 from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
 from engine.http.openapi import openapi_document
+from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
 from engine.risk import Assessment, assess
@@ -67,6 +68,7 @@ def build_app(
     assess: Assess | None = None,
     readiness: Readiness = always_ready,
     hooks: Hooks | None = None,
+    planner: Planner | None = None,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -84,6 +86,8 @@ def build_app(
         readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
             recovered, broker reachable).
         hooks: the webhook connectors of ``POST /hooks/{connector}`` (``None``: none).
+        planner: makes the dry run of ``/workflows/{name}/plan`` (see
+            :func:`engine.http.plan.add_plan_routes`).
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[INGEST] = ingest
@@ -109,6 +113,7 @@ def build_app(
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
+    add_plan_routes(app, reader=reader, workflows=workflows, clock=clock, planner=planner)
     add_hook_routes(
         app,
         hooks or Hooks(),

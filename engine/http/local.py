@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -44,15 +44,20 @@ class EngineIngest:
         transaction: makes every commit of one request one store transaction (the SQLite
             store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`), so a batch is
             stored whole or not at all, and costs one commit; default: none.
+        log: keeps each event as received, with its feature, arrival time and outcome
+            (the SQLite store's :meth:`~engine.stores.sqlite_log.EventLog.append`), inside
+            the same transaction; default: no log.
     """
 
     def __init__(
         self,
         engine: Engine,
         transaction: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        log: Callable[[Mapping[str, Any], str | None, datetime, str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.transaction = transaction
+        self.log = log
 
     async def __call__(
         self, batch: Sequence[Incoming], received_at: datetime
@@ -62,13 +67,18 @@ class EngineIngest:
 
     def _apply(self, batch: Sequence[Incoming], received_at: datetime) -> list[dict[str, Any]]:
         receipts = []
+        log = self.log
         for item in batch:
             if item.event is None:
                 self.engine.ignored(item.type)
                 receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
+                if log is not None:
+                    log(item.raw, item.subject, received_at, IGNORED)
                 continue
             out = self.engine.apply(item.event, received_at)
             receipts.append(receipt(out.outcome, out.feature, out.stage, out.reason))
+            if log is not None:
+                log(item.raw, out.feature, received_at, out.outcome)
         return receipts
 
 

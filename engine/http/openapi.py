@@ -111,6 +111,7 @@ def _schemas() -> dict[str, Any]:
             "acceptance_criteria": {"type": ["array", "null"], "items": _TEXT},
             "feedback": {"type": "object"}, "kpis": {"type": "object"},
             "version": {"type": "integer"},
+            "workflow_version": {"type": "integer"},
         },
     }  # fmt: skip
     entry = {
@@ -311,6 +312,26 @@ def openapi_document() -> dict[str, Any]:
                         "404": _json(_ref("Error"), "no such workflow"),
                     },
                 }
+            },
+            "/workflows/{name}/plan": {
+                method: {
+                    "summary": "Dry run of a new version of the workflow (the body): each "
+                    "feature's stage now, after migration and after a full replay, and the "
+                    "risk reasons that would appear or clear; nothing is changed",
+                    "parameters": [_path("name", "the workflow name")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/yaml": {"schema": _TEXT},
+                            "application/json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "the plan (see lifecycle workflow plan)"),
+                        "400": _ERROR,
+                    },
+                }
+                for method in ("get", "post")
             },
             "/metrics": {
                 "get": {

@@ -81,6 +81,7 @@ def feature_view(
         "feedback": dict(state.feedback or {}),
         "kpis": dict(state.kpis or {}),
         "version": state.version,
+        "workflow_version": state.workflow_version,
     }
 
 
@@ -93,6 +94,7 @@ def workflow_view(workflow: Workflow) -> dict[str, Any]:
     position = {stage: i for i, stage in enumerate(workflow.stages)}
     return {
         "name": workflow.name,
+        "version": workflow.version,
         "description": workflow.description,
         "initial": workflow.initial,
         "create_event": workflow.create_event,

@@ -104,6 +104,9 @@ class StreamingConfig:
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
+    events_retention_ms: int = -1
+    """``retention.ms`` of the events topic when the worker creates it: -1 keeps every
+    event, for it is the log a replay reads (an existing topic keeps its own setting)."""
 
 
 def faust_settings(config: StreamingConfig) -> dict[str, Any]:
@@ -152,7 +155,10 @@ class LifecycleApp:
         self.metrics = metrics
         self.clock = clock
         self.app = faust.App(config.app_id, **faust_settings(config))
-        self.events = self._topic(config.events_topic)
+        # The events topic is the event log: created keeping every event (DESIGN 6c).
+        self.events = self._topic(
+            config.events_topic, config={"retention.ms": str(config.events_retention_ms)}
+        )
         self.transitions = self._topic(config.transitions_topic)
         self.dlq = self._topic(config.dlq_topic)
         self.table = self.app.Table(
@@ -205,11 +211,12 @@ class LifecycleApp:
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(self._run)
 
-    def _topic(self, name: str) -> Any:
+    def _topic(self, name: str, config: dict[str, str] | None = None) -> Any:
         return self.app.topic(
             name,
             partitions=self.config.partitions,
             internal=True,
+            config=config,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",

@@ -61,6 +61,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         instance_id=settings.instance_id,
         max_products=settings.max_products,
         security=settings.kafka_security(),
+        events_retention_ms=settings.events_retention_ms,
     )
 
 

@@ -1,0 +1,72 @@
+"""``GET``/``POST /workflows/{name}/plan``: the dry run of a posted workflow definition.
+
+The body is the new definition (YAML or JSON, at most the API's body limit); nothing is
+changed. The answer is :meth:`engine.migration.Plan.to_dict`: each feature of that workflow
+with its stage now, after migration, after a full replay of its log (where the engine keeps
+a log: the embedded mode) and the risk reasons that would appear or clear. 400 for a
+definition that does not compile or names another workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import yaml
+from aiohttp import web
+
+from engine.http.errors import api_error
+from engine.http.ports import Reader
+from engine.migration import Plan, make_plan
+from events.errors import Problem, WorkflowError
+from workflows.loader import Workflows, compile_definition
+from workflows.model import Workflow
+
+Planner = Callable[[Workflow, Workflows, datetime], Plan]
+"""Makes the plan from the engine's own data (embedded: its file, log included)."""
+
+
+def add_plan_routes(
+    app: web.Application,
+    *,
+    reader: Reader,
+    workflows: Workflows,
+    clock: Callable[[], datetime],
+    planner: Planner | None = None,
+) -> None:
+    """Serve the plan route on ``app``.
+
+    Args:
+        planner: runs in a thread of its own; ``None``: the plan is made from ``reader``'s
+            features, without the replay column (no log to read).
+    """
+
+    async def plan(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        text = await request.text()
+        if not text.strip():
+            raise api_error(
+                400, "no definition", [Problem("body", "send the new workflow YAML as the body")]
+            )
+        try:
+            new = compile_definition(yaml.safe_load(text), "body")
+        except (WorkflowError, yaml.YAMLError) as err:
+            raise api_error(400, "bad workflow", [Problem("body", str(err))]) from err
+        if new.name != name:
+            raise api_error(
+                400,
+                "bad workflow",
+                [Problem("name", f"the body defines {new.name!r}, not {name!r}")],
+            )
+        now = clock()
+        if planner is not None:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, planner, new, workflows, now
+            )
+        else:
+            result = make_plan(new, workflows, await reader.features(), now)
+        return web.json_response(result.to_dict())
+
+    app.router.add_get("/workflows/{name}/plan", plan)
+    app.router.add_post("/workflows/{name}/plan", plan)

@@ -1,0 +1,149 @@
+"""The event log and the workflow versions of the embedded mode, beside the state in one file.
+
+The log keeps every event the engine accepted, as received: the CloudEvent (its JSON text),
+its arrival time and its outcome, in arrival order. It is append-only (triggers refuse any
+update or delete), written in the same transaction as the state the event changed, so the
+log and the state never disagree after a crash. ``lifecycle replay`` rebuilds state from it.
+
+``workflow_versions`` remembers each (workflow, version) the engine ran, with the fingerprint
+and the definition, so a file changed without a new version is refused at start-up and a
+replay can run under an older version.
+
+Tables are created by schema version 3 of :mod:`engine.stores.sqlite`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from engine.state import iso
+
+TABLES = (
+    """CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    feature_id TEXT,
+    received_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    event TEXT NOT NULL
+)""",
+    """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END""",
+    """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END""",
+    """CREATE TABLE workflow_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    first_run TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+)""",
+)
+"""Statements that create the log's tables (schema version 3)."""
+
+COLUMNS = {
+    "events": {"seq", "feature_id", "received_at", "outcome", "event"},
+    "workflow_versions": {"name", "version", "fingerprint", "definition", "first_run"},
+}
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create the tables (inside the caller's transaction): the migration from version 2."""
+    for statement in TABLES:
+        db.execute(statement)
+
+
+class LoggedEvent(NamedTuple):
+    """One line of the log: ``event`` is the CloudEvent's JSON text as received."""
+
+    seq: int
+    feature_id: str | None
+    received_at: datetime
+    outcome: str
+    event: str
+
+
+class RecordedVersion(NamedTuple):
+    """A workflow version an engine ran on this file."""
+
+    name: str
+    version: int
+    fingerprint: str
+    definition: dict[str, Any]
+
+
+class EventLog:
+    """Appends to and reads the log on one connection (the store's, or a read-only one).
+
+    Appending does not commit: the caller holds the transaction that also stores the state.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def append(
+        self,
+        raw: Mapping[str, Any] | str,
+        feature_id: str | None,
+        received_at: datetime,
+        outcome: str,
+    ) -> None:
+        """Add one accepted event (``raw``: the decoded CloudEvent, or its JSON text)."""
+        text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        self.db.execute(
+            "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
+            (feature_id, iso(received_at), outcome, text),
+        )
+
+    def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
+        """Add many lines at once: ``(feature_id, received_at RFC 3339, outcome, event)``."""
+        self.db.executemany(
+            "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+    def read(self, after: int = 0, batch: int = 10_000) -> Iterator[LoggedEvent]:
+        """Every line after position ``after``, in arrival order, read ``batch`` at a time."""
+        parse = datetime.fromisoformat
+        last_text, last_time = "", None
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, feature_id, received_at, outcome, event FROM events "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, batch),
+            ).fetchall()
+            for seq, fid, received, outcome, text in rows:
+                if received != last_text:  # the events of one request share their arrival
+                    last_text, last_time = received, parse(received)
+                yield LoggedEvent(seq, fid, last_time, outcome, text)  # type: ignore[arg-type]
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def __len__(self) -> int:
+        (n,) = self.db.execute("SELECT COUNT(*) FROM events").fetchone()
+        return int(n)
+
+    def recorded_versions(self) -> dict[tuple[str, int], RecordedVersion]:
+        """Every (workflow, version) recorded on this file."""
+        rows = self.db.execute(
+            "SELECT name, version, fingerprint, definition FROM workflow_versions"
+        ).fetchall()
+        return {
+            (name, version): RecordedVersion(name, version, fp, json.loads(text))
+            for name, version, fp, text in rows
+        }
+
+    def record_version(
+        self, name: str, version: int, fingerprint: str, definition: dict[str, Any], at: datetime
+    ) -> None:
+        """Remember that ``name`` ran at ``version`` (first time only)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO workflow_versions "
+            "(name, version, fingerprint, definition, first_run) VALUES (?, ?, ?, ?, ?)",
+            (name, version, fingerprint, json.dumps(definition, default=str), iso(at)),
+        )
