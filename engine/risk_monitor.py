@@ -36,15 +36,23 @@ import hashlib
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from engine.forecast import Forecaster
 from engine.processor import Outcome
 from engine.risk import REASONS, SLA_BREACHED, TARGET_SLIP, Assessment, assess
-from engine.state import FeatureState, HistoryEntry, iso
+from engine.risk_signals import (
+    AT_RISK,
+    CHANGE_AT_RISK,
+    CHANGE_CLEARED,
+    RISK_CLEARED,
+    RiskSignal,
+    SignalPort,
+)
+from engine.state import FeatureState, iso
 from engine.timemath import day_after, seconds_after, shifted
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -52,58 +60,13 @@ from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
-AT_RISK = "feature.at_risk"
-RISK_CLEARED = "feature.risk_cleared"
 SOURCE = "lifecycle/engine"
 """``source`` of the CloudEvents the engine publishes."""
-CHANGE_AT_RISK = "at_risk"
-CHANGE_CLEARED = "cleared"
-"""Values of the ``change`` label of ``lifecycle_risk_signals_total``."""
-SIGNAL_OUTCOME = "updated"
-"""``outcome`` of a risk signal's history line: the feature's ``risk_reasons`` changed, its
-stage did not (DESIGN.md rule 9 keeps its list of outcomes)."""
 REFRESH_PER_TICK = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
 EPSILON = timedelta(milliseconds=1)
 """Deadlines fall just after the instant a condition starts to hold (``>`` comparisons)."""
 _NONE: frozenset[str] = frozenset()
-
-
-class RiskSignal(NamedTuple):
-    """One change of one risk reason of one feature.
-
-    Attributes:
-        change: ``at_risk`` (the reason now holds) or ``cleared`` (it no longer does).
-        stage: the stage the reason holds (or held) in.
-        current_stage: the feature's stage now.
-        cloud_event: the structured CloudEvent announcing it.
-    """
-
-    change: str
-    feature: str
-    workflow: str
-    stage: str
-    current_stage: str
-    reason: str
-    at: datetime
-    cloud_event: dict[str, Any]
-
-    def history_entry(self) -> HistoryEntry:
-        """The feature history line recording this signal (outcome :data:`SIGNAL_OUTCOME`)."""
-        return HistoryEntry(
-            event_id=self.cloud_event["id"],
-            source=self.cloud_event["source"],
-            type=self.cloud_event["type"],
-            time=self.at,
-            received_at=self.at,
-            outcome=SIGNAL_OUTCOME,
-            from_stage=self.current_stage,
-            to_stage=self.current_stage,
-            reason=self.reason,
-        )
-
-
-Publish = Callable[[RiskSignal], None]
 
 
 @dataclass(slots=True)
@@ -145,7 +108,7 @@ class RiskMonitor:
         workflows: Workflows,
         forecaster: Forecaster | None = None,
         *,
-        publish: Publish | None = None,
+        publish: SignalPort | None = None,
         metrics: LifecycleMetrics | None = None,
         source: str = SOURCE,
         refresh_per_tick: int = REFRESH_PER_TICK,

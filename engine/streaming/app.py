@@ -50,12 +50,14 @@ from engine.forecast import Forecaster
 from engine.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.observe import Recorder
 from engine.processor import APPLIED, Outcome
-from engine.risk_monitor import RiskMonitor, RiskSignal
+from engine.risk_monitor import RiskMonitor
+from engine.risk_signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.state import HistoryEntry, iso
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
 from engine.streaming.checkpoint import ADMIT, DROP, Checkpoint, GapProbe
+from engine.streaming.codec import key_partition
 from engine.streaming.outbox import Outbox
 from events.envelope import Event, decode_event, to_event, utc_now
 from events.errors import MalformedEvent
@@ -245,12 +247,14 @@ class LifecycleApp:
         # recounts the gauges once its partitions are recovered (worker.Housekeeping).
         self.engine = Engine(workflows, self.store, self.recorder)
         # Risk: reasons kept current as events arrive (and by the worker's timer as time
-        # passes); their CloudEvents go to the transitions topic after each batch.
+        # passes). Each signal is a line in its feature's table record (so the changelog
+        # carries it, as the embedded history does), and its CloudEvent goes to the
+        # transitions topic after each batch.
         self.signals: list[RiskSignal] = []
         self.monitor = RiskMonitor(
             workflows,
             Forecaster(),
-            publish=self.signals.append,
+            publish=SignalHistory(self.store, self.signals.append),
             metrics=metrics,
             source=config.source,
         )
@@ -331,11 +335,11 @@ class LifecycleApp:
 
         if self.direct:
             writes = await self.queue_changelog(last_of)
-            await self.send_signals()  # ends by awaiting every record of the batch
+            await self._send_signal_events()  # ends by awaiting every record of the batch
             self.write_local(writes)
         else:
-            self.store.flush(lambda fid: make_current(last_of[fid]))
-            await self.send_signals()
+            self.store.flush(lambda fid: make_current(last_of.get(fid) or self._placed(fid)))
+            await self._send_signal_events()
         for message in admitted:
             self.checkpoint.done(message.partition, message.offset)
 
@@ -400,7 +404,7 @@ class LifecycleApp:
         outbox = self.outbox
         writes = []
         for fid, value in self.store.drain():
-            record = last_of[fid]
+            record = last_of.get(fid) or self._placed(fid)
             key_bytes, _ = changelog.prepare_key(fid, table.key_serializer)
             value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
             await outbox.add(topic, key_bytes, value_bytes, partition=record.message.partition)
@@ -454,11 +458,30 @@ class LifecycleApp:
             return
         await self.outbox.add(topic.get_topic_name(), key, value, headers)
 
-    async def send_signals(self) -> None:
-        """Publish the risk CloudEvents (``feature.at_risk``/``risk_cleared``) raised so far.
+    def _placed(self, feature_id: str) -> _Placed:
+        """A stand-in current event for a table write no record of this batch caused (a
+        risk signal's history line): the events-topic partition that owns the feature."""
+        partition = key_partition(feature_id, self.config.partitions)
+        return _Placed(self.config.events_topic, partition)
 
-        At least once, like stage changes; they are not written into the table's history.
+    async def send_signals(self) -> None:
+        """Publish the risk signals raised outside a batch (by the worker's risk timer).
+
+        Their history lines, already in the features' cached table records, are written the
+        way a batch writes its records (changelog acknowledged, then the local store), and
+        their CloudEvents go to the transitions topic, at least once.
         """
+        if self.direct:
+            writes = await self.queue_changelog({})
+            await self._send_signal_events()
+            self.write_local(writes)
+        else:
+            self.store.flush(lambda fid: make_current(self._placed(fid)))
+            await self._send_signal_events()
+
+    async def _send_signal_events(self) -> None:
+        """Send the risk CloudEvents (``feature.at_risk``/``risk_cleared``) raised so far and
+        wait for every record queued (at least once, like stage changes)."""
         pending = self.signals[:]
         self.signals.clear()  # keep the list object: ``publish`` is bound to its append
         for signal in pending:
@@ -597,6 +620,20 @@ class LifecycleApp:
             letter.reason,
             letter.detail,
         )
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    partition: int
+
+
+class _Placed:
+    """What Faust reads of a current event to place a table write: ``message.topic`` and
+    ``message.partition`` (see :func:`make_current`)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
 
 
 class _Refused(Exception):

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 from events.envelope import CloudEvent, parse_binary, parse_structured
 from events.errors import MalformedEvent
 
@@ -121,3 +123,8 @@ def dead_letter_headers(
         (DETAIL_HEADER, letter.detail[:1000].encode("utf-8", errors="replace")),
         ("lifecycle_dlq_origin", f"{topic}/{partition}/{offset}".encode()),
     ]
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from aiokafka.partitioner import murmur2
 
 from engine.http.ports import HistoryPage, history_page, select_page
 from engine.state import FeatureState, HistoryEntry
 from engine.streaming.app import LifecycleApp
+from engine.streaming.codec import key_partition
 from events.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 INTERNAL = "/_worker"
 """Prefix of the routes workers call on each other (reads of the features they own)."""
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)
-
-
-def key_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def readable(lapp: LifecycleApp) -> frozenset[int]:

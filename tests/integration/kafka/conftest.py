@@ -38,6 +38,7 @@ from workflows.loader import Workflows
 ROOT = Path(__file__).resolve().parents[3]
 PARTITIONS = 8
 RECEIVED_AT = datetime(2030, 1, 1, tzinfo=UTC)
+ENGINE_SOURCE = "lifecycle/engine"
 
 
 @pytest.fixture(scope="session")
@@ -308,12 +309,19 @@ def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = 
 def actual_outcome(
     worker: Worker, ids: Iterable[str]
 ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Each feature's stored state and history (without ``received_at``) via the worker."""
+    """Each feature's stored state and the history lines its events made (without
+    ``received_at``) via the worker, to compare with :func:`expected_outcome`.
+
+    The engine's own risk signals (``source`` ``lifecycle/engine``) depend on the worker's
+    clock, not only on the events; ``test_modes_agree.py`` compares them with the embedded
+    mode's.
+    """
     found = {}
     for fid in ids:
         status, body = worker.get(f"/_worker/features/{fid}")
         if status != 200:
             found[fid] = ({"missing": status}, [])
             continue
-        found[fid] = (body["state"], [strip(e) for e in body["history"]])
+        lines = [strip(e) for e in body["history"] if e["source"] != ENGINE_SOURCE]
+        found[fid] = (body["state"], lines)
     return found
