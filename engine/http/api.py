@@ -26,15 +26,7 @@ from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
 from engine.risk import Assessment, assess
 from engine.state import FeatureState
-from events.envelope import (
-    BATCH,
-    STRUCTURED,
-    binary_attributes,
-    decode_json,
-    utc_now,
-    validate_batch,
-    validate_event,
-)
+from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -191,12 +183,8 @@ async def _incoming(request: web.Request, received_at: datetime) -> tuple[list[I
             [Problem("body", f"over the limit of {MAX_BODY} bytes (1 MiB)")],
         ) from err
     known = request.app[WORKFLOWS].event_types
-    if media == BATCH:
-        items = decode_json(body)
-        events = validate_batch(items, known, received_at)
-        return [Incoming(raw, event) for raw, event in zip(items, events, strict=True)], True
-    raw = decode_json(body) if media == STRUCTURED else binary_attributes(request.headers, body)
-    return [Incoming(raw, validate_event(raw, known, received_at))], False
+    found = decode_http(body, media, request.headers, known, received_at)
+    return [Incoming(r.raw, r.event) for r in found], media == BATCH
 
 
 async def post_events(request: web.Request) -> web.Response:

@@ -64,7 +64,7 @@ class EngineIngest:
         receipts = []
         for item in batch:
             if item.event is None:
-                self.engine.ignored(item.type)
+                self.engine.ignored()
                 receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
                 continue
             out = self.engine.apply(item.event, received_at)

@@ -59,8 +59,7 @@ from engine.streaming import codec
 from engine.streaming.checkpoint import ADMIT, DROP, Checkpoint, GapProbe
 from engine.streaming.codec import key_partition
 from engine.streaming.outbox import Outbox
-from events.envelope import Event, decode_event, to_event, utc_now
-from events.errors import MalformedEvent
+from events.envelope import Event, utc_now
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 
@@ -499,7 +498,7 @@ class LifecycleApp:
         message = record.message
         try:
             event = self._decode(message, received_at)
-        except _Refused as refused:
+        except codec.Refused as refused:
             await self.dead_letter(message, refused.letter)
             return None
         except Exception as err:
@@ -519,34 +518,12 @@ class LifecycleApp:
 
     def _decode(self, message: Any, received_at: datetime) -> Event | None:
         """The record's event; ``None`` for a valid CloudEvent outside every workflow
-        (counted as ignored). Raises :class:`_Refused` with the dead-letter reason."""
-        fast = self._decode_fast(message, received_at)
-        if fast is not None:
-            return fast
-        decoded = codec.decode(message.key, message.value, message.headers)
-        if isinstance(decoded, codec.DeadLetter):
-            raise _Refused(decoded)
-        try:
-            event = to_event(decoded, self.workflows.event_types, received_at)
-        except MalformedEvent as err:
-            raise _Refused(codec.DeadLetter(codec.INVALID_EVENT, str(err))) from err
+        (counted as ignored). Raises :class:`codec.Refused` with the dead-letter reason."""
+        event = codec.decode_record(
+            message.key, message.value, message.headers, self.workflows.event_types, received_at
+        )
         if event is None:
-            self.engine.ignored(decoded.type)
-        return event
-
-    def _decode_fast(self, message: Any, received_at: datetime) -> Event | None:
-        """The event of a structured-mode record keyed by its subject, in one validation
-        pass; ``None`` for anything else (binary mode, unknown type, a fault), which the full
-        decoder then answers (with the exact dead-letter reason)."""
-        key, value = message.key, message.value
-        if not key or value is None or (message.headers and codec.is_binary(message.headers)):
-            return None
-        try:
-            event = decode_event(value, self.workflows.event_types, received_at)
-        except Exception:  # the full decoder says why, or fails the same way
-            return None
-        if event is None or event.feature.encode("utf-8") != key:
-            return None
+            self.engine.ignored()
         return event
 
     async def apply(self, event: Event, offset: int, received_at: datetime) -> str:
@@ -634,14 +611,6 @@ class _Placed:
 
     def __init__(self, topic: str, partition: int) -> None:
         self.message = _Message(topic, partition)
-
-
-class _Refused(Exception):
-    """A record the decoder refused, with the dead letter that says why."""
-
-    def __init__(self, letter: codec.DeadLetter) -> None:
-        super().__init__(letter.detail)
-        self.letter = letter
 
 
 def _unforeseen(err: BaseException) -> codec.DeadLetter:

@@ -31,7 +31,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
-from events.envelope import parse_structured, to_event
+from events.envelope import validate_event
 from tests.services import free_port, missing_service
 from workflows.loader import Workflows
 
@@ -280,8 +280,7 @@ def expected_outcome(
     store = MemoryStore()
     engine = Engine(workflows, store)
     for raw in events:
-        ce = parse_structured(json.dumps(raw))
-        event = to_event(ce, workflows.event_types, RECEIVED_AT)
+        event = validate_event(raw, workflows.event_types, RECEIVED_AT)
         if event is not None:
             engine.apply(event, RECEIVED_AT)
     return {
