@@ -54,14 +54,13 @@ from engine.risk_signals import (
 )
 from engine.state import FeatureState, iso
 from engine.timemath import day_after, seconds_after, shifted
+from events.builder import ENGINE_SOURCE, cloud_event
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
-SOURCE = "lifecycle/engine"
-"""``source`` of the CloudEvents the engine publishes."""
 REFRESH_PER_TICK = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
 EPSILON = timedelta(milliseconds=1)
@@ -110,7 +109,7 @@ class RiskMonitor:
         *,
         publish: SignalPort | None = None,
         metrics: LifecycleMetrics | None = None,
-        source: str = SOURCE,
+        source: str = ENGINE_SOURCE,
         refresh_per_tick: int = REFRESH_PER_TICK,
     ) -> None:
         self.workflows = workflows
@@ -362,16 +361,14 @@ class RiskMonitor:
             data["target_launch"] = target.isoformat() if target is not None else None
             if new.forecast is not None:
                 data["forecast_launch"] = new.forecast.view(now)
-        event = {
-            "specversion": "1.0",
-            "id": f"risk-{hashlib.sha1(key.encode()).hexdigest()[:24]}",
-            "source": self.source,
-            "type": kind,
-            "subject": state.id,
-            "time": stamp,
-            "datacontenttype": "application/json",
-            "data": data,
-        }
+        event = cloud_event(
+            kind,
+            state.id,
+            id=f"risk-{hashlib.sha1(key.encode()).hexdigest()[:24]}",
+            source=self.source,
+            time=stamp,
+            data=data,
+        )
         return RiskSignal(
             change, state.id, state.workflow, where.stage, state.stage, reason, now, event
         )

@@ -53,12 +53,13 @@ from engine.processor import APPLIED, Outcome
 from engine.risk_monitor import RiskMonitor
 from engine.risk_signals import RiskSignal, SignalHistory
 from engine.service import Engine
-from engine.state import HistoryEntry, iso
+from engine.state import HistoryEntry
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
 from engine.streaming.checkpoint import ADMIT, DROP, Checkpoint, GapProbe
 from engine.streaming.codec import key_partition
 from engine.streaming.outbox import Outbox
+from events.builder import ENGINE_SOURCE, cloud_event
 from events.envelope import Event, utc_now
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -104,7 +105,7 @@ class StreamingConfig:
     """Kafka static membership: a restart with the same id keeps its partitions."""
     max_products: int = 100
     """Distinct ``product`` labels of the feature gauges; later products count as ``other``."""
-    source: str = "lifecycle/engine"
+    source: str = ENGINE_SOURCE
     """``source`` of the stage-change CloudEvents this worker publishes."""
     security: KafkaSecurity = PLAINTEXT
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
@@ -156,15 +157,13 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
     """
     digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
     state = outcome.state
-    return {
-        "specversion": "1.0",
-        "id": f"stage-changed-{digest}",
-        "source": ce_source,
-        "type": STAGE_CHANGED,
-        "subject": outcome.feature,
-        "time": iso(state.entered_stage_at) if state is not None else None,
-        "datacontenttype": "application/json",
-        "data": {
+    return cloud_event(
+        STAGE_CHANGED,
+        outcome.feature,
+        id=f"stage-changed-{digest}",
+        source=ce_source,
+        time=state.entered_stage_at if state is not None else None,
+        data={
             "feature": outcome.feature,
             "workflow": outcome.workflow,
             "from_stage": outcome.from_stage,
@@ -174,7 +173,7 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
             "event_source": source,
             "version": state.version if state is not None else None,
         },
-    }
+    )
 
 
 def is_stage_change(outcome: Outcome) -> bool:

@@ -31,6 +31,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
+from events.builder import ENGINE_SOURCE
 from events.envelope import validate_event
 from tests.services import free_port, missing_service
 from workflows.loader import Workflows
@@ -38,7 +39,6 @@ from workflows.loader import Workflows
 ROOT = Path(__file__).resolve().parents[3]
 PARTITIONS = 8
 RECEIVED_AT = datetime(2030, 1, 1, tzinfo=UTC)
-ENGINE_SOURCE = "lifecycle/engine"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from faust.types import TP
 
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from events.builder import ENGINE_SOURCE
 from tests.integration.kafka.workload import T0, cloud_event
 from workflows.loader import Workflows
 
@@ -100,7 +101,7 @@ def record(event: dict[str, Any], offset: int, value: bytes | None = None) -> Re
     return Record(Message(str(event["subject"]).encode(), body, offset))
 
 
-ENGINE = "lifecycle/engine"
+ENGINE = ENGINE_SOURCE
 
 
 def changelog_history(outbox: FakeOutbox, fid: str) -> list[dict[str, Any]]:
