@@ -10,13 +10,17 @@ outcome ``updated``) written through the store, before anything else sees it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.processor import Outcome
-from engine.state import HistoryEntry
+from engine.risk import REASONS, SLA_BREACHED, TARGET_SLIP, Assessment
+from engine.state import FeatureState, HistoryEntry, iso
 from engine.stores.base import FeatureStore
+from events.builder import cloud_event
+from workflows.model import Workflow
 
 AT_RISK = "feature.at_risk"
 RISK_CLEARED = "feature.risk_cleared"
@@ -61,6 +65,87 @@ class RiskSignal(NamedTuple):
             to_stage=self.current_stage,
             reason=self.reason,
         )
+
+
+def signals_between(
+    before: tuple[FeatureState, tuple[str, ...]] | None,
+    state: FeatureState,
+    new: Assessment,
+    now: datetime,
+    workflow: Workflow | None,
+    source: str,
+) -> list[RiskSignal]:
+    """The signals of a feature whose reasons went from ``before`` (its state and reasons
+    when last judged; ``None``: never judged) to ``new``, in ``state``, at ``now``.
+
+    Pure. One signal per reason gained (``at_risk``) or lost (``cleared``), cleared ones
+    first, each in the order of :data:`engine.risk.REASONS`. ``sla_breached`` is per stage:
+    a feature that moves on and at once breaches the SLA of its new stage clears the old
+    breach and announces the new one.
+    """
+    old_state = before[0] if before is not None else state
+    held_set = set(before[1]) if before is not None else set()
+    holds_set = set(new.reasons)
+    moved = old_state.stage != state.stage
+    out: list[RiskSignal] = []
+    for reason in REASONS:
+        held, holds = reason in held_set, reason in holds_set
+        if held and (not holds or (reason == SLA_BREACHED and moved)):
+            out.append(
+                _signal(CHANGE_CLEARED, reason, old_state, state, new, now, workflow, source)
+            )
+    for reason in REASONS:
+        held, holds = reason in held_set, reason in holds_set
+        if holds and (not held or (reason == SLA_BREACHED and moved)):
+            out.append(_signal(CHANGE_AT_RISK, reason, state, state, new, now, workflow, source))
+    return out
+
+
+def _signal(
+    change: str,
+    reason: str,
+    where: FeatureState,
+    state: FeatureState,
+    new: Assessment,
+    now: datetime,
+    workflow: Workflow | None,
+    source: str,
+) -> RiskSignal:
+    """The signal that ``reason`` started (``at_risk``) or stopped holding in ``where``.
+
+    Its id hashes the feature, reason, stage, change, version and instant, so the same
+    change judged again at the same instant is the same CloudEvent.
+    """
+    kind = AT_RISK if change == CHANGE_AT_RISK else RISK_CLEARED
+    stamp = iso(now)
+    key = f"{state.id}\x1f{reason}\x1f{where.stage}\x1f{change}\x1f{state.version}\x1f{stamp}"
+    data: dict[str, Any] = {
+        "feature": state.id,
+        "workflow": state.workflow,
+        "stage": where.stage,
+        "reason": reason,
+        "risk_reasons": list(new.reasons),
+        "version": state.version,
+    }
+    if reason == SLA_BREACHED:
+        data["sla_seconds"] = workflow.slas.get(where.stage) if workflow is not None else None
+        data["time_in_stage_seconds"] = round((now - where.entered_stage_at).total_seconds(), 3)
+    if reason == TARGET_SLIP:
+        target = state.target_launch
+        data["target_launch"] = target.isoformat() if target is not None else None
+        if new.forecast is not None:
+            data["forecast_launch"] = new.forecast.view(now)
+    event = cloud_event(
+        kind,
+        state.id,
+        id=f"risk-{hashlib.sha1(key.encode()).hexdigest()[:24]}",
+        source=source,
+        time=stamp,
+        data=data,
+    )
+    return RiskSignal(
+        change, state.id, state.workflow, where.stage, state.stage, reason, now, event
+    )
 
 
 SignalPort = Callable[[RiskSignal], None]

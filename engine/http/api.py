@@ -24,7 +24,6 @@ from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAG
 from engine.http.openapi import openapi_document
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
-from engine.risk import Assessment, assess
 from engine.state import FeatureState
 from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
@@ -37,7 +36,7 @@ WORKFLOWS = web.AppKey("workflows", Workflows)
 METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
-ASSESS: web.AppKey[Assess | None] = web.AppKey("assess")
+ASSESS: web.AppKey[Assess] = web.AppKey("assess")
 Readiness = Callable[[], Awaitable[list[str]]]
 """What still keeps an engine from serving truthfully; empty when it is ready."""
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
@@ -55,8 +54,8 @@ def build_app(
     workflows: Workflows,
     metrics: LifecycleMetrics,
     api_token: str | None = None,
+    assess: Assess,
     clock: Callable[[], datetime] = utc_now,
-    assess: Assess | None = None,
     readiness: Readiness = always_ready,
     hooks: Hooks | None = None,
 ) -> web.Application:
@@ -70,9 +69,9 @@ def build_app(
             counted in its ``dead_letters`` counter.
         api_token: when set, ``POST /events`` needs ``Authorization: Bearer <api_token>``.
         clock: the current UTC time (receive times, time in stage); tests may fix it.
-        assess: a feature's risk reasons and launch forecast (the risk monitor's, so the
-            API agrees with ``lifecycle_features_at_risk``); ``None``: reasons judged per
-            request, no forecast.
+        assess: a feature's risk reasons and launch forecast (the risk monitor's
+            :meth:`~engine.risk_monitor.RiskMonitor.assessment`, so the API agrees with
+            ``lifecycle_features_at_risk``).
         readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
             recovered, broker reachable).
         hooks: the webhook connectors of ``POST /hooks/{connector}`` (``None``: none).
@@ -250,10 +249,7 @@ async def list_features(request: web.Request) -> web.Response:
         states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
         for s in states:
             workflow = workflows.by_name.get(s.workflow)
-            if judge is not None:
-                assessment = judge(s, now)
-            else:
-                assessment = assess(s, workflow, now) if workflow is not None else Assessment(())
+            assessment = judge(s, now)
             if at_risk is None or bool(assessment.reasons) is at_risk:
                 if len(views) == limit:
                     return web.json_response({"features": views, "next": last})
@@ -278,8 +274,7 @@ async def get_feature(request: web.Request) -> web.Response:
     state = await _known(request)
     workflow = request.app[WORKFLOWS].by_name.get(state.workflow)
     now = request.app[CLOCK]()
-    judge = request.app[ASSESS]
-    assessment = judge(state, now) if judge is not None else None
+    assessment = request.app[ASSESS](state, now)
     return web.json_response(feature_view(state, workflow, now, assessment))
 
 
