@@ -13,7 +13,7 @@ import copy
 from typing import Any
 
 from engine.kafka_security import MECHANISMS
-from engine.risk_monitor import AT_RISK, RISK_CLEARED
+from engine.risk_signals import AT_RISK, RISK_CLEARED
 from engine.streaming import codec
 from events.catalogue import CATALOGUE, data_model
 from events.schema import SUBJECT, envelope_schema, event_schema

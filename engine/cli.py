@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from engine.kafka_security import KafkaSecurity, check_connection
 from engine.settings import Settings
+from events.builder import cloud_event
 from events.errors import LifecycleError, MalformedEvent
 
 DEFAULT_SOURCE = "cli/lifecycle"
@@ -229,19 +230,17 @@ def cmd_emit(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     event_id = args.id or str(uuid.uuid4())
     if args.kafka:
         return _emit_kafka(args, settings, out, data, moment, event_id)
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": args.source,
-        "type": args.type,
-        "subject": args.feature,
-    }
-    if moment is not None:
-        event["time"] = moment.isoformat().replace("+00:00", "Z")
-    if args.workflow:
-        event["workflow"] = args.workflow  # the CloudEvents extension a new feature reads
-    if data is not None:
-        event["data"] = data
+    event = cloud_event(
+        args.type,
+        args.feature,
+        id=event_id,
+        source=args.source,
+        time=moment,
+        data=data,
+        datacontenttype=None,
+        # The CloudEvents extension a new feature reads its workflow from.
+        extensions={"workflow": args.workflow} if args.workflow else None,
+    )
     headers = {"Content-Type": "application/cloudevents+json"}
     token = args.token if args.token is not None else settings.api_token
     if token:

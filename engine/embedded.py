@@ -6,10 +6,9 @@ application. ``lifecycle serve`` calls :func:`run_embedded`; tests and the demo 
 :func:`start_embedded`, which binds (port ``0`` gives an ephemeral port), starts the periodic
 risk evaluation, and returns a handle to stop it.
 
-Risk signals (``feature.at_risk`` / ``feature.risk_cleared``, see
-:mod:`engine.risk_monitor`) are appended to the feature's history as lines of outcome
-``updated`` with ``source`` ``lifecycle/engine`` (the feature's ``risk_reasons`` changed, its
-stage did not), and POSTed to ``LIFECYCLE_WEBHOOK_URL`` when it is set.
+Risk signals (``feature.at_risk`` / ``feature.risk_cleared``) go through the signal port both
+modes share (:class:`engine.risk_signals.SignalHistory`): a line in the feature's history, then
+a POST of the CloudEvent to ``LIFECYCLE_WEBHOOK_URL`` when it is set.
 
 The clock. Every part judges time by one injected clock (default: the real UTC clock): the
 receive time of each event (``received_at`` in its history line, and the ``time`` of an event
@@ -39,11 +38,10 @@ from engine.http.api import build_app
 from engine.http.hooks import HOOKS
 from engine.http.local import EngineIngest, SqliteReader
 from engine.observe import Recorder
-from engine.processor import Outcome
-from engine.risk_monitor import SIGNAL_OUTCOME, RiskMonitor, RiskSignal
+from engine.risk_monitor import RiskMonitor
+from engine.risk_signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.settings import Settings
-from engine.stores.base import FeatureStore
 from engine.stores.sqlite import SqliteStore
 from engine.tuning import tune_gc
 from engine.webhook import WebhookPoster
@@ -105,23 +103,11 @@ class EmbeddedEngine:
         self.store.close()
 
 
-class SignalSink:
-    """Publishes a risk signal in embedded mode: a line in the feature's history, and the
-    CloudEvent to the webhook when one is configured (queued, never blocking)."""
-
-    def __init__(self, store: FeatureStore, webhook: WebhookPoster | None = None) -> None:
-        self.store = store
-        self.webhook = webhook
-
-    def __call__(self, signal: RiskSignal) -> None:
-        state = self.store.get(signal.feature)
-        if state is not None:
-            line = signal.history_entry()
-            self.store.commit(
-                Outcome(SIGNAL_OUTCOME, state.id, state.workflow, state, state, (line,))
-            )
-        if self.webhook is not None:
-            self.webhook.post(signal.cloud_event)
+def _posting(webhook: WebhookPoster | None) -> Callable[[RiskSignal], None] | None:
+    """Where a risk signal goes after the history: its CloudEvent to the webhook, if any."""
+    if webhook is None:
+        return None
+    return lambda signal: webhook.post(signal.cloud_event)
 
 
 def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
@@ -149,7 +135,10 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         webhook = WebhookPoster(settings.webhook_url) if settings.webhook_url else None
         forecaster = Forecaster()
         monitor = RiskMonitor(
-            workflows, forecaster, publish=SignalSink(store, webhook), metrics=metrics
+            workflows,
+            forecaster,
+            publish=SignalHistory(store, _posting(webhook)),
+            metrics=metrics,
         )
         engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
         migrations = apply_workflows(store, workflows, clock())  # refuses a bad new version

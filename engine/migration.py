@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 from engine.processor import APPLIED, UPDATED, Outcome
 from engine.risk import risk_reasons
-from engine.risk_monitor import SOURCE
 from engine.state import FeatureState, HistoryEntry
+from events.builder import ENGINE_SOURCE as SOURCE
 from workflows.loader import Workflows
 from workflows.model import Workflow
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from engine.processor import Outcome
+from engine.risk_signals import RiskSignal
 from engine.state import FeatureState
 from metrics.bundle import LifecycleMetrics
 
@@ -160,4 +163,51 @@ class Recorder:
         child = cache.get(key)
         if child is None:
             child = cache[key] = family.labels(*key)
+        return child
+
+
+Reasons = tuple[str, str, tuple[str, ...]]
+"""A feature's (workflow, stage, risk reasons) as the risk monitor last judged them."""
+
+
+class RiskMetrics:
+    """Counts what the risk monitor reports; it observes, never steers (STYLE.md 16).
+
+    ``lifecycle_features_at_risk{workflow,stage,reason}`` follows each feature's reasons by
+    +1/-1 (:meth:`reasons_changed`), and ``lifecycle_risk_signals_total{workflow,reason,
+    change}`` counts every signal announced (:meth:`signalled`).
+    """
+
+    def __init__(self, metrics: LifecycleMetrics) -> None:
+        self.m = metrics
+        self._gauge: dict[tuple[str, str, str], Gauge] = {}
+        self._counter: dict[tuple[str, str, str], Counter] = {}
+
+    def reasons_changed(self, old: Reasons | None, new: Reasons) -> None:
+        """A feature's reasons (or its stage, with reasons) went from ``old`` to ``new``."""
+        if old is not None:
+            workflow, stage, reasons = old
+            for reason in reasons:
+                self._gauge_child(workflow, stage, reason).dec()
+        workflow, stage, reasons = new
+        for reason in reasons:
+            self._gauge_child(workflow, stage, reason).inc()
+
+    def signalled(self, signal: RiskSignal) -> None:
+        key = (signal.workflow, signal.reason, signal.change)
+        child = self._counter.get(key)
+        if child is None:
+            child = self._counter[key] = self.m.risk_signals.labels(*key)
+        child.inc()
+
+    def reset(self) -> None:
+        """Zero the gauge (the monitor forgot every feature)."""
+        for child in self._gauge.values():
+            child.set(0)
+
+    def _gauge_child(self, workflow: str, stage: str, reason: str) -> Gauge:
+        key = (workflow, stage, reason)
+        child = self._gauge.get(key)
+        if child is None:
+            child = self._gauge[key] = self.m.features_at_risk.labels(*key)
         return child

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from engine.forecast import Forecast as LaunchForecast
 from engine.risk import (
     BLOCKED,
     CRITICAL_RISK,
@@ -34,7 +35,7 @@ from engine.risk import (
     risk_reasons,
 )
 from engine.state import FeatureState, HistoryEntry, iso
-from engine.timemath import day_after, seconds_after
+from engine.timemath import day_after, seconds_after, utc_date
 from workflows.model import Workflow
 
 APPLIED = "applied"
@@ -102,37 +103,17 @@ class Forecast:
     blocked: bool = False
 
 
-def forecast_from(value: Any) -> Forecast | None:
-    """Read a ``forecast_launch`` JSON value (``{"p50", "p85", "observations"}``), if usable.
-
-    Dates may be ISO dates or times; unknown shapes give ``None`` rather than an error, as
-    the forecast is an optional extra of the feature view.
-    """
-    if not isinstance(value, Mapping):
+def forecast_of(forecast: LaunchForecast | None, now: datetime) -> Forecast | None:
+    """The report's dates of a launch forecast as of ``now`` (the dates the API shows)."""
+    if forecast is None:
         return None
-
-    def day(key: str) -> date | None:
-        raw = value.get(key) or value.get(f"{key}_date")
-        if isinstance(raw, date):
-            return raw
-        if isinstance(raw, str):
-            try:
-                return datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
-            except ValueError:
-                return None
-        return None
-
-    observations = value.get("observations")
-    p50, p85 = day("p50"), day("p85")
-    if p50 is None and p85 is None:
-        return None
-    confidence = value.get("confidence")
+    p50, p85 = forecast.at(now)
     return Forecast(
-        p50,
-        p85,
-        int(observations) if isinstance(observations, int) else None,
-        confidence if isinstance(confidence, str) else None,
-        value.get("blocked") is True,
+        utc_date(p50),
+        utc_date(p85),
+        forecast.observations,
+        forecast.confidence,
+        forecast.blocked,
     )
 
 

@@ -3,9 +3,8 @@
 Pure: the caller passes ``now`` (the edge's clock), so the same state and time always give
 the same answer. :class:`engine.risk_monitor.RiskMonitor` keeps each feature's
 :class:`Assessment` (its reasons and launch forecast) current and the
-``lifecycle_features_at_risk`` gauge in step with it; the HTTP API shows that assessment, or
-calls :func:`assess` itself where no monitor runs. A feature is at risk when the list is not
-empty.
+``lifecycle_features_at_risk`` gauge in step with it; the HTTP API shows that assessment.
+A feature is at risk when the list is not empty.
 """
 
 from __future__ import annotations

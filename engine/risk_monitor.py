@@ -18,9 +18,15 @@ not a scan of all n. When new observations rebuild the forecast model, a tick al
 re-evaluates a bounded slice of the features (:attr:`RiskMonitor.refresh_per_tick`) until
 all have been refreshed.
 
+The monitor wires three pure parts and one listener: the reasons (:func:`engine.risk.assess`),
+the signals a change of reasons makes (:func:`engine.risk_signals.signals_between`), the
+deadline (:func:`engine.risk_deadlines.next_deadline`), and the metrics
+(:class:`engine.observe.RiskMetrics`, told what changed; it never steers).
+
 Every change is announced once: a :class:`RiskSignal` (its CloudEvent ``feature.at_risk`` or
 ``feature.risk_cleared``) per reason a feature gains or loses, handed to the ``publish``
-callback and counted in ``lifecycle_risk_signals_total{workflow,reason,change}``. Ticks that
+port (both modes: :class:`engine.risk_signals.SignalHistory`) and counted in
+``lifecycle_risk_signals_total{workflow,reason,change}``. Ticks that
 find nothing new publish nothing. ``sla_breached`` is per stage: a feature that moves on and
 at once breaches the SLA of its new stage clears the old breach and announces the new one.
 
@@ -32,78 +38,30 @@ Not thread-safe: call it from the thread that applies events.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
 
 from engine.forecast import Forecaster
+from engine.observe import RiskMetrics
 from engine.processor import Outcome
-from engine.risk import REASONS, SLA_BREACHED, TARGET_SLIP, Assessment, assess
-from engine.state import FeatureState, HistoryEntry, iso
-from engine.timemath import day_after, seconds_after, shifted
+from engine.risk import Assessment, assess
+from engine.risk_deadlines import next_deadline
+from engine.risk_signals import RiskSignal, SignalPort, signals_between
+from engine.state import FeatureState
+from events.builder import ENGINE_SOURCE
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
-AT_RISK = "feature.at_risk"
-RISK_CLEARED = "feature.risk_cleared"
-SOURCE = "lifecycle/engine"
-"""``source`` of the CloudEvents the engine publishes."""
-CHANGE_AT_RISK = "at_risk"
-CHANGE_CLEARED = "cleared"
-"""Values of the ``change`` label of ``lifecycle_risk_signals_total``."""
-SIGNAL_OUTCOME = "updated"
-"""``outcome`` of a risk signal's history line: the feature's ``risk_reasons`` changed, its
-stage did not (DESIGN.md rule 9 keeps its list of outcomes)."""
 REFRESH_PER_TICK = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
-EPSILON = timedelta(milliseconds=1)
-"""Deadlines fall just after the instant a condition starts to hold (``>`` comparisons)."""
 _NONE: frozenset[str] = frozenset()
-
-
-class RiskSignal(NamedTuple):
-    """One change of one risk reason of one feature.
-
-    Attributes:
-        change: ``at_risk`` (the reason now holds) or ``cleared`` (it no longer does).
-        stage: the stage the reason holds (or held) in.
-        current_stage: the feature's stage now.
-        cloud_event: the structured CloudEvent announcing it.
-    """
-
-    change: str
-    feature: str
-    workflow: str
-    stage: str
-    current_stage: str
-    reason: str
-    at: datetime
-    cloud_event: dict[str, Any]
-
-    def history_entry(self) -> HistoryEntry:
-        """The feature history line recording this signal (outcome :data:`SIGNAL_OUTCOME`)."""
-        return HistoryEntry(
-            event_id=self.cloud_event["id"],
-            source=self.cloud_event["source"],
-            type=self.cloud_event["type"],
-            time=self.at,
-            received_at=self.at,
-            outcome=SIGNAL_OUTCOME,
-            from_stage=self.current_stage,
-            to_stage=self.current_stage,
-            reason=self.reason,
-        )
-
-
-Publish = Callable[[RiskSignal], None]
 
 
 @dataclass(slots=True)
@@ -135,7 +93,8 @@ class RiskMonitor:
             ``None`` makes a fresh one.
         publish: called once per :class:`RiskSignal`; its failures are logged, never raised.
         metrics: the bundle whose ``features_at_risk`` gauge and ``risk_signals`` counter
-            this keeps; ``None`` counts nothing.
+            a :class:`~engine.observe.RiskMetrics` listener keeps from what the monitor
+            reports; ``None`` counts nothing.
         source: ``source`` of the published CloudEvents.
         refresh_per_tick: features re-evaluated per tick after a forecast model rebuild.
     """
@@ -145,21 +104,19 @@ class RiskMonitor:
         workflows: Workflows,
         forecaster: Forecaster | None = None,
         *,
-        publish: Publish | None = None,
+        publish: SignalPort | None = None,
         metrics: LifecycleMetrics | None = None,
-        source: str = SOURCE,
+        source: str = ENGINE_SOURCE,
         refresh_per_tick: int = REFRESH_PER_TICK,
     ) -> None:
         self.workflows = workflows
         self.forecaster = forecaster if forecaster is not None else Forecaster()
         self.publish = publish
-        self.metrics = metrics
+        self.listener = RiskMetrics(metrics) if metrics is not None else None
         self.source = source
         self.refresh_per_tick = refresh_per_tick
         self._watch: dict[str, _Watch] = {}
         self._heap: list[tuple[float, str]] = []
-        self._gauge: dict[tuple[str, str, str], Any] = {}
-        self._counter: dict[tuple[str, str, str], Any] = {}
         self._generation = self.forecaster.generation
         self._refresh: deque[str] = deque()
 
@@ -181,9 +138,8 @@ class RiskMonitor:
     def reset(self) -> None:
         """Forget every feature and zero the gauge (before :meth:`restore` after a rebalance
         changed which features this process owns)."""
-        if self.metrics is not None:
-            for child in self._gauge.values():
-                child.set(0)
+        if self.listener is not None:
+            self.listener.reset()
         self._watch.clear()
         self._heap.clear()
         self._refresh.clear()
@@ -287,10 +243,13 @@ class RiskMonitor:
         if (old_reasons or new.reasons) and (
             old_reasons != new.reasons or old_stage != state.stage
         ):  # without a reason before or after, no gauge moves and nothing is announced
-            self._move_gauge(old, slim, new.reasons)
+            if self.listener is not None:
+                was = (old.state.workflow, old.state.stage, old_reasons) if old else None
+                self.listener.reasons_changed(was, (slim.workflow, slim.stage, new.reasons))
             if announce:
-                signals = self._signals(old, slim, new, now)
-        due = self._deadline(slim, new, now) if workflow is not None else None
+                before = (old.state, old_reasons) if old is not None else None
+                signals = signals_between(before, slim, new, now, workflow, self.source)
+        due = next_deadline(slim, workflow, new, now) if workflow is not None else None
         if not new.reasons and new.forecast is None and due is None:
             self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
         else:
@@ -307,119 +266,9 @@ class RiskMonitor:
             return assess(state, workflow, now, self.forecaster)
         return assess(state, workflow, now)
 
-    def _deadline(self, state: FeatureState, new: Assessment, now: datetime) -> float | None:
-        """The earliest instant after ``now`` at which time alone may change ``new``."""
-        workflow = self.workflows.by_name[state.workflow]
-        if state.stage in workflow.terminal:
-            return None
-        found: list[datetime] = []
-        finished = state.stage in workflow.done
-        sla = workflow.slas.get(state.stage)
-        if sla is not None and not finished:
-            found.append(seconds_after(state.entered_stage_at, sla + EPSILON.total_seconds()))
-        target = state.target_launch
-        forecast = new.forecast
-        if target is not None and state.launched_at is None and not finished:
-            passed = day_after(target)
-            found.append(passed)
-            if forecast is not None and forecast.moving and TARGET_SLIP not in new.reasons:
-                # The p85 time advances with the clock: it lands after the target at ...
-                found.append(shifted(passed, -(forecast.p85 - forecast.made_at)))
-        if forecast is not None and forecast.holds_until is not None:
-            found.append(shifted(forecast.holds_until, EPSILON))
-        later = [t for t in found if t > now]
-        return min(later).timestamp() if later else None
-
-    def _move_gauge(
-        self, old: _Watch | None, state: FeatureState, reasons: tuple[str, ...]
-    ) -> None:
-        if self.metrics is None:
-            return
-        if old is not None:
-            for reason in old.assessment.reasons:
-                self._gauge_child(old.state.workflow, old.state.stage, reason).dec()
-        for reason in reasons:
-            self._gauge_child(state.workflow, state.stage, reason).inc()
-
-    def _gauge_child(self, workflow: str, stage: str, reason: str) -> Any:
-        key = (workflow, stage, reason)
-        child = self._gauge.get(key)
-        if child is None:
-            assert self.metrics is not None
-            child = self._gauge[key] = self.metrics.features_at_risk.labels(*key)
-        return child
-
-    def _signals(
-        self, old: _Watch | None, state: FeatureState, new: Assessment, now: datetime
-    ) -> list[RiskSignal]:
-        before = set(old.assessment.reasons) if old is not None else set()
-        after = set(new.reasons)
-        old_stage = old.state.stage if old is not None else state.stage
-        moved = old_stage != state.stage
-        out: list[RiskSignal] = []
-        for reason in REASONS:
-            held, holds = reason in before, reason in after
-            if held and (not holds or (reason == SLA_BREACHED and moved)):
-                assert old is not None
-                out.append(self._signal(CHANGE_CLEARED, reason, old.state, state, new, now))
-        for reason in REASONS:
-            held, holds = reason in before, reason in after
-            if holds and (not held or (reason == SLA_BREACHED and moved)):
-                out.append(self._signal(CHANGE_AT_RISK, reason, state, state, new, now))
-        return out
-
-    def _signal(
-        self,
-        change: str,
-        reason: str,
-        where: FeatureState,
-        state: FeatureState,
-        new: Assessment,
-        now: datetime,
-    ) -> RiskSignal:
-        """The signal that ``reason`` started (``at_risk``) or stopped holding in ``where``."""
-        kind = AT_RISK if change == CHANGE_AT_RISK else RISK_CLEARED
-        stamp = iso(now)
-        key = f"{state.id}\x1f{reason}\x1f{where.stage}\x1f{change}\x1f{state.version}\x1f{stamp}"
-        data: dict[str, Any] = {
-            "feature": state.id,
-            "workflow": state.workflow,
-            "stage": where.stage,
-            "reason": reason,
-            "risk_reasons": list(new.reasons),
-            "version": state.version,
-        }
-        if reason == SLA_BREACHED:
-            workflow = self.workflows.by_name.get(state.workflow)
-            sla = workflow.slas.get(where.stage) if workflow is not None else None
-            data["sla_seconds"] = sla
-            data["time_in_stage_seconds"] = round((now - where.entered_stage_at).total_seconds(), 3)
-        if reason == TARGET_SLIP:
-            target = state.target_launch
-            data["target_launch"] = target.isoformat() if target is not None else None
-            if new.forecast is not None:
-                data["forecast_launch"] = new.forecast.view(now)
-        event = {
-            "specversion": "1.0",
-            "id": f"risk-{hashlib.sha1(key.encode()).hexdigest()[:24]}",
-            "source": self.source,
-            "type": kind,
-            "subject": state.id,
-            "time": stamp,
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-        return RiskSignal(
-            change, state.id, state.workflow, where.stage, state.stage, reason, now, event
-        )
-
     def _announce(self, signal: RiskSignal) -> None:
-        if self.metrics is not None:
-            key = (signal.workflow, signal.reason, signal.change)
-            child = self._counter.get(key)
-            if child is None:
-                child = self._counter[key] = self.metrics.risk_signals.labels(*key)
-            child.inc()
+        if self.listener is not None:
+            self.listener.signalled(signal)
         if self.publish is not None:
             try:
                 self.publish(signal)

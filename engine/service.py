@@ -115,7 +115,8 @@ class Engine:
             log.exception("after applying %s to %s", event.type, event.feature)
         return outcome
 
-    def ignored(self, event_type: str) -> None:
-        """Count an event outside every workflow (it never reaches the processor)."""
+    def ignored(self) -> None:
+        """Count an event outside every workflow (it never reaches the processor); its type
+        is counted as ``unknown`` (DESIGN.md section 6: no unbounded labels)."""
         if self.recorder is not None:
             self.recorder.m.events.labels("unknown", IGNORED).inc()

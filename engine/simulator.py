@@ -22,8 +22,10 @@ import random
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from events.builder import cloud_event
 
 DAY = 86_400.0
 """Seconds in a simulated day."""
@@ -281,16 +283,14 @@ class _Story:
         """Add an event now (or at ``at`` days); returns it so a caller can send it again."""
         self.seq += 1
         when = self.t if at is None else at
-        event = {
-            "specversion": "1.0",
-            "id": f"{self.fid}.{self.seq:03d}",
-            "source": SOURCES[etype],
-            "type": etype,
-            "subject": self.fid,
-            "time": _rfc3339(self.start + timedelta(days=when)),
-            "datacontenttype": "application/json",
-            "data": data or {},
-        }
+        event = cloud_event(
+            etype,
+            self.fid,
+            id=f"{self.fid}.{self.seq:03d}",
+            source=SOURCES[etype],
+            time=(self.start + timedelta(days=when)).replace(microsecond=0),
+            data=data or {},
+        )
         self.items.append((when, event))
         return event
 
@@ -300,10 +300,6 @@ class _Story:
 
     def date(self, days: float) -> str:
         return (self.start + timedelta(days=days)).date().isoformat()
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _feature(rng: random.Random, story: _Story, product: str, title: str, owner: str) -> None:

@@ -8,15 +8,15 @@ and Faust-table stores persist and the HTTP API builds on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
+
+from events.builder import rfc3339
 
 
 def iso(t: datetime | None) -> str | None:
     """RFC 3339 UTC with a ``Z``, as the API answers."""
-    if t is None:
-        return None
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if t is None else rfc3339(t)
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -7,12 +7,10 @@ from events.envelope import (
     Event,
     binary_attributes,
     decode_event,
+    decode_http,
     decode_json,
-    parse_batch,
     parse_binary,
     parse_structured,
-    to_event,
-    validate_batch,
     validate_event,
 )
 from events.errors import EmitFailed, LifecycleError, MalformedEvent, Problem
@@ -29,11 +27,9 @@ __all__ = [
     "Problem",
     "binary_attributes",
     "decode_event",
+    "decode_http",
     "decode_json",
-    "parse_batch",
     "parse_binary",
     "parse_structured",
-    "to_event",
-    "validate_batch",
     "validate_event",
 ]

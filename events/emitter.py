@@ -26,13 +26,14 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from time import monotonic
 from types import TracebackType
 from typing import Any, Self
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from events.builder import JSON, cloud_event
 from events.catalogue import CATALOGUE
 from events.envelope import STRUCTURED, CloudEvent, utc_now, validate_event
 from events.errors import EmitFailed, MalformedEvent, Problem
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOPIC = "lifecycle.events"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DATA_CONTENT_TYPE = "application/json"
+DATA_CONTENT_TYPE = JSON
 """The ``datacontenttype`` of every emitted event: ``data`` is always a JSON object."""
 
 TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -113,10 +114,6 @@ def build_message(
     return _encode(event, binary=binary)
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _checked_event(
     type: str,
     feature: str,
@@ -127,26 +124,25 @@ def _checked_event(
     extensions: Mapping[str, str] | None,
 ) -> CloudEvent:
     problems: list[Problem] = []
-    attrs: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()) if id is None else id,
-        "source": source,
-        "type": type,
-        "subject": feature,
-        "datacontenttype": DATA_CONTENT_TYPE,
-    }
     moment = utc_now() if time is None else time
     if moment.utcoffset() is None:
         problems.append(Problem("time", "must be timezone-aware, e.g. datetime.now(UTC)"))
-    else:
-        attrs["time"] = _rfc3339(moment)
     try:
-        attrs["data"] = to_jsonable_python(
+        body = to_jsonable_python(
             {} if data is None else dict(data) if isinstance(data, Mapping) else data
         )
     except PydanticSerializationError as err:
         problems.append(Problem("data", f"is not JSON-serializable: {err}"))
-        attrs["data"] = {}
+        body = {}
+    attrs = cloud_event(
+        type,
+        feature,
+        id=str(uuid.uuid4()) if id is None else id,
+        source=source,
+        time=moment if moment.utcoffset() is not None else None,
+        data=body,
+        datacontenttype=DATA_CONTENT_TYPE,
+    )
     for name, value in (extensions or {}).items():
         if not EXTENSION_NAME.fullmatch(name) or name in CORE_ATTRIBUTES:
             problems.append(

@@ -226,27 +226,6 @@ def parse_structured(body: bytes | str) -> CloudEvent:
     return _envelope(decode_json(body))
 
 
-def parse_batch(body: bytes | str) -> list[CloudEvent]:
-    """Parse a batch (``application/cloudevents-batch+json``): a JSON array of events.
-
-    Raises:
-        MalformedEvent: listing the problems of every bad event, each prefixed by its index.
-    """
-    items = decode_json(body)
-    if not isinstance(items, list):
-        raise MalformedEvent([Problem("", "a batch must be a JSON array of CloudEvents")])
-    events: list[CloudEvent] = []
-    problems: list[Problem] = []
-    for i, item in enumerate(items):
-        try:
-            events.append(_envelope(item, i))
-        except MalformedEvent as err:
-            problems += [Problem(f"[{i}].{p.field}".rstrip("."), p.reason) for p in err.problems]
-    if problems:
-        raise MalformedEvent(problems)
-    return events
-
-
 def binary_attributes(
     headers: Mapping[str, str | bytes], body: bytes | None, *, prefix: str = "ce-"
 ) -> dict[str, Any]:
@@ -365,8 +344,10 @@ def validate_event(
 ) -> Event | None:
     """Check one decoded CloudEvent (envelope, ``subject`` and ``data`` together).
 
-    The edge's one call per event: a sender with a missing ``source`` *and* a bad
-    ``subject`` hears of both in a single answer.
+    The validator behind every way in (:func:`decode_http`, the Kafka agent's
+    ``engine.streaming.codec.decode_record``, webhooks, the emitter); :func:`decode_event`
+    is its one-pass fast path, with the same answers. A sender with a missing ``source``
+    *and* a bad ``subject`` hears of both in a single answer.
 
     Returns:
         The typed event, or ``None`` for a valid CloudEvent whose type is outside
@@ -401,48 +382,55 @@ def validate_event(
     return _typed(ce, data, received_at)
 
 
-def validate_batch(
-    items: Any, known_types: Iterable[str] | Mapping[str, Any], received_at: datetime
-) -> list[Event | None]:
-    """:func:`validate_event` for each member of a decoded batch (a JSON array).
+class Received(NamedTuple):
+    """One event of an HTTP request, valid.
+
+    Attributes:
+        raw: the CloudEvent as received, decoded (binary mode: its attributes with ``data``),
+            which a publishing ingest forwards as is.
+        event: the typed event, or ``None`` for a valid CloudEvent of a type outside the
+            known types (answered ``ignored``).
+    """
+
+    raw: dict[str, Any]
+    event: Event | None
+
+
+def decode_http(
+    body: bytes,
+    media: str | None,
+    headers: Mapping[str, str],
+    known_types: Iterable[str] | Mapping[str, Any],
+    received_at: datetime,
+) -> list[Received]:
+    """The events of an HTTP request body: the one way in over HTTP, for every mode.
+
+    ``media`` :data:`BATCH` is a JSON array of CloudEvents, :data:`STRUCTURED` one
+    CloudEvent, anything else binary mode (``ce-*`` headers, the body is ``data``). Each
+    event goes through :func:`validate_event`.
 
     Raises:
-        MalformedEvent: the problems of every bad member, each field prefixed by ``[index]``.
+        MalformedEvent: every problem of every event; in a batch each field is prefixed by
+            the member's ``[index]``.
     """
-    if not isinstance(items, list):
-        raise MalformedEvent([Problem("", "a batch must be a JSON array of CloudEvents")])
-    events: list[Event | None] = []
-    problems: list[Problem] = []
-    for i, item in enumerate(items):
-        try:
-            events.append(validate_event(item, known_types, received_at, index=i))
-        except MalformedEvent as err:
-            problems += [Problem(f"[{i}].{p.field}".rstrip("."), p.reason) for p in err.problems]
-    if problems:
-        raise MalformedEvent(problems)
-    return events
-
-
-def to_event(
-    ce: CloudEvent, known_types: Iterable[str] | Mapping[str, Any], received_at: datetime
-) -> Event | None:
-    """Check a catalogue event's ``subject`` and ``data`` and return the typed event.
-
-    Returns ``None`` for a type outside ``known_types``: such events are ``ignored``, never
-    refused, because the engine shares its topics and webhooks with other consumers.
-
-    Raises:
-        MalformedEvent: every problem with ``subject`` and ``data`` at once.
-    """
-    if ce.type not in known_types:
-        return None
-    problems, data = _content_problems(ce.type, ce.subject, ce.data)
-    late = time_problem(ce.time, received_at) if ce.time is not None else None
-    if late is not None:
-        problems.append(late)
-    if problems or data is None:
-        raise MalformedEvent(problems)
-    return _typed(ce, data, received_at)
+    if media == BATCH:
+        items = decode_json(body)
+        if not isinstance(items, list):
+            raise MalformedEvent([Problem("", "a batch must be a JSON array of CloudEvents")])
+        found: list[Received] = []
+        problems: list[Problem] = []
+        for i, item in enumerate(items):
+            try:
+                found.append(Received(item, validate_event(item, known_types, received_at)))
+            except MalformedEvent as err:
+                problems += [
+                    Problem(f"[{i}].{p.field}".rstrip("."), p.reason) for p in err.problems
+                ]
+        if problems:
+            raise MalformedEvent(problems)
+        return found
+    raw = decode_json(body) if media == STRUCTURED else binary_attributes(headers, body)
+    return [Received(raw, validate_event(raw, known_types, received_at))]
 
 
 _EMPTY_DATA = {
@@ -497,8 +485,9 @@ def decode_event(
 ) -> Event | None:
     """Decode and check one structured-mode event straight from its bytes.
 
-    The hot path of the Kafka agent and the benchmark: a valid catalogue event costs one
-    validation pass. Same answers as ``validate_event(decode_json(body), ...)``.
+    The fast path inside the Kafka agent's way in (and the benchmark's): a valid catalogue
+    event costs one validation pass. Same answers as ``validate_event(decode_json(body),
+    ...)``, which it falls back on for anything it does not take at once.
 
     Returns:
         The typed event, or ``None`` for a valid CloudEvent of a type outside ``known_types``.

@@ -170,7 +170,10 @@ class Workflow:
             if here is None or there is None or there <= here:
                 continue
             passed = self.stages[here + 1 : there]
-            gate = next((g for g in (stage, *passed) if g in self.gates), None)
+            # Rule 5: only a transition that leaves a gate may carry a feature past it.
+            gate = next(
+                (g for g in (stage, *passed) if g in self.gates and g not in t.sources), None
+            )
             if gate is not None:
                 rejection = Reject(f"gate:{gate}")
                 continue

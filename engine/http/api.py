@@ -25,17 +25,8 @@ from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
-from engine.risk import Assessment, assess
 from engine.state import FeatureState
-from events.envelope import (
-    BATCH,
-    STRUCTURED,
-    binary_attributes,
-    decode_json,
-    utc_now,
-    validate_batch,
-    validate_event,
-)
+from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -46,7 +37,7 @@ WORKFLOWS = web.AppKey("workflows", Workflows)
 METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
-ASSESS: web.AppKey[Assess | None] = web.AppKey("assess")
+ASSESS: web.AppKey[Assess] = web.AppKey("assess")
 Readiness = Callable[[], Awaitable[list[str]]]
 """What still keeps an engine from serving truthfully; empty when it is ready."""
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
@@ -64,8 +55,8 @@ def build_app(
     workflows: Workflows,
     metrics: LifecycleMetrics,
     api_token: str | None = None,
+    assess: Assess,
     clock: Callable[[], datetime] = utc_now,
-    assess: Assess | None = None,
     readiness: Readiness = always_ready,
     hooks: Hooks | None = None,
     planner: Planner | None = None,
@@ -80,9 +71,9 @@ def build_app(
             counted in its ``dead_letters`` counter.
         api_token: when set, ``POST /events`` needs ``Authorization: Bearer <api_token>``.
         clock: the current UTC time (receive times, time in stage); tests may fix it.
-        assess: a feature's risk reasons and launch forecast (the risk monitor's, so the
-            API agrees with ``lifecycle_features_at_risk``); ``None``: reasons judged per
-            request, no forecast.
+        assess: a feature's risk reasons and launch forecast (the risk monitor's
+            :meth:`~engine.risk_monitor.RiskMonitor.assessment`, so the API agrees with
+            ``lifecycle_features_at_risk``).
         readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
             recovered, broker reachable).
         hooks: the webhook connectors of ``POST /hooks/{connector}`` (``None``: none).
@@ -196,12 +187,8 @@ async def _incoming(request: web.Request, received_at: datetime) -> tuple[list[I
             [Problem("body", f"over the limit of {MAX_BODY} bytes (1 MiB)")],
         ) from err
     known = request.app[WORKFLOWS].event_types
-    if media == BATCH:
-        items = decode_json(body)
-        events = validate_batch(items, known, received_at)
-        return [Incoming(raw, event) for raw, event in zip(items, events, strict=True)], True
-    raw = decode_json(body) if media == STRUCTURED else binary_attributes(request.headers, body)
-    return [Incoming(raw, validate_event(raw, known, received_at))], False
+    found = decode_http(body, media, request.headers, known, received_at)
+    return [Incoming(r.raw, r.event) for r in found], media == BATCH
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -267,10 +254,7 @@ async def list_features(request: web.Request) -> web.Response:
         states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
         for s in states:
             workflow = workflows.by_name.get(s.workflow)
-            if judge is not None:
-                assessment = judge(s, now)
-            else:
-                assessment = assess(s, workflow, now) if workflow is not None else Assessment(())
+            assessment = judge(s, now)
             if at_risk is None or bool(assessment.reasons) is at_risk:
                 if len(views) == limit:
                     return web.json_response({"features": views, "next": last})
@@ -295,8 +279,7 @@ async def get_feature(request: web.Request) -> web.Response:
     state = await _known(request)
     workflow = request.app[WORKFLOWS].by_name.get(state.workflow)
     now = request.app[CLOCK]()
-    judge = request.app[ASSESS]
-    assessment = judge(state, now) if judge is not None else None
+    assessment = request.app[ASSESS](state, now)
     return web.json_response(feature_view(state, workflow, now, assessment))
 
 

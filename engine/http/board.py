@@ -21,12 +21,12 @@ from aiohttp import web
 
 from engine.http.errors import api_error
 from engine.http.ports import Reader
-from engine.http.views import Assess, feature_view
+from engine.http.views import Assess
 from engine.report import (
     Forecast,
     ReportError,
     build_report,
-    forecast_from,
+    forecast_of,
     parse_since,
     render_html,
     render_markdown,
@@ -42,7 +42,7 @@ STATIC = Path(__file__).parent / "static"
 BOARD_READER = web.AppKey("board_reader", Reader)
 BOARD_WORKFLOWS = web.AppKey("board_workflows", Workflows)
 BOARD_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("board_clock")
-BOARD_ASSESS: web.AppKey[Assess | None] = web.AppKey("board_assess")
+BOARD_ASSESS: web.AppKey[Assess] = web.AppKey("board_assess")
 
 FORMATS = {
     "markdown": "text/markdown",
@@ -58,7 +58,7 @@ def add_board_routes(
     reader: Reader,
     workflows: Workflows,
     clock: Callable[[], datetime],
-    assess: Assess | None = None,
+    assess: Assess,
 ) -> None:
     """Serve the board (``/``, ``/static/...``) and ``/report`` from ``app``.
 
@@ -67,7 +67,7 @@ def add_board_routes(
         reader: where features and histories are read (the API's own reader).
         workflows: the loaded definitions (stages and SLAs of the report).
         clock: the current UTC time (the report's ``now``).
-        assess: the features' risk reasons and forecasts (the API's own), if any.
+        assess: the features' risk reasons and forecasts (the API's own).
     """
     app[BOARD_READER] = reader
     app[BOARD_WORKFLOWS] = workflows
@@ -128,13 +128,12 @@ async def get_report(request: web.Request) -> web.Response:
     histories: dict[str, list[HistoryEntry]] = {}
     forecasts: dict[str, Forecast] = {}
     reasons: dict[str, list[str]] = {}
+    judge = request.app[BOARD_ASSESS]
     for i, state in enumerate(states):
         histories[state.id] = (await reader.history(state.id)).entries
-        judge = request.app[BOARD_ASSESS]
-        assessment = judge(state, now) if judge is not None else None
-        view = feature_view(state, workflows.by_name.get(state.workflow), now, assessment)
-        reasons[state.id] = view["risk_reasons"]  # the API's own: one truth everywhere
-        forecast = forecast_from(view.get("forecast_launch"))
+        assessment = judge(state, now)
+        reasons[state.id] = list(assessment.reasons)  # the API's own: one truth everywhere
+        forecast = forecast_of(assessment.forecast, now)
         if forecast is not None:
             forecasts[state.id] = forecast
         if i % 200 == 199:

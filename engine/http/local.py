@@ -70,7 +70,7 @@ class EngineIngest:
         log = self.log
         for item in batch:
             if item.event is None:
-                self.engine.ignored(item.type)
+                self.engine.ignored()
                 receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
                 if log is not None:
                     log(item.raw, item.subject, received_at, IGNORED)

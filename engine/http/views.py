@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engine.risk import Assessment, assess
+from engine.risk import Assessment
 from engine.state import FeatureState, iso
 from workflows.diagram import mermaid
 from workflows.model import Workflow
@@ -26,7 +26,7 @@ def feature_view(
     state: FeatureState,
     workflow: Workflow | None,
     now: datetime,
-    assessment: Assessment | None = None,
+    assessment: Assessment,
 ) -> dict[str, Any]:
     """A feature as ``GET /features/{id}`` shows it (DESIGN.md section 5, plus extras).
 
@@ -35,14 +35,10 @@ def feature_view(
 
     Args:
         state: the feature.
-        workflow: its workflow, for the risk reasons; ``None`` if no longer loaded (then
-            no reason is computed).
-        now: the time the risk reasons are judged at.
-        assessment: the feature's reasons and forecast as the risk monitor holds them;
-            ``None``: the reasons are judged here at ``now``, with no forecast.
+        workflow: its workflow; ``None`` if no longer loaded.
+        now: the time the forecast's dates are shown at.
+        assessment: the feature's reasons and forecast as the risk monitor holds them.
     """
-    if assessment is None:
-        assessment = assess(state, workflow, now) if workflow is not None else Assessment(())
     reasons = list(assessment.reasons)
     forecast = assessment.forecast
     risks = sorted(

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from engine.processor import APPLIED, Outcome
-from engine.risk_monitor import RiskSignal
+from engine.risk_signals import RiskSignal
 from engine.service import Engine
-from engine.state import HistoryEntry, iso
+from engine.state import HistoryEntry
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
-from events.envelope import Event, decode_event, to_event
-from events.errors import MalformedEvent
+from events.builder import cloud_event
+from events.envelope import Event
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
 
@@ -44,15 +44,13 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
     """
     digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
     state = outcome.state
-    return {
-        "specversion": "1.0",
-        "id": f"stage-changed-{digest}",
-        "source": ce_source,
-        "type": STAGE_CHANGED,
-        "subject": outcome.feature,
-        "time": iso(state.entered_stage_at) if state is not None else None,
-        "datacontenttype": "application/json",
-        "data": {
+    return cloud_event(
+        STAGE_CHANGED,
+        outcome.feature,
+        id=f"stage-changed-{digest}",
+        source=ce_source,
+        time=state.entered_stage_at if state is not None else None,
+        data={
             "feature": outcome.feature,
             "workflow": outcome.workflow,
             "from_stage": outcome.from_stage,
@@ -62,7 +60,7 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
             "event_source": source,
             "version": state.version if state is not None else None,
         },
-    }
+    )
 
 
 def is_stage_change(outcome: Outcome) -> bool:
@@ -118,7 +116,7 @@ class Agent:
         """
         try:
             event = self.decode(message, received_at)
-        except _Refused as refused:
+        except codec.Refused as refused:
             await self.dead_letter(message, refused.letter)
             return None
         except Exception as err:
@@ -138,34 +136,12 @@ class Agent:
 
     def decode(self, message: Any, received_at: datetime) -> Event | None:
         """The record's event; ``None`` for a valid CloudEvent outside every workflow
-        (counted as ignored). Raises :class:`_Refused` with the dead-letter reason."""
-        fast = self._decode_fast(message, received_at)
-        if fast is not None:
-            return fast
-        decoded = codec.decode(message.key, message.value, message.headers)
-        if isinstance(decoded, codec.DeadLetter):
-            raise _Refused(decoded)
-        try:
-            event = to_event(decoded, self.workflows.event_types, received_at)
-        except MalformedEvent as err:
-            raise _Refused(codec.DeadLetter(codec.INVALID_EVENT, str(err))) from err
+        (counted as ignored). Raises :class:`codec.Refused` with the dead-letter reason."""
+        event = codec.decode_record(
+            message.key, message.value, message.headers, self.workflows.event_types, received_at
+        )
         if event is None:
-            self.engine.ignored(decoded.type)
-        return event
-
-    def _decode_fast(self, message: Any, received_at: datetime) -> Event | None:
-        """The event of a structured-mode record keyed by its subject, in one validation
-        pass; ``None`` for anything else (binary mode, unknown type, a fault), which the full
-        decoder then answers (with the exact dead-letter reason)."""
-        key, value = message.key, message.value
-        if not key or value is None or (message.headers and codec.is_binary(message.headers)):
-            return None
-        try:
-            event = decode_event(value, self.workflows.event_types, received_at)
-        except Exception:  # the full decoder says why, or fails the same way
-            return None
-        if event is None or event.feature.encode("utf-8") != key:
-            return None
+            self.engine.ignored()
         return event
 
     async def apply(self, event: Event, offset: int, received_at: datetime) -> str:
@@ -235,14 +211,6 @@ class Agent:
             letter.reason,
             letter.detail,
         )
-
-
-class _Refused(Exception):
-    """A record the decoder refused, with the dead letter that says why."""
-
-    def __init__(self, letter: codec.DeadLetter) -> None:
-        super().__init__(letter.detail)
-        self.letter = letter
 
 
 def _unforeseen(err: BaseException) -> codec.DeadLetter:

@@ -38,7 +38,8 @@ from faust.types import TP
 from engine.forecast import Forecaster
 from engine.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.observe import Recorder
-from engine.risk_monitor import RiskMonitor, RiskSignal
+from engine.risk_monitor import RiskMonitor
+from engine.risk_signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming.agent import STAGE_CHANGED, Agent, is_stage_change, stage_changed
@@ -53,8 +54,10 @@ from engine.streaming.checkpoint import (
     read_any_partition,
     started_consumer,
 )
+from engine.streaming.codec import key_partition
 from engine.streaming.outbox import Outbox
 from engine.streaming.probe import GapProbe
+from events.builder import ENGINE_SOURCE
 from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
@@ -98,7 +101,7 @@ class StreamingConfig:
     """Kafka static membership: a restart with the same id keeps its partitions."""
     max_products: int = 100
     """Distinct ``product`` labels of the feature gauges; later products count as ``other``."""
-    source: str = "lifecycle/engine"
+    source: str = ENGINE_SOURCE
     """``source`` of the stage-change CloudEvents this worker publishes."""
     security: KafkaSecurity = PLAINTEXT
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
@@ -177,12 +180,15 @@ class LifecycleApp:
         # recounts the gauges once its partitions are recovered (worker.Housekeeping).
         self.engine = Engine(workflows, self.store, self.recorder)
         # Risk: reasons kept current as events arrive (and by the worker's timer as time
-        # passes); their CloudEvents go to the transitions topic after each batch.
+        # passes). Each signal is a line in its feature's table record (so the changelog
+        # carries it, as the embedded history does), and its CloudEvent goes to the
+        # transitions topic after each batch.
         self.signals: list[RiskSignal] = []
+        self._history = SignalHistory(self.store, self.signals.append)
         self.monitor = RiskMonitor(
             workflows,
             Forecaster(),
-            publish=self.signals.append,
+            publish=self._signal,
             metrics=metrics,
             source=config.source,
         )
@@ -273,14 +279,37 @@ class LifecycleApp:
             fid = await self.agent.handle(message, received_at)
             if fid is not None:
                 last_of[fid] = record
+        await self._write(last_of, admitted)
+
+    async def _write(self, last_of: dict[str, Any], admitted: Sequence[Any]) -> None:
+        """Queue the changed table records and the signals, and make them durable in the
+        checkpoint's order (a table write no record caused, a risk signal's history line,
+        is placed on the partition that owns its feature)."""
         if self.direct:
             writes = await self.queue_changelog(last_of)
             await self.queue_signals()
             await self.committer.commit(writes, admitted)
         else:
-            self.store.flush(lambda fid: make_current(last_of[fid]))
+            self.store.flush(lambda fid: make_current(last_of.get(fid) or self._placed(fid)))
             await self.queue_signals()
             self.checkpoint.done_all(admitted)
+
+    def _signal(self, signal: RiskSignal) -> None:
+        """A risk signal from the monitor: written into its feature's history only while
+        this worker owns the feature's partition (the monitor may still hold features of a
+        partition revoked a moment ago; writing them would race their new owner)."""
+        partition = key_partition(signal.feature, self.config.partitions)
+        if self.app.rebalancing or partition not in self.assignment():
+            log.debug(
+                "risk signal for %s dropped: partition %s not owned", signal.feature, partition
+            )
+            return
+        self._history(signal)
+
+    def _placed(self, feature_id: str) -> _Placed:
+        """A stand-in current event for a table write no record of this batch caused: the
+        events-topic partition that owns the feature."""
+        return _Placed(self.config.events_topic, key_partition(feature_id, self.config.partitions))
 
     async def admit(self, message: Any) -> bool:
         """Whether to process a record now: it must be the next of its partition, or an
@@ -325,7 +354,7 @@ class LifecycleApp:
         outbox = self.outbox
         writes = []
         for fid, value in self.store.drain():
-            record = last_of[fid]
+            record = last_of.get(fid) or self._placed(fid)
             key_bytes, _ = changelog.prepare_key(fid, table.key_serializer)
             value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
             await outbox.add(topic, key_bytes, value_bytes, partition=record.message.partition)
@@ -340,11 +369,10 @@ class LifecycleApp:
             await self.agent.signal(signal)
 
     async def send_signals(self) -> None:
-        """Publish the risk signals raised so far and wait until they are acknowledged (the
-        risk timer's step, between batches)."""
-        await self.queue_signals()
-        if self.direct:
-            await self.committer.delivered()
+        """The risk timer's step, between batches: the history lines of the signals raised
+        so far are written as a batch writes its records (changelog acknowledged, then the
+        local store), and their CloudEvents go to the transitions topic, at least once."""
+        await self._write({}, ())
 
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[Any]
@@ -380,6 +408,21 @@ class LifecycleApp:
         """Release what the app opened beside Faust (the gap probe's consumer)."""
         if self._probe is not None:
             await self._probe.close()
+
+
+class _Message:
+    """What Faust reads of a current event's message to place a table write."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+
+
+class _Placed:
+    """A stand-in current event (see :func:`~engine.streaming.checkpoint.make_current`)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
 
 
 def bootstrap_servers(broker: str) -> str:

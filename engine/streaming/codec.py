@@ -1,10 +1,11 @@
 """Kafka records in and out: a record becomes a CloudEvent or a dead-letter reason.
 
-Called by the worker's agent for every record of the events topic, and by the streaming HTTP
-ingest to encode what it publishes. A record is accepted in structured mode (the value is a
-CloudEvent JSON object) or in Kafka binary mode (attributes in ``ce_*`` headers, ``data`` in
-the value). Decoding never raises: every fault is a :class:`DeadLetter` the agent sends to
-the dead-letter topic with its reason in a header, so one bad record never stops a worker.
+Called by the worker's agent for every record of the events topic (:func:`decode_record`, the
+one way in from Kafka), and by the streaming HTTP ingest to encode what it publishes. A record
+is accepted in structured mode (the value is a CloudEvent JSON object) or in Kafka binary mode
+(attributes in ``ce_*`` headers, ``data`` in the value). Every fault is a :class:`DeadLetter`
+(raised in :class:`Refused`) the agent sends to the dead-letter topic with its reason in a
+header, so one bad record never stops a worker.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from events.envelope import CloudEvent, parse_binary, parse_structured
+from aiokafka.partitioner import murmur2
+
+from events.envelope import (
+    Event,
+    binary_attributes,
+    decode_event,
+    decode_json,
+    validate_event,
+)
 from events.errors import MalformedEvent
 
 BINARY_PREFIX = "ce_"
@@ -30,7 +40,8 @@ NO_KEY = "no_key"
 KEY_MISMATCH = "key_mismatch"
 PROCESSING_ERROR = "processing_error"
 REASONS = (NOT_JSON, INVALID_CLOUDEVENT, INVALID_EVENT, NO_KEY, KEY_MISMATCH, PROCESSING_ERROR)
-"""Every dead-letter reason; ``invalid_event`` is a catalogue event with a bad subject/data."""
+"""Every dead-letter reason; ``invalid_event`` is a CloudEvent whose ``subject``, ``data`` or
+``time`` the catalogue refuses, ``invalid_cloudevent`` one whose envelope is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,31 +71,75 @@ def is_binary(headers: Headers) -> bool:
     return any(k.lower() == BINARY_PREFIX + "specversion" for k, _ in _header_items(headers))
 
 
-def decode(key: bytes | None, value: bytes | None, headers: Headers) -> CloudEvent | DeadLetter:
-    """The CloudEvent in a record of the events topic, or why it is dead-lettered.
+class Refused(Exception):
+    """A record that cannot be applied, with the dead letter that says why."""
+
+    def __init__(self, letter: DeadLetter) -> None:
+        super().__init__(letter.detail)
+        self.letter = letter
+
+
+_CONTENT_FIELDS = ("subject", "data", "time")
+"""Fields whose problems make a well-formed CloudEvent an ``invalid_event``."""
+
+
+def decode_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    known_types: Iterable[str] | Mapping[str, Any],
+    received_at: datetime,
+) -> Event | None:
+    """The event in a record of the events topic: the one way a Kafka record comes in.
+
+    A structured-mode record keyed by its subject (the common case) is decoded and checked
+    in one pass (:func:`events.envelope.decode_event`); anything else (binary mode, and
+    every fault, so the dead letter names it exactly) goes through
+    :func:`events.envelope.validate_event`, the validator behind every transport.
 
     The record key must be the feature id: a record without a key is ``no_key``, and a key
     that differs from the event's ``subject`` is ``key_mismatch`` (the event would be applied
-    on a partition that does not own its feature). Checks of ``subject`` and ``data`` against
-    the catalogue are left to :func:`events.envelope.to_event`.
+    on a partition that does not own its feature).
+
+    Returns:
+        The typed event, or ``None`` for a valid CloudEvent outside ``known_types``.
+
+    Raises:
+        Refused: with the dead letter (a reason of :data:`REASONS` and the problems).
     """
     items = _header_items(headers)
+    binary = is_binary(items)
+    if key and value is not None and not binary:
+        try:
+            fast = decode_event(value, known_types, received_at)
+        except Exception:
+            fast = None  # the full path below says why, with the exact reason
+        if fast is not None and fast.feature.encode("utf-8") == key:
+            return fast
     try:
-        if is_binary(items):
-            ce = parse_binary(dict(items), value, prefix=BINARY_PREFIX)
+        if binary:
+            raw = binary_attributes(dict(items), value, prefix=BINARY_PREFIX)
+        elif value is None:
+            raise Refused(DeadLetter(NOT_JSON, "the record has no value"))
         else:
-            if value is None:
-                return DeadLetter(NOT_JSON, "the record has no value")
-            ce = parse_structured(value)
+            raw = decode_json(value)
     except MalformedEvent as err:
-        not_json = any(p.reason.startswith(_NOT_JSON_PROBLEM) for p in err.problems)
-        return DeadLetter(NOT_JSON if not_json else INVALID_CLOUDEVENT, str(err))
+        raise Refused(DeadLetter(NOT_JSON, str(err))) from err
+    if not isinstance(raw, dict):
+        raise Refused(DeadLetter(INVALID_CLOUDEVENT, "a CloudEvent must be a JSON object"))
+    try:
+        event = validate_event(raw, known_types, received_at)
+    except MalformedEvent as err:
+        content = all(p.field.split(".")[0] in _CONTENT_FIELDS for p in err.problems)
+        reason = INVALID_EVENT if content else INVALID_CLOUDEVENT
+        raise Refused(DeadLetter(reason, str(err))) from err
     if not key:
-        return DeadLetter(NO_KEY, "the record has no key; the key must be the feature id")
-    if ce.subject is not None and key != ce.subject.encode("utf-8"):
+        raise Refused(DeadLetter(NO_KEY, "the record has no key; the key must be the feature id"))
+    subject = raw.get("subject")
+    if subject is not None and key != str(subject).encode("utf-8"):
         shown = key.decode("utf-8", errors="replace")
-        return DeadLetter(KEY_MISMATCH, f"key {shown!r} is not the subject {ce.subject!r}")
-    return ce
+        raise Refused(DeadLetter(KEY_MISMATCH, f"key {shown!r} is not the subject {subject!r}"))
+    return event
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -121,3 +176,8 @@ def dead_letter_headers(
         (DETAIL_HEADER, letter.detail[:1000].encode("utf-8", errors="replace")),
         ("lifecycle_dlq_origin", f"{topic}/{partition}/{offset}".encode()),
     ]
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions

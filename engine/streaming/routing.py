@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from engine.http.api import Readiness
 from engine.http.local import UNKNOWN_TYPE, receipt
@@ -33,6 +32,7 @@ from engine.processor import IGNORED
 from engine.state import FeatureState, HistoryEntry
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp
+from engine.streaming.codec import key_partition
 from events.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,6 @@ class KafkaIngest:
                 }
             )
         return receipts
-
-
-def key_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it is owned."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def readable(lapp: LifecycleApp) -> frozenset[int]:

@@ -90,12 +90,12 @@ def test_transitions_durations_lead_time_and_rework() -> None:
 def test_duplicates_and_rejections_change_no_gauge() -> None:
     eng, reg = engine()
     first = make_event("discovery.started", "a", at=1)
-    apply(eng, make_event("idea.submitted", "a"), first, first, make_event("uat.passed", "a"))
+    apply(eng, make_event("idea.submitted", "a"), first, first, make_event("feature.launched", "a"))
     assert features(reg, "discovery") == 1
     assert transitions(reg, "idea", "discovery") == 1
     dup = {"type": "discovery.started", "outcome": "duplicate"}
     assert reg.get_sample_value("lifecycle_events_total", dup) == 1
-    rejected = {"type": "uat.passed", "outcome": "rejected"}
+    rejected = {"type": "feature.launched", "outcome": "rejected"}
     assert reg.get_sample_value("lifecycle_events_total", rejected) == 1
 
 

@@ -238,7 +238,8 @@ def test_history_lists_every_outcome_with_the_rule_9_fields(server: EmbeddedServ
         [
             cloud_event("build.shipped", "h-1", "h-1-a"),
             cloud_event("uat.failed", "h-1", "h-1-b", data={"reason": "checkout breaks"}),
-            cloud_event("uat.passed", "h-1", "h-1-c"),
+            cloud_event("feature.launched", "h-1", "h-1-c"),
+            cloud_event("uat.passed", "h-1", "h-1-d"),
         ]
     )
     entries = history(server, "h-1")
@@ -248,10 +249,12 @@ def test_history_lists_every_outcome_with_the_rule_9_fields(server: EmbeddedServ
         ("applied", "idea", "uat"),
         ("applied", "uat", "development"),
         ("rejected", "development", "development"),
+        ("applied", "development", "launch_ready"),
     ]
     assert entries[0]["reason"] == "created implicitly"
     assert entries[1]["skipped"] == ["discovery", "defined", "prioritized", "design", "development"]
     assert entries[3]["reason"] == "gate:uat"
+    assert entries[4]["skipped"] == ["uat"]  # rule 5: the event that leaves the gate
     assert server.get("/features/h-1").json["uat_failures"] == 1
 
 

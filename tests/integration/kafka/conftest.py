@@ -31,7 +31,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
-from events.envelope import parse_structured, to_event
+from events.builder import ENGINE_SOURCE
+from events.envelope import validate_event
 from tests.services import free_port, missing_service
 from workflows.loader import Workflows
 
@@ -279,8 +280,7 @@ def expected_outcome(
     store = MemoryStore()
     engine = Engine(workflows, store)
     for raw in events:
-        ce = parse_structured(json.dumps(raw))
-        event = to_event(ce, workflows.event_types, RECEIVED_AT)
+        event = validate_event(raw, workflows.event_types, RECEIVED_AT)
         if event is not None:
             engine.apply(event, RECEIVED_AT)
     return {
@@ -308,12 +308,19 @@ def wait_for(predicate: Any, timeout: float, what: str, worker: Worker | None = 
 def actual_outcome(
     worker: Worker, ids: Iterable[str]
 ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Each feature's stored state and history (without ``received_at``) via the worker."""
+    """Each feature's stored state and the history lines its events made (without
+    ``received_at``) via the worker, to compare with :func:`expected_outcome`.
+
+    The engine's own risk signals (``source`` ``lifecycle/engine``) depend on the worker's
+    clock, not only on the events; ``test_modes_agree.py`` compares them with the embedded
+    mode's.
+    """
     found = {}
     for fid in ids:
         status, body = worker.get(f"/_worker/features/{fid}")
         if status != 200:
             found[fid] = ({"missing": status}, [])
             continue
-        found[fid] = (body["state"], [strip(e) for e in body["history"]])
+        lines = [strip(e) for e in body["history"] if e["source"] != ENGINE_SOURCE]
+        found[fid] = (body["state"], lines)
     return found

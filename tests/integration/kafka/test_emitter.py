@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from events import CATALOGUE, EmitFailed, Emitter, parse_binary, parse_structured
-from events.envelope import to_event
+from events.envelope import decode_event
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def test_structured_events_arrive_keyed_by_feature_as_valid_cloudevents(
         assert record.key == feature.encode()
         assert (ce.type, ce.subject, ce.source) == (type_, feature, "ci/build-service")
         assert ce == s.event
-    shipped = to_event(by_id[sent[1].event.id][1], CATALOGUE, datetime.now(UTC))
+    shipped = decode_event(by_id[sent[1].event.id][0].value, CATALOGUE, datetime.now(UTC))
     assert shipped is not None and shipped.data.build == "1.4.2"  # type: ignore[attr-defined]
 
     # one feature's events share a partition, in the order they were emitted

@@ -18,6 +18,7 @@ def test_every_route_is_described(workflows: object) -> None:
 
     from engine.http.api import build_app
     from engine.http.local import EngineIngest, StoreReader
+    from engine.risk_monitor import RiskMonitor
     from engine.service import Engine
     from engine.stores.memory import MemoryStore
     from metrics.bundle import LifecycleMetrics
@@ -28,6 +29,7 @@ def test_every_route_is_described(workflows: object) -> None:
         reader=StoreReader(store),
         workflows=workflows,  # type: ignore[arg-type]
         metrics=LifecycleMetrics(CollectorRegistry()),
+        assess=RiskMonitor(workflows).assessment,  # type: ignore[arg-type]
     )
     served = {
         (route.method.lower(), route.resource.canonical)

@@ -73,7 +73,7 @@ def test_each_outcome_kind(workflows: Workflows) -> None:
             make_event("feedback.received", at=2, sentiment="positive"),  # updated
             created,  # duplicate
             make_event("idea.submitted", at=3, source="other", id=created.id, title="x"),
-            make_event("uat.passed", at=4),  # rejected: gate
+            make_event("feature.launched", at=4),  # rejected: gate
         ],
     )
     assert [o.outcome for o in outcomes] == [
@@ -254,12 +254,28 @@ def test_iteration_started_moves_back_to_development(workflows: Workflows) -> No
 # --- rule 5: gates ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("event_type", ["feature.launched", "uat.passed"])
-def test_uat_gate_refuses_skips_over_it(workflows: Workflows, event_type: str) -> None:
-    state = at_stage(workflows, "development")
-    outcome = process(workflows, state, make_event(event_type, at=50), RECEIVED)
+@pytest.mark.parametrize("stage", ["idea", "prioritized", "development"])
+def test_uat_gate_refuses_other_events_skipping_over_it(workflows: Workflows, stage: str) -> None:
+    state = at_stage(workflows, stage)
+    outcome = process(workflows, state, make_event("feature.launched", at=50), RECEIVED)
     assert (outcome.outcome, outcome.reason) == ("rejected", "gate:uat")
-    assert outcome.state is not None and outcome.state.stage == "development"
+    assert outcome.state is not None and outcome.state.stage == stage
+
+
+def test_the_event_that_leaves_the_gate_may_skip_over_it(workflows: Workflows) -> None:
+    state = at_stage(workflows, "development")
+    outcome = process(workflows, state, make_event("uat.passed", at=50), RECEIVED)
+    assert outcome.outcome == "applied" and outcome.to_stage == "launch_ready"
+    assert outcome.skipped == ("uat",)
+    assert outcome.entries[-1].skipped == ("uat",)
+    assert outcome.state is not None and "uat" in outcome.state.visited
+
+
+def test_the_event_that_leaves_the_gate_skips_every_stage_before_it(workflows: Workflows) -> None:
+    state = at_stage(workflows, "defined")
+    outcome = process(workflows, state, make_event("uat.passed", at=50), RECEIVED)
+    assert outcome.outcome == "applied" and outcome.to_stage == "launch_ready"
+    assert outcome.skipped == ("prioritized", "design", "development", "uat")
 
 
 def test_uat_gate_refuses_leaving_uat_by_another_event(workflows: Workflows) -> None:
@@ -469,7 +485,7 @@ def test_every_outcome_but_ignored_writes_history(workflows: Workflows) -> None:
     state = at_stage(workflows, "idea")
     fb = make_event("feedback.received")
     _, outcomes = run(
-        workflows, [fb, fb, make_event("uat.passed"), make_event("discovery.started")], state
+        workflows, [fb, fb, make_event("feature.launched"), make_event("discovery.started")], state
     )
     assert [[e.outcome for e in o.entries] for o in outcomes] == [
         ["updated"],

@@ -19,18 +19,19 @@ same entries the engine stores. The window is the last 7 of 30 days (days 23 to 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from engine.forecast import Forecast as LaunchForecast
 from engine.processor import process
 from engine.report import (
     Forecast,
     Report,
     ReportError,
     build_report,
-    forecast_from,
+    forecast_of,
     parse_since,
     render_html,
     render_markdown,
@@ -313,19 +314,33 @@ def test_windows_people_write() -> None:
             parse_since(bad, NOW)
 
 
-def test_forecast_read_from_the_api_shape() -> None:
-    assert forecast_from({"p50": "2024-02-01", "p85": "2024-02-10", "observations": 7}) == (
-        Forecast(date(2024, 2, 1), date(2024, 2, 10), 7)
+def test_the_report_shows_a_forecast_with_the_dates_the_api_shows() -> None:
+    made = datetime(2024, 1, 20, tzinfo=UTC)
+    launch = LaunchForecast(
+        datetime(2024, 2, 1, 9, tzinfo=UTC),
+        datetime(2024, 2, 10, 23, tzinfo=UTC),
+        7,
+        "observed",
+        made,
     )
-    assert forecast_from(None) is None
-    assert forecast_from({"unexpected": 1}) is None
+    assert forecast_of(launch, made) == Forecast(date(2024, 2, 1), date(2024, 2, 10), 7, "low")
+    view = launch.view(made)
+    assert (view["p50"], view["p85"]) == ("2024-02-01", "2024-02-10")
+    assert forecast_of(None, made) is None
 
 
 def test_a_forecast_says_how_sure_it_is_and_when_it_waits_on_a_block() -> None:
-    found = forecast_from(
-        {"p50": "2024-02-01", "p85": "2024-04-10", "observations": 7, "confidence": "low"}
-        | {"blocked": True}
+    made = datetime(2024, 1, 20, tzinfo=UTC)
+    launch = LaunchForecast(
+        datetime(2024, 2, 1, 9, tzinfo=UTC),
+        datetime(2024, 4, 10, 23, tzinfo=UTC),
+        7,
+        "observed",
+        made,
+        confidence="low",
+        blocked=True,
     )
+    found = forecast_of(launch, made)
     assert found == Forecast(date(2024, 2, 1), date(2024, 4, 10), 7, "low", True)
     from engine.report import _forecast_text
 

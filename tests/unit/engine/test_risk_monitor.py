@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from engine.forecast import Forecaster, StageDurations
-from engine.risk_monitor import RiskMonitor, RiskSignal
+from engine.risk_monitor import RiskMonitor
+from engine.risk_signals import RiskSignal
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from metrics.bundle import LifecycleMetrics

@@ -6,7 +6,6 @@ would and applied through :class:`engine.service.Engine` on a memory store.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from engine.processor import Outcome
 from engine.service import Engine
 from engine.simulator import DAY, Scheduled, build_portfolio, features_of, next_number
 from engine.stores.memory import MemoryStore
-from events.envelope import parse_structured, to_event
+from events.envelope import validate_event
 from workflows.loader import Workflows
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -40,8 +39,8 @@ def replay(request: pytest.FixtureRequest, workflows: Workflows) -> Replay:
     engine = Engine(workflows, MemoryStore())
     outcomes = []
     for item in portfolio:
-        ce = parse_structured(json.dumps(item.event))
-        event = to_event(ce, workflows.event_types, START + timedelta(seconds=item.offset))
+        at = START + timedelta(seconds=item.offset)
+        event = validate_event(item.event, workflows.event_types, at)
         assert event is not None, item.event
         outcomes.append(engine.apply(event, START + timedelta(seconds=item.offset)))
     return Replay(portfolio, outcomes, engine)

@@ -11,7 +11,7 @@ import pytest
 
 from events import CATALOGUE, EmitFailed, Emitter, MalformedEvent, parse_binary, parse_structured
 from events.emitter import DEFAULT_TOPIC, build_message
-from events.envelope import to_event
+from events.envelope import decode_event
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: a connection attempt would fail
@@ -65,7 +65,7 @@ def test_the_structured_record_is_what_the_engine_parses() -> None:
     assert dict(msg.headers) == {"content-type": b"application/cloudevents+json"}
     ce = parse_structured(msg.value)
     assert ce == msg.event
-    event = to_event(ce, CATALOGUE, datetime.now(UTC))
+    event = decode_event(msg.value, CATALOGUE, datetime.now(UTC))
     assert event is not None
     assert (event.type, event.feature, event.source, event.time) == (
         "feature.prioritized",
@@ -117,7 +117,7 @@ def test_a_type_outside_the_catalogue_is_sent_and_the_engine_ignores_it() -> Non
     msg = build_message("deploy.finished", "f1", {"anything": [1, 2]}, source="cd/argo")
     ce = parse_structured(msg.value)
     assert ce.type == "deploy.finished"
-    assert to_event(ce, CATALOGUE, datetime.now(UTC)) is None
+    assert decode_event(msg.value, CATALOGUE, datetime.now(UTC)) is None
 
 
 def test_a_type_outside_the_catalogue_still_needs_a_valid_envelope_and_feature() -> None:
@@ -134,7 +134,7 @@ def test_data_that_is_not_json_is_refused() -> None:
 
 def test_extensions_are_sent_and_the_workflow_extension_reaches_the_engine() -> None:
     msg = build_message("build.started", "f1", source="ci", extensions={"workflow": "hotfix"})
-    event = to_event(parse_structured(msg.value), CATALOGUE, datetime.now(UTC))
+    event = decode_event(msg.value, CATALOGUE, datetime.now(UTC))
     assert event is not None and event.workflow == "hotfix"
     with pytest.raises(MalformedEvent) as err:
         build_message("build.started", "f1", source="ci", extensions={"Bad-Name": "x", "id": "y"})

@@ -10,12 +10,13 @@ import pytest
 
 from events.catalogue import CATALOGUE, BuildShipped, RiskChanged
 from events.envelope import (
+    BATCH,
+    STRUCTURED,
+    Received,
     binary_attributes,
-    parse_batch,
+    decode_http,
     parse_binary,
     parse_structured,
-    to_event,
-    validate_batch,
     validate_event,
 )
 from events.errors import MalformedEvent
@@ -45,8 +46,8 @@ def fields(err: pytest.ExceptionInfo[MalformedEvent]) -> set[str]:
 
 
 def test_structured_event_becomes_a_typed_event() -> None:
-    ce = parse_structured(json.dumps(raw()))
-    event = to_event(ce, CATALOGUE, RECEIVED)
+    (received,) = decode_http(json.dumps(raw()).encode(), STRUCTURED, {}, CATALOGUE, RECEIVED)
+    event = received.event
     assert event is not None
     assert (event.id, event.source, event.type, event.feature) == (
         "evt-1",
@@ -61,7 +62,7 @@ def test_structured_event_becomes_a_typed_event() -> None:
 def test_structured_keeps_extension_attributes() -> None:
     ce = parse_structured(json.dumps(raw(traceparent="00-abc", workflow="feature")))
     assert ce.model_extra == {"traceparent": "00-abc", "workflow": "feature"}
-    event = to_event(ce, CATALOGUE, RECEIVED)
+    event = validate_event(raw(traceparent="00-abc", workflow="feature"), CATALOGUE, RECEIVED)
     assert event is not None and event.workflow == "feature"
 
 
@@ -74,34 +75,32 @@ def test_structured_refuses_what_is_not_an_event_object(body: str) -> None:
 # --- batch -----------------------------------------------------------------------------------
 
 
-def test_batch_parses_every_event() -> None:
-    body = json.dumps([raw(id="a"), raw(id="b", type="vendor.thing", subject=None)])
-    assert [ce.id for ce in parse_batch(body)] == ["a", "b"]
+def batch(items: object) -> list[Received]:
+    return decode_http(json.dumps(items).encode(), BATCH, {}, CATALOGUE, RECEIVED)
 
 
 def test_batch_lists_problems_of_every_bad_member_by_index() -> None:
-    body = json.dumps([raw(), raw(source=None), raw(), raw(specversion="0.3")])
     with pytest.raises(MalformedEvent) as err:
-        parse_batch(body)
+        batch([raw(), raw(source=None), raw(), raw(specversion="0.3")])
     assert fields(err) == {"[1].source", "[3].specversion"}
 
 
 def test_batch_must_be_an_array() -> None:
     with pytest.raises(MalformedEvent, match="JSON array"):
-        parse_batch(json.dumps(raw()))
+        batch(raw())
 
 
-def test_validate_batch_types_each_member_and_ignores_foreign_types() -> None:
-    events = validate_batch(
-        [raw(id="a"), raw(id="b", type="vendor.thing", subject=None)], CATALOGUE, RECEIVED
-    )
+def test_batch_types_each_member_and_ignores_foreign_types() -> None:
+    items = [raw(id="a"), raw(id="b", type="vendor.thing", subject=None)]
+    events = [r.event for r in batch(items)]
     assert events[0] is not None and events[0].id == "a"
     assert events[1] is None
+    assert [r.raw for r in batch(items)] == items
 
 
-def test_validate_batch_reports_envelope_and_subject_problems_by_index() -> None:
+def test_batch_reports_envelope_and_subject_problems_by_index() -> None:
     with pytest.raises(MalformedEvent) as err:
-        validate_batch([raw(), raw(source=None, subject="-bad")], CATALOGUE, RECEIVED)
+        batch([raw(), raw(source=None, subject="-bad")])
     assert fields(err) == {"[1].source", "[1].subject"}
 
 
@@ -120,7 +119,10 @@ def test_http_binary_mode() -> None:
     }
     ce = parse_binary(headers, b'{"reason": "payment flow broken"}')
     assert ce.datacontenttype == "application/json"
-    event = to_event(ce, CATALOGUE, RECEIVED)
+    (received,) = decode_http(
+        b'{"reason": "payment flow broken"}', None, headers, CATALOGUE, RECEIVED
+    )
+    event = received.event
     assert event is not None
     assert event.type == "uat.failed" and event.feature == "checkout-v2"
     assert event.time == datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
@@ -135,8 +137,10 @@ def test_kafka_binary_mode_with_bytes_headers() -> None:
         "ce_type": b"risk.raised",
         "ce_subject": b"checkout-v2",
     }
-    ce = parse_binary(headers, b'{"risk_id": "sec-1", "severity": "critical"}', prefix="ce_")
-    event = to_event(ce, CATALOGUE, RECEIVED)
+    attributes = binary_attributes(
+        headers, b'{"risk_id": "sec-1", "severity": "critical"}', prefix="ce_"
+    )
+    event = validate_event(attributes, CATALOGUE, RECEIVED)
     assert event is not None
     assert event.data == RiskChanged(risk_id="sec-1", severity="critical")
     assert event.time == RECEIVED  # no ce_time: the receive time
@@ -192,10 +196,9 @@ def test_missing_subject_and_data_problems_together() -> None:
     assert fields(err) == {"subject", "data.risk_id", "data.severity"}
 
 
-def test_to_event_lists_subject_and_data_together() -> None:
-    ce = parse_structured(json.dumps(raw(subject="x" * 129, data=[1])))
+def test_subject_and_data_problems_come_together() -> None:
     with pytest.raises(MalformedEvent) as err:
-        to_event(ce, CATALOGUE, RECEIVED)
+        validate_event(raw(subject="x" * 129, data=[1]), CATALOGUE, RECEIVED)
     assert fields(err) == {"subject", "data"}
 
 
@@ -253,7 +256,8 @@ def test_garbage_time_is_rejected() -> None:
 def test_foreign_type_is_ignored_even_without_subject_or_object_data() -> None:
     foreign = raw(type="com.vendor.deploy", subject=None, data="plain text")
     assert validate_event(foreign, CATALOGUE, RECEIVED) is None
-    assert to_event(parse_structured(json.dumps(foreign)), CATALOGUE, RECEIVED) is None
+    body = json.dumps(foreign).encode()
+    assert [r.event for r in decode_http(body, STRUCTURED, {}, CATALOGUE, RECEIVED)] == [None]
 
 
 def test_foreign_type_with_a_broken_envelope_is_still_malformed() -> None:

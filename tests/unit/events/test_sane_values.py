@@ -14,20 +14,21 @@ from typing import Any
 
 import pytest
 
+from engine.streaming import codec
 from events.catalogue import CATALOGUE
 from events.envelope import (
+    BATCH,
     EARLIEST_TIME,
     LATEST_AHEAD,
+    STRUCTURED,
     Event,
+    binary_attributes,
     decode_event,
-    decode_json,
+    decode_http,
     parse_binary,
-    parse_structured,
-    to_event,
-    validate_batch,
     validate_event,
 )
-from events.errors import MalformedEvent
+from events.errors import MalformedEvent, Problem
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 BASE = {"specversion": "1.0", "id": "1", "source": "s", "subject": "F-1"}
@@ -69,27 +70,32 @@ HOSTILE: dict[str, str] = {
 }
 
 
-def _via_validate(body: bytes) -> Any:
-    return validate_event(decode_json(body), CATALOGUE, NOW)
+def _via_http(body: bytes) -> Any:
+    (received,) = decode_http(body, STRUCTURED, {}, CATALOGUE, NOW)
+    return received.event
 
 
 def _via_batch(body: bytes) -> Any:
-    return validate_batch(decode_json(b"[" + body + b"]"), CATALOGUE, NOW)
+    (received,) = decode_http(b"[" + body + b"]", BATCH, {}, CATALOGUE, NOW)
+    return received.event
 
 
 def _via_fast(body: bytes) -> Any:
     return decode_event(body, CATALOGUE, NOW)
 
 
-def _via_kafka_full(body: bytes) -> Any:
-    return to_event(parse_structured(body), CATALOGUE, NOW)
+def _via_kafka(body: bytes) -> Any:
+    try:
+        return codec.decode_record(b"F-1", body, [], CATALOGUE, NOW)
+    except codec.Refused as refused:  # the dead letter's detail is the MalformedEvent's text
+        raise MalformedEvent([Problem("", refused.letter.detail)]) from refused
 
 
 PATHS: dict[str, Callable[[bytes], Any]] = {
-    "http structured": _via_validate,
+    "http structured": _via_http,
     "http batch": _via_batch,
-    "kafka fast": _via_fast,
-    "kafka full": _via_kafka_full,
+    "kafka fast path": _via_fast,
+    "kafka record": _via_kafka,
 }
 
 
@@ -120,7 +126,7 @@ def test_an_out_of_range_binary_time_is_malformed(time: str, prefix: str) -> Non
         f"{prefix}time": time,
     }
     with pytest.raises(MalformedEvent) as err:
-        to_event(parse_binary(headers, b"{}", prefix=prefix), CATALOGUE, NOW)
+        validate_event(binary_attributes(headers, b"{}", prefix=prefix), CATALOGUE, NOW)
     assert {p.field for p in err.value.problems} == {"time"}
 
 
@@ -140,10 +146,10 @@ def test_a_header_attribute_that_is_not_unicode_is_malformed() -> None:
 
 def test_the_time_window_reason_names_the_limit() -> None:
     with pytest.raises(MalformedEvent) as err:
-        _via_validate(_encoded(_body(time="9999-12-31T23:00:00Z")))
+        _via_http(_encoded(_body(time="9999-12-31T23:00:00Z")))
     assert "ahead of the engine's clock" in str(err.value)
     with pytest.raises(MalformedEvent) as err:
-        _via_validate(_encoded(_body(time="0001-01-01T00:00:00+01:00")))
+        _via_http(_encoded(_body(time="0001-01-01T00:00:00+01:00")))
     assert "1970" in str(err.value)
 
 

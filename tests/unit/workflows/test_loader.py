@@ -227,7 +227,9 @@ def test_compiled_table_resolves_moves_skips_and_updates() -> None:
     move = wf.resolve("prioritized", "build.shipped")
     assert isinstance(move, Move) and move.skipped == ("design", "development")
     assert isinstance(wf.resolve("uat", "build.shipped"), Update)
-    assert wf.resolve("development", "uat.passed") == Reject("gate:uat")
+    (passed,) = wf.moving["uat.passed"]
+    assert wf.resolve("development", "uat.passed") == Move("launch_ready", ("uat",), passed)
+    assert wf.resolve("development", "feature.launched") == Reject("gate:uat")
     assert wf.resolve("cancelled", "build.started") == Reject("terminal")
     assert wf.resolve("idea", "kpi.reported") is None
 

@@ -145,7 +145,7 @@ class StoreContract:
     def test_rejection_keeps_the_state_and_records_the_line(self, store: FeatureStore) -> None:
         apply(store, make_event("idea.submitted", "f1"))
         before = store.get("f1")
-        outcome = apply(store, make_event("uat.passed", "f1"))
+        outcome = apply(store, make_event("feature.launched", "f1"))
         assert outcome.outcome == "rejected"
         assert visible(store.get("f1")) == visible(before)
         assert store.history("f1")[-1].reason == "gate:uat"
@@ -238,7 +238,7 @@ class PersistentStoreContract(StoreContract):
 
     def test_restart_keeps_states_and_histories(self, store: FeatureStore, tmp_path: Path) -> None:
         state = rich_feature(store)
-        apply(store, make_event("uat.passed", "other"))  # rejected, creates "other"
+        apply(store, make_event("feature.launched", "other"))  # rejected, creates "other"
         history = store.history("rich")
         store = self.reopen(store, tmp_path)
         try:

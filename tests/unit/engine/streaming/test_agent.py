@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from faust.types import TP
 
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
-from tests.integration.kafka.workload import cloud_event
+from events.builder import ENGINE_SOURCE
+from tests.integration.kafka.workload import T0, cloud_event
 from workflows.loader import Workflows
 
 
@@ -79,6 +81,9 @@ class FakeConsumer:
     async def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp.partition, offset))
 
+    def assignment(self) -> set[TP]:
+        return {TP("lifecycle.events", p) for p in range(8)}
+
 
 def make_lapp(
     workflows: Workflows,
@@ -91,12 +96,24 @@ def make_lapp(
     lapp._outbox = outbox  # type: ignore[assignment]  # the producer's stand-in
     lapp._probe = probe or FakeProbe(None)  # type: ignore[assignment]
     lapp.app.consumer = consumer or FakeConsumer()  # type: ignore[assignment]
+    lapp.assigned = True  # the group assigned every partition to this worker
     return lapp
 
 
 def record(event: dict[str, Any], offset: int, value: bytes | None = None) -> Record:
     body = value if value is not None else json.dumps(event).encode()
     return Record(Message(str(event["subject"]).encode(), body, offset))
+
+
+ENGINE = ENGINE_SOURCE
+
+
+def changelog_history(outbox: FakeOutbox, fid: str) -> list[dict[str, Any]]:
+    """The history of the last changelog record of ``fid`` the agent published."""
+    values = [r[2] for r in outbox.records if r[0].endswith("-changelog") and fid.encode() in r[1]]
+    assert values, f"no changelog record of {fid}"
+    history: list[dict[str, Any]] = json.loads(values[-1])["history"]
+    return history
 
 
 def deep(levels: int) -> bytes:
@@ -184,7 +201,8 @@ def test_records_skipped_by_the_consumer_are_fetched_again_before_later_ones_app
     again = [record(cloud_event("F1", 9, "idea.submitted", {}), 13), first]
     again += [record(cloud_event("F1", 1, "discovery.started", {}), 11)]
     asyncio.run(lapp.handle_batch(again))
-    assert [h.event_id for h in lapp.store.history("F1")] == ["F1-0", "F1-1"]
+    lines = lapp.store.history("F1")
+    assert [h.event_id for h in lines if h.source != ENGINE] == ["F1-0", "F1-1"]
     assert lapp.checkpoint.committable(0) == 12
 
 
@@ -209,3 +227,71 @@ def test_with_nothing_committed_the_first_record_must_be_the_logs_first(
     asyncio.run(lapp.handle_batch([record(cloud_event("F1", 4, "build.started", {}), 4)]))
     assert lapp.store.get("F1") is None
     assert probe.asked == [(0, 0)] and consumer.sought == [(0, 0)]
+
+
+def test_a_risk_signal_is_a_history_line_of_the_changelog_record(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Rule 9 in streaming mode: the signal is in the table record, so in the changelog."""
+    outbox = FakeOutbox()
+    lapp = create_app(
+        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
+    )
+    lapp._outbox = outbox  # type: ignore[assignment]
+    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
+    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
+    lapp.assigned = True
+    critical = {"risk_id": "r1", "severity": "critical"}
+    batch = [
+        record(cloud_event("F1", 0, "idea.submitted", {}), 0),
+        record(cloud_event("F1", 0, "risk.raised", critical, source="pm"), 1),
+    ]
+    asyncio.run(lapp.handle_batch(batch))
+    lines = changelog_history(outbox, "F1")
+    assert [(h["type"], h["source"], h["outcome"], h["reason"]) for h in lines[-1:]] == [
+        ("feature.at_risk", ENGINE, "updated", "critical_risk")
+    ]
+    published = [json.loads(r[2]) for r in outbox.records if r[0] == lapp.config.transitions_topic]
+    assert [p["type"] for p in published] == ["feature.at_risk"]
+
+
+def test_a_risk_tick_writes_its_signal_lines_to_the_changelog(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """A feature outstays its stage's SLA with no event arriving: the timer's signal is a
+    line of its table record too, written changelog first, then locally."""
+    outbox = FakeOutbox()
+    lapp = create_app(
+        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
+    )
+    lapp._outbox = outbox  # type: ignore[assignment]
+    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
+    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
+    lapp.assigned = True
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 0)]))
+    outbox.records.clear()
+    signals = lapp.monitor.tick(T0 + timedelta(days=31))  # idea's SLA is 30 days
+    assert [s.reason for s in signals] == ["sla_breached"]
+    asyncio.run(lapp.send_signals())
+    lines = changelog_history(outbox, "F1")
+    assert [(h["type"], h["reason"]) for h in lines] == [
+        ("idea.submitted", None),
+        ("feature.at_risk", "sla_breached"),
+    ]
+    stored = json.loads(dict(lapp.table.data.items())["F1"])  # type: ignore[attr-defined]
+    assert stored["history"] == lines
+
+
+def test_a_risk_signal_of_a_partition_not_owned_is_not_written(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """The monitor may still hold features of a partition revoked a moment ago: writing
+    their signal lines would race the partition's new owner with a stale record."""
+    outbox = FakeOutbox()
+    lapp = make_lapp(workflows, tmp_path, outbox)
+    asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 0)]))
+    outbox.records.clear()
+    lapp.assigned = False  # revoked, not yet assigned again
+    lapp.monitor.tick(T0 + timedelta(days=31))
+    asyncio.run(lapp.send_signals())
+    assert outbox.records == []

@@ -1,13 +1,18 @@
-"""Kafka records -> CloudEvent or the reason they are dead-lettered."""
+"""Kafka records -> the typed event, or the reason they are dead-lettered."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from engine.streaming import codec
-from events.envelope import CloudEvent
+from events.catalogue import CATALOGUE, BuildShipped
+from events.envelope import Event
+
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
 
 
 def event(**changes: object) -> dict[str, object]:
@@ -23,9 +28,17 @@ def event(**changes: object) -> dict[str, object]:
     return base
 
 
+def decode(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+    """The event, or the dead letter of a refused record."""
+    try:
+        return codec.decode_record(key, value, headers, CATALOGUE, NOW)
+    except codec.Refused as refused:
+        return refused.letter
+
+
 def test_structured_record_decodes() -> None:
-    ce = codec.decode(b"feat-1", json.dumps(event()).encode(), [])
-    assert isinstance(ce, CloudEvent) and ce.subject == "feat-1" and ce.type == "build.started"
+    ev = decode(b"feat-1", json.dumps(event()).encode(), [])
+    assert isinstance(ev, Event) and ev.feature == "feat-1" and ev.type == "build.started"
 
 
 def test_binary_mode_takes_attributes_from_ce_headers_and_data_from_the_value() -> None:
@@ -37,9 +50,9 @@ def test_binary_mode_takes_attributes_from_ce_headers_and_data_from_the_value() 
         ("ce_subject", b"feat-1"),
         ("content-type", b"application/json"),
     ]
-    ce = codec.decode(b"feat-1", b'{"build": "1.2"}', headers)
-    assert isinstance(ce, CloudEvent)
-    assert ce.id == "e2" and ce.data == {"build": "1.2"}
+    ev = decode(b"feat-1", b'{"build": "1.2"}', headers)
+    assert isinstance(ev, Event)
+    assert ev.id == "e2" and ev.data == BuildShipped(build="1.2")
 
 
 @pytest.mark.parametrize(
@@ -54,12 +67,14 @@ def test_binary_mode_takes_attributes_from_ce_headers_and_data_from_the_value() 
         (b"other", json.dumps(event()).encode(), [], codec.KEY_MISMATCH),
         (b"feat-1", b"{nope", [("ce_specversion", b"1.0"), ("ce_id", b"x")], codec.NOT_JSON),
         (b"feat-1", b"{}", [("ce_specversion", b"1.0")], codec.INVALID_CLOUDEVENT),
+        (b"feat-1", json.dumps(event(subject="-bad")).encode(), [], codec.INVALID_EVENT),
+        (b"feat-1", json.dumps(event(type="risk.raised")).encode(), [], codec.INVALID_EVENT),
     ],
 )
 def test_malformed_records_get_a_reason(
     key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], reason: str
 ) -> None:
-    letter = codec.decode(key, value, headers)
+    letter = decode(key, value, headers)
     assert isinstance(letter, codec.DeadLetter)
     assert letter.reason == reason
     assert letter.detail
@@ -67,8 +82,7 @@ def test_malformed_records_get_a_reason(
 
 def test_an_event_without_subject_is_not_a_key_mismatch() -> None:
     """Foreign CloudEvents without a subject pass through (and are then ignored)."""
-    ce = codec.decode(b"k", json.dumps(event(subject=None, type="x.y")).encode(), [])
-    assert isinstance(ce, CloudEvent)
+    assert decode(b"k", json.dumps(event(subject=None, type="x.y")).encode(), []) is None
 
 
 def test_dead_letter_headers_keep_the_original_and_add_reason_and_origin() -> None:

@@ -1,0 +1,45 @@
+"""The one CloudEvent builder: what it makes is what the engine takes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from events.builder import ENGINE_SOURCE, cloud_event, rfc3339
+from events.catalogue import CATALOGUE
+from events.envelope import validate_event
+
+NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def test_a_built_event_is_a_valid_catalogue_event() -> None:
+    at = datetime(2026, 5, 1, 14, tzinfo=timezone(timedelta(hours=2)))
+    event = cloud_event("build.shipped", "F-1", id="e1", source="ci", time=at, data={"build": "1"})
+    assert event["time"] == "2026-05-01T12:00:00Z"
+    assert event["datacontenttype"] == "application/json"
+    typed = validate_event(event, CATALOGUE, NOW)
+    assert typed is not None and (typed.feature, typed.time) == ("F-1", NOW)
+
+
+def test_what_is_not_given_is_left_out() -> None:
+    event = cloud_event("x.y", "F-1", id="e1", source=ENGINE_SOURCE, datacontenttype=None)
+    assert event == {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "lifecycle/engine",
+        "type": "x.y",
+        "subject": "F-1",
+    }
+
+
+def test_extensions_and_text_times_pass_as_given() -> None:
+    event = cloud_event(
+        "build.started", "F-1", id="e", source="s", time="2026-05-01T10:00:00Z",
+        extensions={"workflow": "hotfix"},
+    )  # fmt: skip
+    assert event["time"] == "2026-05-01T10:00:00Z" and event["workflow"] == "hotfix"
+
+
+def test_rfc3339_is_utc_with_a_z() -> None:
+    assert rfc3339(datetime(2026, 1, 1, 1, 30, tzinfo=timezone(timedelta(hours=1)))) == (
+        "2026-01-01T00:30:00Z"
+    )
