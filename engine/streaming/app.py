@@ -317,10 +317,19 @@ class LifecycleApp:
         records that exist makes the worker seek the partition back to the first of them."""
         partition, offset = message.partition, message.offset
         committed = committed_offset(self.app, self.config.events_topic, partition)
+        if committed is None and not self.checkpoint.knows(partition):
+            # Faust may deliver records before it has read the committed offsets (it
+            # resumes fetching before it seeks): ask the broker.
+            committed = await self.probe.committed(partition)
         verdict = self.checkpoint.admit(partition, offset, committed)
         if verdict == ADMIT:
             return True
         if verdict == DROP:
+            resume = self.checkpoint.reseek(partition, offset)
+            if resume is not None:
+                # Records far past the one awaited keep coming: Faust sought the partition
+                # elsewhere since (its recovery seeks to the committed offset). Ask again.
+                await self.app.consumer.seek(TP(self.config.events_topic, partition), resume)
             return False
         expected = self.checkpoint.expected(partition, committed)
         first = await self.probe.first_at_or_after(partition, expected)
@@ -401,6 +410,7 @@ class LifecycleApp:
                 self.config.events_topic,
                 isolation,
                 self.config.security.aiokafka(),
+                group=self.config.app_id,
             )
         return self._probe
 

@@ -41,6 +41,7 @@ import asyncio
 import hashlib
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -192,6 +193,8 @@ class Checkpoint:
         """The offset expected next per partition: after the last admitted record."""
         self._awaiting: dict[int, int] = {}
         """Partitions sought back: the record each must see first."""
+        self._sought_at: dict[int, float] = {}
+        """When each awaiting partition was last sought."""
 
     def admit(self, partition: int, offset: int, committed: int | None) -> str:
         """Whether to process the record at ``offset`` of ``partition`` now.
@@ -211,6 +214,7 @@ class Checkpoint:
             if offset != awaiting:
                 return DROP
             del self._awaiting[partition]
+            self._sought_at.pop(partition, None)
         expected = self._next.get(partition, committed)
         if expected is None:
             # Nothing committed: the group starts at the log's beginning (auto offset reset
@@ -234,6 +238,24 @@ class Checkpoint:
         found = self._next.get(partition, committed)
         return 0 if found is None else found
 
+    def knows(self, partition: int) -> bool:
+        """Whether a record of ``partition`` was admitted since it was assigned."""
+        return partition in self._next
+
+    def reseek(self, partition: int, offset: int, every: float = 1.0) -> int | None:
+        """After a :data:`DROP` of the record at ``offset``: the offset to seek the partition
+        to again when records past the awaited one have kept arriving for ``every`` seconds
+        since the last seek (``None``: not yet)."""
+        awaiting = self._awaiting.get(partition)
+        if awaiting is None or offset < awaiting:
+            return None
+        now = time.monotonic()
+        if now - self._sought_at.get(partition, now) < every:
+            self._sought_at.setdefault(partition, now)
+            return None
+        self._sought_at[partition] = now
+        return awaiting
+
     def gap(self, partition: int, offset: int) -> None:
         """The broker has no records before ``offset`` since the expected one: admit it."""
         self._next[partition] = offset + 1
@@ -242,6 +264,7 @@ class Checkpoint:
         """The partition was sought back to ``offset``: drop everything until it arrives."""
         self._awaiting[partition] = offset
         self._next[partition] = offset
+        self._sought_at[partition] = time.monotonic()
 
     def done(self, partition: int, offset: int) -> None:
         """Record that every record of ``partition`` up to ``offset`` is durably processed."""
@@ -270,11 +293,13 @@ class Checkpoint:
             self._last.clear()
             self._next.clear()
             self._awaiting.clear()
+            self._sought_at.clear()
             return
         for partition in partitions:
             self._last.pop(partition, None)
             self._next.pop(partition, None)
             self._awaiting.pop(partition, None)
+            self._sought_at.pop(partition, None)
 
     def install(self, consumer: Any) -> None:
         """Make ``consumer`` (Faust's) commit this topic's offsets from this checkpoint.

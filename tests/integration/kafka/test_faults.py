@@ -379,6 +379,45 @@ def test_broker_outage_then_kill_then_wiped_data_dir(
         worker.stop(timeout=15)
 
 
+def test_broker_bounce_of_20_s_under_load_the_worker_resumes_by_itself(
+    private_broker: PrivateBroker, tmp_path: Path, workflows: Workflows
+) -> None:
+    """The broker stops for 20 s while events flow and comes back: the same worker process
+    resumes on its own (no restart), /readyz says what is wrong meanwhile, nothing is lost
+    or doubled. Prints how long it took to catch up once the broker was back."""
+    bootstrap = private_broker.bootstrap
+    base = f"bounce.{uuid.uuid4().hex[:8]}"
+    topics = Topics(f"{base}.events", f"{base}.transitions", f"{base}.dlq")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    names = (topics.events, topics.transitions, topics.dlq)
+    admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
+    admin.close()
+    events = lifecycles(scale(200, 1000), seed=91, prefix="B")
+    expected = expected_outcome(workflows, events)
+    worker = Worker(bootstrap, topics, tmp_path / "w").start()
+    try:
+        worker.wait_ready(partitions=PARTITIONS)
+        feeder = Feeder(bootstrap, topics.events, events, rate=scale(60, 200))
+        feeder.start()
+        wait_for(lambda: worker.processed() > len(events) // 5, 120, "a fifth processed", worker)
+        private_broker.down()
+        time.sleep(20)
+        status, body = worker.get("/readyz")
+        assert status == 503, body
+        assert worker.get("/healthz")[0] == 200
+        back = time.monotonic()
+        private_broker.up()
+        feeder.finish()
+        verdict = settle([worker], expected, timeout=180)
+        caught_up = time.monotonic() - back
+        assert verdict.clean, str(verdict)
+        assert worker.proc is not None and worker.proc.poll() is None, "the same process"
+        wait_for(lambda: worker.get("/readyz")[0] == 200, 60, "ready again", worker)
+        print(f"broker bounce: {len(events)} events, caught up {caught_up:.1f} s after restart")
+    finally:
+        worker.stop(timeout=15)
+
+
 def test_readyz_says_when_a_worker_can_answer(
     make_worker: Any, topics: Topics, kafka_bootstrap: str
 ) -> None:

@@ -62,11 +62,16 @@ class FakeOutbox:
 
 
 class FakeProbe:
-    """The broker's answer to "where do the records resume": ``first``."""
+    """The broker's answers: where the records resume (``first``) and what the group
+    committed (``committed_offset``)."""
 
-    def __init__(self, first: int | None) -> None:
+    def __init__(self, first: int | None, committed_offset: int | None = None) -> None:
         self.first = first
+        self.committed_offset = committed_offset
         self.asked: list[tuple[int, int]] = []
+
+    async def committed(self, partition: int) -> int | None:
+        return self.committed_offset
 
     async def first_at_or_after(self, partition: int, offset: int) -> int | None:
         self.asked.append((partition, offset))
@@ -295,3 +300,35 @@ def test_a_risk_signal_of_a_partition_not_owned_is_not_written(
     lapp.monitor.tick(T0 + timedelta(days=31))
     asyncio.run(lapp.send_signals())
     assert outbox.records == []
+
+
+def test_before_faust_reads_the_committed_offsets_the_broker_is_asked(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust resumes fetching before it seeks, so records can arrive before it knows the
+    committed offset; taking that for "nothing committed" sought back to 0 and then waited
+    forever for records Faust's own seek skipped (a partition stalled, issue 9)."""
+    consumer = FakeConsumer(committed=None)  # Faust has not read it yet
+    probe = FakeProbe(first=0, committed_offset=150)
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox(), probe, consumer)
+    batch = [record(cloud_event("F1", n, "idea.submitted", {}), 150 + n) for n in range(2)]
+    asyncio.run(lapp.handle_batch(batch))
+    assert lapp.store.get("F1") is not None and not consumer.sought and not probe.asked
+    assert lapp.checkpoint.committable(0) == 152
+
+
+def test_a_partition_sought_back_asks_again_when_faust_seeks_it_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.streaming import checkpoint as module
+
+    clock = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    cp = module.Checkpoint("events")
+    cp.admit(0, 1, committed=1)
+    cp.seek(0, 2)
+    assert cp.admit(0, 40, committed=1) == module.DROP
+    assert cp.reseek(0, 40) is None  # just sought: give it time
+    clock[0] += 1.5
+    assert cp.reseek(0, 41) == 2  # still far past the record awaited: seek again
+    assert cp.reseek(0, 42) is None
