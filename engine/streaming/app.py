@@ -290,7 +290,13 @@ class LifecycleApp:
             await self.queue_signals()
             await self.committer.commit(writes, admitted)
         else:
-            self.store.flush(lambda fid: make_current(last_of.get(fid) or self._placed(fid)))
+            placed: list[Any] = []  # make_current keeps only a weak reference
+
+            def current(fid: str) -> None:
+                placed.append(last_of.get(fid) or self._placed(fid))
+                make_current(placed[-1])
+
+            self.store.flush(current)
             await self.queue_signals()
             self.checkpoint.done_all(admitted)
 
