@@ -36,7 +36,7 @@ TIMEOUT = 10.0
 """Seconds the CLI waits for the engine to answer."""
 
 
-class CliError(Exception):
+class CliError(LifecycleError):
     """A failure to report as one line on stderr; ``code`` is the exit status."""
 
     def __init__(self, message: str, code: int = 1) -> None:

@@ -40,6 +40,7 @@ from engine.embedded import EmbeddedEngine, start_embedded
 from engine.settings import Settings
 from engine.simulator import DAY, Scheduled, build_portfolio, next_number
 from events.envelope import BATCH, STRUCTURED, utc_now
+from events.errors import LifecycleError
 
 SPEED = DAY
 """Default pace: one simulated day per real second, so stages move every few seconds."""
@@ -103,7 +104,7 @@ class SimulatedClock:
         return min(simulated, real)
 
 
-class SimulationError(Exception):
+class SimulationError(LifecycleError):
     """The engine refused a request of the simulator (the message has its answer)."""
 
 

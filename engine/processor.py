@@ -14,7 +14,7 @@ from typing import NamedTuple
 from engine.effects import effect_of
 from engine.state import FeatureState, HistoryEntry, add_key
 from events.envelope import Event
-from events.errors import UnknownWorkflow
+from workflows.errors import UnknownWorkflow
 from workflows.loader import Workflows
 from workflows.model import Move, Reject, Update, Workflow
 

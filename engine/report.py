@@ -36,6 +36,7 @@ from engine.risk import (
 )
 from engine.state import FeatureState, HistoryEntry, iso
 from engine.timemath import day_after, seconds_after, utc_date
+from events.errors import LifecycleError
 from workflows.model import Workflow
 
 APPLIED = "applied"
@@ -62,7 +63,7 @@ EARLIEST_SINCE = datetime(1970, 1, 1, tzinfo=UTC)
 """The earliest start of a report window: no event time lies before it (DESIGN.md rule 10)."""
 
 
-class ReportError(ValueError):
+class ReportError(LifecycleError):
     """A report parameter a user gave is not understood (the message says what to write)."""
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from events.errors import UnknownWorkflow, WorkflowError
+from workflows.errors import UnknownWorkflow, WorkflowError
 from workflows.guards import GUARDS
 from workflows.model import Transition, Workflow
 
