@@ -169,7 +169,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from engine.demo import run_demo
 
     return run_demo(
-        settings, speed=args.speed, features=args.features, days=args.days, seed=args.seed
+        settings,
+        speed=args.speed,
+        features=args.features,
+        days=args.days,
+        seed=args.seed,
+        live=args.live,
     )
 
 
