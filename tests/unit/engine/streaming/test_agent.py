@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from faust.types import TP
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
 from events.builder import ENGINE_SOURCE
+from events.envelope import utc_now
 from tests.integration.kafka.workload import T0, cloud_event
 from workflows.loader import Workflows
 
@@ -88,8 +90,10 @@ def make_lapp(
     outbox: FakeOutbox,
     probe: FakeProbe | None = None,
     consumer: FakeConsumer | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> LifecycleApp:
-    lapp = create_app(StreamingConfig(store="memory://", data_dir=tmp_path), workflows)
+    config = StreamingConfig(store="memory://", data_dir=tmp_path)
+    lapp = create_app(config, workflows, clock=clock)
     lapp._outbox = outbox  # type: ignore[assignment]  # the producer's stand-in
     lapp._probe = probe or FakeProbe(None)  # type: ignore[assignment]
     lapp.app.consumer = consumer or FakeConsumer()  # type: ignore[assignment]
@@ -230,12 +234,7 @@ def test_a_risk_signal_is_a_history_line_of_the_changelog_record(
 ) -> None:
     """Rule 9 in streaming mode: the signal is in the table record, so in the changelog."""
     outbox = FakeOutbox()
-    lapp = create_app(
-        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
-    )
-    lapp._outbox = outbox  # type: ignore[assignment]
-    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
-    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
+    lapp = make_lapp(workflows, tmp_path, outbox, clock=lambda: T0)
     critical = {"risk_id": "r1", "severity": "critical"}
     batch = [
         record(cloud_event("F1", 0, "idea.submitted", {}), 0),
@@ -256,12 +255,7 @@ def test_a_risk_tick_writes_its_signal_lines_to_the_changelog(
     """A feature outstays its stage's SLA with no event arriving: the timer's signal is a
     line of its table record too, written changelog first, then locally."""
     outbox = FakeOutbox()
-    lapp = create_app(
-        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
-    )
-    lapp._outbox = outbox  # type: ignore[assignment]
-    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
-    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
+    lapp = make_lapp(workflows, tmp_path, outbox, clock=lambda: T0)
     asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 0)], None))
     outbox.records.clear()
     signals = lapp.monitor.tick(T0 + timedelta(days=31))  # idea's SLA is 30 days
