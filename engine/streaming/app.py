@@ -267,6 +267,7 @@ class LifecycleApp:
         self._flushing = asyncio.Lock()
         """Held while the outbox is flushed: the agent and the risk timer share it, and
         neither may think its records acknowledged while the other's flush still waits."""
+        self._placements: dict[int, _Placed] = {}
         self._persisted: dict[tuple[str, int], int] = {}
         """Changelog offsets acknowledged and not yet recorded in the local store."""
         self.assigned = False
@@ -458,9 +459,15 @@ class LifecycleApp:
 
     def _placed(self, feature_id: str) -> _Placed:
         """A stand-in current event for a table write no record of this batch caused (a
-        risk signal's history line): the events-topic partition that owns the feature."""
+        risk signal's history line): the events-topic partition that owns the feature.
+
+        One per partition, kept: :func:`make_current` holds only a weak reference.
+        """
         partition = key_partition(feature_id, self.config.partitions)
-        return _Placed(self.config.events_topic, partition)
+        placed = self._placements.get(partition)
+        if placed is None:
+            placed = self._placements[partition] = _Placed(self.config.events_topic, partition)
+        return placed
 
     async def send_signals(self) -> None:
         """Publish the risk signals raised outside a batch (by the worker's risk timer).

@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import faust.streams as faust_streams
 import pytest
 from faust.types import TP
 
 from engine.streaming import codec
-from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from engine.streaming.app import LifecycleApp, StreamingConfig, create_app, make_current
 from events.builder import ENGINE_SOURCE
 from events.envelope import utc_now
 from tests.integration.kafka.workload import T0, cloud_event
@@ -268,3 +269,16 @@ def test_a_risk_tick_writes_its_signal_lines_to_the_changelog(
     ]
     stored = json.loads(dict(lapp.table.data.items())["F1"])  # type: ignore[attr-defined]
     assert stored["history"] == lines
+
+
+def test_a_stand_in_placement_outlives_the_write_it_places(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust keeps only a weak reference to the current event: the stand-in for a risk
+    tick's table write must stay alive, or the write finds no current event."""
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox())
+    placed = lapp._placed("F1")
+    assert lapp._placed("F1") is placed
+    make_current(lapp._placed("F1"))
+    current = faust_streams._current_event.get()
+    assert current is not None and current() is placed
