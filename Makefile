@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check events workflows connectors engine metrics tests bench
 	$(BIN)/ruff format --check events workflows connectors engine metrics tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -44,7 +44,7 @@ TIMEOUT = 10.0
 """Seconds the CLI waits for the engine to answer."""
 
 
-class CliError(Exception):
+class CliError(LifecycleError):
     """A failure to report as one line on stderr; ``code`` is the exit status."""
 
     def __init__(self, message: str, code: int = 1) -> None:
@@ -183,6 +183,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
         days=args.days,
         seed=args.seed,
         keep=args.keep,
+        live=args.live,
     )
 
 

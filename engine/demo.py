@@ -7,9 +7,14 @@ where to look, and replays a portfolio from :mod:`engine.simulator` over the rea
 stage every few seconds. Once the portfolio is replayed the engine keeps serving until
 SIGINT or SIGTERM, then everything stops cleanly and the process exits 0.
 
+The first look: everything but the last ``live`` simulated days (30 by default) is sent at
+once when the demo starts, through the same ``POST /events`` a live event takes (a backfill of
+a few thousand events, a few seconds), so the board shows the whole portfolio in every stage,
+with its risks and a populated report, within seconds; the last days then play live.
+
 The engine runs on the replay's own clock (:class:`SimulatedClock`): business time starts at
-the portfolio's first moment and runs ``speed`` times faster than the wall clock until it
-catches up with it, after which it is the wall clock. So while the portfolio replays, the
+the end of the backfill and runs ``speed`` times faster than the wall clock until it catches
+up with it, after which it is the wall clock. So while the portfolio replays, the
 engine judges SLAs, targets and forecasts (and stamps ``received_at``) in simulated time, as
 the features' event times are; the board and the at-risk metrics read as they would in a
 company living through those months.
@@ -42,10 +47,13 @@ from engine.settings import Settings
 from engine.simulator import DAY, Scheduled, build_portfolio, is_simulated, next_number
 from engine.stores.sqlite import SqliteStore
 from events.envelope import BATCH, STRUCTURED, utc_now
-from events.errors import StoreError
+from events.errors import LifecycleError, StoreError
 
 SPEED = DAY
 """Default pace: one simulated day per real second, so stages move every few seconds."""
+LIVE_DAYS = 30.0
+"""Simulated days the demo plays live at its pace; the portfolio's earlier days are
+backfilled at start."""
 FEATURES = 180
 DAYS = 180.0
 SEED = 7
@@ -90,11 +98,14 @@ class SimulatedClock:
         self.start = self.end - timedelta(days=days)
         self.speed = speed
         self.began: float | None = None
+        self.offset = 0.0
 
-    def begin(self) -> None:
-        """The replay starts now: business time is :attr:`start` at this instant."""
+    def begin(self, offset: float = 0.0) -> None:
+        """The replay starts now: business time is :attr:`start` plus ``offset`` simulated
+        seconds (a backfill's span) at this instant."""
         if self.began is None:
             self.began = self.monotonic()
+            self.offset = offset
 
     def __call__(self) -> datetime:
         real = self.wall()
@@ -102,7 +113,8 @@ class SimulatedClock:
             return real
         if self.began is None:
             return min(self.start, real)
-        simulated = self.start + timedelta(seconds=(self.monotonic() - self.began) * self.speed)
+        elapsed = (self.monotonic() - self.began) * self.speed
+        simulated = self.start + timedelta(seconds=self.offset + elapsed)
         return min(simulated, real)
 
 
@@ -133,7 +145,7 @@ def start_fresh(db: Path) -> str | None:
     return None
 
 
-class SimulationError(Exception):
+class SimulationError(LifecycleError):
     """The engine refused a request of the simulator (the message has its answer)."""
 
 
@@ -170,6 +182,7 @@ async def simulate(
     session: aiohttp.ClientSession | None = None,
     progress: Progress | None = None,
     clock: SimulatedClock | None = None,
+    backfill: float = 0.0,
 ) -> Progress:
     """Replay a simulated portfolio against the engine at ``url`` through ``POST /events``.
 
@@ -189,7 +202,9 @@ async def simulate(
         session: a client session to reuse (it is left open); one is made otherwise.
         progress: an object to keep up to date while sending, e.g. for a live display.
         clock: the engine's clock, if it runs on the replay's (its ``end`` is used, and it
-            begins when the first event is due).
+            begins when the first event is due, at the end of the backfill).
+        backfill: simulated days from the start sent at once, before the pace applies
+            (the same requests, as fast as the engine answers them).
 
     Returns:
         ``progress`` (or a new one) with every outcome counted.
@@ -213,18 +228,19 @@ async def simulate(
         progress.total = len(portfolio)
         progress.days = days
         sender = _Sender(client, base + "/events", headers, random.Random(seed + 1))
+        ahead = min(backfill, days) * DAY
         began = time.monotonic()
         if clock is not None:
-            clock.begin()
+            clock.begin(ahead)
         i = 0
         while i < len(portfolio):
-            until = float("inf") if speed is None else (time.monotonic() - began) * speed
+            until = float("inf") if speed is None else ahead + (time.monotonic() - began) * speed
             j = i
             while j < len(portfolio) and portfolio[j].offset <= until and j - i < MAX_BATCH:
                 j += 1
             if j == i:
                 assert speed is not None
-                wait = portfolio[i].offset / speed - (time.monotonic() - began)
+                wait = (portfolio[i].offset - ahead) / speed - (time.monotonic() - began)
                 progress.simulated = until
                 await asyncio.sleep(min(max(wait, 0.0), 0.25))
                 continue
@@ -346,6 +362,7 @@ async def _drive(
     seed: int,
     speed: float,
     clock: SimulatedClock | None = None,
+    backfill: float = 0.0,
 ) -> None:
     """Replay the portfolio, then say how it went and that the engine keeps serving."""
     stages = handle.engine.workflows.default.stages
@@ -361,6 +378,7 @@ async def _drive(
             session=session,
             progress=progress,
             clock=clock,
+            backfill=backfill,
         )
     except (SimulationError, aiohttp.ClientError) as err:
         _say(f"simulator stopped: {err}")
@@ -388,6 +406,7 @@ async def demo(
     days: float = DAYS,
     seed: int = SEED,
     keep: bool = False,
+    live: float = LIVE_DAYS,
 ) -> int:
     """Run the demo in the current event loop until SIGINT or SIGTERM; returns the exit code.
 
@@ -430,8 +449,10 @@ async def demo(
                 f"The database already holds {len(handle.store)} features (--keep); "
                 "a new portfolio joins."
             )
+        backfill = max(0.0, days - live)
         _say(
-            f"Replaying {features} features over {days:g} simulated days ending now, "
+            f"Replaying {features} features over {days:g} simulated days ending now: the "
+            f"first {backfill:g} days at once, the last {days - backfill:g} live at "
             f"{speed / DAY:.3g} simulated day(s) per second. Ctrl-C stops."
         )
         progress = Progress()
@@ -446,6 +467,7 @@ async def demo(
                 seed=seed,
                 speed=speed,
                 clock=clock,
+                backfill=backfill,
             )
         )
         await stop.wait()
@@ -494,6 +516,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the features of earlier demos in LIFECYCLE_DB (default: start fresh)",
     )
+    parser.add_argument(
+        "--live",
+        type=_non_negative,
+        default=LIVE_DAYS,
+        help=f"the last simulated days played live; the earlier ones are sent at start "
+        f"(default {LIVE_DAYS:g})",
+    )
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
@@ -515,6 +551,7 @@ def run_demo(
     days: float = DAYS,
     seed: int = SEED,
     keep: bool = False,
+    live: float = LIVE_DAYS,
 ) -> int:
     """Run ``lifecycle demo`` in the foreground; returns the process exit code.
 
@@ -525,10 +562,20 @@ def run_demo(
         days: simulated days the portfolio spans.
         seed: the same seed replays the same portfolio.
         keep: keep the features already in the database (default: start fresh).
+        live: the last simulated days played live; the earlier ones are backfilled at
+            start.
     """
     try:
         return asyncio.run(
-            demo(settings, speed=speed, features=features, days=days, seed=seed, keep=keep)
+            demo(
+                settings,
+                speed=speed,
+                features=features,
+                days=days,
+                seed=seed,
+                keep=keep,
+                live=live,
+            )
         )
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed.
         return 0

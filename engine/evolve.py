@@ -28,7 +28,8 @@ from engine.state import FeatureState
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
 from engine.stores.sqlite_log import EventLog, RecordedVersion
-from events.errors import StoreError, WorkflowError
+from events.errors import StoreError
+from workflows.errors import WorkflowError
 from workflows.loader import Workflows, compile_definition
 from workflows.model import Workflow
 

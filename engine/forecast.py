@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
+from engine.outcomes import OutcomeKind
 from engine.state import FeatureState, HistoryEntry
 from engine.timemath import seconds_after, shifted, utc_date
 from workflows.loader import Workflows
@@ -79,7 +80,6 @@ LOW = "low"
 OBSERVED = "observed"
 SLA = "sla"
 MIXED = "mixed"
-APPLIED = "applied"  # engine.processor.APPLIED (not imported: the processor needs no forecast)
 
 
 class StageDurations:
@@ -170,7 +170,7 @@ def _moves_from_history(
     """:func:`durations_from_history` with the stage each move went to."""
     entered: datetime | None = None
     for e in entries:
-        if e.outcome != APPLIED or e.to_stage is None:
+        if e.outcome != OutcomeKind.APPLIED or e.to_stage is None:
             continue
         if e.from_stage is None or entered is None:
             entered = e.time

@@ -12,25 +12,26 @@ from datetime import datetime
 from typing import NamedTuple
 
 from engine.effects import effect_of
+from engine.outcomes import OutcomeKind
 from engine.state import FeatureState, HistoryEntry, add_key
 from events.envelope import Event
-from events.errors import UnknownWorkflow
+from workflows.errors import UnknownWorkflow
 from workflows.loader import Workflows
 from workflows.model import Move, Reject, Update, Workflow
 
-APPLIED = "applied"
-UPDATED = "updated"
-DUPLICATE = "duplicate"
-REJECTED = "rejected"
-IGNORED = "ignored"
-OUTCOMES = (APPLIED, UPDATED, DUPLICATE, REJECTED, IGNORED)
+APPLIED = OutcomeKind.APPLIED
+UPDATED = OutcomeKind.UPDATED
+DUPLICATE = OutcomeKind.DUPLICATE
+REJECTED = OutcomeKind.REJECTED
+IGNORED = OutcomeKind.IGNORED
+"""Module-level names of the kinds: the hot path reads a global, not an enum attribute."""
 
 
 class Outcome(NamedTuple):
     """The result of one event.
 
     Attributes:
-        outcome: one of ``applied``, ``updated``, ``duplicate``, ``rejected``, ``ignored``.
+        outcome: what the event did (:class:`~engine.outcomes.OutcomeKind`).
         state: the feature after the event (``None`` when ignored for an unknown feature).
         previous: the feature before (``None`` when the event created it).
         entries: history lines to append, in order (an implicit creation, then the event).
@@ -39,7 +40,7 @@ class Outcome(NamedTuple):
         reentered: the feature entered ``to_stage`` again (rework).
     """
 
-    outcome: str
+    outcome: OutcomeKind
     feature: str
     workflow: str
     state: FeatureState | None
@@ -63,13 +64,16 @@ class Outcome(NamedTuple):
         return self.state is not self.previous
 
 
-_new = tuple.__new__  # a named tuple from all its fields, minus the keyword handling
+_new = tuple.__new__
+"""A named tuple from all its fields, minus the keyword handling: about 1 µs less per event
+(4 % of the core benchmark's budget), so the two hottest constructions (a history line, a
+move's outcome) use it; every other outcome is built with keywords."""
 
 
 def _entry(
     event: Event,
     received_at: datetime,
-    outcome: str,
+    outcome: OutcomeKind,
     from_stage: str | None,
     to_stage: str | None,
     skipped: tuple[str, ...] = (),
@@ -108,15 +112,21 @@ def process(
             workflow = workflows.get(event.workflow)
         except UnknownWorkflow:
             return Outcome(
-                REJECTED,
-                event.feature,
-                str(event.workflow),
-                state,
-                state,
+                outcome=REJECTED,
+                feature=event.feature,
+                workflow=str(event.workflow),
+                state=state,
+                previous=state,
                 reason="unknown_workflow",
             )
     if event.type not in workflow.event_types:
-        return Outcome(IGNORED, event.feature, workflow.name, state, state)
+        return Outcome(
+            outcome=IGNORED,
+            feature=event.feature,
+            workflow=workflow.name,
+            state=state,
+            previous=state,
+        )
 
     entries: list[HistoryEntry] = []
     previous = state
@@ -140,7 +150,14 @@ def process(
     elif event.key in state.seen:
         # Rule 2: an event that already changed the feature changes nothing.
         entry = _entry(event, received_at, DUPLICATE, state.stage, state.stage)
-        return Outcome(DUPLICATE, state.id, workflow.name, state, state, (entry,))
+        return Outcome(
+            outcome=DUPLICATE,
+            feature=state.id,
+            workflow=workflow.name,
+            state=state,
+            previous=state,
+            entries=(entry,),
+        )
 
     if state.stage in workflow.terminal:
         return _rejected(state, previous, event, received_at, entries, workflow, "terminal")
@@ -172,7 +189,13 @@ def _rejected(
 ) -> Outcome:
     entries.append(_entry(event, received_at, REJECTED, state.stage, state.stage, reason=reason))
     return Outcome(
-        REJECTED, state.id, workflow.name, state, previous, tuple(entries), reason=reason
+        outcome=REJECTED,
+        feature=state.id,
+        workflow=workflow.name,
+        state=state,
+        previous=previous,
+        entries=tuple(entries),
+        reason=reason,
     )
 
 
@@ -181,7 +204,7 @@ def _apply_effects(
     previous: FeatureState | None,
     event: Event,
     received_at: datetime,
-    outcome: str,
+    outcome: OutcomeKind,
     entries: list[HistoryEntry],
     workflow: Workflow,
 ) -> Outcome:
@@ -198,12 +221,12 @@ def _apply_effects(
     from_stage = None if created else state.stage
     lines.append(_entry(event, received_at, outcome, from_stage, state.stage))
     return Outcome(
-        outcome,
-        state.id,
-        workflow.name,
-        new,
-        previous,
-        tuple(lines),
+        outcome=outcome,
+        feature=state.id,
+        workflow=workflow.name,
+        state=new,
+        previous=previous,
+        entries=tuple(lines),
         from_stage=from_stage,
         to_stage=state.stage,
     )

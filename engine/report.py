@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from engine.forecast import Forecast as LaunchForecast
+from engine.outcomes import OutcomeKind
 from engine.risk import (
     BLOCKED,
     CRITICAL_RISK,
@@ -36,9 +37,9 @@ from engine.risk import (
 )
 from engine.state import FeatureState, HistoryEntry, iso
 from engine.timemath import day_after, seconds_after, utc_date
+from events.errors import LifecycleError
 from workflows.model import Workflow
 
-APPLIED = "applied"
 UAT_FAILED = "uat.failed"
 STUCK_TOP = 10
 """How many features the "stuck longest" section lists by default."""
@@ -62,7 +63,7 @@ EARLIEST_SINCE = datetime(1970, 1, 1, tzinfo=UTC)
 """The earliest start of a report window: no event time lies before it (DESIGN.md rule 10)."""
 
 
-class ReportError(ValueError):
+class ReportError(LifecycleError):
     """A report parameter a user gave is not understood (the message says what to write)."""
 
 
@@ -266,7 +267,7 @@ def _reason_started(
     if reason == BLOCKED:
         started = None
         for entry in history:
-            if entry.outcome != APPLIED and entry.outcome != "updated":
+            if entry.outcome != OutcomeKind.APPLIED and entry.outcome != OutcomeKind.UPDATED:
                 continue
             if entry.type == "feature.blocked" and started is None:
                 started = entry.time
@@ -279,7 +280,9 @@ def _reason_started(
             return None
         return day_after(target)
     if reason == REWORK:
-        failures = [e.time for e in history if e.type == UAT_FAILED and e.outcome == APPLIED]
+        failures = [
+            e.time for e in history if e.type == UAT_FAILED and e.outcome == OutcomeKind.APPLIED
+        ]
         return failures[REWORK_FAILURES - 1] if len(failures) >= REWORK_FAILURES else None
     return None
 
@@ -356,7 +359,7 @@ def build_report(
         visited: set[str] = set()
         failures_in_window = 0
         for entry in history:
-            if entry.outcome != APPLIED or entry.to_stage is None:
+            if entry.outcome != OutcomeKind.APPLIED or entry.to_stage is None:
                 continue
             inside = since <= entry.time <= now
             if entry.from_stage is None:

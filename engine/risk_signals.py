@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from engine.outcomes import OutcomeKind
 from engine.processor import Outcome
 from engine.risk import REASONS, SLA_BREACHED, TARGET_SLIP, Assessment
 from engine.state import FeatureState, HistoryEntry, iso
@@ -28,7 +29,7 @@ CHANGE_AT_RISK = "at_risk"
 CHANGE_CLEARED = "cleared"
 """Values of :attr:`RiskSignal.change` (and of the ``change`` label of
 ``lifecycle_risk_signals_total``)."""
-SIGNAL_OUTCOME = "updated"
+SIGNAL_OUTCOME = OutcomeKind.UPDATED
 """``outcome`` of a risk signal's history line: the feature's ``risk_reasons`` changed, its
 stage did not (DESIGN.md rule 9 keeps its list of outcomes)."""
 

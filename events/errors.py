@@ -46,14 +46,6 @@ class Unavailable(LifecycleError):
         self.retry_after = retry_after
 
 
-class WorkflowError(LifecycleError):
-    """A workflow definition that cannot be loaded; the message names file, place and fault."""
-
-
-class UnknownWorkflow(LifecycleError):
-    """A workflow name that no loaded definition has."""
-
-
 class StoreError(LifecycleError):
     """A database the engine cannot use, or a write it could not make.
 

@@ -1,7 +1,7 @@
 """Load workflow definitions from YAML and check them before anything runs.
 
 Called once at start-up by the composition roots and by ``lifecycle workflow validate``.
-A bad definition raises :class:`~events.errors.WorkflowError` naming the file, the place in
+A bad definition raises :class:`~workflows.errors.WorkflowError` naming the file, the place in
 it and every fault found (unknown stage or guard, an event mapped twice from one stage, an
 unreachable stage, no initial stage), so nothing half-checked ever reaches the processor.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from events.errors import UnknownWorkflow, WorkflowError
+from workflows.errors import UnknownWorkflow, WorkflowError
 from workflows.guards import GUARDS
 from workflows.model import Transition, Workflow
 from workflows.versions import read_versioning

@@ -19,7 +19,8 @@ from aiohttp import web
 from engine.http.errors import api_error
 from engine.http.ports import Reader
 from engine.migration import Plan, make_plan
-from events.errors import Problem, WorkflowError
+from events.errors import Problem
+from workflows.errors import WorkflowError
 from workflows.loader import Workflows, compile_definition
 from workflows.model import Workflow
 

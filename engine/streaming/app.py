@@ -200,6 +200,7 @@ class LifecycleApp:
         """The last input offset durably processed, per partition: what Faust commits."""
         self._outbox: Outbox | None = None
         self._probe: GapProbe | None = None
+        self._placements: dict[int, _Placed] = {}
         self.committer = Committer(self.app, self.table, self.checkpoint, lambda: self.outbox)
         self.agent = Agent(
             workflows=workflows,
@@ -314,8 +315,13 @@ class LifecycleApp:
 
     def _placed(self, feature_id: str) -> _Placed:
         """A stand-in current event for a table write no record of this batch caused: the
-        events-topic partition that owns the feature."""
-        return _Placed(self.config.events_topic, key_partition(feature_id, self.config.partitions))
+        events-topic partition that owns the feature. One per partition, kept:
+        :func:`make_current` holds only a weak reference."""
+        partition = key_partition(feature_id, self.config.partitions)
+        placed = self._placements.get(partition)
+        if placed is None:
+            placed = self._placements[partition] = _Placed(self.config.events_topic, partition)
+        return placed
 
     async def admit(self, message: Any) -> bool:
         """Whether to process a record now: it must be the next of its partition, or an

@@ -118,7 +118,7 @@ def test_demo_sends_a_portfolio_over_http_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]
 ) -> None:
     port = free_port()
-    proc = start_demo(port, tmp_path, "--speed", str(SPEED), "--seed", "11")
+    proc = start_demo(port, tmp_path, "--speed", str(SPEED), "--seed", "11", "--live", "90")
     stop_at_end.append(proc)
     assert proc.stdout is not None and proc.stderr is not None
     out = lines_of(proc.stdout)
@@ -156,6 +156,42 @@ def test_demo_sends_a_portfolio_over_http_and_stops_cleanly_on_ctrl_c(
     assert "stopped" in "".join(rest)
     with pytest.raises(OSError):  # the port is free again: nothing answers
         get(url + "/healthz")
+
+
+def test_the_first_look_shows_the_whole_portfolio_within_ten_seconds_then_moves(
+    tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]
+) -> None:
+    """Issue 11, point 9: the recent past is backfilled, so a newcomer sees every stage, the
+    risks and a populated report at once, and the board keeps moving live after."""
+    port = free_port()
+    proc = start_demo(port, tmp_path, "--seed", "5")  # the defaults `make demo` uses
+    stop_at_end.append(proc)
+    assert proc.stdout is not None
+    out = lines_of(proc.stdout)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_line(out, re.escape(url), 30)
+    answered = time.monotonic()
+
+    def looks_whole() -> bool:
+        features = json.loads(get(url + "/features"))["features"]
+        stages = {f["stage"] for f in features}
+        return len(features) >= 150 and len(stages) >= 8 and any(f["at_risk"] for f in features)
+
+    while not looks_whole():
+        assert time.monotonic() - answered < 10, (
+            f"{feature_count(url)} features, stages {stages_in_metrics(url)} after 10 s"
+        )
+        time.sleep(0.25)
+    report = json.loads(get(url + "/report?format=json&since=30d"))
+    assert report, report
+    launched = stages_in_metrics(url).get("launched", 0)
+    assert launched > 0
+    before = json.loads(get(url + "/features?limit=500"))["features"]
+    time.sleep(4.0)  # four simulated days at the default pace
+    after = json.loads(get(url + "/features?limit=500"))["features"]
+    assert [(f["id"], f["version"]) for f in after] != [(f["id"], f["version"]) for f in before]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
 
 
 def test_demo_on_a_taken_port_says_so_in_one_line(

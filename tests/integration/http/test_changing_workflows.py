@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from engine.cli import main
-from events.errors import WorkflowError
 from tests.embedded_server import EmbeddedServer
+from workflows.errors import WorkflowError
 from workflows.loader import builtin_folder
 
 pytestmark = pytest.mark.integration

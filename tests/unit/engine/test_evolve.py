@@ -23,7 +23,7 @@ from engine.migration import MIGRATED
 from engine.service import Engine
 from engine.stores.sqlite import SqliteStore
 from events.envelope import validate_event
-from events.errors import WorkflowError
+from workflows.errors import WorkflowError
 from workflows.loader import Workflows, builtin_folder, compile_definition, load_folder
 from workflows.model import Workflow
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
 
+from engine.outcomes import OutcomeKind
 from engine.processor import Outcome, process
 from engine.state import FeatureState
 from events.envelope import Event
@@ -601,3 +603,12 @@ def test_prioritized_and_requirements_data_is_kept(workflows: Workflows) -> None
     assert state.acceptance_criteria == ("a", "b")
     assert state.priority == 2
     assert state.target_launch is not None and state.target_launch.isoformat() == "2024-03-01"
+
+
+def test_outcome_kinds_are_one_typed_vocabulary_that_reads_as_text(workflows: Workflows) -> None:
+    outcome = process(workflows, None, make_event("idea.submitted"), RECEIVED)
+    assert outcome.outcome is OutcomeKind.APPLIED
+    assert outcome.outcome == "applied" and json.dumps(outcome.outcome) == '"applied"'
+    assert [k.value for k in OutcomeKind] == [
+        "applied", "updated", "duplicate", "rejected", "ignored"
+    ]  # fmt: skip

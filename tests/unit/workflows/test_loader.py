@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from events.errors import UnknownWorkflow, WorkflowError
+from engine.processor import process
+from tests.factories import T0, make_event
+from workflows.errors import UnknownWorkflow, WorkflowError
 from workflows.loader import Workflows, load_file, load_folder
 from workflows.model import Move, Reject, Update
+
+DAY = timedelta(days=1)
 
 GOOD = """
 name: bugfix
@@ -243,6 +248,26 @@ def test_shared_machine_moves_without_per_feature_models() -> None:
     for _ in range(100):
         wf.move("idea", "discovery.started")
     assert wf.machine.models == []
+
+
+def test_the_processor_never_fires_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the model's docstring says: moves come from the table, not from the Machine."""
+    workflows = Workflows(load_folder())
+
+    def fired(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the processor fired the transitions Machine")
+
+    for event in workflows.default.machine.events.values():
+        monkeypatch.setattr(event, "trigger", fired)
+    state = None
+    for n, event_type in enumerate(
+        ["idea.submitted", "build.started", "build.shipped", "uat.failed", "build.shipped",
+         "uat.passed", "feature.launched", "iteration.started", "feature.cancelled"]
+    ):  # fmt: skip
+        outcome = process(workflows, state, make_event(event_type, "F", at=n), T0 + DAY)
+        assert outcome.outcome == "applied", (event_type, outcome.reason)
+        state = outcome.state
+    assert state is not None and state.stage == "cancelled"
 
 
 def test_machine_and_compiled_table_agree_on_every_move() -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import faust.streams as faust_streams
 import pytest
 from faust.types import TP
 
 from engine.streaming import codec
-from engine.streaming.app import LifecycleApp, StreamingConfig, create_app
+from engine.streaming.app import LifecycleApp, StreamingConfig, create_app, make_current
 from events.builder import ENGINE_SOURCE
+from events.envelope import utc_now
 from tests.integration.kafka.workload import T0, cloud_event
 from workflows.loader import Workflows
 
@@ -96,8 +99,10 @@ def make_lapp(
     outbox: FakeOutbox,
     probe: FakeProbe | None = None,
     consumer: FakeConsumer | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> LifecycleApp:
-    lapp = create_app(StreamingConfig(store="memory://", data_dir=tmp_path), workflows)
+    config = StreamingConfig(store="memory://", data_dir=tmp_path)
+    lapp = create_app(config, workflows, clock=clock)
     lapp._outbox = outbox  # type: ignore[assignment]  # the producer's stand-in
     lapp._probe = probe or FakeProbe(None)  # type: ignore[assignment]
     lapp.app.consumer = consumer or FakeConsumer()  # type: ignore[assignment]
@@ -239,13 +244,7 @@ def test_a_risk_signal_is_a_history_line_of_the_changelog_record(
 ) -> None:
     """Rule 9 in streaming mode: the signal is in the table record, so in the changelog."""
     outbox = FakeOutbox()
-    lapp = create_app(
-        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
-    )
-    lapp._outbox = outbox  # type: ignore[assignment]
-    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
-    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
-    lapp.assigned = True
+    lapp = make_lapp(workflows, tmp_path, outbox, clock=lambda: T0)
     critical = {"risk_id": "r1", "severity": "critical"}
     batch = [
         record(cloud_event("F1", 0, "idea.submitted", {}), 0),
@@ -266,13 +265,7 @@ def test_a_risk_tick_writes_its_signal_lines_to_the_changelog(
     """A feature outstays its stage's SLA with no event arriving: the timer's signal is a
     line of its table record too, written changelog first, then locally."""
     outbox = FakeOutbox()
-    lapp = create_app(
-        StreamingConfig(store="memory://", data_dir=tmp_path), workflows, clock=lambda: T0
-    )
-    lapp._outbox = outbox  # type: ignore[assignment]
-    lapp._probe = FakeProbe(None)  # type: ignore[assignment]
-    lapp.app.consumer = FakeConsumer()  # type: ignore[assignment]
-    lapp.assigned = True
+    lapp = make_lapp(workflows, tmp_path, outbox, clock=lambda: T0)
     asyncio.run(lapp.handle_batch([record(cloud_event("F1", 0, "idea.submitted", {}), 0)]))
     outbox.records.clear()
     signals = lapp.monitor.tick(T0 + timedelta(days=31))  # idea's SLA is 30 days
@@ -285,6 +278,19 @@ def test_a_risk_tick_writes_its_signal_lines_to_the_changelog(
     ]
     stored = json.loads(dict(lapp.table.data.items())["F1"])  # type: ignore[attr-defined]
     assert stored["history"] == lines
+
+
+def test_a_stand_in_placement_outlives_the_write_it_places(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust keeps only a weak reference to the current event: the stand-in for a risk
+    tick's table write must stay alive, or the write finds no current event."""
+    lapp = make_lapp(workflows, tmp_path, FakeOutbox())
+    placed = lapp._placed("F1")
+    assert lapp._placed("F1") is placed
+    make_current(lapp._placed("F1"))
+    current = faust_streams._current_event.get()
+    assert current is not None and current() is placed
 
 
 def test_a_risk_signal_of_a_partition_not_owned_is_not_written(
