@@ -6,6 +6,7 @@ extras), ``make test`` everything.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,9 +19,13 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def dry_run(target: str, venv: Path, *extra: str) -> str:
+    # Run as on a fresh clone, not as a child of `make test` (whose flags would make the
+    # child print "Entering directory" lines and pass its own variables down).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}", *extra],
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}", *extra],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
