@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, NewTopic
 
-from tests.integration.kafka.conftest import ENGINE_SOURCE, ROOT, Worker, structured
+from tests.integration.kafka.conftest import ENGINE_SOURCE, ROOT, Topics, Worker, structured
 
 FULL = os.environ.get("LIFECYCLE_FAULT_SCALE", "ci") == "full"
 SEEDS = [int(s) for s in os.environ.get("LIFECYCLE_FAULT_SEEDS", "1").split(",") if s.strip()]
@@ -259,6 +260,19 @@ class PrivateBroker:
             timeout=180,
             capture_output=True,
         )
+
+    def topics(self) -> Topics:
+        """Fresh topics of a test on this broker (the events topic with 8 partitions)."""
+        base = f"faults.{uuid.uuid4().hex[:8]}"
+        names = Topics(f"{base}.events", f"{base}.transitions", f"{base}.dlq")
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.create_topics(
+                [NewTopic(t, 8, 1) for t in (names.events, names.transitions, names.dlq)]
+            )
+        finally:
+            admin.close()
+        return names
 
     def up(self) -> None:
         self._run("up")

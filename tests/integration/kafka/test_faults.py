@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.integration.kafka.conftest import (
     PARTITIONS,
@@ -345,12 +344,7 @@ def test_broker_outage_then_kill_then_wiped_data_dir(
     offsets follow processing (they stalled after this sequence, D6), and the changelog
     holds every event (a feature came back at an earlier stage, D3)."""
     bootstrap = private_broker.bootstrap
-    base = f"faults.{uuid.uuid4().hex[:8]}"
-    topics = Topics(f"{base}.events", f"{base}.transitions", f"{base}.dlq")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    names = (topics.events, topics.transitions, topics.dlq)
-    admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
-    admin.close()
+    topics = private_broker.topics()
     events = lifecycles(scale(200, 1000), seed=81, prefix="O")
     expected = expected_outcome(workflows, events)
     worker = Worker(bootstrap, topics, tmp_path / "w").start()
@@ -386,12 +380,7 @@ def test_broker_bounce_of_20_s_under_load_the_worker_resumes_by_itself(
     resumes on its own (no restart), /readyz says what is wrong meanwhile, nothing is lost
     or doubled. Prints how long it took to catch up once the broker was back."""
     bootstrap = private_broker.bootstrap
-    base = f"bounce.{uuid.uuid4().hex[:8]}"
-    topics = Topics(f"{base}.events", f"{base}.transitions", f"{base}.dlq")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    names = (topics.events, topics.transitions, topics.dlq)
-    admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
-    admin.close()
+    topics = private_broker.topics()
     events = lifecycles(scale(200, 1000), seed=91, prefix="B")
     expected = expected_outcome(workflows, events)
     worker = Worker(bootstrap, topics, tmp_path / "w").start()
