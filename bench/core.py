@@ -25,12 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from prometheus_client import CollectorRegistry
 
-from engine.forecast import Forecaster
+from engine.config.tuning import tune_gc
 from engine.observe import Recorder
-from engine.risk_monitor import RiskMonitor
+from engine.risk.forecast import Forecaster
+from engine.risk.monitor import RiskMonitor
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
-from engine.tuning import tune_gc
 from events.envelope import decode_event
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder

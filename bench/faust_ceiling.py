@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faust
 
-from engine.settings import Settings
+from engine.config.settings import Settings
 from engine.streaming.app import StreamingConfig, faust_settings
 from engine.streaming.worker import use_event_loop
 

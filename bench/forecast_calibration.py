@@ -1,6 +1,6 @@
 """Are launch forecasts calibrated? The p50 date should be met about half the time, p85 ~85 %.
 
-A simulated portfolio (:mod:`engine.simulator`) is applied by the pure processor up to a
+A simulated portfolio (:mod:`engine.demo.simulator`) is applied by the pure processor up to a
 cut-off day, with the forecaster fed from every stage a feature left, as the engine feeds it.
 At the cut-off every feature in flight gets its forecast; the rest of the portfolio is then
 applied and each forecast is scored against the feature's real first launch: met when it
@@ -27,10 +27,10 @@ from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.forecast import Forecaster, StageDurations
-from engine.processor import process
-from engine.simulator import build_portfolio
-from engine.state import FeatureState
+from engine.core.processor import process
+from engine.core.state import FeatureState
+from engine.demo.simulator import build_portfolio
+from engine.risk.forecast import Forecaster, StageDurations
 from events.envelope import validate_event
 from workflows.loader import Workflows, load_folder
 

@@ -5,7 +5,7 @@ Writes a log of 1,000,000 events (100,000 features through their lifecycle, inte
 
 (a) in-process with risk: ``bench/core.py``'s engine over 100,000 of those events in memory,
     with the risk monitor and forecasts (CPU time; the reference rate);
-(b) replay: :func:`engine.evolve.rebuild` of the whole log into a fresh file, as
+(b) replay: :func:`engine.evolve.apply.rebuild` of the whole log into a fresh file, as
     ``lifecycle replay`` runs it (read the log, decode and check each event, apply it,
     write features, histories and the new log, compare with the live file): wall time and
     CPU time.
@@ -34,10 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core import make_events, run_engine  # bench/core.py, beside this file
 
-from engine.evolve import rebuild
-from engine.state import iso
+from engine.config.tuning import tune_gc
+from engine.core.state import iso
+from engine.evolve.apply import rebuild
 from engine.stores.sqlite import SqliteStore
-from engine.tuning import tune_gc
 from workflows.loader import Workflows, load_folder
 
 PER_FEATURE = 10

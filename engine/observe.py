@@ -12,9 +12,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from engine.processor import Outcome
-from engine.risk_signals import RiskSignal
-from engine.state import FeatureState
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState
+from engine.risk.signals import RiskSignal
 from metrics.bundle import LifecycleMetrics
 
 NO_PRODUCT = "none"

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engine.migration import migrated
+from engine.core.processor import IGNORED, Outcome, process
+from engine.core.state import FeatureState
+from engine.evolve.migration import migrated
 from engine.observe import Recorder
-from engine.processor import IGNORED, Outcome, process
-from engine.state import FeatureState
 from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
 from workflows.loader import Workflows
@@ -31,7 +31,7 @@ class Engine:
         store: where states and histories live.
         recorder: metrics; ``None`` in tests that do not look at metrics.
         on_outcome: called with every outcome and its ``received_at`` after the commit
-            (e.g. :meth:`engine.risk_monitor.RiskMonitor.observe`); may be set later.
+            (e.g. :meth:`engine.risk.monitor.RiskMonitor.observe`); may be set later.
     """
 
     def __init__(

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from engine.embedded import EmbeddedEngine, start_embedded
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.embedded.root import EmbeddedEngine, start_embedded
 
 
 class Answer:

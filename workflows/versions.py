@@ -5,7 +5,7 @@ Read by :func:`workflows.loader.compile_definition` from the optional top-level 
 features sitting in a stage the new version drops or renames). The fingerprint is a hash of
 the parsed definition, so comments and layout do not count as a change but any change of
 meaning does: an engine that ran version N refuses a file whose version is N and whose
-fingerprint differs (see :mod:`engine.migration`).
+fingerprint differs (see :mod:`engine.evolve.migration`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Render a picture of the Grafana dashboard from real data: ``docs/dashboard.png``.
 
-Grafana is not needed. The script runs the embedded engine (:func:`engine.embedded.start_embedded`)
-on a free loopback port with a temporary SQLite file, and a real Prometheus (Debian's
-``prometheus`` package, started by :func:`tests.integration.prometheus_fixture.start_prometheus`
+Grafana is not needed. The script runs the embedded engine
+(:func:`engine.embedded.root.start_embedded`) on a free loopback port with a temporary
+SQLite file, and a real Prometheus (Debian's
+``prometheus`` package, started by :func:`metrics.prometheus_server.start_prometheus`
 with the project's scrape config and alert rules) scraping it. The demo's simulator
-(:func:`engine.demo.simulate`, on the engine's :class:`~engine.demo.SimulatedClock`) replays a
-portfolio over the real HTTP API for ``--seconds`` of real time. Then every panel of
+(:func:`engine.demo.run.simulate`, on the engine's :class:`~engine.demo.run.SimulatedClock`)
+replays a portfolio over the real HTTP API for ``--seconds`` of real time. Then every panel of
 ``deploy/grafana/dashboards/lifecycle.json`` has its PromQL run through Prometheus's HTTP API,
 with the dashboard's variables substituted as Grafana does (``$workflow`` and ``$product`` as
 regexes, ``$__range`` = the run, ``$__interval`` = the step, ``$__rate_interval`` =
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: the tests' Prometheus helper lives in the repo
+if str(REPO) not in sys.path:  # run as a script: import the repository's packages
     sys.path.insert(0, str(REPO))
 
 import matplotlib  # noqa: E402
@@ -55,18 +56,18 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from engine.demo import DAY, RISK_INTERVAL, Progress, SimulatedClock, simulate  # noqa: E402
-from engine.embedded import start_embedded  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from tests.integration.prometheus_fixture import (  # noqa: E402
+from engine.config.settings import Settings  # noqa: E402
+from engine.demo.run import DAY, RISK_INTERVAL, Progress, SimulatedClock, simulate  # noqa: E402
+from engine.embedded.root import start_embedded  # noqa: E402
+from metrics.prometheus_server import (  # noqa: E402
     PrometheusServer,
+    ToolMissing,
     start_prometheus,
 )
 from workflows.loader import load_folder  # noqa: E402
@@ -169,9 +170,9 @@ async def record(args: argparse.Namespace, workdir: Path) -> tuple[dict[int, lis
     """Run engine, Prometheus and simulator; return every panel's series and the window.
 
     Raises:
-        tests.integration.prometheus_fixture.PrometheusError: Prometheus did not start or
+        metrics.prometheus_server.PrometheusError: Prometheus did not start or
             answered a query with an error.
-        engine.demo.SimulationError: the engine refused an event.
+        engine.demo.run.SimulationError: the engine refused an event.
     """
     speed = args.days * DAY / args.seconds
     clock = SimulatedClock(days=args.days, speed=speed)
@@ -762,8 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="lifecycle-preview-") as tmp:
             try:
                 data, window = asyncio.run(record(args, Path(tmp)))
-            except pytest.skip.Exception as err:  # the helper "skips" when there is no binary
-                print(f"preview: {err.msg}", file=sys.stderr)
+            except ToolMissing as err:
+                print(f"preview: {err}", file=sys.stderr)
                 return 1
             except Exception as err:
                 print(f"preview: {type(err).__name__}: {err}", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine.core.state import FeatureState
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
 from engine.http.hooks import Hooks, add_hook_routes
@@ -25,7 +26,6 @@ from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
-from engine.state import FeatureState
 from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
@@ -72,7 +72,7 @@ def build_app(
         api_token: when set, ``POST /events`` needs ``Authorization: Bearer <api_token>``.
         clock: the current UTC time (receive times, time in stage); tests may fix it.
         assess: a feature's risk reasons and launch forecast (the risk monitor's
-            :meth:`~engine.risk_monitor.RiskMonitor.assessment`, so the API agrees with
+            :meth:`~engine.risk.monitor.RiskMonitor.assessment`, so the API agrees with
             ``lifecycle_features_at_risk``).
         readiness: what ``GET /readyz`` asks (a streaming worker: partitions assigned and
             recovered, broker reachable).

@@ -4,7 +4,7 @@ The board is one static page (``static/board.html`` with its CSS and JavaScript,
 step) that reads the public API (``GET /workflows/{name}``, ``GET /features``,
 ``GET /features/{id}`` and its history) and polls it, so it works the same in both modes.
 ``GET /report?since=7d[&product=P][&format=markdown|html|json]`` renders
-:mod:`engine.report` from the same reader the API uses.
+:mod:`engine.report.status` from the same reader the API uses.
 
 :func:`add_board_routes` is called by :func:`engine.http.api.build_app` with the ports the
 API itself is built on.
@@ -19,10 +19,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from engine.core.state import HistoryEntry
 from engine.http.errors import api_error
 from engine.http.ports import Reader
 from engine.http.views import Assess
-from engine.report import (
+from engine.report.status import (
     Forecast,
     ReportError,
     build_report,
@@ -32,7 +33,6 @@ from engine.report import (
     render_markdown,
     report_json,
 )
-from engine.state import HistoryEntry
 from events.errors import Problem
 from workflows.loader import Workflows
 

@@ -80,7 +80,7 @@ def _forget_frames(exc: BaseException) -> None:
 
     A refused request's body (up to 1 MiB) is a local of the frames its error passed
     through, and the error sits in a reference cycle with them (aiohttp keeps it as the
-    response). With the collector's thresholds raised (:mod:`engine.tuning`) such cycles
+    response). With the collector's thresholds raised (:mod:`engine.config.tuning`) such cycles
     wait long for a collection: 1,200 refused 1 MiB bodies held 2 GB. Clearing the frames
     frees each body as soon as its answer is built.
     """

@@ -16,10 +16,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from engine.core.processor import IGNORED
+from engine.core.state import FeatureState
 from engine.http.ports import HistoryPage, Incoming, history_page, select_page
-from engine.processor import IGNORED
 from engine.service import Engine
-from engine.state import FeatureState
 from engine.stores.base import FeatureStore
 from engine.stores.sqlite import SqliteStore
 

@@ -1,7 +1,7 @@
 """``GET``/``POST /workflows/{name}/plan``: the dry run of a posted workflow definition.
 
 The body is the new definition (YAML or JSON, at most the API's body limit); nothing is
-changed. The answer is :meth:`engine.migration.Plan.to_dict`: each feature of that workflow
+changed. The answer is :meth:`engine.evolve.migration.Plan.to_dict`: each feature of that workflow
 with its stage now, after migration, after a full replay of its log (where the engine keeps
 a log: the embedded mode) and the risk reasons that would appear or clear. 400 for a
 definition that does not compile or names another workflow.
@@ -16,9 +16,9 @@ from datetime import datetime
 import yaml
 from aiohttp import web
 
+from engine.evolve.migration import Plan, make_plan
 from engine.http.errors import api_error
 from engine.http.ports import Reader
-from engine.migration import Plan, make_plan
 from events.errors import Problem
 from workflows.errors import WorkflowError
 from workflows.loader import Workflows, compile_definition

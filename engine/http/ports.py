@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from engine.state import FeatureState, HistoryEntry
+from engine.core.state import FeatureState, HistoryEntry
 from events.envelope import Event
 
 

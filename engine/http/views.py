@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engine.risk import Assessment
-from engine.state import FeatureState, iso
+from engine.core.state import FeatureState, iso
+from engine.risk.reasons import Assessment
 from workflows.diagram import mermaid
 from workflows.model import Workflow
 
@@ -19,7 +19,7 @@ SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 Assess = Callable[[FeatureState, datetime], Assessment]
 """Where the API gets a feature's risk reasons and forecast, e.g.
-:meth:`engine.risk_monitor.RiskMonitor.assessment` (so the API agrees with the gauge)."""
+:meth:`engine.risk.monitor.RiskMonitor.assessment` (so the API agrees with the gauge)."""
 
 
 def feature_view(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from engine.processor import Outcome
-from engine.state import FeatureState, HistoryEntry
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState, HistoryEntry
 
 
 class FeatureStore(Protocol):

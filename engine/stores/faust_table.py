@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.processor import Outcome
-from engine.state import FeatureState, HistoryEntry
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState, HistoryEntry
 
 
 @dataclass(slots=True)

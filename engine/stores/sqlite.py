@@ -6,7 +6,7 @@ restart keeps everything, duplicates included. :meth:`SqliteStore.transaction` w
 to a whole batch of events (all stored or none).
 
 Idempotency keys live in a table of their own, indexed by feature and key: the processor
-asks for the one key it judges (:class:`~engine.state.ExternalKeys`), so an event costs the
+asks for the one key it judges (:class:`~engine.core.state.ExternalKeys`), so an event costs the
 same at a feature's 20,000th event as at its first, and the state row stays small.
 
 The file carries a schema version (``PRAGMA user_version``). Older versions are migrated
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from pydantic_core import to_json
 
-from engine.processor import Outcome
-from engine.state import ExternalKeys, FeatureState, HistoryEntry
+from engine.core.processor import Outcome
+from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
 from engine.stores import sqlite_log
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from engine.state import iso
+from engine.core.state import iso
 
 TABLES = (
     """CREATE TABLE events (

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.processor import APPLIED, Outcome
-from engine.risk_signals import RiskSignal
+from engine.core.processor import APPLIED, Outcome
+from engine.core.state import HistoryEntry
+from engine.risk.signals import RiskSignal
 from engine.service import Engine
-from engine.state import HistoryEntry
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming import codec
 from events.builder import cloud_event

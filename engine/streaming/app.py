@@ -35,11 +35,11 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from engine.forecast import Forecaster
-from engine.kafka_security import PLAINTEXT, KafkaSecurity
+from engine.config.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.observe import Recorder
-from engine.risk_monitor import RiskMonitor
-from engine.risk_signals import RiskSignal, SignalHistory
+from engine.risk.forecast import Forecaster
+from engine.risk.monitor import RiskMonitor
+from engine.risk.signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.stores.faust_table import FaustTableStore
 from engine.streaming.agent import STAGE_CHANGED, Agent, is_stage_change, stage_changed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from engine.forecast import seed_forecasts
+from engine.risk.forecast import seed_forecasts
 from engine.streaming.app import LifecycleApp
 from engine.streaming.routing import readable
 from metrics.bundle import LifecycleMetrics

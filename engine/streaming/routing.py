@@ -24,12 +24,12 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from engine.config.kafka_security import PLAINTEXT, KafkaSecurity
+from engine.core.processor import IGNORED
+from engine.core.state import FeatureState, HistoryEntry
 from engine.http.api import Readiness
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import HistoryPage, Incoming, history_page, select_page
-from engine.kafka_security import PLAINTEXT, KafkaSecurity
-from engine.processor import IGNORED
-from engine.state import FeatureState, HistoryEntry
 from engine.streaming import codec
 from engine.streaming.app import LifecycleApp
 from engine.streaming.codec import key_partition

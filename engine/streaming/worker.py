@@ -24,15 +24,15 @@ from aiohttp import web
 from mode import Service
 from prometheus_client import CollectorRegistry
 
-from engine.hooks_setup import build_hooks
+from engine.config.kafka_security import check_connection
+from engine.config.settings import Settings
+from engine.config.tuning import tune_gc
 from engine.http.api import build_app
-from engine.kafka_security import check_connection
-from engine.settings import Settings
+from engine.http.hook_wiring import build_hooks
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
 from engine.streaming.routing import KafkaIngest, TableReader, internal_routes, readiness
-from engine.tuning import tune_gc
 from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder

@@ -44,7 +44,7 @@ def demo_env(port: int, db: Path) -> dict[str, str]:
 
 def start_demo(port: int, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "demo", *args],
+        [sys.executable, "-m", "engine.cli.main", "demo", *args],
         env=demo_env(port, tmp_path / "var" / "demo.db"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,

@@ -24,15 +24,10 @@ from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
+from metrics.prometheus_server import PROMETHEUS_DIR, REPO, PrometheusError, PrometheusServer
 from tests.factories import make_event
 from tests.integration import prometheus_fixture
-from tests.integration.prometheus_fixture import (
-    PROMETHEUS_DIR,
-    REPO,
-    PrometheusError,
-    PrometheusServer,
-    find_tool,
-)
+from tests.integration.prometheus_fixture import find_tool
 from workflows.loader import Workflows, load_folder
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.demo import SimulatedClock, simulate
+from engine.demo.run import SimulatedClock, simulate
 from tests.embedded_server import EmbeddedServer, cloud_event
 from tests.integration import prometheus_fixture
 from tests.integration.prometheus_fixture import PrometheusServer

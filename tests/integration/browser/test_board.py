@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from engine.demo import simulate
-from engine.simulator import DAY
+from engine.demo.run import simulate
+from engine.demo.simulator import DAY
 from tests.embedded_server import EmbeddedServer, cloud_event
 from tests.services import missing_service
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.embedded_server import EmbeddedServer
 from workflows.errors import WorkflowError
 from workflows.loader import builtin_folder

@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.embedded import build_embedded
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.embedded.root import build_embedded
 
 pytestmark = pytest.mark.integration
 

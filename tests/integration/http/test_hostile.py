@@ -143,7 +143,7 @@ def test_a_report_window_out_of_range_is_400(server: EmbeddedServer, since: str)
 
 def test_a_missing_static_file_is_404_in_the_error_shape(server: EmbeddedServer) -> None:
     assert_error_shape(server.get("/static/nope.js"), 404)
-    assert_error_shape(server.get("/static/../engine/settings.py"), 404)
+    assert_error_shape(server.get("/static/../engine/config/settings.py"), 404)
     assert server.get("/static/board.js").status == 200
 
 

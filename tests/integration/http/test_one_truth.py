@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from engine.cli import main
-from engine.demo import simulate
+from engine.cli.main import main
+from engine.demo.run import simulate
 from tests.embedded_server import EmbeddedServer
 
 pytestmark = pytest.mark.integration

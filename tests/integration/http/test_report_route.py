@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.embedded_server import EmbeddedServer, cloud_event
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ def _serve(db: Path) -> tuple[subprocess.Popen[str], str]:
     """Start ``lifecycle serve`` on an ephemeral port; the process and its base URL."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LIFECYCLE_API_TOKEN": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--db", str(db)],
+        [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0", "--db", str(db)],
         cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,

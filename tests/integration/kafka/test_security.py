@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from engine.kafka_security import KafkaSecurity
+from engine.config.kafka_security import KafkaSecurity
 from events import Emitter
 from tests.integration.kafka.conftest import PARTITIONS, ROOT, Topics, Worker
 from tests.services import free_port, missing_service
@@ -237,7 +237,7 @@ def test_cli_emit_with_a_wrong_password_says_so(
     }
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "emit", "idea.submitted", "CLI-1", "--kafka"],
+        [sys.executable, "-m", "engine.cli.main", "emit", "idea.submitted", "CLI-1", "--kafka"],
         env=env,
         capture_output=True,
         text=True,
@@ -249,7 +249,7 @@ def test_cli_emit_with_a_wrong_password_says_so(
     assert done.stderr.count("\n") == 1 and "authentication failed" in done.stderr, done.stderr
     secret.write_text(PASSWORD + "\n")  # the same command with the mounted secret right
     ok = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "emit", "idea.submitted", "CLI-1", "--kafka"],
+        [sys.executable, "-m", "engine.cli.main", "emit", "idea.submitted", "CLI-1", "--kafka"],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.processor import process
+from engine.core.processor import process
 from tests.factories import T0, make_event
 from workflows.errors import UnknownWorkflow, WorkflowError
 from workflows.loader import Workflows, load_file, load_folder

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.processor import Outcome, process
+from engine.core.processor import Outcome, process
+from engine.core.state import FeatureState, HistoryEntry
 from engine.service import Engine
-from engine.state import FeatureState, HistoryEntry
 from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
 from tests.factories import T0, make_event

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.processor import Outcome
+from engine.core.processor import Outcome
 from engine.stores.base import FeatureStore
 from engine.stores.faust_table import FaustTableStore, decode_record, encode_record
 from tests.factories import make_event

@@ -13,9 +13,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from engine.processor import process
+from engine.core.processor import process
+from engine.core.state import FeatureState, HistoryEntry
 from engine.service import Engine
-from engine.state import FeatureState, HistoryEntry
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import SqliteStore
 from events.envelope import Event

@@ -210,7 +210,7 @@ def test_serve_fails_in_one_line_on_a_bad_database(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"garbage" * 1000)
     child = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--db", str(garbage)],
+        [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0", "--db", str(garbage)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka.partitioner.default import murmur2
 
-from engine.processor import process
+from engine.core.processor import process
 from engine.streaming.agent import STAGE_CHANGED, is_stage_change, stage_changed
 from engine.streaming.routing import key_partition
 from engine.streaming.worker import bootstrap_servers, default_app_id

@@ -1,0 +1,1 @@
+"""The ``lifecycle`` command line: one entry point, :func:`engine.cli.main.main`."""

@@ -1,0 +1,1 @@
+"""Configuration read at the edge: settings, process tuning, Kafka client security."""

@@ -1,0 +1,1 @@
+"""``lifecycle demo``: a simulated portfolio played into the embedded engine."""

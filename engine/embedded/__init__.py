@@ -1,0 +1,1 @@
+"""The embedded mode's composition root and its outbound webhook poster."""

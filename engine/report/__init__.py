@@ -1,0 +1,1 @@
+"""Status reports for product managers (``GET /report``, ``lifecycle report``)."""

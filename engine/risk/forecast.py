@@ -1,0 +1,476 @@
+"""Launch forecasts from the stage durations the engine has observed.
+
+Pure: no clock, no I/O. The composition roots feed :class:`StageDurations` from each outcome
+(``Outcome.stage_duration``, observed when a feature leaves a stage) and, at start-up, from
+stored histories (:func:`durations_from_history`); :class:`Forecaster` turns them into a
+p50 and a p85 launch date for a feature that has not launched yet.
+
+The method. A feature's remaining time is the rest of its current stage plus one pass through
+every later stage of the workflow's stage order up to its ``done`` stage (``cancelled`` and
+other unordered stages excluded; no stage is assumed skipped). Each stage's duration is drawn
+from its observed values (the most recent :data:`CAPACITY` per workflow and stage), or is the
+stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations. The later stages are
+summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the current
+stage is enumerated exactly, conditioned on the time already spent in it (only the observed
+durations longer than that count). Quantiles are nearest-rank.
+
+A feature that has outstayed every observed duration of its stage (or its SLA, where the SLA
+stands in), or that is blocked, is not about to leave it: the observations say nothing about
+it any more. Its remaining time in the stage is then taken from how long it has already been
+there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
+with probability one half, and up to ``t / 0.15 - t`` with 85 %); a blocked feature counts at
+least a typical stay of the stage as already waited. So a stuck or blocked feature's forecast
+widens with time and never reads "today". ``bench/forecast_calibration.py`` checks the result
+on the simulator: the share of features launched by their p50 and p85 dates.
+
+Each forecast says how sure it is (:attr:`Forecast.confidence`): ``high`` when every stage
+rests on enough observations and the feature is within what was observed, ``low`` when it
+is blocked, has outstayed every observation, or rests on SLAs alone, ``medium`` otherwise.
+
+Between two events of a feature its forecast changes only at known instants: when its time in
+stage passes one of the observed durations (or the SLA), and, once it has outstayed them, at
+steps of :data:`OUTSTAYED_STEP` of its time in stage. A :class:`Forecast` says until when it
+holds, so a monitor can re-evaluate exactly then.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from engine.core.outcomes import OutcomeKind
+from engine.core.state import FeatureState, HistoryEntry
+from engine.core.timemath import seconds_after, shifted, utc_date
+from workflows.loader import Workflows
+from workflows.model import Workflow
+
+CAPACITY = 500
+"""Observed durations kept per (workflow, stage): the most recent ones."""
+MIN_OBSERVATIONS = 5
+"""Below this many observations a stage's SLA stands in for its duration."""
+SAMPLES = 400
+"""Monte Carlo draws of the later stages."""
+SEED = 20240601
+"""The RNG seed: the same observations always give the same forecasts."""
+SEED_HISTORIES = 5000
+"""At most this many feature histories are read at start-up to seed the reservoirs."""
+REBUILD_FRACTION = 0.05
+"""The sampled model is rebuilt once observations grew by this share since the last build,
+or by as many as the workflow's reservoirs hold together, whichever comes first (so a
+long-running engine's model never lags its reservoirs by more than one turnover)."""
+LINDY_P50 = 1.0
+LINDY_P85 = 1 / 0.15 - 1
+"""Remaining time in a stage, as a multiple of the time already spent there, by which a feature
+that outstayed every observation leaves it with 50 % / 85 % probability (Pareto, index 1)."""
+OUTSTAYED_STEP = 0.05
+"""An outstayed or blocked feature's forecast is re-made when its time in stage grew by this
+share (at least :data:`MIN_STEP` seconds)."""
+MIN_STEP = 6 * 3600.0
+CONFIDENT_OBSERVATIONS = 20
+"""Observations every stage of a ``high`` confidence forecast rests on, at least."""
+HIGH = "high"
+MEDIUM = "medium"
+LOW = "low"
+OBSERVED = "observed"
+SLA = "sla"
+MIXED = "mixed"
+
+
+class StageDurations:
+    """Bounded reservoirs of observed stage durations, per (workflow, stage).
+
+    Args:
+        capacity: how many of the most recent durations each stage keeps.
+    """
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._samples: dict[tuple[str, str], deque[float]] = {}
+        self._exits: dict[tuple[str, str], deque[str]] = {}
+        self.added = 0
+        """Observations added since creation (a version number of the reservoirs)."""
+
+    def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
+        """Keep one duration of ``stage`` (negative values count as 0), and where the feature
+        went next (``to``, when known: the forecast follows observed skips and rework)."""
+        key = (workflow, stage)
+        samples = self._samples.get(key)
+        if samples is None:
+            samples = self._samples[key] = deque(maxlen=self.capacity)
+        samples.append(max(0.0, seconds))
+        if to is not None:
+            exits = self._exits.get(key)
+            if exits is None:
+                exits = self._exits[key] = deque(maxlen=self.capacity)
+            exits.append(to)
+        self.added += 1
+
+    def observe_outcome(
+        self,
+        workflow: str,
+        from_stage: str | None,
+        to_stage: str | None,
+        stage_duration: float | None,
+    ) -> None:
+        """Keep the duration of an outcome that left a stage (``Outcome`` fields)."""
+        if stage_duration is not None and from_stage is not None and from_stage != to_stage:
+            self.observe(workflow, from_stage, stage_duration, to_stage)
+
+    def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
+        """Where features that left ``stage`` went, oldest first (as many as kept)."""
+        return tuple(self._exits.get((workflow, stage), ()))
+
+    def samples(self, workflow: str, stage: str) -> tuple[float, ...]:
+        """The kept durations of ``stage``, oldest first."""
+        return tuple(self._samples.get((workflow, stage), ()))
+
+    def count(self, workflow: str, stage: str) -> int:
+        samples = self._samples.get((workflow, stage))
+        return len(samples) if samples is not None else 0
+
+    def full(self, workflow: Workflow) -> bool:
+        """Every stage on the path to launch holds :attr:`capacity` durations."""
+        return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+def path_stages(workflow: Workflow) -> list[str]:
+    """The ordered stages before the workflow's first ``done`` stage (those a forecast sums)."""
+    ordered = sorted(workflow.order, key=workflow.order.__getitem__)
+    out = []
+    for stage in ordered:
+        if stage in workflow.done:
+            break
+        if stage not in workflow.terminal:
+            out.append(stage)
+    return out
+
+
+def durations_from_history(
+    entries: Iterable[HistoryEntry],
+) -> Iterator[tuple[str, datetime, float]]:
+    """Replay a feature's history: ``(stage, left_at, seconds)`` for every stage it left.
+
+    Follows DESIGN.md rule 8 as the processor does: a move dated before the current stage's
+    entry happens at that entry. Only ``applied`` lines count; lines the engine wrote itself
+    (risk signals, ``outcome`` ``updated``) and rejected events are passed over.
+    """
+    for stage, at, seconds, _ in _moves_from_history(entries):
+        yield stage, at, seconds
+
+
+def _moves_from_history(
+    entries: Iterable[HistoryEntry],
+) -> Iterator[tuple[str, datetime, float, str]]:
+    """:func:`durations_from_history` with the stage each move went to."""
+    entered: datetime | None = None
+    for e in entries:
+        if e.outcome != OutcomeKind.APPLIED or e.to_stage is None:
+            continue
+        if e.from_stage is None or entered is None:
+            entered = e.time
+            continue
+        if e.from_stage == e.to_stage:
+            continue
+        at = max(e.time, entered)
+        yield e.from_stage, at, (at - entered).total_seconds(), e.to_stage
+        entered = at
+
+
+def seed_durations(
+    durations: StageDurations, histories: Iterable[tuple[str, list[HistoryEntry]]]
+) -> int:
+    """Add the stage durations of stored ``(workflow, history)`` pairs; returns how many.
+
+    Within each stage the durations are added in the order features left it, so the
+    reservoirs keep the most recent ones when there are more than they hold.
+    """
+    found: list[tuple[datetime, str, str, float, str]] = []
+    for workflow, entries in histories:
+        found.extend(
+            (at, workflow, stage, s, to) for stage, at, s, to in _moves_from_history(entries)
+        )
+    found.sort(key=lambda item: item[0])
+    for _, workflow, stage, seconds, to in found:
+        durations.observe(workflow, stage, seconds, to)
+    return len(found)
+
+
+def seed_forecasts(
+    durations: StageDurations,
+    states: Iterable[FeatureState],
+    history: Callable[[str], list[HistoryEntry]],
+    workflows: Workflows,
+    limit: int = SEED_HISTORIES,
+) -> int:
+    """Seed ``durations`` from stored histories at start-up; returns how many were added.
+
+    Reads (through ``history``, e.g. a store's ``history``) the histories of the features
+    that moved most recently first, stopping after ``limit`` features or once every stage's
+    reservoir is full, so a restart costs at most ``limit`` reads whatever the store's size.
+    """
+    recent = sorted(states, key=lambda s: s.entered_stage_at, reverse=True)
+    seeded = 0
+    batch: list[tuple[str, list[HistoryEntry]]] = []
+    for i, state in enumerate(recent[:limit]):
+        batch.append((state.workflow, history(state.id)))
+        if i % 100 == 99:
+            seeded += seed_durations(durations, batch)
+            batch = []
+            if all(durations.full(w) for w in workflows.by_name.values()):
+                break
+    return seeded + seed_durations(durations, batch)
+
+
+class Forecast(NamedTuple):
+    """A launch forecast for one feature, made at ``made_at``.
+
+    Attributes:
+        p50 / p85: the times by which the feature launches with 50 % / 85 % probability.
+        observations: how many observed durations the forecast rests on (0: SLAs only).
+        basis: ``observed``, ``sla`` or ``mixed`` (some stages observed, some by SLA).
+        made_at: the ``now`` it was made for.
+        moving: the forecast advances with the clock (the dates of :meth:`view` shift by
+            ``now - made_at``); the forecaster no longer makes such forecasts (an outstayed
+            feature's forecast widens instead, see the module), the field stays for callers.
+        holds_until: when the time in stage next crosses an observed duration (or the SLA),
+            or an outstayed feature's step, changing the forecast; ``None`` when it changes
+            only with new observations.
+        confidence: ``high``, ``medium`` or ``low`` (see the module).
+        blocked: the feature is blocked: the dates assume the block lasts as long again as
+            the feature has waited.
+    """
+
+    p50: datetime
+    p85: datetime
+    observations: int
+    basis: str
+    made_at: datetime
+    moving: bool = False
+    holds_until: datetime | None = None
+    confidence: str = LOW
+    blocked: bool = False
+
+    def at(self, now: datetime) -> tuple[datetime, datetime]:
+        """The p50 and p85 times as of ``now`` (shifted when the forecast is moving)."""
+        if not self.moving or now <= self.made_at:
+            return self.p50, self.p85
+        shift = now - self.made_at
+        return shifted(self.p50, shift), shifted(self.p85, shift)
+
+    def p85_date(self, now: datetime) -> date:
+        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""
+        return utc_date(self.at(now)[1])
+
+    def view(self, now: datetime) -> dict[str, Any]:
+        """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis",
+        "confidence", "blocked"}``.
+
+        Dates are ISO dates (UTC).
+        """
+        p50, p85 = self.at(now)
+        return {
+            "p50": utc_date(p50).isoformat(),
+            "p85": utc_date(p85).isoformat(),
+            "observations": self.observations,
+            "basis": self.basis,
+            "confidence": self.confidence,
+            "blocked": self.blocked,
+        }
+
+
+@dataclass
+class _StageModel:
+    """One stage of a workflow's sampled model."""
+
+    observed: tuple[float, ...]  # sorted observed durations; empty when the SLA stands in
+    fixed: float  # the SLA (or 0) when not observed
+    tail: list[float]  # SAMPLES draws of the sum of every later stage, sorted
+    tail_draws: list[float]  # the same draws in draw order (paired with observed values)
+    reps: int  # tail draws paired with each observed value
+    tail_basis: set[str]
+    tail_observations: int
+    suffix: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank quantile of ascending ``sorted_values`` (not empty)."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class Forecaster:
+    """Forecasts launch dates from a :class:`StageDurations`.
+
+    The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
+    :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by what
+    its reservoirs hold, so a busy stream of events does not rebuild it per event.
+    :attr:`generation` counts rebuilds: forecasts made before a rebuild may differ from
+    those made after.
+
+    Args:
+        durations: the observed durations (fed by the caller).
+        min_observations: below this many, a stage's SLA stands in for its durations.
+        samples: Monte Carlo draws of the later stages.
+        seed: the RNG seed of each rebuild.
+    """
+
+    def __init__(
+        self,
+        durations: StageDurations | None = None,
+        *,
+        min_observations: int = MIN_OBSERVATIONS,
+        samples: int = SAMPLES,
+        seed: int = SEED,
+    ) -> None:
+        self.durations = durations if durations is not None else StageDurations()
+        self.min_observations = min_observations
+        self.samples = samples
+        self.seed = seed
+        self.generation = 0
+        self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
+
+    def stale(self, workflow: Workflow) -> bool:
+        """New observations would change the model of ``workflow`` at its next use."""
+        built = self._models.get(workflow.name)
+        if built is None:
+            return True
+        added = self.durations.added - built[0]
+        turnover = self.durations.capacity * len(workflow.stages)  # all its reservoirs hold
+        due = min(REBUILD_FRACTION * built[0], turnover)
+        return added > 0 and added >= max(1.0, due)
+
+    def refresh(self, workflow: Workflow) -> None:
+        """Rebuild the model of ``workflow`` now if new observations made it stale."""
+        self._model(workflow)
+
+    def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
+        if self.stale(workflow):
+            self._models[workflow.name] = (self.durations.added, self._build(workflow))
+            self.generation += 1
+        return self._models[workflow.name][1]
+
+    def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
+        rng = random.Random(self.seed)
+        stages = path_stages(workflow)
+        kinds: list[tuple[tuple[float, ...], float]] = []
+        for stage in stages:
+            observed = self.durations.samples(workflow.name, stage)
+            if len(observed) < self.min_observations and stage in workflow.slas:
+                observed = ()
+            kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
+        # tails[k][i]: the i-th draw of the time from leaving stage k to launch: a walk over
+        # the stages by the observed exits of each (skips ahead, rework back; exits to
+        # stages off the path, such as cancelled, are left out: a forecast is of a launch),
+        # or on to the next stage where no exit was observed.
+        index = {stage: k for k, stage in enumerate(stages)}
+        nexts: list[list[int]] = []
+        for k, stage in enumerate(stages):
+            found = [
+                index.get(to, len(stages))
+                for to in self.durations.exits(workflow.name, stage)
+                if to in index or to in workflow.done
+            ]
+            nexts.append(found if len(found) >= self.min_observations else [k + 1])
+        n = self.samples
+        limit = 4 * len(stages)  # a walk that keeps looping back ends after this many stages
+        tails = [[0.0] * n for _ in stages]
+        for k in range(len(stages)):
+            for i in range(n):
+                total, at, steps = 0.0, rng.choice(nexts[k]), 0
+                while at < len(stages) and steps < limit:
+                    observed, fixed = kinds[at]
+                    total += rng.choice(observed) if observed else fixed
+                    at, steps = rng.choice(nexts[at]), steps + 1
+                tails[k][i] = total
+        models: dict[str, _StageModel] = {}
+        for k, stage in enumerate(stages):
+            basis: set[str] = set()
+            count = 0
+            for observed, _ in kinds[k + 1 :]:
+                basis.add(OBSERVED if observed else SLA)
+                count += len(observed)
+            observed, fixed = kinds[k]
+            reps = math.ceil(n / len(observed)) if observed else 0
+            models[stage] = _StageModel(
+                observed, fixed, sorted(tails[k]), tails[k], reps, basis, count
+            )
+        return models
+
+    def forecast(self, state: FeatureState, workflow: Workflow, now: datetime) -> Forecast | None:
+        """The launch forecast of ``state`` at ``now``; ``None`` when it has nothing to forecast.
+
+        ``None`` for a feature that has launched (``launched_at`` set, also while iterating),
+        that is in a terminal or done stage, in a stage outside the stage order, or whose
+        workflow has no ``done`` stage.
+        """
+        if state.launched_at is not None or state.stage in workflow.done:
+            return None
+        model = self._model(workflow).get(state.stage)
+        if model is None:
+            return None
+        elapsed = max(0.0, (now - state.entered_stage_at).total_seconds())
+        basis = set(model.tail_basis)
+        observations = model.tail_observations
+        holds_until: datetime | None = None
+        start = state.entered_stage_at
+        typical = quantile(list(model.observed), 0.5) if model.observed else model.fixed
+        outstayed = elapsed >= model.observed[-1] if model.observed else elapsed >= model.fixed
+        basis.add(OBSERVED if model.observed else SLA)
+        observations += len(model.observed)
+        if state.blocked or outstayed:
+            # Nothing observed says when it leaves: it waits about as long again (Lindy).
+            waited = max(elapsed, typical) if state.blocked else elapsed
+            p50_s = elapsed + LINDY_P50 * waited + quantile(model.tail, 0.5)
+            p85_s = elapsed + LINDY_P85 * waited + quantile(model.tail, 0.85)
+            holds_until = seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited))
+        elif model.observed:
+            first = bisect_right(model.observed, elapsed)
+            p50_s, p85_s = self._suffix(model, first)
+            holds_until = seconds_after(start, model.observed[first])
+        else:
+            start = seconds_after(state.entered_stage_at, model.fixed)
+            holds_until = start
+            p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
+        confidence = MEDIUM
+        if state.blocked or outstayed or basis == {SLA}:
+            confidence = LOW
+        elif basis == {OBSERVED} and self._enough(workflow, state.stage):
+            confidence = HIGH
+        return Forecast(
+            p50=seconds_after(start, p50_s),
+            p85=seconds_after(start, p85_s),
+            observations=observations,
+            basis=basis.pop() if len(basis) == 1 else MIXED,
+            made_at=now,
+            holds_until=holds_until,
+            confidence=confidence,
+            blocked=state.blocked,
+        )
+
+    def _enough(self, workflow: Workflow, stage: str) -> bool:
+        """Every stage from ``stage`` on rests on :data:`CONFIDENT_OBSERVATIONS` or more."""
+        stages = path_stages(workflow)
+        later = stages[stages.index(stage) :] if stage in stages else stages
+        count = self.durations.count
+        return all(count(workflow.name, s) >= CONFIDENT_OBSERVATIONS for s in later)
+
+    @staticmethod
+    def _suffix(model: _StageModel, first: int) -> tuple[float, float]:
+        """p50/p85 of (current stage + later stages) over the observed durations from
+        ``first`` on, counted from the stage entry (memoised per model and ``first``)."""
+        found = model.suffix.get(first)
+        if found is None:
+            draws, reps, n = model.tail_draws, model.reps, len(model.tail_draws)
+            sums = sorted(
+                x + draws[(j * reps + r) % n]
+                for j, x in enumerate(model.observed[first:], start=first)
+                for r in range(reps)
+            )
+            found = model.suffix[first] = (quantile(sums, 0.5), quantile(sums, 0.85))
+        return found

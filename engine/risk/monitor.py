@@ -1,0 +1,283 @@
+"""Keeps every feature's risk reasons current, announces their changes, and counts them.
+
+A :class:`RiskMonitor` is told of every outcome that changed a feature (:meth:`observe`,
+called by :class:`engine.service.Engine` after the store commit) and is ticked periodically
+with the edge's clock (:meth:`tick`: an asyncio task in embedded mode, a Faust timer in
+streaming mode). It keeps, per feature, the :class:`~engine.risk.reasons.Assessment` the HTTP API
+shows (reasons and launch forecast), so the API and the ``lifecycle_features_at_risk`` gauge
+come from one source and always agree. The monitor forecasts the launch of the features that
+have a target to slip; the API asks the forecaster for the others' forecasts when it shows
+them (they change no reason).
+
+Reasons also change with no event at all: a feature outstays its stage's SLA, its target date
+passes, or its launch forecast moves past the target. Each feature has at most one armed
+deadline: the earliest instant at which its assessment can change by time alone (its SLA
+expiry, the day after its target, the next point where its forecast changes). Deadlines sit
+in one heap, re-armed on every evaluation, so a tick costs O(k log n) for the k features due,
+not a scan of all n. When new observations rebuild the forecast model, a tick also
+re-evaluates a bounded slice of the features (:attr:`RiskMonitor.refresh_per_tick`) until
+all have been refreshed.
+
+The monitor wires three pure parts and one listener: the reasons
+(:func:`engine.risk.reasons.assess`), the signals a change of reasons makes
+(:func:`engine.risk.signals.signals_between`), the
+deadline (:func:`engine.risk.deadlines.next_deadline`), and the metrics
+(:class:`engine.observe.RiskMetrics`, told what changed; it never steers).
+
+Every change is announced once: a :class:`RiskSignal` (its CloudEvent ``feature.at_risk`` or
+``feature.risk_cleared``) per reason a feature gains or loses, handed to the ``publish``
+port (both modes: :class:`engine.risk.signals.SignalHistory`) and counted in
+``lifecycle_risk_signals_total{workflow,reason,change}``. Ticks that
+find nothing new publish nothing. ``sla_breached`` is per stage: a feature that moves on and
+at once breaches the SLA of its new stage clears the old breach and announces the new one.
+
+A restarted monitor adopts the reasons of the stored features silently (:meth:`restore`): it
+cannot know what the previous process announced, and announcing again would repeat.
+
+Not thread-safe: call it from the thread that applies events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState
+from engine.observe import RiskMetrics
+from engine.risk.deadlines import next_deadline
+from engine.risk.forecast import Forecaster
+from engine.risk.reasons import Assessment, assess
+from engine.risk.signals import RiskSignal, SignalPort, signals_between
+from events.builder import ENGINE_SOURCE
+from metrics.bundle import LifecycleMetrics
+from workflows.loader import Workflows
+from workflows.model import Workflow
+
+log = logging.getLogger(__name__)
+
+REFRESH_PER_TICK = 5000
+"""Features re-evaluated per tick after the forecast model was rebuilt."""
+_NONE: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class _Watch:
+    state: FeatureState  # slim: only what risk reasons and forecasts read
+    assessment: Assessment
+    due: float | None = None
+
+
+def _slim(state: FeatureState) -> FeatureState:
+    return state.evolve(
+        title=None,
+        owner=None,
+        blocked_reason=None,
+        acceptance_criteria=None,
+        feedback=None,
+        kpis=None,
+        visited=_NONE,
+        seen=_NONE,
+    )
+
+
+class RiskMonitor:
+    """The risk state of the features one process owns.
+
+    Args:
+        workflows: the loaded workflows (SLAs, stage order).
+        forecaster: launch forecasts (its durations are fed here from each outcome);
+            ``None`` makes a fresh one.
+        publish: called once per :class:`RiskSignal`; its failures are logged, never raised.
+        metrics: the bundle whose ``features_at_risk`` gauge and ``risk_signals`` counter
+            a :class:`~engine.observe.RiskMetrics` listener keeps from what the monitor
+            reports; ``None`` counts nothing.
+        source: ``source`` of the published CloudEvents.
+        refresh_per_tick: features re-evaluated per tick after a forecast model rebuild.
+    """
+
+    def __init__(
+        self,
+        workflows: Workflows,
+        forecaster: Forecaster | None = None,
+        *,
+        publish: SignalPort | None = None,
+        metrics: LifecycleMetrics | None = None,
+        source: str = ENGINE_SOURCE,
+        refresh_per_tick: int = REFRESH_PER_TICK,
+    ) -> None:
+        self.workflows = workflows
+        self.forecaster = forecaster if forecaster is not None else Forecaster()
+        self.publish = publish
+        self.listener = RiskMetrics(metrics) if metrics is not None else None
+        self.source = source
+        self.refresh_per_tick = refresh_per_tick
+        self._watch: dict[str, _Watch] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._generation = self.forecaster.generation
+        self._refresh: deque[str] = deque()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def restore(self, states: Iterable[FeatureState], now: datetime) -> int:
+        """Adopt the current reasons of stored features without announcing them.
+
+        Called once at start-up, after the forecaster's durations were seeded. Returns how
+        many features were evaluated.
+        """
+        n = 0
+        for state in states:
+            self._evaluate(state, now, announce=False)
+            n += 1
+        self._generation = self.forecaster.generation
+        return n
+
+    def reset(self) -> None:
+        """Forget every feature and zero the gauge (before :meth:`restore` after a rebalance
+        changed which features this process owns)."""
+        if self.listener is not None:
+            self.listener.reset()
+        self._watch.clear()
+        self._heap.clear()
+        self._refresh.clear()
+
+    def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
+        """Take one outcome just committed; returns the signals it caused (already published).
+
+        Feeds the stage duration of a move to the forecaster and re-evaluates the feature
+        when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
+        """
+        self.forecaster.durations.observe_outcome(
+            outcome.workflow, outcome.from_stage, outcome.to_stage, outcome.stage_duration
+        )
+        if not outcome.changed or outcome.state is None:
+            return []
+        return self._evaluate(outcome.state, now)
+
+    def tick(self, now: datetime) -> list[RiskSignal]:
+        """Re-evaluate the features whose deadline has come, and a slice of those whose
+        forecast a model rebuild changed; returns the signals published."""
+        signals: list[RiskSignal] = []
+        ts = now.timestamp()
+        heap = self._heap
+        while heap and heap[0][0] <= ts:
+            due, fid = heapq.heappop(heap)
+            watch = self._watch.get(fid)
+            if watch is None or watch.due != due:
+                continue  # Re-armed or gone since: a stale heap entry.
+            watch.due = None
+            signals += self._evaluate(watch.state, now)
+        for workflow in self.workflows.by_name.values():
+            self.forecaster.refresh(workflow)
+        if self.forecaster.generation != self._generation:
+            self._generation = self.forecaster.generation
+            self._refresh = deque(
+                fid for fid, w in self._watch.items() if w.assessment.forecast is not None
+            )
+        for _ in range(min(self.refresh_per_tick, len(self._refresh))):
+            watch = self._watch.get(self._refresh.popleft())
+            if watch is not None:
+                signals += self._evaluate(watch.state, now)
+        if len(heap) > 2 * len(self._watch) + 1024:
+            self._compact()
+        return signals
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def assessment(self, state: FeatureState, now: datetime) -> Assessment:
+        """What the API shows for ``state``: the monitor's own assessment of that version.
+
+        A state the monitor has not evaluated (another process's feature, or one it keeps
+        no record of because nothing about it can change by time alone) is assessed at
+        ``now`` without being recorded.
+        """
+        workflow = self.workflows.by_name.get(state.workflow)
+        if workflow is None:
+            return Assessment(())
+        watch = self._watch.get(state.id)
+        if watch is None or watch.state.version != state.version:
+            return assess(state, workflow, now, self.forecaster)
+        found = watch.assessment
+        if found.forecast is None and state.target_launch is None:
+            # Only shown, never judged: forecast it now.
+            return Assessment(found.reasons, self.forecaster.forecast(state, workflow, now))
+        return found
+
+    def reasons(self, feature_id: str) -> tuple[str, ...]:
+        """The feature's current reasons (empty when not at risk or unknown)."""
+        watch = self._watch.get(feature_id)
+        return watch.assessment.reasons if watch is not None else ()
+
+    def at_risk(self) -> dict[tuple[str, str, str], int]:
+        """Features at risk per (workflow, stage, reason), counted from the records."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for watch in self._watch.values():
+            for reason in watch.assessment.reasons:
+                key = (watch.state.workflow, watch.state.stage, reason)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def __len__(self) -> int:
+        """Features the monitor keeps a record of."""
+        return len(self._watch)
+
+    def __bool__(self) -> bool:
+        return True  # A monitor with no record yet is still a monitor.
+
+    # -- the work --------------------------------------------------------------------------
+
+    def _evaluate(
+        self, state: FeatureState, now: datetime, announce: bool = True
+    ) -> list[RiskSignal]:
+        fid = state.id
+        old = self._watch.get(fid)
+        workflow = self.workflows.by_name.get(state.workflow)
+        slim = _slim(state) if old is None or old.state is not state else state
+        new = Assessment(()) if workflow is None else self._assess(slim, workflow, now)
+        old_reasons = old.assessment.reasons if old is not None else ()
+        old_stage = old.state.stage if old is not None else state.stage
+        signals: list[RiskSignal] = []
+        if (old_reasons or new.reasons) and (
+            old_reasons != new.reasons or old_stage != state.stage
+        ):  # without a reason before or after, no gauge moves and nothing is announced
+            if self.listener is not None:
+                was = (old.state.workflow, old.state.stage, old_reasons) if old else None
+                self.listener.reasons_changed(was, (slim.workflow, slim.stage, new.reasons))
+            if announce:
+                before = (old.state, old_reasons) if old is not None else None
+                signals = signals_between(before, slim, new, now, workflow, self.source)
+        due = next_deadline(slim, workflow, new, now) if workflow is not None else None
+        if not new.reasons and new.forecast is None and due is None:
+            self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
+        else:
+            self._watch[fid] = _Watch(slim, new, due)
+            if due is not None and (old is None or old.due != due):
+                heapq.heappush(self._heap, (due, fid))
+        for signal in signals:
+            self._announce(signal)
+        return signals
+
+    def _assess(self, state: FeatureState, workflow: Workflow, now: datetime) -> Assessment:
+        """Reasons, with a forecast only where one can change them (a target to slip)."""
+        if state.target_launch is not None and state.launched_at is None:
+            return assess(state, workflow, now, self.forecaster)
+        return assess(state, workflow, now)
+
+    def _announce(self, signal: RiskSignal) -> None:
+        if self.listener is not None:
+            self.listener.signalled(signal)
+        if self.publish is not None:
+            try:
+                self.publish(signal)
+            except Exception:
+                log.exception(
+                    "publishing %s of %s failed", signal.cloud_event["type"], signal.feature
+                )
+
+    def _compact(self) -> None:
+        self._heap = [(w.due, fid) for fid, w in self._watch.items() if w.due is not None]
+        heapq.heapify(self._heap)

@@ -1,0 +1,69 @@
+"""``lifecycle demo`` starts from an empty database by default; ``--keep`` keeps what is there.
+
+A second ``make demo`` used to add another 180 features to the first ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.cli.main import build_parser
+from engine.config.settings import Settings
+from engine.core.processor import process
+from engine.demo.run import demo, start_fresh
+from engine.stores.sqlite import SqliteStore
+from tests.factories import T0, make_event
+from workflows.loader import Workflows
+
+
+def _store_with(db: Path, workflows: Workflows, *ids: str) -> None:
+    store = SqliteStore(db)
+    try:
+        for i, fid in enumerate(ids):
+            event = make_event("idea.submitted", fid, id=f"e{i}")
+            store.commit(process(workflows, None, event, T0))
+    finally:
+        store.close()
+
+
+def _ids(db: Path) -> list[str]:
+    store = SqliteStore(db)
+    try:
+        return sorted(s.id for s in store.features())
+    finally:
+        store.close()
+
+
+def test_an_earlier_demo_is_wiped(tmp_path: Path, workflows: Workflows) -> None:
+    db = tmp_path / "demo.db"
+    _store_with(db, workflows, "PAY-101", "SRCH-102")
+    assert start_fresh(db) is None
+    assert not db.exists()
+    assert _ids(db) == []
+
+
+def test_a_database_with_real_features_is_never_wiped(tmp_path: Path, workflows: Workflows) -> None:
+    db = tmp_path / "prod.db"
+    _store_with(db, workflows, "PAY-101", "checkout-v2")
+    refused = start_fresh(db)
+    assert refused is not None and "checkout-v2" in refused and "--keep" in refused
+    assert _ids(db) == ["PAY-101", "checkout-v2"]
+
+
+def test_the_demo_refuses_in_one_line_before_starting(
+    tmp_path: Path, workflows: Workflows, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "prod.db"
+    _store_with(db, workflows, "checkout-v2")
+    settings = Settings(db=db, http_host="127.0.0.1", http_port=0)
+    assert asyncio.run(demo(settings)) == 1
+    assert "did not make (e.g. checkout-v2)" in capsys.readouterr().err
+
+
+def test_keep_is_an_option_and_fresh_the_default() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).keep is False
+    assert parser.parse_args(["demo", "--keep"]).keep is True

@@ -1,0 +1,242 @@
+"""``POST /hooks/{connector}`` on the embedded engine: verified, mapped, applied, logged.
+
+Drives one feature from Jira issue creation to a GitHub production deployment through the
+shipped connectors alone, with the tools' own payloads, and checks its stage and history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.auth import signature
+from engine.config.settings import Settings
+from engine.embedded.root import build_embedded
+from tests.unit.connectors.payloads import payload
+
+GITHUB_SECRET = "gh-secret"
+JIRA_SECRET = "jira-secret"
+FEATURE = "JRA-20002"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        db=tmp_path / "lifecycle.db",
+        github_secret=GITHUB_SECRET,
+        jira_secret=JIRA_SECRET,
+        gitlab_token=None,
+    )
+
+
+Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
+
+
+def _serve(tmp_path: Path, scenario: Scenario) -> None:
+    async def main() -> None:
+        wiring = build_embedded(_settings(tmp_path))
+        try:
+            async with TestClient(TestServer(wiring.app)) as client:
+                await scenario(client)
+        finally:
+            wiring.store.close()
+
+    asyncio.run(main())
+
+
+def _github(event: str, body: dict[str, Any], delivery: str) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    return raw, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + signature(GITHUB_SECRET, raw),
+    }
+
+
+def _jira(body: dict[str, Any], delivery: str) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    return raw, {
+        "Content-Type": "application/json",
+        "X-Atlassian-Webhook-Identifier": delivery,
+        "X-Hub-Signature": "sha256=" + signature(JIRA_SECRET, raw),
+    }
+
+
+async def _post(
+    client: TestClient[Any, Any], connector: str, sent: tuple[bytes, dict[str, str]]
+) -> dict[str, Any]:
+    resp = await client.post(f"/hooks/{connector}", data=sent[0], headers=sent[1])
+    assert resp.status == 202, await resp.text()
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+def test_a_feature_goes_from_jira_idea_to_github_production_launch(tmp_path: Path) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        created = await _post(client, "jira", _jira(payload("jira", "issue_created"), "j-1"))
+        assert [e["outcome"] for e in created["events"]] == ["applied", "updated"]
+
+        started = payload("jira", "issue_updated")
+        started["changelog"]["items"] = [
+            {"field": "status", "fromString": "To Do", "toString": "In Progress"}
+        ]
+        answer = await _post(client, "jira", _jira(started, "j-2"))
+        assert answer["events"][0]["stage"] == "development"
+
+        release = payload("github", "release.published")
+        deploy = payload("github", "deployment_status.created")
+        release["release"]["body"] = f"Feature: {FEATURE}"
+        release["release"]["tag_name"] = deploy["deployment"]["ref"]
+        shipped = await _post(client, "github", _github("release", release, "g-1"))
+        assert shipped["events"][0]["stage"] == "uat"
+
+        label = payload("github", "issues.labeled")
+        label["label"]["name"] = "uat:passed"
+        label["issue"]["title"] = f"[{FEATURE}] UAT"
+        passed = await _post(client, "github", _github("issues", label, "g-2"))
+        assert passed["events"][0]["stage"] == "launch_ready"
+
+        launched = await _post(client, "github", _github("deployment_status", deploy, "g-3"))
+        assert [(e["type"], e["stage"]) for e in launched["events"]] == [
+            ("feature.launched", "launched")
+        ]
+
+        feature = await (await client.get(f"/features/{FEATURE}")).json()
+        assert feature["stage"] == "launched"
+        assert feature["title"] == "I feel the need for speed"
+        history = await (await client.get(f"/features/{FEATURE}/history")).json()
+        lines = [
+            (e["source"], e["event_id"], e["type"])
+            for e in history["entries"]
+            if e["source"] != "lifecycle/engine"  # the engine's own risk signals
+        ]
+        assert lines == [
+            ("jira/JRA", "j-1#1", "idea.submitted"),
+            ("jira/JRA", "j-1#2", "launch.scheduled"),
+            ("jira/unknown", "j-2", "build.started"),
+            ("github/Codertocat/Hello-World", "g-1", "build.shipped"),
+            ("github/Codertocat/Hello-World", "g-2", "uat.passed"),
+            ("github/Codertocat/Hello-World", "g-3", "feature.launched"),
+        ]
+
+        again = await _post(client, "github", _github("deployment_status", deploy, "g-3"))
+        assert [e["outcome"] for e in again["events"]] == ["duplicate"]
+
+    _serve(tmp_path, scenario)
+
+
+def test_a_bad_signature_is_401_and_nothing_is_applied(tmp_path: Path) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        body, headers = _jira(payload("jira", "issue_created"), "j-1")
+        headers["X-Hub-Signature"] = "sha256=" + signature("wrong", body)
+        resp = await client.post("/hooks/jira", data=body, headers=headers)
+        assert resp.status == 401
+        text = await resp.text()
+        assert JIRA_SECRET not in text
+        assert (await client.get(f"/features/{FEATURE}")).status == 404
+        log = await (await client.get("/hooks/jira/deliveries")).json()
+        assert [d["outcome"] for d in log["deliveries"]] == ["unauthorized"]
+
+    _serve(tmp_path, scenario)
+
+
+def test_a_connector_without_a_secret_refuses_every_delivery(tmp_path: Path) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        raw = json.dumps(payload("gitlab", "merge_request.open")).encode()
+        headers = {"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": ""}
+        resp = await client.post("/hooks/gitlab", data=raw, headers=headers)
+        assert resp.status == 401
+        assert "LIFECYCLE_GITLAB_TOKEN" in await resp.text()
+
+    _serve(tmp_path, scenario)
+
+
+def test_unmapped_is_202_ignored_with_a_reason_and_not_json_is_400(tmp_path: Path) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        answer = await _post(
+            client,
+            "github",
+            _github("pull_request", payload("github", "pull_request.opened"), "g-9"),
+        )
+        assert answer["outcome"] == "ignored" and answer["events"] == []
+        assert "no feature id found" in answer["reason"]
+        raw = b"{not json"
+        headers = {
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": "sha256=" + signature(GITHUB_SECRET, raw),
+        }
+        assert (await client.post("/hooks/github", data=raw, headers=headers)).status == 400
+        assert (await client.get("/hooks/bitbucket/deliveries")).status == 404
+        log = await (await client.get("/hooks/github/deliveries")).json()
+        assert [d["outcome"] for d in log["deliveries"]] == ["malformed", "ignored"]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'lifecycle_webhook_deliveries_total{connector="github",outcome="ignored"} 1.0' in (
+            metrics
+        )
+
+    _serve(tmp_path, scenario)
+
+
+def test_start_up_says_once_which_connectors_have_no_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engine.embedded.root import start_embedded
+
+    async def main() -> None:
+        settings = _settings(tmp_path).model_copy(update={"http_port": 0})
+        handle = await start_embedded(settings)
+        await handle.close()
+
+    with caplog.at_level(logging.WARNING, logger="engine.http.hooks"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if r.name == "engine.http.hooks"]
+    assert len(lines) == 1 and "LIFECYCLE_GITLAB_TOKEN is not set" in lines[0]
+    assert GITHUB_SECRET not in caplog.text and JIRA_SECRET not in caplog.text
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_github_like = st.fixed_dictionaries(
+    {"action": st.sampled_from(["published", "labeled", "opened", "closed"])},
+    optional={
+        "release": st.dictionaries(
+            st.sampled_from(["body", "tag_name", "published_at"]), _json_values
+        ),
+        "label": _json_values,
+        "issue": _json_values,
+        "pull_request": _json_values,
+        "deployment_status": _json_values,
+        "deployment": _json_values,
+        "repository": _json_values,
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=_github_like | _json_values,
+    event=st.sampled_from(["release", "issues", "pull_request", "deployment_status", "push"]),
+)
+def test_any_signed_json_is_answered_202_never_5xx(tmp_path: Path, body: Any, event: str) -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        raw, headers = _github(event, body, "fuzz")
+        resp = await client.post("/hooks/github", data=raw, headers=headers)
+        assert resp.status == 202, await resp.text()
+
+    _serve(tmp_path / f"f{abs(hash((event, repr(body)))) % 10**9}", scenario)

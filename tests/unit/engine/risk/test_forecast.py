@@ -1,0 +1,247 @@
+"""Launch forecasts from observed stage durations, with the SLA fallback, on known histories."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from engine.core.state import FeatureState, HistoryEntry
+from engine.risk.forecast import (
+    Forecaster,
+    StageDurations,
+    durations_from_history,
+    path_stages,
+    seed_durations,
+)
+from tests.factories import T0
+from workflows.model import Workflow
+
+DAY = timedelta(days=1)
+D = 86400.0
+
+
+def feature(stage: str, entered: datetime = T0, **changes: Any) -> FeatureState:
+    fields: dict[str, Any] = {
+        "id": "feat-1",
+        "workflow": "feature",
+        "stage": stage,
+        "created_at": T0,
+        "entered_stage_at": entered,
+    }
+    return FeatureState(**(fields | changes))
+
+
+def observed(per_stage: dict[str, list[float]]) -> Forecaster:
+    durations = StageDurations()
+    for stage, days in per_stage.items():
+        for d in days:
+            durations.observe("feature", stage, d * D)
+    return Forecaster(durations)
+
+
+def test_the_path_is_every_ordered_stage_before_launch(feature_workflow: Workflow) -> None:
+    assert path_stages(feature_workflow) == [
+        "idea",
+        "discovery",
+        "defined",
+        "prioritized",
+        "design",
+        "development",
+        "uat",
+        "launch_ready",
+    ]
+
+
+def test_constant_durations_give_one_date(feature_workflow: Workflow) -> None:
+    forecaster = observed({s: [2.0] * 5 for s in path_stages(feature_workflow)})
+    f = forecaster.forecast(feature("idea"), feature_workflow, T0 + DAY)
+    assert f is not None
+    # The rest of idea (entered at T0, 2 days), then 7 more stages of 2 days.
+    assert f.p50 == f.p85 == T0 + 16 * DAY
+    assert f.view(T0 + DAY) == {
+        "p50": "2024-01-17",
+        "p85": "2024-01-17",
+        "observations": 40,
+        "basis": "observed",
+        "confidence": "medium",  # 5 observations a stage: enough to use, not to be sure
+        "blocked": False,
+    }
+
+
+def test_p50_and_p85_of_a_two_valued_stage(feature_workflow: Workflow) -> None:
+    forecaster = observed(
+        {s: [1.0] * 5 for s in path_stages(feature_workflow)[:-1]}
+        | {"launch_ready": [1.0] * 50 + [10.0] * 50}
+    )
+    f = forecaster.forecast(feature("launch_ready"), feature_workflow, T0)
+    assert f is not None
+    assert (f.p50, f.p85) == (T0 + DAY, T0 + 10 * DAY)
+    # The forecast holds until the time in stage passes the 1-day durations ...
+    assert f.holds_until == T0 + DAY
+    # ... after which only the 10-day ones remain possible.
+    later = forecaster.forecast(feature("launch_ready"), feature_workflow, T0 + 2 * DAY)
+    assert later is not None
+    assert (later.p50, later.p85) == (T0 + 10 * DAY, T0 + 10 * DAY)
+
+
+def test_later_stages_are_summed_by_monte_carlo(feature_workflow: Workflow) -> None:
+    # uat and launch_ready take 1 or 3 days: their sum is 2 (25%), 4 (50%) or 6 days (25%).
+    forecaster = observed(
+        {"development": [1.0] * 5, "uat": [1.0, 3.0] * 10, "launch_ready": [1.0, 3.0] * 10}
+    )
+    f = forecaster.forecast(feature("development"), feature_workflow, T0)
+    assert f is not None
+    assert (f.p50, f.p85) == (T0 + 5 * DAY, T0 + 7 * DAY)
+    assert f.observations == 45
+    # Deterministic: the same observations give the same forecast.
+    again = observed(
+        {"development": [1.0] * 5, "uat": [1.0, 3.0] * 10, "launch_ready": [1.0, 3.0] * 10}
+    ).forecast(feature("development"), feature_workflow, T0)
+    assert again == f
+
+
+def test_too_few_observations_fall_back_to_the_slas(feature_workflow: Workflow) -> None:
+    forecaster = observed({"uat": [1.0] * 4, "launch_ready": [1.0] * 4})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0 + 2 * DAY)
+    assert f is not None
+    # uat's SLA is 7 days (5 left), launch_ready's 7 days: 4 observations do not count.
+    assert (f.p50, f.p85) == (T0 + 14 * DAY, T0 + 14 * DAY)
+    assert (f.basis, f.observations) == ("sla", 0)
+
+
+def test_observed_and_sla_stages_mix(feature_workflow: Workflow) -> None:
+    forecaster = observed({"uat": [1.0] * 4, "launch_ready": [2.0] * 5})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0)
+    assert f is not None
+    assert f.p85 == T0 + 7 * DAY + 2 * DAY
+    assert (f.basis, f.observations) == ("mixed", 5)
+
+
+def test_an_overdue_feature_waits_about_as_long_again_never_today(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({"uat": [1.0] * 5, "launch_ready": [2.0] * 5})
+    now = T0 + 10 * DAY  # longer in uat than every observed uat
+    f = forecaster.forecast(feature("uat"), feature_workflow, now)
+    assert f is not None
+    # Ten days in uat: another ten at p50, 10 / 0.15 - 10 at p85, then launch_ready's 2.
+    assert f.p50 == now + 12 * DAY
+    assert abs(f.p85 - (now + (10 / 0.15 - 10 + 2) * DAY)) < timedelta(seconds=1)
+    assert f.confidence == "low" and not f.moving
+    assert f.holds_until is not None and now < f.holds_until <= now + DAY
+    later = forecaster.forecast(feature("uat"), feature_workflow, now + 10 * DAY)
+    assert later is not None and later.p50 > f.p50  # widens as the wait grows
+
+
+def test_past_the_sla_in_the_last_stage_the_forecast_is_not_today(
+    feature_workflow: Workflow,
+) -> None:
+    now = T0 + 97 * DAY  # the issue's feature: 97 days in launch_ready
+    f = Forecaster().forecast(feature("launch_ready"), feature_workflow, now)
+    assert f is not None
+    assert f.p50 == now + 97 * DAY
+    assert f.view(now)["p50"] != f.view(now)["p85"] != now.date().isoformat()
+    assert f.confidence == "low"
+
+
+def test_a_blocked_feature_is_forecast_as_blocked_and_widened(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({"launch_ready": [4.0] * 5})
+    now = T0 + DAY  # blocked a day into launch_ready, where features stay 4 days
+    free = forecaster.forecast(feature("launch_ready"), feature_workflow, now)
+    stuck = forecaster.forecast(feature("launch_ready", blocked=True), feature_workflow, now)
+    assert free is not None and stuck is not None
+    assert free.p50 == T0 + 4 * DAY and free.confidence == "medium"  # other stages by SLA
+    assert stuck.p50 == now + 4 * DAY  # it counts at least a typical stay as waited
+    assert stuck.p85 > stuck.p50 > free.p50
+    assert stuck.view(now)["blocked"] is True and stuck.confidence == "low"
+
+
+def test_enough_observations_everywhere_make_a_confident_forecast(
+    feature_workflow: Workflow,
+) -> None:
+    forecaster = observed({s: [2.0] * 20 for s in path_stages(feature_workflow)})
+    f = forecaster.forecast(feature("uat"), feature_workflow, T0)
+    assert f is not None and f.confidence == "high"
+    assert f.view(T0)["confidence"] == "high"
+    few = observed({s: [2.0] * 19 for s in path_stages(feature_workflow)})
+    g = few.forecast(feature("uat"), feature_workflow, T0)
+    assert g is not None and g.confidence == "medium"
+
+
+def test_observed_skips_and_rework_shape_the_forecast(feature_workflow: Workflow) -> None:
+    durations = StageDurations()
+    for _ in range(10):
+        durations.observe("feature", "development", 2 * D, "uat")
+        durations.observe("feature", "launch_ready", 1 * D, "launched")
+    for _ in range(5):  # every other UAT fails: back to development
+        durations.observe("feature", "uat", 1 * D, "development")
+        durations.observe("feature", "uat", 1 * D, "launch_ready")
+    f = Forecaster(durations).forecast(feature("development"), feature_workflow, T0)
+    assert f is not None
+    # One pass is 2 + 1 + 1 = 4 days; a rework loop adds 3 days each time.
+    assert f.p50 >= T0 + 4 * DAY
+    assert f.p85 >= T0 + 7 * DAY
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        feature("launched", launched_at=T0),
+        feature("cancelled"),
+        feature("development", launched_at=T0),  # iterating after its launch
+    ],
+)
+def test_no_forecast_once_launched_or_cancelled(
+    feature_workflow: Workflow, state: FeatureState
+) -> None:
+    assert Forecaster().forecast(state, feature_workflow, T0) is None
+
+
+def line(
+    type: str, frm: str | None, to: str | None, hours: float, outcome: str = "applied"
+) -> HistoryEntry:
+    at = T0 + timedelta(hours=hours)
+    return HistoryEntry("e", "s", type, at, at, outcome, frm, to)
+
+
+def test_durations_are_replayed_from_a_history() -> None:
+    history = [
+        line("idea.submitted", None, "idea", 0),
+        line("discovery.started", "idea", "discovery", 24),
+        line("risk.raised", "discovery", "discovery", 30, "updated"),
+        line("feature.launched", "discovery", "discovery", 40, "rejected"),
+        line("feature.at_risk", "discovery", "discovery", 50, "updated"),
+        line("requirement.approved", "discovery", "defined", 72),
+        line("feature.prioritized", "defined", "prioritized", 60),  # dated before the entry
+    ]
+    found = [(stage, seconds) for stage, _, seconds in durations_from_history(history)]
+    assert found == [("idea", 24 * 3600.0), ("discovery", 48 * 3600.0), ("defined", 0.0)]
+
+
+def test_seeding_keeps_the_most_recent_durations() -> None:
+    durations = StageDurations(capacity=2)
+    old = [line("idea.submitted", None, "idea", 0), line("discovery.started", "idea", "x", 1)]
+    new = [line("idea.submitted", None, "idea", 10), line("discovery.started", "idea", "x", 15)]
+    mid = [line("idea.submitted", None, "idea", 5), line("discovery.started", "idea", "x", 8)]
+    assert seed_durations(durations, [("feature", new), ("feature", old), ("feature", mid)]) == 3
+    assert sorted(durations.samples("feature", "idea")) == [3 * 3600.0, 5 * 3600.0]
+
+
+def test_a_long_running_model_follows_its_reservoirs(feature_workflow: Workflow) -> None:
+    """After millions of observations the model still catches up within one turnover."""
+    stages = path_stages(feature_workflow)
+    forecaster = observed({s: [2.0] * 5 for s in stages})
+    durations = forecaster.durations
+    durations.added = 5_000_000  # as after months of events; the model is built now
+    now = T0 + DAY
+    before = forecaster.forecast(feature("idea"), feature_workflow, now)
+    assert before is not None and before.p50 == T0 + 16 * DAY
+    for _ in range(durations.capacity * 2):  # the process slows: every stage takes 4 days
+        for s in stages:
+            durations.observe("feature", s, 4 * D)
+    after = forecaster.forecast(feature("idea"), feature_workflow, now)
+    assert after is not None and after.p50 == T0 + 32 * DAY

@@ -1,0 +1,298 @@
+"""The risk monitor: reasons kept current by events and by time, announced once per change."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from engine.risk.forecast import Forecaster, StageDurations
+from engine.risk.monitor import RiskMonitor
+from engine.risk.signals import RiskSignal
+from engine.service import Engine
+from engine.stores.memory import MemoryStore
+from metrics.bundle import LifecycleMetrics
+from tests.factories import T0, make_event
+from workflows.loader import Workflows
+
+DAY = timedelta(days=1)
+
+
+class Clock:
+    """An injected clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Rig:
+    """An engine over a memory store with a monitor, its published signals and its gauge."""
+
+    def __init__(self, workflows: Workflows, forecaster: Forecaster | None = None) -> None:
+        self.clock = Clock()
+        self.metrics = LifecycleMetrics(CollectorRegistry())
+        self.published: list[RiskSignal] = []
+        self.monitor = RiskMonitor(
+            workflows, forecaster, publish=self.published.append, metrics=self.metrics
+        )
+        self.engine = Engine(workflows, MemoryStore(), on_outcome=self.monitor.observe)
+
+    def send(self, type: str, feature: str = "feat-1", **data: Any) -> None:
+        self.engine.apply(make_event(type, feature, at=self.clock.now, **data), self.clock.now)
+
+    def tick(self, after: timedelta = timedelta()) -> list[RiskSignal]:
+        self.clock.now += after
+        return self.monitor.tick(self.clock.now)
+
+    def take(self) -> list[tuple[str, str, str]]:
+        """The signals published since the last call, as (type, reason, stage)."""
+        out = [(s.cloud_event["type"], s.reason, s.stage) for s in self.published]
+        self.published.clear()
+        return out
+
+    def gauge(self) -> dict[tuple[str, str, str], float]:
+        children = self.metrics.features_at_risk.children.items()
+        return {key: child.value for key, child in children if child.value}
+
+    def signals_total(self) -> dict[tuple[str, str, str], float]:
+        return {k: c.value for k, c in self.metrics.risk_signals.children.items()}
+
+
+@pytest.fixture
+def rig(workflows: Workflows) -> Rig:
+    return Rig(workflows)
+
+
+def test_a_feature_crossing_its_sla_with_no_event_is_announced_once(rig: Rig) -> None:
+    rig.send("idea.submitted", title="T", product="p")
+    assert rig.tick(29 * DAY) == []
+    signals = rig.tick(DAY + timedelta(seconds=1))  # 30 days is idea's SLA
+    assert [(s.cloud_event["type"], s.reason) for s in signals] == [
+        ("feature.at_risk", "sla_breached")
+    ]
+    event = signals[0].cloud_event
+    assert event["subject"] == "feat-1" and event["source"] == "lifecycle/engine"
+    assert event["data"]["stage"] == "idea"
+    assert event["data"]["sla_seconds"] == 30 * 86400
+    assert event["data"]["time_in_stage_seconds"] == 30 * 86400 + 1
+    assert rig.gauge() == {("feature", "idea", "sla_breached"): 1}
+    rig.take()
+    for _ in range(5):
+        assert rig.tick(DAY) == []
+    assert rig.take() == []
+    # Moving on clears it, once.
+    rig.send("discovery.started")
+    assert rig.take() == [("feature.risk_cleared", "sla_breached", "idea")]
+    assert rig.gauge() == {}
+    assert rig.tick(DAY) == []
+    assert rig.signals_total() == {
+        ("feature", "sla_breached", "at_risk"): 1,
+        ("feature", "sla_breached", "cleared"): 1,
+    }
+
+
+def test_reasons_from_events_are_announced_once_per_change(rig: Rig) -> None:
+    rig.send("idea.submitted")
+    rig.send("feature.blocked", reason="waiting")
+    rig.send("feature.blocked", reason="still waiting")
+    rig.send("risk.raised", risk_id="r1", severity="critical")
+    rig.send("risk.raised", risk_id="r2", severity="critical")
+    rig.send("risk.mitigated", risk_id="r1")
+    assert rig.take() == [
+        ("feature.at_risk", "blocked", "idea"),
+        ("feature.at_risk", "critical_risk", "idea"),
+    ]
+    rig.send("risk.mitigated", risk_id="r2")
+    rig.send("feature.unblocked")
+    assert rig.take() == [
+        ("feature.risk_cleared", "critical_risk", "idea"),
+        ("feature.risk_cleared", "blocked", "idea"),
+    ]
+    assert rig.gauge() == {}
+
+
+def test_rework_after_two_uat_failures(rig: Rig) -> None:
+    rig.send("build.started")
+    for _ in range(2):
+        rig.send("build.shipped", build="b")
+        rig.send("uat.failed", reason="broken")
+    assert rig.take() == [("feature.at_risk", "rework", "development")]
+    assert rig.gauge() == {("feature", "development", "rework"): 1}
+
+
+def test_a_stage_change_moves_the_gauge_without_a_signal(rig: Rig) -> None:
+    rig.send("idea.submitted")
+    rig.send("feature.blocked", reason="x")
+    rig.take()
+    rig.send("discovery.started")
+    assert rig.take() == []
+    assert rig.gauge() == {("feature", "discovery", "blocked"): 1}
+
+
+def test_a_new_stage_breached_at_once_clears_the_old_breach_and_announces_the_new(
+    rig: Rig,
+) -> None:
+    rig.send("idea.submitted")
+    rig.tick(31 * DAY)
+    rig.take()
+    # discovery.started dated 22 days ago: discovery's SLA (21 days) is breached on entry.
+    at = rig.clock.now - 22 * DAY
+    rig.engine.apply(make_event("discovery.started", at=at), rig.clock.now)
+    assert rig.take() == [
+        ("feature.risk_cleared", "sla_breached", "idea"),
+        ("feature.at_risk", "sla_breached", "discovery"),
+    ]
+
+
+def test_cancelling_clears_every_reason_and_leaves_the_gauge(rig: Rig) -> None:
+    rig.send("idea.submitted")
+    rig.send("feature.blocked", reason="x")
+    rig.send("risk.raised", risk_id="r", severity="high")
+    rig.take()
+    rig.send("feature.cancelled", reason="dropped")
+    assert rig.take() == [
+        ("feature.risk_cleared", "high_risk", "idea"),
+        ("feature.risk_cleared", "blocked", "idea"),
+    ]
+    assert rig.gauge() == {}
+    assert len(rig.monitor) == 0
+    assert rig.tick(100 * DAY) == []
+
+
+def test_a_passed_target_is_found_by_a_tick(rig: Rig) -> None:
+    rig.send("idea.submitted")
+    rig.send("requirement.approved")
+    target = (rig.clock.now + 3 * DAY).date()
+    rig.send("feature.prioritized", priority=1, target_launch=target.isoformat())
+    rig.take()  # the forecast (SLAs: months) already says it slips
+    assert rig.monitor.reasons("feat-1") == ("target_slip",)
+    rig.send("launch.scheduled", target_launch=(rig.clock.now + 365 * DAY).date().isoformat())
+    assert rig.take() == [("feature.risk_cleared", "target_slip", "prioritized")]
+    rig.tick(40 * DAY)
+    # 40 days in prioritized: past its SLA (30 days); even waiting 5.7 times as long again
+    # (its p85) and the SLAs of the 4 stages left (58 days) fit before the target (day 365)
+    assert rig.take() == [("feature.at_risk", "sla_breached", "prioritized")]
+    # ... but a feature stuck for 300 days is forecast to wait far past it.
+    rig.tick(260 * DAY)
+    assert rig.take() == [("feature.at_risk", "target_slip", "prioritized")]
+
+
+def test_a_target_date_passing_alone_raises_target_slip(workflows: Workflows) -> None:
+    durations = StageDurations()
+    for _ in range(5):
+        durations.observe("feature", "prioritized", 2.5 * 86400.0)
+        for stage in ("design", "development", "uat", "launch_ready"):
+            durations.observe("feature", stage, 3600.0)  # an hour each: a fast team
+    rig = Rig(workflows, Forecaster(durations))
+    rig.send("requirement.approved")
+    target = (rig.clock.now + 2 * DAY).date()
+    rig.send("feature.prioritized", priority=1, target_launch=target.isoformat())
+    assert rig.take() == []
+    assert rig.tick(2 * DAY) == []  # the target day itself is not past yet
+    signals = rig.tick(DAY)
+    assert [(s.reason, s.cloud_event["data"]["target_launch"]) for s in signals] == [
+        ("target_slip", target.isoformat())
+    ]
+
+
+def test_the_api_assessment_is_the_monitor_one(rig: Rig, workflows: Workflows) -> None:
+    rig.send("idea.submitted")
+    rig.tick(31 * DAY)
+    state = rig.engine.store.get("feat-1")
+    assert state is not None
+    assessment = rig.monitor.assessment(state, rig.clock.now)
+    assert assessment.reasons == ("sla_breached",)
+    assert assessment.forecast is not None and assessment.forecast.basis == "sla"
+
+
+def test_a_restart_adopts_reasons_silently(rig: Rig, workflows: Workflows) -> None:
+    rig.send("idea.submitted")
+    rig.send("feature.blocked", reason="x")
+    metrics = LifecycleMetrics(CollectorRegistry())
+    published: list[RiskSignal] = []
+    again = RiskMonitor(workflows, publish=published.append, metrics=metrics)
+    again.restore(rig.engine.store.features(), rig.clock.now + 31 * DAY)
+    assert published == []
+    assert again.reasons("feat-1") == ("sla_breached", "blocked")
+    gauge = {k: c.value for k, c in metrics.features_at_risk.children.items()}
+    assert gauge == {
+        ("feature", "idea", "sla_breached"): 1,
+        ("feature", "idea", "blocked"): 1,
+    }
+
+
+def test_a_failing_publisher_never_stops_the_engine(workflows: Workflows) -> None:
+    def broken(signal: RiskSignal) -> None:
+        raise RuntimeError("receiver down")
+
+    monitor = RiskMonitor(workflows, publish=broken)
+    engine = Engine(workflows, MemoryStore(), on_outcome=monitor.observe)
+    out = engine.apply(make_event("feature.blocked", reason="x"), T0)
+    assert out.outcome == "updated"
+    assert monitor.reasons("feat-1") == ("blocked",)
+
+
+def test_gauge_matches_the_monitor_through_a_busy_portfolio(rig: Rig) -> None:
+    types = [
+        ("idea.submitted", {}),
+        ("feature.blocked", {"reason": "x"}),
+        ("discovery.started", {}),
+        ("risk.raised", {"risk_id": "r", "severity": "high"}),
+        ("requirement.approved", {}),
+        ("feature.unblocked", {}),
+        ("feature.prioritized", {"priority": 1, "target_launch": "2024-02-01"}),
+        ("build.started", {}),
+        ("risk.mitigated", {"risk_id": "r"}),
+        ("build.shipped", {"build": "b"}),
+        ("uat.failed", {"reason": "r"}),
+        ("build.shipped", {"build": "c"}),
+        ("uat.passed", {}),
+        ("feature.launched", {}),
+    ]
+    for i in range(60):
+        fid = f"f-{i}"
+        for j, (type, data) in enumerate(types[: 1 + (i * 7) % len(types)]):
+            rig.clock.now = T0 + timedelta(days=i % 9 + j * 3)
+            rig.send(type, fid, **data)
+        if i % 11 == 0:
+            rig.send("feature.cancelled", fid, reason="x")
+    for _ in range(30):
+        rig.tick(2 * DAY)
+        counts = rig.monitor.at_risk()
+        assert rig.gauge() == {k: float(v) for k, v in counts.items()}
+    # Every signal is a change: per feature and reason, at_risk and cleared alternate.
+    last: dict[tuple[str, str], str] = {}
+    for signal in rig.published:
+        key = (signal.feature, signal.reason)
+        assert last.get(key, "cleared") != signal.change, (key, signal.change)
+        last[key] = signal.change
+    assert len(rig.published) > 50
+
+
+def test_a_tick_with_nothing_due_touches_no_feature(workflows: Workflows) -> None:
+    monitor = RiskMonitor(workflows)
+    engine = Engine(workflows, MemoryStore(), on_outcome=monitor.observe)
+    for i in range(20_000):
+        engine.apply(make_event("idea.submitted", f"f-{i}", at=T0), T0)
+    monitor.tick(T0 + DAY)  # lets the forecast refresh after the last model rebuild run
+    while monitor._refresh:
+        monitor.tick(T0 + DAY)
+    started = time.perf_counter()
+    for _ in range(10):
+        assert monitor.tick(T0 + 2 * DAY) == []
+    assert (time.perf_counter() - started) / 10 < 0.005
+
+
+def test_reset_then_restore_recounts_the_gauge(rig: Rig) -> None:
+    rig.send("idea.submitted")
+    rig.send("feature.blocked", reason="x")
+    rig.monitor.reset()
+    assert rig.gauge() == {} and len(rig.monitor) == 0
+    rig.monitor.restore(rig.engine.store.features(), rig.clock.now)
+    assert rig.gauge() == {("feature", "idea", "blocked"): 1}
