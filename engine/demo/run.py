@@ -455,6 +455,10 @@ async def demo(
             f"first {backfill:g} days at once, the last {days - backfill:g} live at "
             f"{speed / DAY:.3g} simulated day(s) per second. Ctrl-C stops."
         )
+        _say(
+            "The engine's clock runs with the replay until it reaches now; every view (board, "
+            "report, metrics, CLI) reads it, and an event you send without a time gets it."
+        )
         progress = Progress()
         driver = asyncio.create_task(
             _drive(

@@ -55,6 +55,7 @@
     opener: null,
     timer: null,
     first: true,
+    now: null, // the engine's clock at its last answer (ms), from the Lifecycle-Now header
   };
   const filters = { q: "", product: "", owner: "", risk: false };
 
@@ -63,6 +64,8 @@
   async function api(path) {
     const response = await fetch(path, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+    const now = Date.parse(response.headers.get("Lifecycle-Now") || "");
+    if (!Number.isNaN(now)) view.now = now;
     return response.json();
   }
 
@@ -120,8 +123,14 @@
     });
   }
 
+  // Ages are measured on the engine's clock, as its SLAs, risks and forecasts are: during
+  // the demo it runs a simulated day per second, far behind this browser's clock.
+  function engineNow() {
+    return view.now === null ? Date.now() : view.now;
+  }
+
   function inStage(f) {
-    return (Date.now() - Date.parse(f.entered_stage_at)) / 1000;
+    return (engineNow() - Date.parse(f.entered_stage_at)) / 1000;
   }
 
   function badge(reason) {
@@ -239,9 +248,11 @@
     }
     const total = view.cards.size;
     const filtered = shown !== total ? `${shown} shown of ` : "";
-    const time = new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    const time = new Date(engineNow()).toLocaleString(undefined, {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    });
     $("summary").textContent =
-      `${filtered}${total} features · ${risky} at risk · updated ${time}`;
+      `${filtered}${total} features · ${risky} at risk · as of ${time}`;
   }
 
   function applyFilters() {
