@@ -319,11 +319,18 @@ def _say(line: str) -> None:
 
 
 async def _features(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
-    """Every feature the engine at ``url`` knows (``GET /features``)."""
-    async with session.get(url + "/features") as response:
-        response.raise_for_status()
-        found: list[dict[str, Any]] = (await response.json())["features"]
-    return found
+    """Every feature the engine at ``url`` knows (``GET /features``, page after page: after a
+    few ``--keep`` runs there are more than one page holds)."""
+    found: list[dict[str, Any]] = []
+    query: dict[str, str] = {"limit": "1000"}
+    while True:
+        async with session.get(url + "/features", params=query) as response:
+            response.raise_for_status()
+            page = await response.json()
+        found += page["features"]
+        if not page.get("next"):
+            return found
+        query["cursor"] = page["next"]
 
 
 async def _summary(
