@@ -62,3 +62,9 @@ def test_an_event_sent_by_hand_carries_the_engines_time_and_its_window(
     assert refused.status == 400
     latest = ENGINE_NOW + timedelta(days=1)
     assert f"the latest accepted now is {latest:%Y-%m-%dT%H:%M:%SZ}" in refused.body.decode()
+
+
+def test_the_openapi_document_names_the_header() -> None:
+    from engine.http.openapi import openapi_document
+
+    assert NOW_HEADER in openapi_document()["info"]["description"]
