@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.http.clock import NOW_HEADER
+from engine.http.openapi import openapi_document
 from events.builder import rfc3339
 from events.envelope import utc_now
 from tests.embedded_server import EmbeddedServer, cloud_event
@@ -65,6 +66,4 @@ def test_an_event_sent_by_hand_carries_the_engines_time_and_its_window(
 
 
 def test_the_openapi_document_names_the_header() -> None:
-    from engine.http.openapi import openapi_document
-
     assert NOW_HEADER in openapi_document()["info"]["description"]
