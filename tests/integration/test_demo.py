@@ -249,7 +249,7 @@ def test_events_sent_by_hand_during_the_demo_are_judged_on_the_demos_clock(
     entered = datetime.fromisoformat(feature["entered_stage_at"])
     wall = datetime.now(UTC)
     assert wall - engine_now > timedelta(days=29), "the demo's clock is not behind: no test"
-    assert timedelta(0) <= engine_now - entered < timedelta(hours=2)
+    assert timedelta(0) <= engine_now - entered < timedelta(days=1)  # 24 s of real time
     assert feature["risk_reasons"] == []
 
     status = lifecycle(port, tmp_path, "status", "HAND-1")
