@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from engine.config.kafka_security import KafkaSecurity, check_connection
 from engine.config.settings import Settings
+from engine.http.clock import NOW_HEADER
 from events.builder import cloud_event
 from events.errors import LifecycleError, MalformedEvent
 
@@ -84,11 +85,31 @@ def request_json(
         CliError: the engine is unreachable, or it answered an error (the message holds the
             error and every detail).
     """
+    return request_timed(base, method, path, body=body, headers=headers)[0]
+
+
+def request_timed(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[Any, datetime]:
+    """:func:`request_json`, with the engine's clock when it answered.
+
+    Ages are measured on that clock (the ``Lifecycle-Now`` header), as the engine measures
+    SLAs and risk: during ``lifecycle demo`` it runs far behind this machine's clock. An
+    engine without the header (an older version) is taken to run on this machine's clock.
+
+    Raises:
+        CliError: as :func:`request_json`.
+    """
     url = base.rstrip("/") + path
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-            return json.loads(resp.read())
+            return json.loads(resp.read()), _engine_clock(resp.headers.get(NOW_HEADER))
     except urllib.error.HTTPError as err:
         raise CliError(_describe_error(err.code, err.read())) from err
     except urllib.error.URLError as err:
@@ -98,6 +119,13 @@ def request_json(
         raise CliError(f"cannot reach the engine at {base}: {err}") from err
     except ValueError as err:
         raise CliError(f"the engine at {base} answered something that is not JSON") from err
+
+
+def _engine_clock(stamp: str | None) -> datetime:
+    try:
+        return datetime.fromisoformat((stamp or "").replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return datetime.now(UTC)
 
 
 def _quote(feature_id: str) -> str:
@@ -371,11 +399,10 @@ def _emit_kafka(
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     base = args.url or settings.url
-    f = request_json(base, "GET", f"/features/{_quote(args.feature)}")
+    f, now = request_timed(base, "GET", f"/features/{_quote(args.feature)}")
     if args.json:
         _dump(f, out)
         return 0
-    now = datetime.now(UTC)
     name = f" {f['title']!r}" if f.get("title") else ""
     about = ", ".join(
         f"{k} {f[k]}" for k in ("product", "owner", "priority") if f.get(k) is not None
@@ -414,14 +441,14 @@ def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
         if v
     }
     path = "/features" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    features = request_json(base, "GET", path)["features"]
+    answer, now = request_timed(base, "GET", path)
+    features = answer["features"]
     if args.json:
         _dump(features, out)
         return 0
     if not features:
         out.write("no features\n")
         return 0
-    now = datetime.now(UTC)
     rows = [["ID", "STAGE", "PRODUCT", "IN STAGE", "RISK", "TITLE"]]
     for f in features:
         rows.append(

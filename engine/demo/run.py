@@ -319,11 +319,18 @@ def _say(line: str) -> None:
 
 
 async def _features(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
-    """Every feature the engine at ``url`` knows (``GET /features``)."""
-    async with session.get(url + "/features") as response:
-        response.raise_for_status()
-        found: list[dict[str, Any]] = (await response.json())["features"]
-    return found
+    """Every feature the engine at ``url`` knows (``GET /features``, page after page: after a
+    few ``--keep`` runs there are more than one page holds)."""
+    found: list[dict[str, Any]] = []
+    query: dict[str, str] = {"limit": "1000"}
+    while True:
+        async with session.get(url + "/features", params=query) as response:
+            response.raise_for_status()
+            page = await response.json()
+        found += page["features"]
+        if not page.get("next"):
+            return found
+        query["cursor"] = page["next"]
 
 
 async def _summary(
@@ -454,6 +461,10 @@ async def demo(
             f"Replaying {features} features over {days:g} simulated days ending now: the "
             f"first {backfill:g} days at once, the last {days - backfill:g} live at "
             f"{speed / DAY:.3g} simulated day(s) per second. Ctrl-C stops."
+        )
+        _say(
+            "The engine's clock runs with the replay until it reaches now; every view (board, "
+            "report, metrics, CLI) reads it, and an event you send without a time gets it."
         )
         progress = Progress()
         driver = asyncio.create_task(

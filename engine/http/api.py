@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.core.state import FeatureState
 from engine.http.board import add_board_routes
+from engine.http.clock import NOW_HEADER
 from engine.http.errors import api_error, error_middleware
 from engine.http.hooks import Hooks, add_hook_routes
 from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
@@ -26,6 +27,7 @@ from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.views import Assess, feature_view, workflow_view
+from events.builder import rfc3339
 from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
 from metrics.bundle import LifecycleMetrics
@@ -89,6 +91,7 @@ def build_app(
     app[CLOCK] = clock
     app[ASSESS] = assess
     app[READINESS] = readiness
+    app.on_response_prepare.append(_stamp_clock)
     app.add_routes(
         [
             web.post("/events", post_events),
@@ -114,6 +117,11 @@ def build_app(
         clock=clock,
     )
     return app
+
+
+async def _stamp_clock(request: web.Request, response: web.StreamResponse) -> None:
+    """Put the engine's clock on ``response`` (:data:`NOW_HEADER`), errors and files too."""
+    response.headers[NOW_HEADER] = rfc3339(request.app[CLOCK]())
 
 
 def _refuse(

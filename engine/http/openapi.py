@@ -169,7 +169,11 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Lifecycle engine",
             "version": "1",
-            "description": "Product events in (CloudEvents 1.0), features and their lifecycle out.",
+            "description": (
+                "Product events in (CloudEvents 1.0), features and their lifecycle out. Every "
+                "answer carries the engine's clock in the `Lifecycle-Now` header (RFC 3339 "
+                "UTC): time in stage, SLAs and forecasts are measured on it."
+            ),
         },
         "paths": {
             "/events": {

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -211,3 +212,54 @@ def test_demo_on_a_taken_port_says_so_in_one_line(
     assert "Traceback" not in errors
     assert len(errors.strip().splitlines()) == 1, errors
     assert str(port) in errors
+
+
+def lifecycle(port: int, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``lifecycle`` command as a user would beside the demo (same settings)."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli.main", *args],
+        env=demo_env(port, tmp_path / "var" / "demo.db"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_events_sent_by_hand_during_the_demo_are_judged_on_the_demos_clock(
+    tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]
+) -> None:
+    """Issue 13: one clock per engine. While the demo replays, its engine's clock runs 30
+    simulated days behind the wall clock (here an hour a second, so it stays behind for the
+    whole test); an event sent from the CLI gets that clock's time, and every view measures
+    it on the same clock: seconds old, not 30 days."""
+    port = free_port()
+    proc = start_demo(port, tmp_path, "--speed", "3600", "--features", "40", "--days", "60")
+    stop_at_end.append(proc)
+    assert proc.stdout is not None
+    out = lines_of(proc.stdout)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_line(out, "clock runs with the replay", 30)
+
+    sent = lifecycle(port, tmp_path, "emit", "build.started", "HAND-1")
+    assert sent.returncode == 0, sent.stderr
+    with urllib.request.urlopen(url + "/features/HAND-1", timeout=5) as response:
+        engine_now = datetime.fromisoformat(response.headers["Lifecycle-Now"])
+        feature = json.loads(response.read())
+    entered = datetime.fromisoformat(feature["entered_stage_at"])
+    wall = datetime.now(UTC)
+    assert wall - engine_now > timedelta(days=29), "the demo's clock is not behind: no test"
+    assert timedelta(0) <= engine_now - entered < timedelta(days=1)  # 24 s of real time
+    assert feature["risk_reasons"] == []
+
+    status = lifecycle(port, tmp_path, "status", "HAND-1")
+    assert status.returncode == 0, status.stderr
+    age = re.search(r"since \S+ \(([^)]*)\)", status.stdout)
+    assert age is not None and "d" not in age.group(1), status.stdout  # minutes, not days
+
+    # Rule 10's window is the same clock: the wall clock's "now" lies 30 days ahead of it.
+    late = lifecycle(port, tmp_path, "emit", "build.shipped", "HAND-1", "--time",
+                     wall.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+    assert late.returncode == 1 and "engine's clock" in late.stderr, late.stderr
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0

@@ -5,6 +5,7 @@
 
 (() => {
   const POLL_MS = 2000;
+  const FOLD_AFTER = 12; // a done column (launched) shows its newest cards; older ones fold
   const HIDDEN_POLL_MS = 15000;
   const REASONS = {
     sla_breached: "SLA breached",
@@ -34,6 +35,8 @@
     features: 0,
     firstRenderMs: null, // navigation start -> first frame with every card
     firstApplyMs: null, // building the first board, script time
+    firstFetchMs: null, // the first GET /features, every page, fetched and parsed
+    pages: 0, // pages of GET /features the last poll read
     lastUpdateMs: null, // features answer received -> frame after the changed cards
     lastChanged: 0,
     updates: 0,
@@ -47,7 +50,9 @@
     workflow: null,
     stages: [],
     slas: {},
-    columns: new Map(), // stage -> {section, list, count}
+    columns: new Map(), // stage -> {section, list, count, terminal, done, more}
+    expanded: new Set(), // terminal stages the user opened (they start collapsed)
+    unfolded: new Set(), // done stages showing every card, not only the newest
     cards: new Map(), // feature id -> {li, parts, f, sig, stage}
     products: new Set(),
     owners: new Set(),
@@ -55,6 +60,8 @@
     opener: null,
     timer: null,
     first: true,
+    now: null, // the engine's clock at its last answer (ms), from the Lifecycle-Now header
+    pages: 0, // pages of GET /features the last poll read
   };
   const filters = { q: "", product: "", owner: "", risk: false };
 
@@ -63,6 +70,8 @@
   async function api(path) {
     const response = await fetch(path, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+    const now = Date.parse(response.headers.get("Lifecycle-Now") || "");
+    if (!Number.isNaN(now)) view.now = now;
     return response.json();
   }
 
@@ -104,12 +113,18 @@
     return h ? `${h} h ${m} min` : `${m} min`;
   }
 
+  // Formatters made once: a toLocaleString per card costs more than the card (2,000 cards).
+  const WHEN = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  });
+  const SHORT_DAY = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+  const LONG_DAY = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", timeZone: "UTC",
+  });
+
   function when(text) {
     if (!text) return "—";
-    const t = new Date(text);
-    return t.toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-    });
+    return WHEN.format(new Date(text));
   }
 
   function day(text) {
@@ -120,8 +135,21 @@
     });
   }
 
+  // Ages are measured on the engine's clock, as its SLAs, risks and forecasts are: during
+  // the demo it runs a simulated day per second, far behind this browser's clock.
+  function engineNow() {
+    return view.now === null ? Date.now() : view.now;
+  }
+
+  // "Nov 3" in the engine's current year, "Nov 3, 2025" before it.
+  function shortDay(text) {
+    const t = new Date(text);
+    const thisYear = t.getUTCFullYear() === new Date(engineNow()).getUTCFullYear();
+    return (thisYear ? SHORT_DAY : LONG_DAY).format(t);
+  }
+
   function inStage(f) {
-    return (Date.now() - Date.parse(f.entered_stage_at)) / 1000;
+    return (engineNow() - Date.parse(f.entered_stage_at)) / 1000;
   }
 
   function badge(reason) {
@@ -150,18 +178,48 @@
       h2.id = `col-${stage.name}`;
       section.setAttribute("aria-labelledby", h2.id);
       const count = el("span", "count", "0");
-      h2.append(el("span", "stage-name", label(stage.name)), count);
+      const name = el("span", "stage-name", label(stage.name));
+      let toggle = null;
+      if (stage.terminal) {
+        // A final stage (cancelled) starts folded to a narrow strip: a click opens it.
+        toggle = el("button", "col-toggle");
+        toggle.type = "button";
+        toggle.append(name, count);
+        toggle.addEventListener("click", () => {
+          if (view.expanded.has(stage.name)) view.expanded.delete(stage.name);
+          else view.expanded.add(stage.name);
+          refreshCounts();
+        });
+        h2.append(toggle);
+      } else {
+        h2.append(name, count);
+      }
       head.append(h2);
       const notes = [];
       if (stage.sla_seconds) notes.push(`SLA ${slaText(stage.sla_seconds)}`);
       if (stage.gate) notes.push("gate");
       if (stage.terminal) notes.push("final");
+      if (stage.done) notes.push("newest first");
       if (notes.length) head.append(el("p", "stage-note", notes.join(" · ")));
       const list = el("ol", "cards");
       list.setAttribute("aria-label", `${label(stage.name)} features`);
       section.append(head, list);
+      let more = null;
+      if (stage.done) {
+        more = el("button", "more");
+        more.type = "button";
+        more.hidden = true;
+        more.addEventListener("click", () => {
+          if (view.unfolded.has(stage.name)) view.unfolded.delete(stage.name);
+          else view.unfolded.add(stage.name);
+          refreshCounts();
+        });
+        section.append(more);
+      }
       board.append(section);
-      view.columns.set(stage.name, { section, list, count });
+      view.columns.set(stage.name, {
+        section, list, count, toggle, more, terminal: stage.terminal, done: stage.done,
+      });
     }
   }
 
@@ -198,6 +256,11 @@
   }
 
   function setAge(card) {
+    if (card.f.launched_at && view.columns.get(card.f.stage)?.done) {
+      setLaunched(card);
+      return;
+    }
+    if (card.lead) card.lead.hidden = true;
     const seconds = inStage(card.f);
     const text = span(seconds);
     if (text === card.ageText) return;
@@ -208,6 +271,31 @@
     card.age.classList.toggle("over", over);
     card.age.title = `In ${label(card.f.stage)} for ${longSpan(seconds)}` +
       (sla ? ` (SLA ${longSpan(sla)})` : "");
+  }
+
+  // A launched card: when it launched (this time: the column is newest first) and its lead
+  // time (idea to first launch, as lifecycle_lead_time_seconds), not its age.
+  function setLaunched(card) {
+    const f = card.f;
+    const text = shortDay(f.entered_stage_at);
+    if (text === card.ageText) return;
+    card.ageText = text;
+    card.age.textContent = text;
+    card.age.classList.remove("over");
+    card.age.title = `Launched ${when(f.entered_stage_at)}` +
+      (f.entered_stage_at !== f.launched_at ? ` (first launched ${when(f.launched_at)})` : "");
+    if (!card.lead) {
+      card.lead = el("span", "lead");
+      card.title.after(card.lead);
+    }
+    const lead = (Date.parse(f.launched_at) - Date.parse(f.created_at)) / 1000;
+    card.lead.textContent = `lead time ${span(lead)}`;
+    card.lead.title = `${longSpan(lead)} from idea (${when(f.created_at)}) to launch`;
+    card.lead.hidden = false;
+  }
+
+  function filtering() {
+    return Boolean(filters.q || filters.product || filters.owner || filters.risk);
   }
 
   function matches(f) {
@@ -237,11 +325,55 @@
       if (column.count.textContent !== n) column.count.textContent = n;
       column.count.setAttribute("aria-label", `${n} features`);
     }
+    layOut(counts, shown);
     const total = view.cards.size;
     const filtered = shown !== total ? `${shown} shown of ` : "";
-    const time = new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    const time = new Date(engineNow()).toLocaleString(undefined, {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    });
     $("summary").textContent =
-      `${filtered}${total} features · ${risky} at risk · updated ${time}`;
+      `${filtered}${total} features · ${risky} at risk · as of ${time}`;
+  }
+
+  // Every stage fits the width: a column with nothing to show folds to a narrow strip (when
+  // anything is shown at all), a final stage (cancelled) too unless opened or filtered, and
+  // a done stage (launched) shows its newest cards with the older ones folded.
+  function layOut(counts, shown) {
+    for (const [stage, column] of view.columns) {
+      const n = counts.get(stage) || 0;
+      const closed = column.terminal && !view.expanded.has(stage) && !filtering();
+      const collapsed = (n === 0 && shown > 0) || closed;
+      column.section.classList.toggle("collapsed", collapsed);
+      if (column.toggle) column.toggle.setAttribute("aria-expanded", String(!closed));
+      if (column.done) fold(stage, column);
+    }
+  }
+
+  function fold(stage, column) {
+    const open = view.unfolded.has(stage) || Boolean(filters.q);
+    let visible = 0;
+    for (const li of column.list.children) {
+      const folded = !open && !li.hidden && visible >= FOLD_AFTER;
+      if (!li.hidden) visible += 1;
+      if (li.classList.contains("folded") !== folded) li.classList.toggle("folded", folded);
+    }
+    const older = visible - FOLD_AFTER;
+    column.more.hidden = Boolean(filters.q) || older <= 0;
+    column.more.textContent = view.unfolded.has(stage)
+      ? "Show the newest only"
+      : `Show ${older} older`;
+  }
+
+  // A search scrolls its first match into view, wherever its column or place in it.
+  function showFirstMatch() {
+    if (!filters.q) return;
+    for (const column of view.columns.values()) {
+      const li = [...column.list.children].find((node) => !node.hidden);
+      if (li) {
+        li.scrollIntoView({ block: "nearest", inline: "nearest" });
+        return;
+      }
+    }
   }
 
   function applyFilters() {
@@ -312,6 +444,7 @@
     refreshCounts();
     stats.features = view.cards.size;
     stats.polls += 1;
+    stats.pages = view.pages;
     const scriptMs = performance.now() - t0;
     if (first) {
       view.first = false;
@@ -354,10 +487,14 @@
   async function allFeatures() {
     const features = [];
     let path = "/features?limit=1000";
-    for (;;) {
+    const t0 = performance.now();
+    for (view.pages = 1; ; view.pages += 1) {
       const answer = await api(path);
       features.push(...answer.features);
-      if (!answer.next) return features;
+      if (!answer.next) {
+        if (stats.firstFetchMs === null) stats.firstFetchMs = performance.now() - t0;
+        return features;
+      }
       path = `/features?limit=1000&cursor=${encodeURIComponent(answer.next)}`;
     }
   }
@@ -393,6 +530,7 @@
     const query = params.toString();
     history.replaceState(null, "", query ? `?${query}${location.hash}` : location.pathname + location.hash);
     applyFilters();
+    showFirstMatch();
   }
 
   function restoreFilters() {
@@ -631,6 +769,7 @@
     }
     restoreFilters();
     await poll();
+    showFirstMatch();
     const id = decodeURIComponent(location.hash.slice(1));
     if (id && view.cards.has(id)) openDetail(id, view.cards.get(id).btn);
   }

@@ -17,12 +17,13 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.demo.run import simulate
+from engine.demo.run import DAYS, FEATURES, SEED, SimulatedClock, simulate
 from engine.demo.simulator import DAY
 from tests.embedded_server import EmbeddedServer, cloud_event
 from tests.services import missing_service
@@ -234,9 +235,180 @@ def test_clicking_a_card_shows_its_timeline(page: Any, engine: EmbeddedServer) -
     page.keyboard.press("Escape")
 
 
+FITS = """() => {
+    const board = document.getElementById('board');
+    return {
+        scroll: board.scrollWidth - board.clientWidth,
+        width: window.innerWidth,
+        columns: [...document.querySelectorAll('section.column')].map(c => {
+            const box = c.getBoundingClientRect();
+            const name = c.querySelector('.stage-name').getBoundingClientRect();
+            return {stage: c.dataset.stage, left: box.left, right: box.right,
+                    collapsed: c.classList.contains('collapsed'),
+                    nameInside: name.left >= box.left - 1 && name.right <= box.right + 1,
+                    cards: c.querySelectorAll('li.card:not([hidden])').length};
+        }),
+    };
+}"""
+
+
+def every_stage_fits(page: Any) -> dict[str, Any]:
+    """Every column lies inside the window with its name readable; no sideways scrolling."""
+    fit = page.evaluate(FITS)
+    assert fit["scroll"] <= 0, f"the board scrolls sideways by {fit['scroll']} px"
+    for c in fit["columns"]:
+        assert c["left"] >= 0 and c["right"] <= fit["width"], c
+        assert c["nameInside"], c
+    return dict(fit)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """An engine holding the portfolio `make demo` shows (180 features over 180 days, most
+    launched), sent at once on the demo's clock."""
+    clock = SimulatedClock(days=DAYS, speed=None)
+    with EmbeddedServer(tmp_path_factory.mktemp("demo") / "demo.db", clock=clock) as server:
+        run(server, simulate(server.url, features=FEATURES, days=DAYS, seed=SEED, clock=clock))
+        yield server
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (1920, 1080)])
+def test_every_stage_is_visible_at_common_widths(
+    browser: Any, demo: EmbeddedServer, stages: list[str], width: int, height: int
+) -> None:
+    wide = browser.new_page(viewport={"width": width, "height": height})
+    wide.goto(demo.url + "/")
+    wide.wait_for_function("window.boardStats.firstRenderMs !== null")
+    fit = every_stage_fits(wide)
+    assert [c["stage"] for c in fit["columns"]] == stages
+    counts = api_counts(api_features(demo), stages)
+    for c in fit["columns"]:
+        # A stage with features is open (the final one, cancelled, starts as a strip that
+        # still shows its count); only an empty one folds.
+        open_ = not c["collapsed"]
+        assert open_ == (counts[c["stage"]] > 0 and c["stage"] != "cancelled"), c
+        if open_:
+            assert c["right"] - c["left"] >= 100, c  # wide enough for a card
+    # The final stage opens on a click and every stage still fits.
+    wide.click('section.column[data-stage="cancelled"] .col-toggle')
+    assert "collapsed" not in wide.get_attribute('section.column[data-stage="cancelled"]', "class")
+    every_stage_fits(wide)
+    ARTIFACTS.mkdir(exist_ok=True)
+    wide.screenshot(path=str(ARTIFACTS / f"board-{width}.png"))
+    wide.close()
+
+
+def in_view(page: Any, selector: str) -> bool:
+    """The element is drawn and lies inside the window (its own column scrolled to it)."""
+    return bool(page.evaluate(
+        """(sel) => {
+            const node = document.querySelector(sel);
+            if (!node || node.offsetParent === null) return false;
+            const box = node.getBoundingClientRect();
+            return box.width > 0 && box.left >= 0 && box.right <= window.innerWidth
+                && box.top >= 0 && box.bottom <= window.innerHeight;
+        }""",
+        selector,
+    ))  # fmt: skip
+
+
+def test_a_search_shows_its_match_wherever_it_was(browser: Any, demo: EmbeddedServer) -> None:
+    """At 1400 px the last columns were off-screen: a search matching a cancelled feature
+    showed an empty-looking board ("1 shown of 180"). The match is now in view, whether in
+    the final column, deep down a long column or among the folded launched cards."""
+    launched = sorted(api_features(demo, stage="launched"), key=lambda f: f["entered_stage_at"])
+    targets = [
+        api_features(demo, stage="cancelled")[0]["id"],
+        launched[0]["id"],  # the oldest launch: folded until searched for
+    ]
+    narrow = browser.new_page(viewport=VIEWPORT)
+    narrow.goto(demo.url + "/")
+    narrow.wait_for_function("window.boardStats.firstRenderMs !== null")
+    for fid in targets:
+        narrow.fill("#q", fid)
+        card = f'li.card[data-id="{fid}"]'
+        eventually(lambda card=card: in_view(narrow, card))
+        assert [c["id"] for c in narrow.evaluate(SHOWN_CARDS)] == [fid]
+        every_stage_fits(narrow)
+    narrow.close()
+
+
+def test_launched_cards_show_launch_date_and_lead_time_newest_first(
+    browser: Any, demo: EmbeddedServer
+) -> None:
+    launched = sorted(
+        api_features(demo, stage="launched"), key=lambda f: f["entered_stage_at"], reverse=True
+    )
+    assert len(launched) > 12, "the portfolio needs more launches than the column shows"
+    tall = browser.new_page(viewport={"width": 1920, "height": 1080})
+    tall.goto(demo.url + "/")
+    tall.wait_for_function("window.boardStats.firstRenderMs !== null")
+    column = 'section.column[data-stage="launched"]'
+    order = tall.evaluate(
+        f"() => [...document.querySelectorAll('{column} li.card')].map(li => li.dataset.id)"
+    )
+    assert order == [f["id"] for f in launched]  # newest launch first
+    visible = [f["id"] for f in launched if tall.is_visible(f'li.card[data-id="{f["id"]}"]')]
+    assert visible == order[:12]  # the older ones are folded ...
+    more = tall.locator(f"{column} button.more")
+    assert more.inner_text() == f"Show {len(launched) - 12} older"
+    newest = launched[0]
+    card = tall.locator(f'li.card[data-id="{newest["id"]}"]')
+    entered = datetime.fromisoformat(newest["entered_stage_at"])
+    assert card.locator(".age").inner_text() == f"{entered:%b} {entered.day}"
+    lead = datetime.fromisoformat(newest["launched_at"]) - datetime.fromisoformat(
+        newest["created_at"]
+    )
+    assert card.locator(".lead").inner_text() == f"lead time {span(lead.total_seconds())}"
+    more.click()  # ... and one click shows them
+    assert all(tall.is_visible(f'li.card[data-id="{fid}"]') for fid in order)
+    tall.close()
+
+
+def span(seconds: float) -> str:
+    """The board's short form of a time span (board.js ``span``)."""
+    s = max(0, int(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d >= 14:
+        return f"{d // 7}w {d % 7}d"
+    if d:
+        return f"{d}d {h}h"
+    return f"{h}h {m}m" if h else f"{m}m"
+
+
+def test_ages_are_measured_on_the_engines_clock(browser: Any, tmp_path: Path) -> None:
+    """Issue 13: the board took card ages from the browser's clock while the engine judged
+    risk on its own (the demo's runs behind the wall clock): an event sent by hand showed
+    "135 days in stage" at once, and a card old enough to breach its SLA had no badge."""
+    engine_now = datetime.now(UTC).replace(microsecond=0) - timedelta(days=135)
+    with EmbeddedServer(tmp_path / "clock.db", clock=lambda: engine_now) as server:
+        old = (engine_now - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        server.post_event(cloud_event("idea.submitted", "OLD-1", "old-0", time=old))
+        server.post_event(cloud_event("build.started", "HAND-1", "hand-0"))  # no time
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        page.goto(server.url + "/")
+        page.wait_for_function("window.boardStats.firstRenderMs !== null")
+        hand = page.locator('li.card[data-id="HAND-1"] .age')
+        assert hand.inner_text() == "0m"
+        old_age = page.locator('li.card[data-id="OLD-1"] .age')
+        assert old_age.inner_text() == "5w 5d"  # 40 days on the engine's clock
+        assert "over" in (old_age.get_attribute("class") or "")  # and past its 30-day SLA
+        assert page.locator('li.card[data-id="OLD-1"] .b-sla_breached').count() == 1
+        summary = page.locator("#summary").inner_text()
+        assert f"as of {engine_now:%b} {engine_now.day}," in summary
+        page.close()
+
+
 def _big_portfolio(server: EmbeddedServer, n: int) -> None:
     """``n`` features spread over products, owners and stages, sent in batches."""
-    moves = ["requirement.approved", "feature.prioritized", "build.started", "build.shipped"]
+    moves = [
+        "requirement.approved",
+        "feature.prioritized",
+        "build.started",
+        "build.shipped",
+        "uat.passed",
+        "feature.launched",
+    ]
     products = ["payments", "search", "mobile", "analytics", "onboarding"]
     events: list[dict[str, Any]] = []
     for i in range(n):
@@ -253,12 +425,14 @@ def _big_portfolio(server: EmbeddedServer, n: int) -> None:
 def test_two_thousand_features_render_and_update_fast(browser: Any, tmp_path: Path) -> None:
     with EmbeddedServer(tmp_path / "big.db") as server:
         _big_portfolio(server, 2000)
-        page = browser.new_page(viewport=VIEWPORT)
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
         page.goto(server.url + "/")
         page.wait_for_function("window.boardStats.firstRenderMs !== null", timeout=30_000)
         first = page.evaluate("window.boardStats")
         assert first["features"] == 2000
+        assert first["pages"] == 2  # GET /features answers at most 1,000 a page
         assert sum(board_counts(page).values()) == 2000
+        every_stage_fits(page)
         server.post_event(cloud_event("build.started", "BIG-0000", "big-move"))
         page.wait_for_selector(
             'section.column[data-stage="development"] li.card[data-id="BIG-0000"]',
@@ -270,6 +444,7 @@ def test_two_thousand_features_render_and_update_fast(browser: Any, tmp_path: Pa
     figures = {
         "features": 2000,
         "first_render_ms": round(first["firstRenderMs"]),
+        "fetch_every_page_ms": round(first["firstFetchMs"]),
         "first_apply_script_ms": round(first["firstApplyMs"]),
         "update_ms": round(stats["lastUpdateMs"]),
         "cards_changed_in_update": stats["lastChanged"],

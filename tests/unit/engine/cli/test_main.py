@@ -6,11 +6,13 @@ import io
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from engine.cli.main import main
+from events.envelope import utc_now
 from tests.embedded_server import EmbeddedServer
 from tests.services import free_port
 
@@ -295,3 +297,20 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         os.close(write)
     assert done.stderr == ""
     assert done.returncode == 141
+
+
+def test_status_and_list_measure_ages_on_the_engines_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The engine runs 135 days behind the wall clock, as `lifecycle demo` does while it
+    # replays; an event sent by hand is stamped with its time and is minutes old, not months.
+    behind = utc_now() - timedelta(days=135)
+    with EmbeddedServer(tmp_path / "cli.db", clock=lambda: behind) as server:
+        url = ["--url", server.url]
+        assert run("emit", "build.started", "hand-1", *url, capsys=capsys)[0] == 0
+        code, out, err = run("status", "hand-1", *url, capsys=capsys)
+        assert code == 0, err
+        assert "(0m 0s)" in out.splitlines()[1]
+        assert "at risk   no" in out
+        code, out, _ = run("list", *url, capsys=capsys)
+        assert out.splitlines()[1].split()[:5] == ["hand-1", "development", "-", "0m", "0s"]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from engine.cli.main import build_parser
 from engine.config.settings import Settings
 from engine.core.processor import process
-from engine.demo.run import demo, start_fresh
+from engine.demo.run import Progress, _summary, demo, start_fresh
 from engine.stores.sqlite import SqliteStore
+from tests.embedded_server import EmbeddedServer, cloud_event
 from tests.factories import T0, make_event
 from workflows.loader import Workflows
 
@@ -67,3 +69,22 @@ def test_keep_is_an_option_and_fresh_the_default() -> None:
     parser = build_parser()
     assert parser.parse_args(["demo"]).keep is False
     assert parser.parse_args(["demo", "--keep"]).keep is True
+
+
+def test_the_live_summary_counts_every_feature_past_one_page(tmp_path: Path) -> None:
+    """After a few ``--keep`` runs the engine holds more features than one page of
+    ``GET /features``: the demo's summary line counted only the first 500."""
+    events = [
+        cloud_event("idea.submitted", f"PAY-{n}", f"e-{n}", data={"title": f"F {n}"})
+        for n in range(101, 801)
+    ]
+    with EmbeddedServer(tmp_path / "many.db") as server:
+        for start in range(0, len(events), 350):
+            assert server.post_batch(events[start : start + 350]).status == 202
+        stages = ("idea", "defined")
+
+        async def line() -> str:
+            async with aiohttp.ClientSession() as session:
+                return await _summary(session, server.url, stages, Progress(total=1, days=1))
+
+        assert "idea 700  defined 0" in server.run(line())
