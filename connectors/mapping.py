@@ -25,7 +25,7 @@ from events.errors import MalformedEvent
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 Shipped = Callable[[str], Sequence[str]]
-"""The features the release named by a key shipped (see :class:`connectors.ledger.Ledger`)."""
+"""The features the release named by a key shipped (a :class:`connectors.ledger.ReleaseLedger`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,14 @@ def source_of(connector: Connector, payload: Any) -> str:
 def ledger_key(source: str, value: Any) -> str:
     """The key under which a release's features are remembered: per source, per ref."""
     return f"{source}\x1f{value}"
+
+
+def reads_ledger(connector: Connector, event: str | None) -> bool:
+    """Whether a delivery of ``event`` may look features up in the release ledger (a rule
+    for it has a ``shipped_in`` place), so the caller refreshes the ledger first."""
+    return any(
+        event in rule.events and any(p.shipped_in for p in rule.places) for rule in connector.rules
+    )
 
 
 def map_delivery(

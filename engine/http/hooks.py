@@ -21,8 +21,8 @@ from aiohttp import web
 
 from connectors.auth import refusal
 from connectors.deliveries import DeliveryLog, DeliveryOutcome
-from connectors.ledger import Ledger
-from connectors.mapping import Delivery, Mapped, header, map_delivery
+from connectors.ledger import Ledger, ReleaseLedger
+from connectors.mapping import Delivery, Mapped, header, map_delivery, reads_ledger
 from connectors.model import Connector
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
@@ -40,13 +40,14 @@ class Hooks:
     Attributes:
         connectors: by name (the ``{connector}`` of the URL).
         secrets: connector name -> its secret; a connector without one refuses everything.
-        ledger: which features each release shipped (for production deployments).
+        ledger: which features each release shipped (for production deployments): the
+            composition root gives a durable one (SQLite, or a Kafka topic).
         deliveries: the last deliveries of each connector.
     """
 
     connectors: Mapping[str, Connector] = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: ReleaseLedger = field(default_factory=Ledger)
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
 
     def warn_unset(self) -> None:
@@ -143,11 +144,13 @@ async def post_hook(request: web.Request) -> web.Response:
         found = connector.event_path.first(payload)
         event = str(found) if isinstance(found, str | int) else None
     hooks = request.app[HOOKS]
+    if reads_ledger(connector, event):
+        await hooks.ledger.refresh()  # releases recorded by any worker until now
     mapped = map_delivery(
         connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
     )
-    for key, features in mapped.remember:
-        hooks.ledger.remember(key, features)
+    if mapped.remember:  # durable before the events, so a deployment after them finds it
+        await hooks.ledger.record(mapped.remember)
     incoming, rules = _incoming(request, mapped, received_at)
     receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
     events = [

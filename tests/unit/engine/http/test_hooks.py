@@ -134,6 +134,36 @@ def test_a_feature_goes_from_jira_idea_to_github_production_launch(tmp_path: Pat
     _serve(tmp_path, scenario)
 
 
+def test_a_deployment_after_a_restart_launches_what_the_release_shipped(tmp_path: Path) -> None:
+    """The release ledger is in the SQLite file: an engine restarted between the release and
+    its production deployment still knows which features the release shipped."""
+    release = payload("github", "release.published")
+    deploy = payload("github", "deployment_status.created")
+    release["release"]["body"] = "Feature: PAY-1\nFeature: PAY-2"  # overlay: the features
+    release["release"]["tag_name"] = deploy["deployment"]["ref"]
+
+    async def before(client: TestClient[Any, Any]) -> None:
+        for fid in ("PAY-1", "PAY-2"):
+            label = payload("github", "issues.labeled")
+            label["label"]["name"] = "uat:passed"
+            label["issue"]["title"] = f"[{fid}] UAT"
+            await _post(client, "github", _github("issues", label, f"uat-{fid}"))
+        shipped = await _post(client, "github", _github("release", release, "g-1"))
+        assert [e["subject"] for e in shipped["events"]] == ["PAY-1", "PAY-2"]
+
+    async def after(client: TestClient[Any, Any]) -> None:
+        launched = await _post(client, "github", _github("deployment_status", deploy, "g-2"))
+        assert [(e["subject"], e["type"], e["outcome"]) for e in launched["events"]] == [
+            ("PAY-1", "feature.launched", "applied"),
+            ("PAY-2", "feature.launched", "applied"),
+        ]
+        for fid in ("PAY-1", "PAY-2"):
+            assert (await (await client.get(f"/features/{fid}")).json())["stage"] == "launched"
+
+    _serve(tmp_path, before)
+    _serve(tmp_path, after)  # a new engine on the same file
+
+
 def test_a_bad_signature_is_401_and_nothing_is_applied(tmp_path: Path) -> None:
     async def scenario(client: TestClient[Any, Any]) -> None:
         body, headers = _jira(payload("jira", "issue_created"), "j-1")
