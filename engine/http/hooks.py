@@ -22,7 +22,14 @@ from aiohttp import web
 from connectors.auth import refusal
 from connectors.deliveries import DeliveryLog, DeliveryOutcome
 from connectors.ledger import Ledger, ReleaseLedger
-from connectors.mapping import Delivery, Mapped, header, map_delivery, reads_ledger
+from connectors.mapping import (
+    Delivery,
+    Mapped,
+    header,
+    map_delivery,
+    reads_ledger,
+    source_pattern,
+)
 from connectors.model import Connector
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
@@ -86,10 +93,28 @@ def add_hook_routes(
     app[_CLOCK] = clock
     app.add_routes(
         [
+            web.get("/hooks", list_connectors),
             web.post("/hooks/{connector}", post_hook),
             web.get("/hooks/{connector}/deliveries", get_deliveries),
         ]
     )
+
+
+async def list_connectors(request: web.Request) -> web.Response:
+    """``GET /hooks``: ``{"connectors": [{"name", "kind", "source", "source_pattern",
+    "deliveries"}]}``, by name: what the board needs to tell which history lines came from a
+    tool's delivery and to show each connector's recent deliveries. No secrets, no rules."""
+    connectors = [
+        {
+            "name": c.name,
+            "kind": c.kind.value,
+            "source": c.source,
+            "source_pattern": source_pattern(c),
+            "deliveries": f"/hooks/{c.name}/deliveries",
+        }
+        for _, c in sorted(request.app[HOOKS].connectors.items())
+    ]
+    return web.json_response({"connectors": connectors})
 
 
 def _connector(request: web.Request) -> Connector:

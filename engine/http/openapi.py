@@ -360,6 +360,36 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/hooks": {
+                "get": {
+                    "summary": "The webhook connectors this engine serves: name, kind, the "
+                    "source of their events (template and pattern) and where their last "
+                    "deliveries are",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "connectors": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "name": _TEXT,
+                                                "kind": _TEXT,
+                                                "source": _TEXT,
+                                                "source_pattern": _TEXT,
+                                                "deliveries": _TEXT,
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                            "by name",
+                        )
+                    },
+                }
+            },
             "/hooks/{connector}": {
                 "post": {
                     "summary": "A webhook delivery from GitHub, GitLab, Jira or a generic sender, "

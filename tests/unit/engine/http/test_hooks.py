@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,23 @@ def test_any_signed_json_is_answered_202_never_5xx(tmp_path: Path, body: Any, ev
         assert resp.status == 202, await resp.text()
 
     _serve(tmp_path / f"f{abs(hash((event, repr(body)))) % 10**9}", scenario)
+
+
+def test_the_connectors_are_listed_with_a_pattern_their_sources_match(tmp_path: Path) -> None:
+    """``GET /hooks``: what the board reads to tell a tool's history lines from others."""
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        listing = await (await client.get("/hooks")).json()
+        by_name = {c["name"]: c for c in listing["connectors"]}
+        assert sorted(by_name) == ["github", "gitlab", "jira"]
+        assert by_name["github"]["source"] == "github/{repository.full_name}"
+        assert by_name["github"]["deliveries"] == "/hooks/github/deliveries"
+        answer = await _post(client, "jira", _jira(payload("jira", "issue_created"), "j-1"))
+        source = answer["source"]
+        assert source == "jira/JRA"
+        matching = [n for n, c in by_name.items() if re.search(c["source_pattern"], source)]
+        assert matching == ["jira"]
+        assert not re.search(by_name["jira"]["source_pattern"], "ci/jira/JRA")
+        assert "secret" not in json.dumps(listing).lower()
+
+    _serve(tmp_path, scenario)
