@@ -9,8 +9,8 @@ schema version 4 of :mod:`engine.stores.sqlite`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from connectors.ledger import Release
 
@@ -39,11 +39,14 @@ class SqliteLedger:
     Args:
         db: the store's connection (the event loop's thread: the embedded mode applies and
             records on it).
-        transaction: the store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`.
+        transaction: the store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`
+            (default none: reads only, e.g. on a read-only connection).
     """
 
     def __init__(
-        self, db: sqlite3.Connection, transaction: Callable[[], AbstractContextManager[None]]
+        self,
+        db: sqlite3.Connection,
+        transaction: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.db = db
         self.transaction = transaction
@@ -60,11 +63,26 @@ class SqliteLedger:
         Raises:
             StoreError: the database refused the write (nothing of it is stored).
         """
-        rows = [(key, feature) for key, features in releases for feature in features]
         with self.transaction():
-            self.db.executemany(
-                "INSERT OR IGNORE INTO releases (release, feature) VALUES (?, ?)", rows
-            )
+            self.add([(key, feature) for key, features in releases for feature in features])
+
+    def add(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Store (release, feature) pairs in the caller's transaction (a rebuilt file takes
+        the live file's :meth:`pairs` this way)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO releases (release, feature) VALUES (?, ?)", pairs
+        )
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (release, feature) pair, in the order recorded; none from a file written
+        before the ledger (schema version 3 or older, opened read-only: not migrated)."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'releases'"
+        ).fetchone()
+        if found is None:
+            return []
+        rows = self.db.execute("SELECT release, feature FROM releases ORDER BY rowid")
+        return [(release, feature) for release, feature in rows]
 
     async def refresh(self) -> None:
         """Nothing to do: one engine holds the file, and it reads what it wrote."""
