@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,27 @@ from metrics.bundle import LifecycleMetrics
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """The deliveries the other engines of a group received (streaming: each worker keeps
+    the deliveries it received).
+
+    Attributes:
+        deliveries: their entries, in any order.
+        unanswered: the engines that did not answer (their deliveries are missing).
+    """
+
+    deliveries: list[dict[str, Any]]
+    unanswered: list[str]
+
+
+Gather = Callable[[str], Awaitable[Gathered]]
+"""Connector name -> what the other engines of the group received for it."""
+
+LOCAL = "local"
+"""``?scope=local``: only this engine's deliveries (what a peer asks of the others)."""
+
+
 @dataclass
 class Hooks:
     """The connectors an engine serves, their secrets, and what it remembers of deliveries.
@@ -49,13 +70,16 @@ class Hooks:
         secrets: connector name -> its secret; a connector without one refuses everything.
         ledger: which features each release shipped (for production deployments): the
             composition root gives a durable one (SQLite, or a Kafka topic).
-        deliveries: the last deliveries of each connector.
+        deliveries: the last deliveries of each connector this engine received.
+        others: where the other engines' deliveries are read (streaming: every other worker
+            of the group); ``None``: this engine is alone (embedded).
     """
 
     connectors: Mapping[str, Connector] = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
     ledger: ReleaseLedger = field(default_factory=Ledger)
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+    others: Gather | None = None
 
     def warn_unset(self) -> None:
         """Say once, at start-up, which connectors refuse every delivery for want of a secret."""
@@ -232,9 +256,29 @@ def _incoming(
 
 
 async def get_deliveries(request: web.Request) -> web.Response:
-    """``GET /hooks/{connector}/deliveries``: ``{"connector", "deliveries": [...]}``, newest
-    first, each with ``received_at``, ``delivery``, ``event``, ``outcome``, ``reason``,
-    ``notes`` and the ``events`` it produced with their outcomes; 404 unknown connector."""
+    """``GET /hooks/{connector}/deliveries``: ``{"connector", "deliveries": [...],
+    "unanswered": [...]}``, newest first, each with ``received_at``, ``delivery``, ``event``,
+    ``outcome``, ``reason``, ``notes`` and the ``events`` it produced with their outcomes;
+    404 unknown connector.
+
+    In a group of engines (streaming workers) the deliveries of every engine, the last
+    :attr:`DeliveryLog.kept` of them; ``unanswered`` names the engines that did not answer.
+    ``?scope=local``: this engine's only.
+    """
     connector = _connector(request)
-    deliveries = request.app[HOOKS].deliveries.last(connector.name)
-    return web.json_response({"connector": connector.name, "deliveries": deliveries})
+    hooks = request.app[HOOKS]
+    deliveries = hooks.deliveries.last(connector.name)
+    unanswered: list[str] = []
+    if hooks.others is not None and request.query.get("scope") != LOCAL:
+        gathered = await hooks.others(connector.name)
+        deliveries = sorted([*deliveries, *gathered.deliveries], key=_received, reverse=True)[
+            : hooks.deliveries.kept
+        ]
+        unanswered = gathered.unanswered
+    return web.json_response(
+        {"connector": connector.name, "deliveries": deliveries, "unanswered": unanswered}
+    )
+
+
+def _received(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["received_at"])

@@ -411,8 +411,16 @@ def openapi_document() -> dict[str, Any]:
             },
             "/hooks/{connector}/deliveries": {
                 "get": {
-                    "summary": "The connector's last deliveries and what became of them",
-                    "parameters": [_path("connector", "the connector's name, e.g. github")],
+                    "summary": "The connector's last deliveries and what became of them, "
+                    "gathered from every worker of a streaming group",
+                    "parameters": [
+                        _path("connector", "the connector's name, e.g. github"),
+                        _query(
+                            "scope",
+                            {"type": "string", "enum": ["local"]},
+                            "local: this engine's deliveries only",
+                        ),
+                    ],
                     "responses": {
                         "200": _json(
                             {
@@ -420,6 +428,11 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {
                                     "connector": _TEXT,
                                     "deliveries": {"type": "array", "items": _HOOK_ANSWER},
+                                    "unanswered": {
+                                        "type": "array",
+                                        "items": _TEXT,
+                                        "description": "workers that did not answer",
+                                    },
                                 },
                             },
                             "newest first (bounded, in memory)",

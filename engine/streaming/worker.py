@@ -129,6 +129,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     lapp = create_app(config, workflows, metrics)
     ingest = KafkaIngest(bootstrap_servers(config.broker), config.events_topic, config.security)
     reader = TableReader(lapp)
+    hooks.others = reader.deliveries  # each worker keeps the deliveries it received
     hooks.ledger = ledger = KafkaLedger(
         bootstrap_servers(config.broker),
         ledger_topic(config.app_id),

@@ -174,7 +174,10 @@
     if (select.value !== name) return;
     const rows = answer.deliveries;
     about.textContent = `The last ${rows.length} deliveries to POST /hooks/${name}, newest first, ` +
-      "as the engine that received them keeps them (since it started).";
+      "as the engines that received them keep them (since they started)." +
+      (answer.unanswered && answer.unanswered.length
+        ? ` Not shown: the deliveries of ${answer.unanswered.join(", ")}, which did not answer.`
+        : "");
     if (!rows.length) {
       content.replaceChildren(el("p", "muted", "No delivery yet."));
       return;

@@ -143,6 +143,15 @@ def test_the_release_ledger_is_shared_by_workers_and_survives_an_empty_data_dir(
 
     for fid in features:
         wait_for(lambda fid=fid: stage(fid) == "launched", 60, f"{fid} launched", b)
+
+    # Each worker keeps the deliveries it received; any worker shows those of the group.
+    status, seen = b.get("/hooks/github/deliveries")
+    assert status == 200 and seen["unanswered"] == []
+    ids = [d["delivery"] for d in seen["deliveries"]]
+    assert ids[:2] == ["dep-1", "rel-1"]  # newest first: b's own, then a's
+    assert {"u-PAY-1", "u-PAY-2"} <= set(ids)
+    _, local = b.get("/hooks/github/deliveries?scope=local")
+    assert [d["delivery"] for d in local["deliveries"]] == ["dep-1"]
     a.kill()
     b.kill()
 
