@@ -34,7 +34,7 @@ from connectors.model import Connector
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
 from events.envelope import decode_json, validate_event
-from events.errors import MalformedEvent, Problem
+from events.errors import MalformedEvent, Problem, Unavailable
 from metrics.bundle import LifecycleMetrics
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,8 @@ async def post_hook(request: web.Request) -> web.Response:
 
     Answers: 202 ``{"connector", "delivery", "event", "outcome": "mapped" | "ignored",
     "reason", "events": [{"id", "type", "subject", "rule", "outcome", ...}]}``; 401 bad
-    signature or no secret; 400 not JSON; 404 unknown connector; 413 too large.
+    signature or no secret; 400 not JSON; 404 unknown connector; 413 too large; 503 the
+    events or the release ledger cannot be written or read now (the tool retries).
     """
     connector = _connector(request)
     received_at = request.app[_CLOCK]()
@@ -193,15 +194,20 @@ async def post_hook(request: web.Request) -> web.Response:
         found = connector.event_path.first(payload)
         event = str(found) if isinstance(found, str | int) else None
     hooks = request.app[HOOKS]
-    if reads_ledger(connector, event):
-        await hooks.ledger.refresh()  # releases recorded by any worker until now
-    mapped = map_delivery(
-        connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
-    )
-    if mapped.remember:  # durable before the events, so a deployment after them finds it
-        await hooks.ledger.record(mapped.remember)
-    incoming, rules = _incoming(request, mapped, received_at)
-    receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
+    try:
+        if reads_ledger(connector, event):
+            await hooks.ledger.refresh()  # releases recorded by any worker until now
+        mapped = map_delivery(
+            connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
+        )
+        if mapped.remember:  # durable before the events, so a deployment after them finds it
+            await hooks.ledger.record(mapped.remember)
+        incoming, rules = _incoming(request, mapped, received_at)
+        receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
+    except Unavailable as err:  # 503: the tool retries; the log says why meanwhile
+        unavailable = {**entry, "event": event, "reason": str(err)}
+        _record(request, connector, DeliveryOutcome.UNAVAILABLE, unavailable)
+        raise
     events = [
         {
             "id": item.raw.get("id"),

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from connectors.auth import signature
 from engine.config.settings import Settings
 from engine.embedded.root import build_embedded
+from engine.http.hooks import HOOKS
+from events.errors import Unavailable
 from tests.unit.connectors.payloads import payload
 
 GITHUB_SECRET = "gh-secret"
@@ -291,3 +293,51 @@ def test_the_connectors_are_listed_with_a_pattern_their_sources_match(tmp_path: 
         assert "secret" not in json.dumps(listing).lower()
 
     _serve(tmp_path, scenario)
+
+
+class _DownLedger:
+    """A release ledger whose storage does not answer (a broker outage, in streaming)."""
+
+    def __call__(self, key: str) -> tuple[str, ...]:
+        return ()
+
+    async def record(self, releases: Any) -> None:
+        raise Unavailable("the release ledger took no write")
+
+    async def refresh(self) -> None:
+        raise Unavailable("the release ledger could not be read")
+
+
+def test_a_ledger_that_does_not_answer_is_503_counted_and_logged(tmp_path: Path) -> None:
+    """The tool retries a 503; meanwhile the deliveries list says what happened, and no
+    event of the release was applied without its ledger entry."""
+
+    async def main() -> None:
+        wiring = build_embedded(_settings(tmp_path))
+        wiring.app[HOOKS].ledger = _DownLedger()
+        try:
+            async with TestClient(TestServer(wiring.app)) as client:
+                release = payload("github", "release.published")
+                release["release"]["body"] = "Feature: PAY-1"
+                raw, headers = _github("release", release, "g-1")
+                resp = await client.post("/hooks/github", data=raw, headers=headers)
+                assert resp.status == 503 and resp.headers["Retry-After"]
+                deploy = payload("github", "deployment_status.created")
+                raw, headers = _github("deployment_status", deploy, "g-2")
+                assert (await client.post("/hooks/github", data=raw, headers=headers)).status == 503
+                assert (await client.get("/features/PAY-1")).status == 404  # nothing applied
+                log = await (await client.get("/hooks/github/deliveries")).json()
+                assert [(d["delivery"], d["outcome"]) for d in log["deliveries"]] == [
+                    ("g-2", "unavailable"),
+                    ("g-1", "unavailable"),
+                ]
+                assert "could not be read" in log["deliveries"][0]["reason"]
+                metrics = await (await client.get("/metrics")).text()
+                line = (
+                    'lifecycle_webhook_deliveries_total{connector="github",outcome="unavailable"}'
+                )
+                assert f"{line} 2.0" in metrics
+        finally:
+            wiring.store.close()
+
+    asyncio.run(main())
