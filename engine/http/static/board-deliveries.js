@@ -127,6 +127,10 @@
   const select = el("select");
   select.id = "deliveries-connector";
   pick.append(el("span", null, "Connector "), select);
+  const refresh = el("button", "deliveries-refresh", "Refresh");
+  refresh.type = "button";
+  refresh.addEventListener("click", () => showDeliveries(select.value, null));
+  pick.append(refresh);
   const about = el("p", "muted deliveries-about");
   const content = el("div", "deliveries-content");
   const dbody = el("div", "detail-body");
@@ -149,7 +153,7 @@
       return;
     }
     select.replaceChildren(...known.map((c) => {
-      const option = el("option", null, `${c.name} (${c.kind})`);
+      const option = el("option", null, c.name === c.kind ? c.name : `${c.name} (${c.kind})`);
       option.value = c.name;
       return option;
     }));

@@ -119,5 +119,9 @@ def test_a_feature_shows_the_deliveries_that_moved_it_and_each_connector_its_las
         page.locator("#deliveries-link").click()
         dialog.wait_for(state="visible")
         page.wait_for_selector('dialog#deliveries tr[data-delivery="gh-d-1"]')
+        gh4 = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "gh-d-4"}
+        assert _deliver(engine, "github", plain, gh4, GITHUB_SECRET) == 202
+        page.get_by_role("button", name="Refresh").click()  # a delivery since it opened
+        page.wait_for_selector('dialog#deliveries tbody tr:first-child[data-delivery="gh-d-4"]')
         assert errors == [], f"JavaScript errors on the board: {errors}"
         page.close()
