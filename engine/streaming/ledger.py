@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
 """Seconds a read to the end or a write may take before the delivery is answered 503."""
+STARTS = 3
+"""Reads to the end tried at start-up before the worker gives up."""
 
 
 def ledger_topic(app_id: str) -> str:
@@ -89,7 +91,15 @@ class KafkaLedger:
         await self._consumer.start()
         self._consumer.assign([self._tp])
         await self._consumer.seek_to_beginning(self._tp)
-        await self.refresh()
+        for attempt in range(1, STARTS + 1):  # a topic just created may not be served yet
+            try:
+                await self.refresh()
+                break
+            except Unavailable:
+                if attempt == STARTS:
+                    raise
+                log.info("release ledger %s: not readable yet, retrying", self.topic)
+                await asyncio.sleep(1.0)
         log.info("release ledger %s: %d releases", self.topic, len(self._shipped))
 
     async def stop(self) -> None:
