@@ -27,6 +27,9 @@ class DeliveryOutcome(StrEnum):
     """Refused with 401: bad or missing signature, or no secret configured."""
     MALFORMED = "malformed"
     """Refused with 400: the body is not JSON."""
+    UNAVAILABLE = "unavailable"
+    """Answered 503: the engine could not take it now (broker or release ledger); the tool
+    delivers it again."""
 
 
 class DeliveryLog:

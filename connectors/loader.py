@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from connectors.kinds import KIND_DEFAULTS
+from connectors.mapping import TEMPLATE
 from connectors.model import Auth, AuthScheme, Condition, Connector, Kind, Place, Rule, Value
 from connectors.paths import FieldPath, parse_path
 from events.errors import ConnectorError
@@ -24,7 +25,6 @@ from events.errors import ConnectorError
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 """A connector name: the ``{connector}`` of its URL."""
 SECRET_ENV = re.compile(r"^LIFECYCLE_[A-Z0-9_]+$")
-_TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 Fault = Callable[[str, str], None]
 
@@ -262,7 +262,7 @@ def compile_connector(doc: Any, where: str, known_types: Iterable[str]) -> Conne
     if not isinstance(source, str):
         fault("source", "text, with {field.path} placeholders")
         source = kind.value
-    for i, m in enumerate(_TEMPLATE.finditer(source)):
+    for i, m in enumerate(TEMPLATE.finditer(source)):
         _path(m.group(1), f"source{{{i}}}", fault)
     known = frozenset(known_types)
     raw_rules = doc.get("rules")

@@ -22,10 +22,11 @@ from connectors.timeparse import parse_time
 from events.emitter import build_message
 from events.errors import MalformedEvent
 
-_TEMPLATE = re.compile(r"\{([^{}]+)\}")
+TEMPLATE = re.compile(r"\{([^{}]+)\}")
+"""A ``{field.path}`` placeholder of a connector's ``source``."""
 
 Shipped = Callable[[str], Sequence[str]]
-"""The features the release named by a key shipped (see :class:`connectors.ledger.Ledger`)."""
+"""The features the release named by a key shipped (a :class:`connectors.ledger.ReleaseLedger`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,27 @@ def source_of(connector: Connector, payload: Any) -> str:
         value = parse_path(m.group(1)).first(payload)
         return str(value) if value is not None and not isinstance(value, dict | list) else "unknown"
 
-    return _TEMPLATE.sub(fill, connector.source)
+    return TEMPLATE.sub(fill, connector.source)
+
+
+def source_pattern(connector: Connector) -> str:
+    """A regular expression (Python and JavaScript alike) that the ``source`` of every event
+    of ``connector`` matches: its source template with each ``{field}`` as ``.+``."""
+    literals = TEMPLATE.split(connector.source)[::2]  # split keeps the groups: odd items
+    return "^" + ".+".join(re.escape(text) for text in literals) + "$"
 
 
 def ledger_key(source: str, value: Any) -> str:
     """The key under which a release's features are remembered: per source, per ref."""
     return f"{source}\x1f{value}"
+
+
+def reads_ledger(connector: Connector, event: str | None) -> bool:
+    """Whether a delivery of ``event`` may look features up in the release ledger (a rule
+    for it has a ``shipped_in`` place), so the caller refreshes the ledger first."""
+    return any(
+        event in rule.events and any(p.shipped_in for p in rule.places) for rule in connector.rules
+    )
 
 
 def map_delivery(

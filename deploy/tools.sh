@@ -3,15 +3,20 @@
 # (LIFECYCLE_TOOLS, default ~/.cache/lifecycle-tools) that survives `make clean`:
 #   helm      built from source with `go install` (Go module proxy; ~3 min and ~1 GB once)
 #   asyncapi  the AsyncAPI CLI (@asyncapi/cli from npm), which validates docs/asyncapi.json
+#   webhooks  GitHub's published webhook payloads (@octokit/webhooks-examples from npm, MIT),
+#             which the connector tests map (tests/unit/connectors/payloads.py)
 #
 #   bash deploy/tools.sh          install what is missing, then print the tools' paths
 #   bash deploy/tools.sh helm     print helm's path (installing it if missing)
 #   bash deploy/tools.sh asyncapi print the AsyncAPI CLI's path (installing it if missing)
+#   bash deploy/tools.sh webhooks print the payload examples' index.json (installing them if missing)
 set -euo pipefail
 
 TOOLS="${LIFECYCLE_TOOLS:-${HOME:-/tmp}/.cache/lifecycle-tools}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 ASYNCAPI_CLI_VERSION="${ASYNCAPI_CLI_VERSION:-latest}"
+# Pinned: the connector tests name examples of this version (tests/unit/connectors/payloads.py).
+WEBHOOKS_EXAMPLES_VERSION="${WEBHOOKS_EXAMPLES_VERSION:-7.6.1}"
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -45,12 +50,31 @@ asyncapi_path() {
     echo "$bin"
 }
 
+webhooks_path() {
+    local prefix="$TOOLS/webhooks-examples"
+    local package="$prefix/node_modules/@octokit/webhooks-examples"
+    local installed=""
+    [[ -f "$package/package.json" ]] &&
+        installed="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$package/package.json" | head -1)"
+    if [[ "$installed" != "$WEBHOOKS_EXAMPLES_VERSION" || ! -f "$package/api.github.com/index.json" ]]; then
+        command -v npm >/dev/null 2>&1 || die "npm not found; it installs @octokit/webhooks-examples (apt-get install npm)"
+        say "installing @octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION with npm"
+        mkdir -p "$prefix"
+        npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" \
+            "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION" >&2 ||
+            die "npm install @octokit/webhooks-examples failed"
+    fi
+    echo "$package/api.github.com/index.json"
+}
+
 case "${1:-all}" in
     helm) helm_path ;;
     asyncapi) asyncapi_path ;;
+    webhooks) webhooks_path ;;
     all)
         say "helm: $(helm_path)"
         say "asyncapi: $(asyncapi_path)"
+        say "webhooks: $(webhooks_path)"
         ;;
-    *) die "usage: bash deploy/tools.sh [helm|asyncapi]" ;;
+    *) die "usage: bash deploy/tools.sh [helm|asyncapi|webhooks]" ;;
 esac

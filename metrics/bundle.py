@@ -157,7 +157,7 @@ class LifecycleMetrics:
         self.webhook_deliveries = Counter(
             "lifecycle_webhook_deliveries_total",
             "Webhook deliveries received by a connector (POST /hooks/{connector}), by what "
-            "became of them: mapped, ignored, unauthorized, malformed.",
+            "became of them: mapped, ignored, unauthorized, malformed, unavailable.",
             ["connector", "outcome"],
             registry=registry,
         )

@@ -126,6 +126,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
     workflows = Workflows(load_folder(settings.workflows))
     hooks = build_hooks(settings, workflows.event_types)
     store = SqliteStore(settings.db)
+    hooks.ledger = store.releases  # a deployment after a restart still finds its release
     try:
         registry = CollectorRegistry()
         metrics = LifecycleMetrics(registry)

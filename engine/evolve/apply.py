@@ -27,6 +27,7 @@ from engine.evolve.migration import Plan, make_plan, migrated, unmapped_message,
 from engine.evolve.replay import Difference, Replayed, compare, replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
+from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog, RecordedVersion
 from events.errors import StoreError
 from workflows.errors import WorkflowError
@@ -178,8 +179,9 @@ def rebuild(
 ) -> Rebuilt:
     """Replay the log of the file ``live`` into the new file ``into`` and compare the two.
 
-    The replay runs in memory, then the rebuilt features, histories and log are written
-    to ``into`` in one transaction (a whole engine file: serve it to switch over).
+    The replay runs in memory, then the rebuilt features, histories and log, and the live
+    file's release ledger (which features each release shipped: not in the log), are
+    written to ``into`` in one transaction (a whole engine file: serve it to switch over).
 
     Raises:
         StoreError: ``live`` is unreadable, or ``into`` exists already.
@@ -191,6 +193,7 @@ def rebuild(
         memory = MemoryStore()
         done = replay(EventLog(conn).read(), workflows, memory, keep_log=True, progress=progress)
         live_states = FeatureQueries(conn).page()
+        releases = SqliteLedger(conn).pairs()  # not events: carried over, not replayed
     finally:
         conn.close()
     target = SqliteStore(into)
@@ -198,6 +201,7 @@ def rebuild(
         with target.transaction():
             target.load((state, memory.history(state.id)) for state in memory.features())
             target.log.append_many(done.log)
+            target.releases.add(releases)
             for wf in workflows.by_name.values():
                 target.log.record_version(wf.name, wf.version, wf.fingerprint, wf.definition, now)
     finally:

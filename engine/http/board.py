@@ -37,7 +37,8 @@ from events.errors import Problem
 from workflows.loader import Workflows
 
 STATIC = Path(__file__).parent / "static"
-"""The board's files: ``board.html``, ``board.css``, ``board.js``."""
+"""The board's files: ``board.html``, ``board.css``, ``board.js``, and the tool deliveries
+addition ``board-deliveries.css``/``.js`` (reads ``GET /hooks`` and its deliveries)."""
 
 BOARD_READER = web.AppKey("board_reader", Reader)
 BOARD_WORKFLOWS = web.AppKey("board_workflows", Workflows)
@@ -82,6 +83,8 @@ STATIC_FILES = {
     "board.html": "text/html",
     "board.css": "text/css",
     "board.js": "text/javascript",
+    "board-deliveries.css": "text/css",
+    "board-deliveries.js": "text/javascript",
 }
 """Every file ``/static/`` serves, by name; anything else is a 404 in the error shape."""
 

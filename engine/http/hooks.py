@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,16 +21,44 @@ from aiohttp import web
 
 from connectors.auth import refusal
 from connectors.deliveries import DeliveryLog, DeliveryOutcome
-from connectors.ledger import Ledger
-from connectors.mapping import Delivery, Mapped, header, map_delivery
+from connectors.ledger import Ledger, ReleaseLedger
+from connectors.mapping import (
+    Delivery,
+    Mapped,
+    header,
+    map_delivery,
+    reads_ledger,
+    source_pattern,
+)
 from connectors.model import Connector
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
 from events.envelope import decode_json, validate_event
-from events.errors import MalformedEvent, Problem
+from events.errors import MalformedEvent, Problem, Unavailable
 from metrics.bundle import LifecycleMetrics
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The deliveries the other engines of a group received (streaming: each worker keeps
+    the deliveries it received).
+
+    Attributes:
+        deliveries: their entries, in any order.
+        unanswered: the engines that did not answer (their deliveries are missing).
+    """
+
+    deliveries: list[dict[str, Any]]
+    unanswered: list[str]
+
+
+Gather = Callable[[str], Awaitable[Gathered]]
+"""Connector name -> what the other engines of the group received for it."""
+
+LOCAL = "local"
+"""``?scope=local``: only this engine's deliveries (what a peer asks of the others)."""
 
 
 @dataclass
@@ -40,14 +68,18 @@ class Hooks:
     Attributes:
         connectors: by name (the ``{connector}`` of the URL).
         secrets: connector name -> its secret; a connector without one refuses everything.
-        ledger: which features each release shipped (for production deployments).
-        deliveries: the last deliveries of each connector.
+        ledger: which features each release shipped (for production deployments): the
+            composition root gives a durable one (SQLite, or a Kafka topic).
+        deliveries: the last deliveries of each connector this engine received.
+        others: where the other engines' deliveries are read (streaming: every other worker
+            of the group); ``None``: this engine is alone (embedded).
     """
 
     connectors: Mapping[str, Connector] = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: ReleaseLedger = field(default_factory=Ledger)
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+    others: Gather | None = None
 
     def warn_unset(self) -> None:
         """Say once, at start-up, which connectors refuse every delivery for want of a secret."""
@@ -85,10 +117,28 @@ def add_hook_routes(
     app[_CLOCK] = clock
     app.add_routes(
         [
+            web.get("/hooks", list_connectors),
             web.post("/hooks/{connector}", post_hook),
             web.get("/hooks/{connector}/deliveries", get_deliveries),
         ]
     )
+
+
+async def list_connectors(request: web.Request) -> web.Response:
+    """``GET /hooks``: ``{"connectors": [{"name", "kind", "source", "source_pattern",
+    "deliveries"}]}``, by name: what the board needs to tell which history lines came from a
+    tool's delivery and to show each connector's recent deliveries. No secrets, no rules."""
+    connectors = [
+        {
+            "name": c.name,
+            "kind": c.kind.value,
+            "source": c.source,
+            "source_pattern": source_pattern(c),
+            "deliveries": f"/hooks/{c.name}/deliveries",
+        }
+        for _, c in sorted(request.app[HOOKS].connectors.items())
+    ]
+    return web.json_response({"connectors": connectors})
 
 
 def _connector(request: web.Request) -> Connector:
@@ -114,7 +164,8 @@ async def post_hook(request: web.Request) -> web.Response:
 
     Answers: 202 ``{"connector", "delivery", "event", "outcome": "mapped" | "ignored",
     "reason", "events": [{"id", "type", "subject", "rule", "outcome", ...}]}``; 401 bad
-    signature or no secret; 400 not JSON; 404 unknown connector; 413 too large.
+    signature or no secret; 400 not JSON; 404 unknown connector; 413 too large; 503 the
+    events or the release ledger cannot be written or read now (the tool retries).
     """
     connector = _connector(request)
     received_at = request.app[_CLOCK]()
@@ -143,13 +194,20 @@ async def post_hook(request: web.Request) -> web.Response:
         found = connector.event_path.first(payload)
         event = str(found) if isinstance(found, str | int) else None
     hooks = request.app[HOOKS]
-    mapped = map_delivery(
-        connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
-    )
-    for key, features in mapped.remember:
-        hooks.ledger.remember(key, features)
-    incoming, rules = _incoming(request, mapped, received_at)
-    receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
+    try:
+        if reads_ledger(connector, event):
+            await hooks.ledger.refresh()  # releases recorded by any worker until now
+        mapped = map_delivery(
+            connector, Delivery(delivery_id, event, payload), received_at, hooks.ledger
+        )
+        if mapped.remember:  # durable before the events, so a deployment after them finds it
+            await hooks.ledger.record(mapped.remember)
+        incoming, rules = _incoming(request, mapped, received_at)
+        receipts = await request.app[_INGEST](incoming, received_at) if incoming else []
+    except Unavailable as err:  # 503: the tool retries; the log says why meanwhile
+        unavailable = {**entry, "event": event, "reason": str(err)}
+        _record(request, connector, DeliveryOutcome.UNAVAILABLE, unavailable)
+        raise
     events = [
         {
             "id": item.raw.get("id"),
@@ -204,9 +262,29 @@ def _incoming(
 
 
 async def get_deliveries(request: web.Request) -> web.Response:
-    """``GET /hooks/{connector}/deliveries``: ``{"connector", "deliveries": [...]}``, newest
-    first, each with ``received_at``, ``delivery``, ``event``, ``outcome``, ``reason``,
-    ``notes`` and the ``events`` it produced with their outcomes; 404 unknown connector."""
+    """``GET /hooks/{connector}/deliveries``: ``{"connector", "deliveries": [...],
+    "unanswered": [...]}``, newest first, each with ``received_at``, ``delivery``, ``event``,
+    ``outcome``, ``reason``, ``notes`` and the ``events`` it produced with their outcomes;
+    404 unknown connector.
+
+    In a group of engines (streaming workers) the deliveries of every engine, the last
+    :attr:`DeliveryLog.kept` of them; ``unanswered`` names the engines that did not answer.
+    ``?scope=local``: this engine's only.
+    """
     connector = _connector(request)
-    deliveries = request.app[HOOKS].deliveries.last(connector.name)
-    return web.json_response({"connector": connector.name, "deliveries": deliveries})
+    hooks = request.app[HOOKS]
+    deliveries = hooks.deliveries.last(connector.name)
+    unanswered: list[str] = []
+    if hooks.others is not None and request.query.get("scope") != LOCAL:
+        gathered = await hooks.others(connector.name)
+        deliveries = sorted([*deliveries, *gathered.deliveries], key=_received, reverse=True)[
+            : hooks.deliveries.kept
+        ]
+        unanswered = gathered.unanswered
+    return web.json_response(
+        {"connector": connector.name, "deliveries": deliveries, "unanswered": unanswered}
+    )
+
+
+def _received(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["received_at"])

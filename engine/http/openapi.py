@@ -364,6 +364,36 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/hooks": {
+                "get": {
+                    "summary": "The webhook connectors this engine serves: name, kind, the "
+                    "source of their events (template and pattern) and where their last "
+                    "deliveries are",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "connectors": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "name": _TEXT,
+                                                "kind": _TEXT,
+                                                "source": _TEXT,
+                                                "source_pattern": _TEXT,
+                                                "deliveries": _TEXT,
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                            "by name",
+                        )
+                    },
+                }
+            },
             "/hooks/{connector}": {
                 "post": {
                     "summary": "A webhook delivery from GitHub, GitLab, Jira or a generic sender, "
@@ -385,8 +415,16 @@ def openapi_document() -> dict[str, Any]:
             },
             "/hooks/{connector}/deliveries": {
                 "get": {
-                    "summary": "The connector's last deliveries and what became of them",
-                    "parameters": [_path("connector", "the connector's name, e.g. github")],
+                    "summary": "The connector's last deliveries and what became of them, "
+                    "gathered from every worker of a streaming group",
+                    "parameters": [
+                        _path("connector", "the connector's name, e.g. github"),
+                        _query(
+                            "scope",
+                            {"type": "string", "enum": ["local"]},
+                            "local: this engine's deliveries only",
+                        ),
+                    ],
                     "responses": {
                         "200": _json(
                             {
@@ -394,6 +432,11 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {
                                     "connector": _TEXT,
                                     "deliveries": {"type": "array", "items": _HOOK_ANSWER},
+                                    "unanswered": {
+                                        "type": "array",
+                                        "items": _TEXT,
+                                        "description": "workers that did not answer",
+                                    },
                                 },
                             },
                             "newest first (bounded, in memory)",

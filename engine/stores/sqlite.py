@@ -31,14 +31,16 @@ from pydantic_core import to_json
 
 from engine.core.processor import Outcome
 from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
-from engine.stores import sqlite_log
+from engine.stores import sqlite_ledger, sqlite_log
+from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: features and history, keys inside each state (before versioning, ``user_version`` 0).
 2: keys in the ``seen`` table, out of the state.
-3: the event log and the workflow versions (:mod:`engine.stores.sqlite_log`)."""
+3: the event log and the workflow versions (:mod:`engine.stores.sqlite_log`).
+4: the release ledger of the webhook connectors (:mod:`engine.stores.sqlite_ledger`)."""
 
 SCHEMA = """
 CREATE TABLE features (
@@ -65,6 +67,7 @@ COLUMNS = {
     "history": {"feature_id", "seq", "entry"},
     "seen": {"feature_id", "key"},
     **sqlite_log.COLUMNS,
+    **sqlite_ledger.COLUMNS,
 }
 """The columns this engine reads, per table (a file missing one is refused)."""
 
@@ -157,7 +160,7 @@ class FeatureQueries:
         return entries, first if first is not None and first > 1 else None
 
 
-MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create}
+MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create, 3: sqlite_ledger.create}
 """Version -> the step that brings a file of that version to the next one."""
 
 
@@ -234,6 +237,7 @@ class SqliteStore:
                     if statement.strip():
                         db.execute(statement)
                 sqlite_log.create(db)
+                sqlite_ledger.create(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version == 0 and {"features", "history"} <= tables:
@@ -258,7 +262,11 @@ class SqliteStore:
         self._check_columns(SCHEMA_VERSION)
 
     def _check_columns(self, version: int) -> None:
-        since = {"seen": 2, **dict.fromkeys(sqlite_log.COLUMNS, 3)}
+        since = {
+            "seen": 2,
+            **dict.fromkeys(sqlite_log.COLUMNS, 3),
+            **dict.fromkeys(sqlite_ledger.COLUMNS, 4),
+        }
         wanted = {k: v for k, v in COLUMNS.items() if since.get(k, 1) <= version}
         for table, columns in wanted.items():
             found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
@@ -405,6 +413,11 @@ class SqliteStore:
         """The event log and workflow versions on the store's own connection; an append
         inside :meth:`transaction` is stored with that transaction's states."""
         return EventLog(self._db)
+
+    @property
+    def releases(self) -> SqliteLedger:
+        """The connectors' release ledger, on the store's own connection."""
+        return SqliteLedger(self._db, self.transaction)
 
     @property
     def queries(self) -> FeatureQueries:

@@ -28,6 +28,7 @@ from engine.config.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.core.processor import IGNORED
 from engine.core.state import FeatureState, HistoryEntry
 from engine.http.api import Readiness
+from engine.http.hooks import LOCAL, Gathered
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import HistoryPage, Incoming, history_page, select_page
 from engine.streaming import codec
@@ -242,6 +243,24 @@ class TableReader:
         found = await self.record(feature_id)
         entries = [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
         return history_page(entries, limit, before)
+
+    async def deliveries(self, connector: str) -> Gathered:
+        """The webhook deliveries every other worker of the group received for
+        ``connector`` (each keeps its own); a worker that does not answer is named."""
+        urls = sorted(self.owners())
+
+        async def ask(url: str) -> Any:
+            return await self._peer(f"{url}/hooks/{connector}/deliveries", {"scope": LOCAL})
+
+        answers = await asyncio.gather(*(ask(url) for url in urls), return_exceptions=True)
+        found: list[dict[str, Any]] = []
+        unanswered: list[str] = []
+        for url, body in zip(urls, answers, strict=True):
+            if isinstance(body, BaseException) or body is None:
+                unanswered.append(url)
+            else:
+                found.extend(body["deliveries"])
+        return Gathered(found, unanswered)
 
     async def features(
         self,

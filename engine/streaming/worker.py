@@ -8,6 +8,8 @@ Every worker serves every route. ``POST /events`` publishes to the events topic 
 the broker has acknowledged); reads of a feature owned by another worker are fetched from
 that worker's internal route ``/_worker/...`` (its URL comes from Faust's partition
 assignor), and ``GET /features`` gathers the lists of every worker of the group.
+``POST /hooks/{connector}`` publishes like ``POST /events``; the connectors' release ledger
+is a compacted topic every worker reads (:mod:`engine.streaming.ledger`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from engine.http.hook_wiring import build_hooks
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
+from engine.streaming.ledger import KafkaLedger, ledger_topic
 from engine.streaming.routing import KafkaIngest, TableReader, internal_routes, readiness
 from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
@@ -82,6 +85,7 @@ class WorkerServices(Service):
 
     async def on_start(self) -> None:
         await self.parts.ingest.start()
+        await self.parts.ledger.start()  # every release recorded so far, before serving
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, self.port).start()
         log.info(
@@ -92,6 +96,7 @@ class WorkerServices(Service):
         await self.runner.cleanup()
         await self.parts.reader.close()
         await self.parts.ingest.stop()
+        await self.parts.ledger.stop()
         await self.parts.lapp.close()
 
 
@@ -105,6 +110,7 @@ class WorkerParts:
     reader: TableReader
     metrics: LifecycleMetrics
     housekeeping: Housekeeping
+    ledger: KafkaLedger
 
 
 def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerParts:
@@ -123,6 +129,13 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     lapp = create_app(config, workflows, metrics)
     ingest = KafkaIngest(bootstrap_servers(config.broker), config.events_topic, config.security)
     reader = TableReader(lapp)
+    hooks.others = reader.deliveries  # each worker keeps the deliveries it received
+    hooks.ledger = ledger = KafkaLedger(
+        bootstrap_servers(config.broker),
+        ledger_topic(config.app_id),
+        config.security,
+        replication=lapp.app.conf.topic_replication_factor,
+    )
     web_app = build_app(
         ingest=ingest,
         reader=reader,
@@ -155,7 +168,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         except Exception:  # risk upkeep must never stop the worker
             log.exception("worker risk evaluation failed")
 
-    return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping)
+    return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping, ledger)
 
 
 def use_event_loop(settings: Settings) -> None:

@@ -601,6 +601,9 @@
     if (view.openId !== id) return;
     $("detail-title").textContent = feature.title ? feature.title : feature.id;
     $("detail-body").replaceChildren(...renderDetail(feature, history.entries));
+    // Additions such as board-deliveries.js append their own sections to the dialog.
+    const detail = { feature, entries: history.entries, body: $("detail-body") };
+    document.dispatchEvent(new CustomEvent("board:detail", { detail }));
     if (focus) $("detail-title").focus();
   }
 

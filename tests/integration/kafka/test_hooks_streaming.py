@@ -93,3 +93,69 @@ def test_connectors_drive_a_feature_to_launch_through_kafka(make_worker: Any) ->
         ("g-2", "uat.passed", "applied"),
         ("g-3", "feature.launched", "applied"),
     ]
+
+
+def _ship(worker: Any, features: list[str], delivery: str) -> dict[str, Any]:
+    """Pass UAT for ``features`` and publish the release that ships them (to ``worker``)."""
+    deploy = payload("github", "deployment_status.created")
+    for fid in features:
+        label = payload("github", "issues.labeled")
+        label["label"]["name"] = "uat:passed"
+        label["issue"]["title"] = f"[{fid}] UAT"  # overlay: the feature id
+        _deliver(
+            worker, "github", label, {"X-GitHub-Event": "issues", "X-GitHub-Delivery": f"u-{fid}"}
+        )
+    release = payload("github", "release.published")
+    release["release"]["body"] = "\n".join(f"Feature: {fid}" for fid in features)
+    release["release"]["tag_name"] = deploy["deployment"]["ref"]  # the ref deployed below
+    headers = {"X-GitHub-Event": "release", "X-GitHub-Delivery": delivery}
+    return _deliver(worker, "github", release, headers)
+
+
+def _deploy(worker: Any, delivery: str) -> dict[str, Any]:
+    deploy = payload("github", "deployment_status.created")
+    headers = {"X-GitHub-Event": "deployment_status", "X-GitHub-Delivery": delivery}
+    return _deliver(worker, "github", deploy, headers)
+
+
+def test_the_release_ledger_is_shared_by_workers_and_survives_an_empty_data_dir(
+    make_worker: Any,
+) -> None:
+    """A release received by one worker launches its features when another worker receives
+    the deployment; and a worker started later on an empty data dir still knows it."""
+    features = ["PAY-1", "PAY-2"]
+    env = {"LIFECYCLE_GITHUB_SECRET": GITHUB_SECRET}
+    a = make_worker("a", **env)
+    b = make_worker("b", **env)
+    a.wait_ready()
+    b.wait_ready()
+    shipped = _ship(a, features, "rel-1")
+    assert [e["subject"] for e in shipped["events"]] == features
+
+    launched = _deploy(b, "dep-1")  # b read no release when it started: it reads to the end
+    assert [(e["subject"], e["type"]) for e in launched["events"]] == [
+        (fid, "feature.launched") for fid in features
+    ], launched
+
+    def stage(fid: str) -> str | None:
+        status, body = b.get(f"/features/{fid}")
+        return body.get("stage") if status == 200 else None
+
+    for fid in features:
+        wait_for(lambda fid=fid: stage(fid) == "launched", 60, f"{fid} launched", b)
+
+    # Each worker keeps the deliveries it received; any worker shows those of the group.
+    status, seen = b.get("/hooks/github/deliveries")
+    assert status == 200 and seen["unanswered"] == []
+    ids = [d["delivery"] for d in seen["deliveries"]]
+    assert ids[:2] == ["dep-1", "rel-1"]  # newest first: b's own, then a's
+    assert {"u-PAY-1", "u-PAY-2"} <= set(ids)
+    _, local = b.get("/hooks/github/deliveries?scope=local")
+    assert [d["delivery"] for d in local["deliveries"]] == ["dep-1"]
+    a.kill()
+    b.kill()
+
+    c = make_worker("c", **env)  # a new data dir: nothing local survives
+    c.wait_ready()
+    again = _deploy(c, "dep-2")  # a second production deployment of the same ref
+    assert [e["subject"] for e in again["events"]] == features, again

@@ -1,4 +1,9 @@
-"""Every shipped GitHub rule on GitHub's own example payloads (@octokit/webhooks-examples)."""
+"""Every shipped GitHub rule on GitHub's own example payloads.
+
+Where they come from: the published npm package ``@octokit/webhooks-examples`` (MIT), read from
+the tools cache where ``bash deploy/tools.sh webhooks`` installs it (see ``payloads.py``); each
+test overlays at most the field that carries a feature id, and says so.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The shipped GitLab rules on the payload examples of GitLab's "Webhook events" page."""
+"""The shipped GitLab rules on the payload examples of GitLab's "Webhook events" page.
+
+Where they come from: GitLab publishes no package of its payloads, so they are vendored in
+``tests/fixtures/webhooks/gitlab``, copied from that documentation page (its README names the
+page and the commit it was read at).
+"""
 
 from __future__ import annotations
 

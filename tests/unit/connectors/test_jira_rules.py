@@ -1,4 +1,9 @@
-"""The shipped Jira rules on Atlassian's documented webhook payloads."""
+"""The shipped Jira rules on Atlassian's documented webhook payloads.
+
+Where they come from: Atlassian publishes no package of its payloads, so they are vendored in
+``tests/fixtures/webhooks/jira``: ``issue_updated`` as Atlassian's Jira Cloud webhooks page
+shows it, ``issue_created`` rebuilt from the documented shape (its README says how).
+"""
 
 from __future__ import annotations
 

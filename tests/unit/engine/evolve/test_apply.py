@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from connectors.mapping import ledger_key
 from engine.evolve.apply import apply_workflows, plan_from_file, rebuild
 from engine.evolve.migration import MIGRATED
 from engine.http.local import EngineIngest
@@ -203,6 +204,20 @@ def test_replay_of_the_log_equals_the_live_state(db: Path, tmp_path: Path) -> No
     again = SqliteStore(tmp_path / "rebuilt.db")
     assert len(again.log) == 6  # the rebuilt file carries the log: it can be served
     again.close()
+
+
+def test_a_rebuilt_file_keeps_the_release_ledger(db: Path, tmp_path: Path) -> None:
+    """A deployment served by the rebuilt file still launches what a release shipped."""
+    key = ledger_key("github/acme/checkout", "v1.0.0")
+    live = SqliteStore(db)
+    asyncio.run(live.releases.record([(key, ("F-1", "F-2"))]))
+    live.close()
+    rebuild(db, tmp_path / "rebuilt.db", V1, NOW)
+    again = SqliteStore(tmp_path / "rebuilt.db")
+    try:
+        assert again.releases(key) == ("F-1", "F-2")
+    finally:
+        again.close()
 
 
 def test_the_shipped_workflow_changes_only_with_a_new_version() -> None:

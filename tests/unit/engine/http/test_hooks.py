@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 from connectors.auth import signature
 from engine.config.settings import Settings
 from engine.embedded.root import build_embedded
+from engine.http.hooks import HOOKS
+from events.errors import Unavailable
 from tests.unit.connectors.payloads import payload
 
 GITHUB_SECRET = "gh-secret"
@@ -134,6 +137,36 @@ def test_a_feature_goes_from_jira_idea_to_github_production_launch(tmp_path: Pat
     _serve(tmp_path, scenario)
 
 
+def test_a_deployment_after_a_restart_launches_what_the_release_shipped(tmp_path: Path) -> None:
+    """The release ledger is in the SQLite file: an engine restarted between the release and
+    its production deployment still knows which features the release shipped."""
+    release = payload("github", "release.published")
+    deploy = payload("github", "deployment_status.created")
+    release["release"]["body"] = "Feature: PAY-1\nFeature: PAY-2"  # overlay: the features
+    release["release"]["tag_name"] = deploy["deployment"]["ref"]
+
+    async def before(client: TestClient[Any, Any]) -> None:
+        for fid in ("PAY-1", "PAY-2"):
+            label = payload("github", "issues.labeled")
+            label["label"]["name"] = "uat:passed"
+            label["issue"]["title"] = f"[{fid}] UAT"
+            await _post(client, "github", _github("issues", label, f"uat-{fid}"))
+        shipped = await _post(client, "github", _github("release", release, "g-1"))
+        assert [e["subject"] for e in shipped["events"]] == ["PAY-1", "PAY-2"]
+
+    async def after(client: TestClient[Any, Any]) -> None:
+        launched = await _post(client, "github", _github("deployment_status", deploy, "g-2"))
+        assert [(e["subject"], e["type"], e["outcome"]) for e in launched["events"]] == [
+            ("PAY-1", "feature.launched", "applied"),
+            ("PAY-2", "feature.launched", "applied"),
+        ]
+        for fid in ("PAY-1", "PAY-2"):
+            assert (await (await client.get(f"/features/{fid}")).json())["stage"] == "launched"
+
+    _serve(tmp_path, before)
+    _serve(tmp_path, after)  # a new engine on the same file
+
+
 def test_a_bad_signature_is_401_and_nothing_is_applied(tmp_path: Path) -> None:
     async def scenario(client: TestClient[Any, Any]) -> None:
         body, headers = _jira(payload("jira", "issue_created"), "j-1")
@@ -240,3 +273,71 @@ def test_any_signed_json_is_answered_202_never_5xx(tmp_path: Path, body: Any, ev
         assert resp.status == 202, await resp.text()
 
     _serve(tmp_path / f"f{abs(hash((event, repr(body)))) % 10**9}", scenario)
+
+
+def test_the_connectors_are_listed_with_a_pattern_their_sources_match(tmp_path: Path) -> None:
+    """``GET /hooks``: what the board reads to tell a tool's history lines from others."""
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        listing = await (await client.get("/hooks")).json()
+        by_name = {c["name"]: c for c in listing["connectors"]}
+        assert sorted(by_name) == ["github", "gitlab", "jira"]
+        assert by_name["github"]["source"] == "github/{repository.full_name}"
+        assert by_name["github"]["deliveries"] == "/hooks/github/deliveries"
+        answer = await _post(client, "jira", _jira(payload("jira", "issue_created"), "j-1"))
+        source = answer["source"]
+        assert source == "jira/JRA"
+        matching = [n for n, c in by_name.items() if re.search(c["source_pattern"], source)]
+        assert matching == ["jira"]
+        assert not re.search(by_name["jira"]["source_pattern"], "ci/jira/JRA")
+        assert "secret" not in json.dumps(listing).lower()
+
+    _serve(tmp_path, scenario)
+
+
+class _DownLedger:
+    """A release ledger whose storage does not answer (a broker outage, in streaming)."""
+
+    def __call__(self, key: str) -> tuple[str, ...]:
+        return ()
+
+    async def record(self, releases: Any) -> None:
+        raise Unavailable("the release ledger took no write")
+
+    async def refresh(self) -> None:
+        raise Unavailable("the release ledger could not be read")
+
+
+def test_a_ledger_that_does_not_answer_is_503_counted_and_logged(tmp_path: Path) -> None:
+    """The tool retries a 503; meanwhile the deliveries list says what happened, and no
+    event of the release was applied without its ledger entry."""
+
+    async def main() -> None:
+        wiring = build_embedded(_settings(tmp_path))
+        wiring.app[HOOKS].ledger = _DownLedger()
+        try:
+            async with TestClient(TestServer(wiring.app)) as client:
+                release = payload("github", "release.published")
+                release["release"]["body"] = "Feature: PAY-1"
+                raw, headers = _github("release", release, "g-1")
+                resp = await client.post("/hooks/github", data=raw, headers=headers)
+                assert resp.status == 503 and resp.headers["Retry-After"]
+                deploy = payload("github", "deployment_status.created")
+                raw, headers = _github("deployment_status", deploy, "g-2")
+                assert (await client.post("/hooks/github", data=raw, headers=headers)).status == 503
+                assert (await client.get("/features/PAY-1")).status == 404  # nothing applied
+                log = await (await client.get("/hooks/github/deliveries")).json()
+                assert [(d["delivery"], d["outcome"]) for d in log["deliveries"]] == [
+                    ("g-2", "unavailable"),
+                    ("g-1", "unavailable"),
+                ]
+                assert "could not be read" in log["deliveries"][0]["reason"]
+                metrics = await (await client.get("/metrics")).text()
+                line = (
+                    'lifecycle_webhook_deliveries_total{connector="github",outcome="unavailable"}'
+                )
+                assert f"{line} 2.0" in metrics
+        finally:
+            wiring.store.close()
+
+    asyncio.run(main())
