@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import signal
 import sys
@@ -45,7 +46,7 @@ import aiohttp
 from engine.config.settings import Settings
 from engine.demo.simulator import DAY, Scheduled, build_portfolio, is_simulated, next_number
 from engine.embedded.root import EmbeddedEngine, start_embedded
-from engine.stores.sqlite import SqliteStore
+from engine.stores.sqlite import SqliteStore, lock_database
 from events.envelope import BATCH, STRUCTURED, utc_now
 from events.errors import LifecycleError, StoreError
 
@@ -118,14 +119,42 @@ class SimulatedClock:
         return min(simulated, real)
 
 
-def start_fresh(db: Path) -> str | None:
+DEMO_DB = Path("var/demo.db")
+"""The demo's own database when ``LIFECYCLE_DB`` is not set: never ``lifecycle serve``'s."""
+
+
+def demo_settings(settings: Settings) -> tuple[Settings, bool]:
+    """The settings the demo runs with, and whether its database is the demo's own.
+
+    Without ``LIFECYCLE_DB`` the demo keeps to :data:`DEMO_DB`, a file nothing else writes,
+    so starting afresh may wipe it whole, even features sent by hand during an earlier demo.
+    A database the user named may hold real features, so it gets the cautious treatment of
+    :func:`start_fresh`.
+    """
+    if "db" in settings.model_fields_set:
+        return settings, False
+    return settings.model_copy(update={"db": DEMO_DB}), True
+
+
+def start_fresh(db: Path, *, own: bool = False) -> str | None:
     """Remove the demo's database ``db`` so a new demo starts from nothing.
 
-    Only a database that holds nothing but simulated features (ids such as ``PAY-101``) is
-    removed, with its ``-wal``, ``-shm`` and ``.lock`` files; one holding any other feature
-    is left alone. Returns why it was left alone (``None``: removed, or there was none).
+    The demo's ``own`` database (:data:`DEMO_DB`) is removed whatever it holds. Any other is
+    removed only when it holds nothing but simulated features (ids such as ``PAY-101``),
+    and left alone when it holds any other feature. The ``-wal``, ``-shm`` and ``.lock``
+    files go with it. Returns why it was left alone (``None``: removed, or there was none).
     """
     if not db.exists():
+        return None
+    if own:
+        try:
+            held = lock_database(str(db))  # never under a running demo's feet
+        except StoreError as err:
+            return str(err)
+        try:
+            _remove(db)
+        finally:
+            os.close(held)
         return None
     try:
         store = SqliteStore(db)
@@ -140,9 +169,13 @@ def start_fresh(db: Path) -> str | None:
             f"the database {db} holds features the demo did not make (e.g. {foreign}); "
             "keep them with --keep, or give the demo its own LIFECYCLE_DB"
         )
+    _remove(db)
+    return None
+
+
+def _remove(db: Path) -> None:
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    return None
 
 
 class SimulationError(LifecycleError):
@@ -423,8 +456,9 @@ async def demo(
     Returns 1 (after one line on stderr) when the engine cannot start, e.g. its port is taken,
     or the database holds features the demo did not make and ``keep`` is not given.
     """
+    settings, own = demo_settings(settings)
     if not keep:
-        refused = start_fresh(Path(settings.db))
+        refused = start_fresh(Path(settings.db), own=own)
         if refused is not None:
             print(f"lifecycle demo: {refused}", file=sys.stderr)
             return 1

@@ -164,6 +164,28 @@ MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create, 3: sqlite_ledger.create}
 """Version -> the step that brings a file of that version to the next one."""
 
 
+def lock_database(path: str) -> int:
+    """Hold ``<path>.lock`` exclusively; the descriptor to close to release it.
+
+    Raises:
+        StoreError: another engine holds it (the message names its pid).
+    """
+    lock_path = path + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(
+            f"the database {path} is in use by another engine (pid {holder}, lock "
+            f"{lock_path}); stop it first, or give this one its own LIFECYCLE_DB"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class SqliteStore:
     """A :class:`~engine.stores.base.FeatureStore` in a SQLite file (``":memory:"`` works).
 
@@ -199,21 +221,7 @@ class SqliteStore:
             raise StoreError(f"cannot use the database {self.path}: {err}") from err
 
     def _lock(self) -> None:
-        """Hold ``<file>.lock`` exclusively, or refuse: another engine uses the file."""
-        lock_path = self.path + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StoreError(
-                f"the database {self.path} is in use by another engine (pid {holder}, lock "
-                f"{lock_path}); stop it first, or give this one its own LIFECYCLE_DB"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = lock_database(self.path)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

@@ -14,7 +14,7 @@ import pytest
 from engine.cli.main import build_parser
 from engine.config.settings import Settings
 from engine.core.processor import process
-from engine.demo.run import Progress, _summary, demo, start_fresh
+from engine.demo.run import DEMO_DB, Progress, _summary, demo, demo_settings, start_fresh
 from engine.stores.sqlite import SqliteStore
 from tests.embedded_server import EmbeddedServer, cloud_event
 from tests.factories import T0, make_event
@@ -88,3 +88,39 @@ def test_the_live_summary_counts_every_feature_past_one_page(tmp_path: Path) -> 
                 return await _summary(session, server.url, stages, Progress(total=1, days=1))
 
         assert "idea 700  defined 0" in server.run(line())
+
+
+def test_without_lifecycle_db_the_demo_keeps_to_its_own_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LIFECYCLE_DB", raising=False)
+    settings, own = demo_settings(Settings())
+    assert (settings.db, own) == (DEMO_DB, True)
+    assert settings.db != Settings().db  # never the file `lifecycle serve` uses
+    monkeypatch.setenv("LIFECYCLE_DB", "/tmp/mine.db")
+    settings, own = demo_settings(Settings())
+    assert (settings.db, own) == (Path("/tmp/mine.db"), False)
+
+
+def test_the_demos_own_file_starts_fresh_even_after_events_sent_by_hand(
+    tmp_path: Path, workflows: Workflows
+) -> None:
+    db = tmp_path / "demo.db"
+    _store_with(db, workflows, "PAY-101", "my-own-try")
+    assert start_fresh(db) is not None  # a file the user named: left alone
+    assert start_fresh(db, own=True) is None
+    assert not db.exists()
+
+
+def test_the_demos_own_file_is_not_wiped_under_a_running_demo(
+    tmp_path: Path, workflows: Workflows
+) -> None:
+    db = tmp_path / "demo.db"
+    _store_with(db, workflows, "PAY-101")
+    running = SqliteStore(db)
+    try:
+        refused = start_fresh(db, own=True)
+    finally:
+        running.close()
+    assert refused is not None and "in use" in refused
+    assert _ids(db) == ["PAY-101"]
