@@ -8,14 +8,13 @@ scrape time. ``restore`` seeds the gauges from a store's features once at start-
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client import Counter, Gauge
+from typing import TypeVar
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
 from engine.risk.signals import RiskSignal
 from metrics.bundle import LifecycleMetrics
+from metrics.families import CounterChild, Family, GaugeChild, HistogramChild
 
 NO_PRODUCT = "none"
 OTHER_PRODUCT = "other"
@@ -25,7 +24,10 @@ MAX_PRODUCTS = 100
 MAX_LABEL_LENGTH = 64
 """Longest label value written: a longer product name is cut (names alike that far share it)."""
 
-_Move = tuple[Any, Any, tuple[str, str], tuple[str, str]]
+C = TypeVar("C", CounterChild, GaugeChild, HistogramChild)
+Key = TypeVar("Key", bound=tuple[str, ...])
+
+_Move = tuple[GaugeChild, GaugeChild, tuple[str, str], tuple[str, str]]
 """What a change of stage updates: the feature gauges left and entered, and the labels of
 the oldest-entry gauge left and entered."""
 
@@ -49,10 +51,11 @@ class Recorder:
         self.max_products = max_products
         self._products: dict[str, str] = {}
         self._own_labels = 0
-        self._events: dict[tuple[str, str], Any] = {}
-        self._features: dict[tuple[str, str, str], Any] = {}
-        self._steps: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
-        self._lead: dict[str, Any] = {}
+        self._events: dict[tuple[str, str], CounterChild] = {}
+        self._features: dict[tuple[str, str, str], GaugeChild] = {}
+        self._steps: dict[tuple[str, str, str], tuple[CounterChild, HistogramChild, CounterChild]]
+        self._steps = {}
+        self._lead: dict[str, HistogramChild] = {}
         self._moves: dict[tuple[str, str, str, str | None, str | None], _Move] = {}
         self._oldest = metrics.stage_oldest_entry
         self.known_types = frozenset(known_types)
@@ -159,7 +162,7 @@ class Recorder:
         return label
 
     @staticmethod
-    def _child(cache: dict[Any, Any], family: Any, key: tuple[str, ...]) -> Any:
+    def _child(cache: dict[Key, C], family: Family[C], key: Key) -> C:
         child = cache.get(key)
         if child is None:
             child = cache[key] = family.labels(*key)
@@ -180,8 +183,8 @@ class RiskMetrics:
 
     def __init__(self, metrics: LifecycleMetrics) -> None:
         self.m = metrics
-        self._gauge: dict[tuple[str, str, str], Gauge] = {}
-        self._counter: dict[tuple[str, str, str], Counter] = {}
+        self._gauge: dict[tuple[str, str, str], GaugeChild] = {}
+        self._counter: dict[tuple[str, str, str], CounterChild] = {}
 
     def reasons_changed(self, old: Reasons | None, new: Reasons) -> None:
         """A feature's reasons (or its stage, with reasons) went from ``old`` to ``new``."""
@@ -205,7 +208,7 @@ class RiskMetrics:
         for child in self._gauge.values():
             child.set(0)
 
-    def _gauge_child(self, workflow: str, stage: str, reason: str) -> Gauge:
+    def _gauge_child(self, workflow: str, stage: str, reason: str) -> GaugeChild:
         key = (workflow, stage, reason)
         child = self._gauge.get(key)
         if child is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -64,7 +64,10 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family(Collector):
+Child = TypeVar("Child", CounterChild, GaugeChild, HistogramChild)
+
+
+class Family(Collector, Generic[Child]):
     """Children by label values; ``labels(*values)`` as in ``prometheus_client``."""
 
     def __init__(
@@ -77,14 +80,14 @@ class _Family(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self.children: dict[tuple[str, ...], Any] = {}
+        self.children: dict[tuple[str, ...], Child] = {}
         if registry is not None:
             registry.register(self)
 
-    def _new_child(self) -> Any:
+    def _new_child(self) -> Child:
         raise NotImplementedError
 
-    def labels(self, *values: str) -> Any:
+    def labels(self, *values: str) -> Child:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
         key = tuple(str(v) for v in values)
@@ -93,7 +96,7 @@ class _Family(Collector):
             child = self.children[key] = self._new_child()
         return child
 
-    def _only(self) -> Any:
+    def _only(self) -> Child:
         """The one child of a family without labels (cached: hot paths use it)."""
         child = self.children.get(())
         if child is None:
@@ -107,7 +110,7 @@ class _Family(Collector):
         return []
 
 
-class Counter(_Family):
+class Counter(Family[CounterChild]):
     def _new_child(self) -> CounterChild:
         return CounterChild()
 
@@ -121,7 +124,7 @@ class Counter(_Family):
         yield family
 
 
-class Gauge(_Family):
+class Gauge(Family[GaugeChild]):
     def _new_child(self) -> GaugeChild:
         return GaugeChild()
 
@@ -135,7 +138,7 @@ class Gauge(_Family):
         yield family
 
 
-class Histogram(_Family):
+class Histogram(Family[HistogramChild]):
     def __init__(
         self,
         name: str,

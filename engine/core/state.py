@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
+from engine.core.outcomes import OutcomeKind
 from events.builder import rfc3339
 
 
@@ -236,7 +237,7 @@ class HistoryEntry(NamedTuple):
     type: str
     time: datetime
     received_at: datetime
-    outcome: str
+    outcome: OutcomeKind
     from_stage: str | None
     to_stage: str | None
     skipped: tuple[str, ...] = ()
@@ -264,7 +265,7 @@ class HistoryEntry(NamedTuple):
             type=d["type"],
             time=datetime.fromisoformat(d["time"]),
             received_at=datetime.fromisoformat(d["received_at"]),
-            outcome=d["outcome"],
+            outcome=OutcomeKind(d["outcome"]),
             from_stage=d.get("from_stage"),
             to_stage=d.get("to_stage"),
             skipped=tuple(d.get("skipped") or ()),
