@@ -25,8 +25,9 @@ issue 606).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from engine.streaming.checkpoint import (
     started_consumer,
 )
 from engine.streaming.codec import key_partition
+from engine.streaming.migrate import VersionSweep, WorkflowRefused
 from engine.streaming.outbox import Outbox
 from engine.streaming.probe import GapProbe
 from events.builder import ENGINE_SOURCE
@@ -214,6 +216,11 @@ class LifecycleApp:
         )
         self.assigned = False
         """Whether the group has assigned this worker its partitions at least once."""
+        self.turn = asyncio.Lock()
+        """Held by the agent for each batch and by the workflow migration sweep, which
+        must never interleave."""
+        self.sweep = VersionSweep(self)
+        """Migrates the features of restored partitions to the current workflow versions."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(self._run)
@@ -233,6 +240,8 @@ class LifecycleApp:
     async def _on_revoked(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
         """Partitions are moving: cached records may soon be written by another worker, and
         their offsets are no longer ours to commit (Faust has committed them by now)."""
+        await self.sweep.stop(timeout=self.config.session_timeout / 2)
+        self.sweep.forget()
         self.store.forget()
         revoked = args[0] if args else ()
         topic = self.config.events_topic
@@ -241,6 +250,7 @@ class LifecycleApp:
     async def _on_assigned(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
         """Partitions (maybe the same ones) are ours again: another worker may have written
         them meanwhile, and recovery writes RocksDB directly, so nothing cached holds."""
+        self.sweep.forget()
         self.store.forget()
         self.assigned = True
 
@@ -263,10 +273,16 @@ class LifecycleApp:
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
-            await self.handle_batch(batch)
+            async with self.turn:
+                await self.handle_batch(batch)
 
     async def handle_batch(self, batch: Sequence[Any]) -> None:
-        """Steps 1 to 4 of the module docstring for one batch of Faust events."""
+        """Steps 1 to 4 of the module docstring for one batch of Faust events (after the
+        workflow migration of partitions not swept yet: their records are here, so they
+        are restored)."""
+        partitions = {record.message.partition for record in batch}
+        if self.sweep.pending(partitions) and not await self.migrate(partitions):
+            return
         received_at = self.clock()
         last_of: dict[str, Any] = {}
         admitted = []
@@ -300,6 +316,24 @@ class LifecycleApp:
             self.store.flush(current)
             await self.queue_signals()
             self.checkpoint.done_all(admitted)
+
+    async def migrate(self, partitions: Iterable[int]) -> bool:
+        """Sweep ``partitions`` (restored) to the current workflow versions; the caller holds
+        :attr:`turn`. A refusal is logged, one line per reason, and stops the worker
+        (non-zero exit): returns ``False`` then, and nothing of the partitions is applied."""
+        try:
+            await self.sweep.sweep(partitions)
+        except WorkflowRefused as err:
+            for line in str(err).splitlines():
+                log.error("refused: %s", line)
+            await self.app.crash(err)
+            return False
+        return True
+
+    async def write_changes(self) -> None:
+        """Make durable what changed outside a batch (risk signals' history lines, workflow
+        migrations): queued with their outputs and written in the checkpoint's order."""
+        await self._write({}, ())
 
     def _signal(self, signal: RiskSignal) -> None:
         """A risk signal from the monitor: written into its feature's history only while
@@ -393,7 +427,7 @@ class LifecycleApp:
         """The risk timer's step, between batches: the history lines of the signals raised
         so far are written as a batch writes its records (changelog acknowledged, then the
         local store), and their CloudEvents go to the transitions topic, at least once."""
-        await self._write({}, ())
+        await self.write_changes()
 
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[Any]

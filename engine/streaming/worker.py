@@ -32,7 +32,13 @@ from engine.http.hook_wiring import build_hooks
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
-from engine.streaming.routing import KafkaIngest, TableReader, internal_routes, readiness
+from engine.streaming.routing import (
+    KafkaIngest,
+    TableReader,
+    internal_routes,
+    readable,
+    readiness,
+)
 from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
@@ -143,6 +149,18 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
             await housekeeping.tick()
         except Exception:  # a gauge must never stop the worker
             log.exception("worker housekeeping failed")
+
+    @lapp.app.timer(1.0)
+    async def migrate_restored() -> None:
+        """Migrate the features of restored partitions no record has arrived for yet
+        (a batch sweeps its own partitions first)."""
+        owned = readable(lapp)
+        if not lapp.sweep.pending(owned):
+            return
+        async with lapp.turn:
+            owned = readable(lapp)  # a rebalance may have begun while waiting
+            if owned:
+                await lapp.migrate(owned)
 
     @lapp.app.timer(settings.risk_interval)
     async def risk_tick() -> None:

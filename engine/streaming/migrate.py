@@ -1,0 +1,176 @@
+"""A worker started with a new workflow version migrates the features of its partitions.
+
+Once the group has assigned a worker its partitions and Faust has restored their table
+records, :class:`VersionSweep` looks at every feature of each partition once (per
+assignment), before the agent applies any record of it:
+
+- it refuses, with one line per problem, a workflow file older than the version features
+  already run under, and a new version that leaves features in a stage it neither has nor
+  maps in ``migrate`` (each such stage with how many features sit there); nothing of the
+  partition is migrated then, and the worker stops (:class:`WorkflowRefused`);
+- otherwise it migrates every feature still under an older version
+  (:meth:`engine.service.Engine.migrate`: a ``workflow.migrated`` history line, the gauges),
+  chunk by chunk, each chunk made durable as follows: the chunk's stage changes are
+  acknowledged by the broker on the transitions topic, then its table records go through the
+  checkpoint's commit order (changelog acknowledged, then the local table).
+
+Exactly once per feature: a feature's migration and its new version are one table record;
+a worker killed before that record's changelog write is acknowledged finds the feature at
+the old version again and migrates it then (its stage change is published again with the
+same CloudEvent id, never lost); after it, recovery restores the migrated record and the
+sweep leaves it alone. A rebalance waits for the chunk in flight (see
+:meth:`VersionSweep.stop`), so a partition's new owner restores everything written for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.core.state import FeatureState
+from engine.evolve.migration import (
+    needs_migration,
+    newer_message,
+    newer_versions,
+    unmapped_message,
+    unmapped_stages,
+)
+from engine.streaming.codec import key_partition
+from workflows.errors import WorkflowError
+from workflows.model import Workflow
+
+if TYPE_CHECKING:  # the app makes its sweep
+    from engine.streaming.app import LifecycleApp
+
+log = logging.getLogger(__name__)
+
+
+class WorkflowRefused(WorkflowError):
+    """The worker's workflow files cannot take the features of its partitions (the message
+    says why, one line per workflow and stage)."""
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did."""
+
+    partitions: frozenset[int]
+    looked_at: int
+    migrated: int
+
+
+class VersionSweep:
+    """Migrates the features of a worker's restored partitions, once per assignment.
+
+    Args:
+        lapp: the worker's app (its store, engine, agent and commit order).
+        chunk: features migrated per durable write.
+
+    Callers hold :attr:`LifecycleApp.turn` (the agent's batch loop does, and the worker's
+    timer takes it), so a sweep never interleaves with a batch.
+    """
+
+    def __init__(self, lapp: LifecycleApp, chunk: int = 500) -> None:
+        self.lapp = lapp
+        self.chunk = chunk
+        self.swept: set[int] = set()
+        """Partitions swept since they were last assigned."""
+        self._stopping = False
+
+    def forget(self) -> None:
+        """Partitions moved: sweep what is assigned next again (it may hold features another
+        worker of an older version wrote meanwhile)."""
+        self.swept.clear()
+        self._stopping = False
+
+    def pending(self, partitions: Iterable[int]) -> frozenset[int]:
+        """Which of ``partitions`` are not swept yet."""
+        return frozenset(partitions) - self.swept
+
+    async def stop(self, timeout: float) -> None:
+        """A rebalance is revoking partitions: stop after the chunk in flight, and wait (at
+        most ``timeout`` seconds) until it is durable."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self.lapp.turn.acquire(), timeout)
+        except TimeoutError:
+            log.warning("the workflow migration did not finish its chunk in %.0fs", timeout)
+            return
+        self.lapp.turn.release()
+
+    async def sweep(self, partitions: Iterable[int]) -> SweepResult:
+        """Check and migrate every feature of ``partitions`` not swept yet (restored: the
+        caller knows). The caller holds :attr:`LifecycleApp.turn`.
+
+        Raises:
+            WorkflowRefused: features of these partitions run under a newer version, or
+                sit in a stage the new version drops without a ``migrate`` entry; nothing
+                was migrated.
+        """
+        todo = self.pending(partitions)
+        if not todo:
+            return SweepResult(todo, 0, 0)
+        lapp = self.lapp
+        count = lapp.config.partitions
+        states = [s for s in lapp.store.features() if key_partition(s.id, count) in todo]
+        refusals(lapp.workflows.by_name.values(), states)
+        stale = [
+            s.id
+            for s in states
+            if s.workflow in lapp.workflows.by_name
+            and needs_migration(s, lapp.workflows.by_name[s.workflow])
+        ]
+        migrated = 0
+        for start in range(0, len(stale), self.chunk):
+            if self._stopping:
+                log.info("workflow migration paused by a rebalance after %d features", migrated)
+                return SweepResult(frozenset(), len(states), migrated)
+            migrated += await self._migrate(stale[start : start + self.chunk])
+        self.swept |= todo
+        if stale:
+            log.info(
+                "partitions %s: %d of %d features migrated to the current workflow versions",
+                sorted(todo),
+                migrated,
+                len(states),
+            )
+        return SweepResult(todo, len(states), migrated)
+
+    async def _migrate(self, features: list[str]) -> int:
+        """Migrate ``features`` and make it durable: stage changes acknowledged first, then
+        the table records in the checkpoint's commit order."""
+        lapp = self.lapp
+        now = lapp.clock()
+        done = 0
+        for fid in features:
+            outcome = lapp.engine.migrate(fid, now)
+            if outcome is None:
+                continue
+            done += 1
+            await lapp.agent.announce(outcome)
+        # A crash between the two steps publishes these stage changes again (same ids)
+        # when the features, still at the old version, are migrated again: never lost.
+        await lapp.committer.delivered()
+        await lapp.write_changes()
+        return done
+
+
+def refusals(workflows: Iterable[Workflow], states: list[FeatureState]) -> None:
+    """Raise :class:`WorkflowRefused` listing every reason ``states`` cannot run under
+    ``workflows`` (a newer version already runs; an occupied stage gone and unmapped)."""
+    problems = []
+    for wf in workflows:
+        newer = newer_versions(wf, states)
+        if newer:
+            problems.append(newer_message(wf, newer))
+        unmapped = unmapped_stages(wf, states)
+        if unmapped:
+            problems.append(unmapped_message(wf, unmapped))
+    if problems:
+        raise WorkflowRefused("\n".join(problems))
+
+
+__all__ = ["SweepResult", "VersionSweep", "WorkflowRefused", "refusals"]
