@@ -58,7 +58,7 @@ def newer_versions(workflow: Workflow, states: Iterable[FeatureState]) -> dict[i
 def newer_message(workflow: Workflow, newer: Mapping[int, int]) -> str:
     """The start-up refusal of a file older than the version features run under (one line)."""
     runs = ", ".join(
-        f"{n} feature{'s' if n != 1 else ''} under version {v}" for v, n in newer.items()
+        f"{n} feature{'s run' if n != 1 else ' runs'} under version {v}" for v, n in newer.items()
     )
     return (
         f"{workflow.source or workflow.name}: version: workflow {workflow.name!r} is version "

@@ -59,6 +59,7 @@ from engine.streaming.codec import key_partition
 from engine.streaming.migrate import VersionSweep, WorkflowRefused
 from engine.streaming.outbox import Outbox
 from engine.streaming.probe import GapProbe
+from engine.streaming.versions import version_record, versions_topic
 from events.builder import ENGINE_SOURCE
 from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
@@ -109,6 +110,8 @@ class StreamingConfig:
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
+    migrate_chunk: int = 500
+    """Features migrated to a new workflow version per durable write."""
     events_retention_ms: int = -1
     """``retention.ms`` of the events topic when the worker creates it: -1 keeps every
     event, for it is the log a replay reads (an existing topic keeps its own setting)."""
@@ -166,6 +169,18 @@ class LifecycleApp:
         )
         self.transitions = self._topic(config.transitions_topic)
         self.dlq = self._topic(config.dlq_topic)
+        self.versions = self.app.topic(
+            versions_topic(config.app_id),
+            partitions=1,
+            internal=True,
+            compacting=True,
+            deleting=False,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        """The workflow versions the group ran (see :mod:`engine.streaming.versions`)."""
         self.table = self.app.Table(
             TABLE_NAME,
             key_type=str,
@@ -219,7 +234,7 @@ class LifecycleApp:
         self.turn = asyncio.Lock()
         """Held by the agent for each batch and by the workflow migration sweep, which
         must never interleave."""
-        self.sweep = VersionSweep(self)
+        self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
         """Migrates the features of restored partitions to the current workflow versions."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
@@ -335,6 +350,17 @@ class LifecycleApp:
         migrations): queued with their outputs and written in the checkpoint's order."""
         await self._write({}, ())
 
+    async def record_versions(self) -> None:
+        """Record the workflow versions this worker runs in the group's versions topic and
+        wait until the broker has them (a later start with a changed file under the same
+        version, or an older one, is then refused)."""
+        await self.versions.maybe_declare()
+        topic = self.versions.get_topic_name()
+        for workflow in self.workflows.by_name.values():
+            key, value = version_record(workflow)
+            await self._publish(topic, key, value, ())
+        await self.committer.delivered()
+
     def _signal(self, signal: RiskSignal) -> None:
         """A risk signal from the monitor: written into its feature's history only while
         this worker owns the feature's partition (the monitor may still hold features of a
@@ -437,7 +463,7 @@ class LifecycleApp:
         if self.direct:
             await self.outbox.add(topic, key, value, headers)
             return
-        by_name = {t.get_topic_name(): t for t in (self.transitions, self.dlq)}
+        by_name = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
         by_name[topic].send_soon(key=key, value=value, headers=list(headers))
 
     @property

@@ -79,6 +79,9 @@ class VersionSweep:
         self.swept: set[int] = set()
         """Partitions swept since they were last assigned."""
         self._stopping = False
+        self.recorded = False
+        """Whether this worker recorded its workflow versions (once the first partitions
+        it swept passed the checks)."""
 
     def forget(self) -> None:
         """Partitions moved: sweep what is assigned next again (it may hold features another
@@ -117,6 +120,9 @@ class VersionSweep:
         count = lapp.config.partitions
         states = [s for s in lapp.store.features() if key_partition(s.id, count) in todo]
         refusals(lapp.workflows.by_name.values(), states)
+        if not self.recorded:
+            await lapp.record_versions()
+            self.recorded = True
         stale = [
             s.id
             for s in states
