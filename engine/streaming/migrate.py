@@ -117,8 +117,7 @@ class VersionSweep:
         if not todo:
             return SweepResult(todo, 0, 0)
         lapp = self.lapp
-        count = lapp.config.partitions
-        states = [s for s in lapp.store.features() if key_partition(s.id, count) in todo]
+        looked_at, states = self._candidates(todo)
         refusals(lapp.workflows.by_name.values(), states)
         if not self.recorded:
             await lapp.record_versions()
@@ -133,7 +132,7 @@ class VersionSweep:
         for start in range(0, len(stale), self.chunk):
             if self._stopping:
                 log.info("workflow migration paused by a rebalance after %d features", migrated)
-                return SweepResult(frozenset(), len(states), migrated)
+                return SweepResult(frozenset(), looked_at, migrated)
             migrated += await self._migrate(stale[start : start + self.chunk])
         self.swept |= todo
         if stale:
@@ -141,9 +140,29 @@ class VersionSweep:
                 "partitions %s: %d of %d features migrated to the current workflow versions",
                 sorted(todo),
                 migrated,
-                len(states),
+                looked_at,
             )
-        return SweepResult(todo, len(states), migrated)
+        return SweepResult(todo, looked_at, migrated)
+
+    def _candidates(self, todo: frozenset[int]) -> tuple[int, list[FeatureState]]:
+        """How many features ``todo`` holds, and the state of each that may not run the
+        current version of its workflow: every feature changed since the last write, and
+        every restored record that does not plainly say so (:func:`runs_current`), so the
+        common start-up, nothing to migrate, costs no decoding of whole records."""
+        lapp = self.lapp
+        count = lapp.config.partitions
+        current = {wf.name.encode(): wf.version for wf in lapp.workflows.by_name.values()}
+        pending = set(lapp.store.pending)
+        maybe: list[str] = [f for f in pending if key_partition(f, count) in todo]
+        looked_at = len(maybe)
+        for fid, value in list(lapp.table.items()):
+            if fid in pending or key_partition(fid, count) not in todo:
+                continue
+            looked_at += 1
+            if not runs_current(value, current):
+                maybe.append(fid)
+        states = [s for s in map(lapp.store.get, maybe) if s is not None]
+        return looked_at, states
 
     async def _migrate(self, features: list[str]) -> int:
         """Migrate ``features`` and make it durable: stage changes acknowledged first, then
@@ -164,6 +183,39 @@ class VersionSweep:
         return done
 
 
+VERSION_FIELD = b'"workflow_version":'
+WORKFLOW_FIELD = b'"workflow":"'
+
+
+def runs_current(value: object, current: dict[bytes, int]) -> bool:
+    """Whether a raw table record plainly runs the current version of its workflow
+    (``current``: workflow name -> version), read without decoding the record.
+
+    Looks for the state's ``"workflow":"..."`` and its last ``"workflow_version":N``: in
+    the JSON of a record no other unescaped occurrence can come after the state's version
+    (user-named keys only hold numbers or objects, and history lines have neither field).
+    ``False`` whenever in doubt (another record format, a field not found), and the record
+    is then decoded in full: a wrong ``False`` costs time, never a migration.
+    """
+    if not isinstance(value, bytes):
+        return False
+    at = value.rfind(VERSION_FIELD)
+    named = value.find(WORKFLOW_FIELD)
+    if at < 0 or named < 0:
+        return False
+    start = at + len(VERSION_FIELD)
+    end = start
+    while end < len(value) and 48 <= value[end] <= 57:  # ASCII digits
+        end += 1
+    if end == start or end - start > 9 or value[end : end + 1] not in (b",", b"}"):
+        return False
+    name_start = named + len(WORKFLOW_FIELD)
+    name_end = value.find(b'"', name_start)
+    if name_end < 0:
+        return False
+    return current.get(value[name_start:name_end]) == int(value[start:end])
+
+
 def refusals(workflows: Iterable[Workflow], states: list[FeatureState]) -> None:
     """Raise :class:`WorkflowRefused` listing every reason ``states`` cannot run under
     ``workflows`` (a newer version already runs; an occupied stage gone and unmapped)."""
@@ -179,4 +231,4 @@ def refusals(workflows: Iterable[Workflow], states: list[FeatureState]) -> None:
         raise WorkflowRefused("\n".join(problems))
 
 
-__all__ = ["SweepResult", "VersionSweep", "WorkflowRefused", "refusals"]
+__all__ = ["SweepResult", "VersionSweep", "WorkflowRefused", "refusals", "runs_current"]

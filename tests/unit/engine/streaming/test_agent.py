@@ -16,11 +16,14 @@ import pytest
 import yaml
 from faust.types import TP
 
+from engine.core.state import FeatureState
 from engine.service import Engine
+from engine.stores.faust_table import encode_record
 from engine.streaming import codec
 from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app, make_current
 from engine.streaming.codec import key_partition
+from engine.streaming.migrate import runs_current
 from events.builder import ENGINE_SOURCE
 from events.envelope import utc_now, validate_event
 from tests.integration.kafka.workload import T0, cloud_event
@@ -371,7 +374,16 @@ def restored_v1(workflows: Workflows, lapp: LifecycleApp, ids: list[str]) -> Non
             event = validate_event(raw, workflows.event_types, T0)
             assert event is not None
             engine.apply(event, T0)
-    lapp.store.drain()
+    restore(lapp, lapp.store.drain())
+
+
+def restore(lapp: LifecycleApp, records: list[tuple[str, bytes]]) -> None:
+    """Write ``records`` to the worker's local table, as Faust's recovery does, and drop
+    what the store cached (a new assignment)."""
+    for fid, value in records:
+        make_current(Record(Message(fid.encode(), b"", 0, partition=key_partition(fid, 8))))
+        lapp.table.data[fid] = value  # type: ignore[attr-defined]
+    lapp.store.forget()
 
 
 def migrated_lines(lapp: LifecycleApp, fid: str) -> list[dict[str, Any]]:
@@ -457,9 +469,9 @@ def test_a_worker_refuses_features_its_file_cannot_take_and_migrates_nothing(
         lapp = make_lapp(workflows, tmp_path, outbox)
         newer = make_lapp(version_2(), tmp_path / "v2", FakeOutbox())
         restored_v1(workflows, newer, [f"F{i}" for i in range(40)])
-        for state in newer.store.features():
+        for state in list(newer.store.features()):
             newer.engine.migrate(state.id, T0)
-            lapp.store._cache[state.id] = newer.store._cache[state.id]  # restored here
+        restore(lapp, newer.store.drain())
     monkeypatch.setattr(lapp, "record_versions", _nothing)
     crashed: list[BaseException] = []
 
@@ -477,3 +489,26 @@ def test_a_worker_refuses_features_its_file_cannot_take_and_migrates_nothing(
 
 async def _nothing() -> None:
     return None
+
+
+@pytest.mark.parametrize(
+    ("version", "kpis", "title", "plainly"),
+    [
+        (2, {}, "t", True),
+        (1, {}, "t", False),
+        (1, {"workflow_version": 2.0, "workflow": 1.0}, "t", False),
+        (1, {}, '"workflow_version":2}', False),
+        (2, {"workflow_version": 1.0}, '"workflow":"other"', True),
+    ],
+)
+def test_a_restored_record_is_judged_current_without_decoding_only_when_it_is(
+    version: int, kpis: dict[str, float], title: str, plainly: bool
+) -> None:
+    state = FeatureState(
+        "F1", "feature", "design", T0, T0, title=title, kpis=kpis, workflow_version=version
+    )
+    history = [{"event_id": "e", "type": "workflow.migrated", "reason": "version 1 -> 2"}]
+    value = encode_record(state, history, 7)
+    assert runs_current(value, {b"feature": 2}) is plainly
+    assert runs_current(value, {b"other": version}) is False
+    assert runs_current(value.decode(), {b"feature": 2}) is False  # not bytes: decode it
