@@ -232,8 +232,8 @@ class LifecycleApp:
         self.assigned = False
         """Whether the group has assigned this worker its partitions at least once."""
         self.turn = asyncio.Lock()
-        """Held by the agent for each batch and by the workflow migration sweep, which
-        must never interleave."""
+        """Held by the agent for each batch, by the workflow migration sweep and by the
+        risk timer: each writes the table through the outbox, and none may interleave."""
         self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
         """Migrates the features of restored partitions to the current workflow versions."""
         self.app.on_partitions_revoked.connect(self._on_revoked)

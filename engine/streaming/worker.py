@@ -172,8 +172,11 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         if lapp.app.rebalancing:
             return
         try:
-            lapp.monitor.tick(lapp.clock())
-            await lapp.send_signals()
+            # Its turn: its table writes never fall between a batch's (or a migration's)
+            # outputs and their records.
+            async with lapp.turn:
+                lapp.monitor.tick(lapp.clock())
+                await lapp.send_signals()
         except Exception:  # risk upkeep must never stop the worker
             log.exception("worker risk evaluation failed")
 
