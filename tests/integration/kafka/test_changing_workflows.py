@@ -199,23 +199,25 @@ def table_records(bootstrap: str, events_topic: str) -> dict[str, dict[str, Any]
     return last
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_worker_started_with_a_new_version_migrates_every_feature_and_announces_it(
-    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path, guarantee: str
 ) -> None:
     folder = v1_folder(tmp_path)
+    env = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_PROCESSING_GUARANTEE": guarantee}
     names = [f"M-{i}" for i in range(12)]
     designed = names[:6]
     records = []
     for fid in names:
         records += to_design(fid) if fid in designed else to_design(fid)[:2]
     produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
-    worker = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    worker = make_worker("w", **env)
     worker.wait_ready()
     wait_for(lambda: worker.processed() >= len(records), 90, "v1 applied", worker)
     worker.stop()
 
     shutil.copy(version_2(tmp_path / "staged"), folder / "feature.yaml")
-    worker = make_worker("w", port=worker.port, LIFECYCLE_WORKFLOWS=str(folder))
+    worker = make_worker("w", port=worker.port, **env)
     worker.wait_ready()
     # No event arrives: every feature migrates because the worker started with version 2.
     wait_for(lambda: all(len(migrations(worker, f)) == 1 for f in names), 90, "migrated", worker)
@@ -241,7 +243,7 @@ def test_a_worker_started_with_a_new_version_migrates_every_feature_and_announce
 
     # A second start with the same file changes nothing.
     worker.stop()
-    worker = make_worker("w", port=worker.port, LIFECYCLE_WORKFLOWS=str(folder))
+    worker = make_worker("w", port=worker.port, **env)
     worker.wait_ready()
     time.sleep(3)
     assert all(len(migrations(worker, f)) == 1 for f in names)
