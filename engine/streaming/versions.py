@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.config.kafka_security import KafkaSecurity
 from engine.stores.sqlite_log import RecordedVersion
+from events.errors import KafkaUnreachable
 from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def read_versions(
     the worker's event loop runs, so it blocks.
 
     Raises:
-        TimeoutError: the topic could not be read to its end within ``timeout`` seconds.
+        KafkaUnreachable: the topic could not be read to its end within ``timeout`` seconds.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -84,7 +85,9 @@ def read_versions(
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took more than {timeout:.0f}s")
+                raise KafkaUnreachable(
+                    f"could not read the workflow versions in {topic} within {timeout:.0f}s"
+                )
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     recorded = parse_record(record.value)
