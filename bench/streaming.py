@@ -7,7 +7,10 @@ to a fresh 8-partition topic, then measures in the same run:
 (b) Faust ceiling: a bare faust-streaming agent with the worker's own Faust settings that
     only decodes each record (``bench/faust_ceiling.py``): what any Faust agent can reach;
 (c) worker: a real ``lifecycle`` streaming worker (a subprocess, RocksDB table, changelog,
-    transitions topic) processing the same records to their final states.
+    transitions topic) processing the same records to their final states;
+(d) replay: the streaming form of ``lifecycle replay``, a worker with an application id of
+    its own (so tables of its own) and its own transitions topic, rebuilding the state from
+    the start of the same topic (issue 15: its rate is printed beside the worker's).
 
 Both rates are records per second from the first record handled to the last, so the
 worker's start-up (group join, table recovery) is left out, as a consumer's would be. The
@@ -173,8 +176,9 @@ def ceiling_rate(bootstrap: str, topic: str, expected: int, timeout: float) -> f
     return rate
 
 
-def worker_rate(bootstrap: str, topic: str, expected: int, timeout: float) -> float:
-    """Run a worker over ``topic`` until it processed ``expected`` records; records/s."""
+def worker_rate(bootstrap: str, topic: str, expected: int, timeout: float, **extra: str) -> float:
+    """Run a worker over ``topic`` until it processed ``expected`` records; records/s.
+    ``extra``: more ``LIFECYCLE_*`` settings of the worker."""
     data_dir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -188,6 +192,7 @@ def worker_rate(bootstrap: str, topic: str, expected: int, timeout: float) -> fl
         "LIFECYCLE_DATA_DIR": str(data_dir),
         "LIFECYCLE_HTTP_PORT": str(port),
         "LIFECYCLE_PARTITIONS": str(PARTITIONS),
+        **extra,
     }
     proc = _spawn(["-m", "engine.streaming.worker"], env, data_dir / "worker.log")
     first = None
@@ -242,6 +247,18 @@ def main() -> int:
     print(
         f"ratio worker/raw: {worker / raw:.2f} (target >= 0.50); "
         f"worker/bare Faust agent: {worker / ceiling:.2f}"
+    )
+    replay = worker_rate(
+        args.bootstrap,
+        topic,
+        len(records),
+        args.timeout,
+        LIFECYCLE_APP_ID=f"replay-{topic}",
+        LIFECYCLE_TRANSITIONS_TOPIC=f"{topic}.transitions.replay",
+    )
+    print(
+        f"replay (new application id, from start): {replay:12,.0f} events/s"
+        f"  (ratio to the worker {replay / worker:.2f})"
     )
     return 0
 

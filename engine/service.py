@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.processor import IGNORED, Outcome, process
-from engine.core.state import FeatureState
 from engine.evolve.migration import migrated
 from engine.observe import Recorder
 from engine.stores.base import FeatureStore, TrackingStore
@@ -47,12 +46,22 @@ class Engine:
         self.on_outcome = on_outcome
         self._versions = {name: wf.version for name, wf in workflows.by_name.items()}
 
-    def _migrate(self, state: FeatureState, now: datetime) -> FeatureState:
-        """Move a feature met under an older version of its workflow to the current one,
-        before its event (exactly once: the new version is stored with it). The embedded
-        mode migrates every feature at start-up; a streaming worker restarted with a new
-        workflow file migrates each feature here, at its next event."""
-        workflow = self.workflows.by_name[state.workflow]
+    def migrate(self, feature_id: str, now: datetime) -> Outcome | None:
+        """Move a feature met under an older version of its workflow to the current one and
+        commit it (exactly once: the new version is stored with it); ``None``: nothing to do
+        (unknown, current, or its stage is gone and unmapped, which start-up refuses).
+
+        The embedded mode migrates every feature at start-up (:mod:`engine.evolve.apply`);
+        a streaming worker migrates every feature of its partitions once they are restored
+        (:mod:`engine.streaming.migrate`), and at a feature's next event (before it) should
+        one have been missed. The caller publishes the outcome's stage change, if any.
+        """
+        state = self.store.get(feature_id)
+        if state is None:
+            return None
+        workflow = self.workflows.by_name.get(state.workflow)
+        if workflow is None or state.workflow_version >= workflow.version:
+            return None
         try:
             outcome = migrated(state, workflow, now)
         except ValueError:
@@ -63,9 +72,9 @@ class Engine:
                 workflow.name,
                 workflow.version,
             )
-            return state
+            return None
         if outcome is None or outcome.state is None:
-            return state
+            return None
         self.store.commit(outcome)
         try:
             if self.recorder is not None:
@@ -74,7 +83,7 @@ class Engine:
                 self.on_outcome(outcome, now)
         except Exception:
             log.exception("after migrating %s", state.id)
-        return outcome.state
+        return outcome
 
     def apply(self, event: Event, received_at: datetime, position: int | None = None) -> Outcome:
         """Apply one valid event and persist its outcome; returns the outcome.
@@ -85,10 +94,11 @@ class Engine:
         """
         started = time.perf_counter()
         state = self.store.get(event.feature)
-        if state is not None and state.workflow_version != self._versions.get(
+        if state is not None and state.workflow_version < self._versions.get(
             state.workflow, state.workflow_version
         ):
-            state = self._migrate(state, received_at)
+            self.migrate(event.feature, received_at)
+            state = self.store.get(event.feature)
         outcome = process(self.workflows, state, event, received_at)
         if outcome.outcome != IGNORED:
             if position is None:

@@ -61,17 +61,34 @@ clock may run ahead, but a business time in the year 9999 is a mistake, not a sk
 MAX_DEPTH = 200
 """Deepest nesting of JSON arrays and objects read (the JSON parser's limit); deeper: 400."""
 
-_MAYBE_NOT_FINITE = (
-    re.compile(rb"[eE]\+?\d{3}|\d{300}"),
-    re.compile(r"[eE]\+?\d{3}|\d{300}"),
-)
-"""Where a JSON number may overflow a float (bytes, text): only then is the value walked."""
+_EXPONENT = (re.compile(rb"[eE]\+?\d{3}"), re.compile(r"[eE]\+?\d{3}"))
+_LONG_NUMBER = (re.compile(rb"\d{300}"), re.compile(r"\d{300}"))
 
-_SUSPECT = (
-    re.compile(rb"NaN|Infinity|[eE]\+?\d{3}|\d{300}"),
-    re.compile(r"NaN|Infinity|[eE]\+?\d{3}|\d{300}"),
-)
-"""What sends a body off the fast path to :func:`decode_json` (which refuses it if it is one)."""
+
+def _maybe_not_finite(body: bytes | str) -> bool:
+    """Whether a JSON number of ``body`` may overflow a float: only then is the value walked.
+
+    Two plain patterns rather than one with alternatives (``a|b``), which Python's regular
+    expressions try at every position: 2 microseconds per event instead of 5.
+    """
+    text = isinstance(body, str)
+    return (
+        _EXPONENT[text].search(body) is not None  # type: ignore[arg-type]
+        or _LONG_NUMBER[text].search(body) is not None  # type: ignore[arg-type]
+    )
+
+
+def _suspect(body: bytes | str) -> bool:
+    """What sends a body off the fast path to :func:`decode_json` (which refuses it if it is
+    one): ``NaN`` or ``Infinity`` anywhere (a substring test, far cheaper than a pattern),
+    or a number that may overflow a float."""
+    if isinstance(body, str):
+        if "NaN" in body or "Infinity" in body:
+            return True
+    elif b"NaN" in body or b"Infinity" in body:
+        return True
+    return _maybe_not_finite(body)
+
 
 JSON_TYPES = ("application/json", "text/json")
 STRUCTURED = "application/cloudevents+json"
@@ -209,7 +226,7 @@ def decode_json(body: bytes | str) -> Any:
         elif "recursion limit" in reason:
             reason = f"nested deeper than {MAX_DEPTH} levels: {reason}"
         raise MalformedEvent([Problem("", f"body is not valid JSON: {reason}")]) from err
-    if _MAYBE_NOT_FINITE[isinstance(body, str)].search(body):  # type: ignore[arg-type]
+    if _maybe_not_finite(body):
         where = _not_finite(value)
         if where is not None:
             raise MalformedEvent([Problem(where, "must be a finite number")])
@@ -496,7 +513,7 @@ def decode_event(
         MalformedEvent: every problem found.
     """
     try:
-        if _SUSPECT[isinstance(body, str)].search(body):  # type: ignore[arg-type]
+        if _suspect(body):
             raise ValueError("maybe not finite: the full check decides")
         ce = _TYPED.validate_json(body)
         text = ce.get("time")

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     events_retention_ms: int = Field(default=-1, ge=-1)
     """``retention.ms`` a worker gives the events topic when it creates it: -1 (default)
     keeps every event, as a replay needs (the topic is the streaming mode's event log)."""
+    migrate_chunk: int = Field(default=500, ge=1)
+    """Features a streaming worker migrates to a new workflow version per durable write."""
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     app_id: str | None = None
     """A worker's Faust app id: its consumer group and the prefix of its changelog topic.

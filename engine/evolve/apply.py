@@ -36,10 +36,12 @@ from workflows.model import Workflow
 
 
 def version_problems(
-    workflows: Iterable[Workflow], recorded: dict[tuple[str, int], RecordedVersion]
+    workflows: Iterable[Workflow],
+    recorded: dict[tuple[str, int], RecordedVersion],
+    ran_by: str = "this database",
 ) -> list[str]:
-    """One line per workflow the file's history refuses: changed without a new version, or
-    older than a version already run."""
+    """One line per workflow the recorded versions refuse: changed without a new version, or
+    older than a version already run (``ran_by``: who ran them, for the message)."""
     problems = []
     for wf in workflows:
         where = wf.source or wf.name
@@ -47,13 +49,13 @@ def version_problems(
         if ran is not None and ran.fingerprint != wf.fingerprint:
             problems.append(
                 f"{where}: version: workflow {wf.name!r} changed but is still version "
-                f"{wf.version}, which this database already ran: give the change a new version"
+                f"{wf.version}, which {ran_by} already ran: give the change a new version"
             )
         newest = max((v for (name, v) in recorded if name == wf.name), default=0)
         if wf.version < newest:
             problems.append(
-                f"{where}: version: workflow {wf.name!r} is version {wf.version}, but this "
-                f"database already runs version {newest}: start with that file or a newer one"
+                f"{where}: version: workflow {wf.name!r} is version {wf.version}, but {ran_by} "
+                f"already runs version {newest}: start with that file or a newer one"
             )
     return problems
 

@@ -40,8 +40,30 @@ def target_stage(state: FeatureState, workflow: Workflow) -> str | None:
 
 
 def needs_migration(state: FeatureState, workflow: Workflow) -> bool:
-    """Whether ``state`` runs under ``workflow`` at another version than ``workflow``'s."""
-    return state.workflow == workflow.name and state.workflow_version != workflow.version
+    """Whether ``state`` runs under an older version of ``workflow`` (never a newer one: a
+    feature is not moved back, see :func:`newer_versions`)."""
+    return state.workflow == workflow.name and state.workflow_version < workflow.version
+
+
+def newer_versions(workflow: Workflow, states: Iterable[FeatureState]) -> dict[int, int]:
+    """Versions of ``workflow`` newer than this file's that features already run under, with
+    how many features run under each (an engine started with an older file must refuse)."""
+    counts: Counter[int] = Counter()
+    for state in states:
+        if state.workflow == workflow.name and state.workflow_version > workflow.version:
+            counts[state.workflow_version] += 1
+    return dict(sorted(counts.items()))
+
+
+def newer_message(workflow: Workflow, newer: Mapping[int, int]) -> str:
+    """The start-up refusal of a file older than the version features run under (one line)."""
+    runs = ", ".join(
+        f"{n} feature{'s run' if n != 1 else ' runs'} under version {v}" for v, n in newer.items()
+    )
+    return (
+        f"{workflow.source or workflow.name}: version: workflow {workflow.name!r} is version "
+        f"{workflow.version}, but {runs}: start with that file or a newer one"
+    )
 
 
 def unmapped_stages(workflow: Workflow, states: Iterable[FeatureState]) -> dict[str, int]:

@@ -36,13 +36,18 @@ Publish = Callable[[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]
 """Queue one output record: topic, key, value, headers."""
 
 
-def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) -> dict[str, Any]:
+def stage_changed(
+    outcome: Outcome, event_id: str, source: str, ce_source: str, *, per_feature: bool = False
+) -> dict[str, Any]:
     """The CloudEvent announcing a stage change (``outcome`` applied, from != to).
 
     Its ``id`` is derived from the cause (``source``, ``event_id``), so if a crash makes the
     worker publish it again, consumers see the same id and can drop the repeat.
+    ``per_feature``: the cause is one of the engine's own lines, whose ``event_id`` is the
+    same for every feature (a ``workflow.migrated``), so the feature is part of the id too.
     """
-    digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
+    cause = f"{source}\x1f{event_id}" + (f"\x1f{outcome.feature}" if per_feature else "")
+    digest = hashlib.sha1(cause.encode()).hexdigest()
     state = outcome.state
     return cloud_event(
         STAGE_CHANGED,
@@ -150,6 +155,9 @@ class Agent:
         if stored is not None and offset <= stored:
             await self._resend(event)
             return event.feature
+        migration = self.engine.migrate(event.feature, received_at)
+        if migration is not None:  # one the start-up sweep missed: before its event
+            await self.announce(migration)
         outcome = self.engine.apply(event, received_at, position=offset)
         if is_stage_change(outcome):
             await self._send_transition(outcome, event.id, event.source)
@@ -178,8 +186,20 @@ class Agent:
                     )
                     await self._send_transition(outcome, event.id, event.source)
 
-    async def _send_transition(self, outcome: Outcome, event_id: str, source: str) -> None:
-        value = codec.encode(stage_changed(outcome, event_id, source, self.source))
+    async def announce(self, migration: Outcome) -> None:
+        """Queue the stage change of a migration (``workflow.migrated``), if it moved the
+        feature, like any other stage change; its id is derived from the feature and the
+        versions, so a migration announced again after a crash carries the same id."""
+        if not is_stage_change(migration) or not migration.entries:
+            return
+        line = migration.entries[-1]
+        await self._send_transition(migration, line.event_id, line.source, per_feature=True)
+
+    async def _send_transition(
+        self, outcome: Outcome, event_id: str, source: str, *, per_feature: bool = False
+    ) -> None:
+        change = stage_changed(outcome, event_id, source, self.source, per_feature=per_feature)
+        value = codec.encode(change)
         key = outcome.feature.encode("utf-8")
         await self.publish(self.transitions_topic, key, value, CLOUDEVENT_HEADERS)
 

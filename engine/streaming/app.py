@@ -25,8 +25,9 @@ issue 606).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,8 +56,10 @@ from engine.streaming.checkpoint import (
     started_consumer,
 )
 from engine.streaming.codec import key_partition
+from engine.streaming.migrate import VersionSweep, WorkflowRefused
 from engine.streaming.outbox import Outbox
 from engine.streaming.probe import GapProbe
+from engine.streaming.versions import version_record, versions_topic
 from events.builder import ENGINE_SOURCE
 from events.envelope import utc_now
 from metrics.bundle import LifecycleMetrics
@@ -107,6 +110,8 @@ class StreamingConfig:
     """TLS and SASL of every Kafka client of the worker (Faust's and the gap probe)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
+    migrate_chunk: int = 500
+    """Features migrated to a new workflow version per durable write."""
     events_retention_ms: int = -1
     """``retention.ms`` of the events topic when the worker creates it: -1 keeps every
     event, for it is the log a replay reads (an existing topic keeps its own setting)."""
@@ -164,6 +169,18 @@ class LifecycleApp:
         )
         self.transitions = self._topic(config.transitions_topic)
         self.dlq = self._topic(config.dlq_topic)
+        self.versions = self.app.topic(
+            versions_topic(config.app_id),
+            partitions=1,
+            internal=True,
+            compacting=True,
+            deleting=False,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        """The workflow versions the group ran (see :mod:`engine.streaming.versions`)."""
         self.table = self.app.Table(
             TABLE_NAME,
             key_type=str,
@@ -214,6 +231,11 @@ class LifecycleApp:
         )
         self.assigned = False
         """Whether the group has assigned this worker its partitions at least once."""
+        self.turn = asyncio.Lock()
+        """Held by the agent for each batch, by the workflow migration sweep and by the
+        risk timer: each writes the table through the outbox, and none may interleave."""
+        self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
+        """Migrates the features of restored partitions to the current workflow versions."""
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(self._run)
@@ -233,6 +255,8 @@ class LifecycleApp:
     async def _on_revoked(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
         """Partitions are moving: cached records may soon be written by another worker, and
         their offsets are no longer ours to commit (Faust has committed them by now)."""
+        await self.sweep.stop(timeout=self.config.session_timeout / 2)
+        self.sweep.forget()
         self.store.forget()
         revoked = args[0] if args else ()
         topic = self.config.events_topic
@@ -241,6 +265,7 @@ class LifecycleApp:
     async def _on_assigned(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
         """Partitions (maybe the same ones) are ours again: another worker may have written
         them meanwhile, and recovery writes RocksDB directly, so nothing cached holds."""
+        self.sweep.forget()
         self.store.forget()
         self.assigned = True
 
@@ -263,10 +288,16 @@ class LifecycleApp:
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
-            await self.handle_batch(batch)
+            async with self.turn:
+                await self.handle_batch(batch)
 
     async def handle_batch(self, batch: Sequence[Any]) -> None:
-        """Steps 1 to 4 of the module docstring for one batch of Faust events."""
+        """Steps 1 to 4 of the module docstring for one batch of Faust events (after the
+        workflow migration of partitions not swept yet: their records are here, so they
+        are restored)."""
+        partitions = {record.message.partition for record in batch}
+        if self.sweep.pending(partitions) and not await self.migrate(partitions):
+            return
         received_at = self.clock()
         last_of: dict[str, Any] = {}
         admitted = []
@@ -300,6 +331,35 @@ class LifecycleApp:
             self.store.flush(current)
             await self.queue_signals()
             self.checkpoint.done_all(admitted)
+
+    async def migrate(self, partitions: Iterable[int]) -> bool:
+        """Sweep ``partitions`` (restored) to the current workflow versions; the caller holds
+        :attr:`turn`. A refusal is logged, one line per reason, and stops the worker
+        (non-zero exit): returns ``False`` then, and nothing of the partitions is applied."""
+        try:
+            await self.sweep.sweep(partitions)
+        except WorkflowRefused as err:
+            for line in str(err).splitlines():
+                log.error("refused: %s", line)
+            await self.app.crash(err)
+            return False
+        return True
+
+    async def write_changes(self) -> None:
+        """Make durable what changed outside a batch (risk signals' history lines, workflow
+        migrations): queued with their outputs and written in the checkpoint's order."""
+        await self._write({}, ())
+
+    async def record_versions(self) -> None:
+        """Record the workflow versions this worker runs in the group's versions topic and
+        wait until the broker has them (a later start with a changed file under the same
+        version, or an older one, is then refused)."""
+        await self.versions.maybe_declare()
+        topic = self.versions.get_topic_name()
+        for workflow in self.workflows.by_name.values():
+            key, value = version_record(workflow)
+            await self._publish(topic, key, value, ())
+        await self.committer.delivered()
 
     def _signal(self, signal: RiskSignal) -> None:
         """A risk signal from the monitor: written into its feature's history only while
@@ -393,7 +453,7 @@ class LifecycleApp:
         """The risk timer's step, between batches: the history lines of the signals raised
         so far are written as a batch writes its records (changelog acknowledged, then the
         local store), and their CloudEvents go to the transitions topic, at least once."""
-        await self._write({}, ())
+        await self.write_changes()
 
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[Any]
@@ -403,7 +463,7 @@ class LifecycleApp:
         if self.direct:
             await self.outbox.add(topic, key, value, headers)
             return
-        by_name = {t.get_topic_name(): t for t in (self.transitions, self.dlq)}
+        by_name = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
         by_name[topic].send_soon(key=key, value=value, headers=list(headers))
 
     @property

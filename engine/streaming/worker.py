@@ -29,15 +29,24 @@ from prometheus_client import CollectorRegistry
 from engine.config.kafka_security import check_connection
 from engine.config.settings import Settings
 from engine.config.tuning import tune_gc
+from engine.evolve.apply import version_problems
 from engine.http.api import build_app
 from engine.http.hook_wiring import build_hooks
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
 from engine.streaming.ledger import KafkaLedger, ledger_topic
-from engine.streaming.routing import KafkaIngest, TableReader, internal_routes, readiness
+from engine.streaming.routing import (
+    KafkaIngest,
+    TableReader,
+    internal_routes,
+    readable,
+    readiness,
+)
+from engine.streaming.versions import read_versions, versions_topic
 from events.errors import LifecycleError
 from metrics.bundle import LifecycleMetrics
+from workflows.errors import WorkflowError
 from workflows.loader import Workflows, load_folder
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,7 @@ def streaming_config(settings: Settings, app_id: str | None = None) -> Streaming
         max_products=settings.max_products,
         security=settings.kafka_security(),
         events_retention_ms=settings.events_retention_ms,
+        migrate_chunk=settings.migrate_chunk,
     )
 
 
@@ -157,14 +167,29 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         except Exception:  # a gauge must never stop the worker
             log.exception("worker housekeeping failed")
 
+    @lapp.app.timer(1.0)
+    async def migrate_restored() -> None:
+        """Migrate the features of restored partitions no record has arrived for yet
+        (a batch sweeps its own partitions first)."""
+        owned = readable(lapp)
+        if not lapp.sweep.pending(owned):
+            return
+        async with lapp.turn:
+            owned = readable(lapp)  # a rebalance may have begun while waiting
+            if owned:
+                await lapp.migrate(owned)
+
     @lapp.app.timer(settings.risk_interval)
     async def risk_tick() -> None:
         """Find features whose SLA or target passed with no event arriving."""
         if lapp.app.rebalancing:
             return
         try:
-            lapp.monitor.tick(lapp.clock())
-            await lapp.send_signals()
+            # Its turn: its table writes never fall between a batch's (or a migration's)
+            # outputs and their records.
+            async with lapp.turn:
+                lapp.monitor.tick(lapp.clock())
+                await lapp.send_signals()
         except Exception:  # risk upkeep must never stop the worker
             log.exception("worker risk evaluation failed")
 
@@ -181,17 +206,28 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     """Run one worker in the foreground (``lifecycle worker``) until SIGINT/SIGTERM.
 
     Exits the process when the worker stops (Faust's worker calls ``sys.exit``).
+
+    Raises:
+        WorkflowError: the workflow files are refused by the versions the group ran.
+        KafkaUnreachable: the broker cannot be used.
     """
     use_event_loop(settings)
     parts = build_worker(settings, app_id=app_id)
     config = parts.lapp.config  # a wrong password or CA: one line now, not a retry loop
     check = asyncio.new_event_loop()  # its own loop: Faust's stays the current one
+    bootstrap = bootstrap_servers(config.broker)
     try:
-        check.run_until_complete(
-            check_connection(bootstrap_servers(config.broker), config.security)
-        )
+        check.run_until_complete(check_connection(bootstrap, config.security))
     finally:
         check.close()
+    recorded = read_versions(bootstrap, versions_topic(config.app_id), config.security)
+    # As the embedded mode: a file changed under the same version, or older than the group
+    # ran, is refused before anything starts (features are checked once restored).
+    problems = version_problems(
+        parts.lapp.workflows.by_name.values(), recorded, f"the worker group {config.app_id!r}"
+    )
+    if problems:
+        raise WorkflowError("\n".join(problems))
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(parts, settings.http_host, settings.http_port)
     worker = faust.Worker(parts.lapp.app, services, loglevel=loglevel)

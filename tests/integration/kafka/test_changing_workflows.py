@@ -1,13 +1,16 @@
 """Changing a workflow in streaming mode, on the real broker (issue 15): workers restarted with
-a new version migrate each feature exactly once (also after a kill -9 of a migrating
-worker), the plan is served over HTTP, and a replay under a new application id rebuilds the
-same state from the events topic.
+a new version migrate every feature of their partitions exactly once, at start-up (also
+after a kill -9 in the middle of it, and across a rebalance), announce each migration's
+stage change on the transitions topic and move the gauges; start-up refuses what the
+embedded mode refuses; the plan is served over HTTP, and a replay under a new application
+id rebuilds the same state from the events topic.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
+from kafka.admin import KafkaAdminClient
 
-from tests.integration.kafka.conftest import produce, structured, wait_for
+from engine.streaming.agent import STAGE_CHANGED
+from engine.streaming.worker import default_app_id
+from events.builder import ENGINE_SOURCE
+from tests.integration.kafka.conftest import consume_all, produce, structured, wait_for
 from workflows.loader import builtin_folder
 
 pytestmark = pytest.mark.integration
@@ -35,8 +42,9 @@ def event(n: int, type_: str, subject: str, days: float) -> dict[str, Any]:
     }
 
 
-def version_2(folder: Path) -> Path:
-    """The default workflow without ``design`` (its features go to ``prioritized``)."""
+def version_2(folder: Path, migrate: bool = True) -> Path:
+    """The default workflow without ``design`` (its features go to ``prioritized``; without
+    ``migrate``, nowhere)."""
     doc = yaml.safe_load((builtin_folder() / "feature.yaml").read_text())
     doc["version"] = 2
     doc["stages"] = [s for s in doc["stages"] if s["name"] != "design"]
@@ -45,7 +53,9 @@ def version_2(folder: Path) -> Path:
         if t["event"] == "build.started":
             t["from"] = ["prioritized"]
     doc["updates"].append("design.started")
-    doc["migrate"] = {"design": "prioritized"}
+    if migrate:
+        doc["migrate"] = {"design": "prioritized"}
+    folder.mkdir(exist_ok=True)
     path = folder / "feature.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -94,7 +104,8 @@ def test_restart_with_a_new_version_migrates_once_and_a_replay_rebuilds_it(
         plan = json.loads(resp.read())
     assert plan["ok"] and {"from": "design", "to": "prioritized", "features": 10} in plan["moves"]
 
-    # Half the features get an event: they migrate at it; then a kill -9 and a restart.
+    # Half the features get an event (every one is migrated at start-up, before it); then a
+    # kill -9 and a restart.
     second = [event(4, "kpi.reported", fid, 4) for fid in names[:10]]
     for e in second:
         e["data"] = {"name": "nps", "value": 1}
@@ -138,3 +149,236 @@ def test_restart_with_a_new_version_migrates_once_and_a_replay_rebuilds_it(
         again = feature(replayer, fid)
         assert again["stage"] == live[fid]["stage"]
         assert again["workflow_version"] == live[fid]["workflow_version"] == 2
+
+
+def v1_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "workflows"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(builtin_folder() / "feature.yaml", folder / "feature.yaml")
+    return folder
+
+
+def to_design(fid: str) -> list[dict[str, Any]]:
+    return [
+        event(1, "idea.submitted", fid, 1),
+        event(2, "feature.prioritized", fid, 2),
+        event(3, "design.started", fid, 3),
+    ]
+
+
+def gauge(worker: Any, family: str, **labels: str) -> float:
+    """The sum of the samples of ``family`` whose labels include ``labels``."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(family + "{"):
+            continue
+        name, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in name for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def migration_changes(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """The stage-change CloudEvents of the transitions topic caused by a migration."""
+    found = []
+    for record in consume_all(bootstrap, topic, timeout=3.0):
+        doc = json.loads(record.value)
+        if doc["type"] == STAGE_CHANGED and doc["data"]["event_source"] == ENGINE_SOURCE:
+            found.append(doc)
+    return found
+
+
+def table_records(bootstrap: str, events_topic: str) -> dict[str, dict[str, Any]]:
+    """The last changelog record of every feature of the group's table."""
+    changelog = f"{default_app_id(events_topic)}-features-changelog"
+    last = {}
+    for record in consume_all(bootstrap, changelog, timeout=3.0):
+        last[record.key.decode()] = json.loads(record.value)
+    return last
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_worker_started_with_a_new_version_migrates_every_feature_and_announces_it(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path, guarantee: str
+) -> None:
+    folder = v1_folder(tmp_path)
+    env = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_PROCESSING_GUARANTEE": guarantee}
+    names = [f"M-{i}" for i in range(12)]
+    designed = names[:6]
+    records = []
+    for fid in names:
+        records += to_design(fid) if fid in designed else to_design(fid)[:2]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    worker = make_worker("w", **env)
+    worker.wait_ready()
+    wait_for(lambda: worker.processed() >= len(records), 90, "v1 applied", worker)
+    worker.stop()
+
+    shutil.copy(version_2(tmp_path / "staged"), folder / "feature.yaml")
+    worker = make_worker("w", port=worker.port, **env)
+    worker.wait_ready()
+    # No event arrives: every feature migrates because the worker started with version 2.
+    wait_for(lambda: all(len(migrations(worker, f)) == 1 for f in names), 90, "migrated", worker)
+    for fid in names:
+        assert feature(worker, fid)["workflow_version"] == 2
+        assert feature(worker, fid)["stage"] == "prioritized"
+    wait_for(
+        lambda: (
+            gauge(worker, "lifecycle_features", stage="prioritized") == len(names)
+            and gauge(worker, "lifecycle_features", stage="design") == 0
+        ),
+        30,
+        "the stage gauges follow",
+        worker,
+    )
+    changes = migration_changes(kafka_bootstrap, topics.transitions)
+    assert sorted(c["subject"] for c in changes) == designed  # those whose stage changed
+    assert len({c["id"] for c in changes}) == len(designed)
+    for change in changes:
+        assert change["data"]["from_stage"] == "design"
+        assert change["data"]["to_stage"] == "prioritized"
+        assert change["data"]["workflow"] == "feature"
+
+    # A second start with the same file changes nothing.
+    worker.stop()
+    worker = make_worker("w", port=worker.port, **env)
+    worker.wait_ready()
+    time.sleep(3)
+    assert all(len(migrations(worker, f)) == 1 for f in names)
+    assert len(migration_changes(kafka_bootstrap, topics.transitions)) == len(designed)
+
+
+def test_a_migration_killed_midway_and_rebalanced_finishes_exactly_once(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    folder = v1_folder(tmp_path)
+    names = [f"K-{i}" for i in range(1200)]
+    records = [e for fid in names for e in to_design(fid)]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    worker = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    worker.wait_ready()
+    wait_for(lambda: worker.processed() >= len(records), 180, "v1 applied", worker)
+    worker.stop()
+
+    shutil.copy(version_2(tmp_path / "staged"), folder / "feature.yaml")
+    small = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_MIGRATE_CHUNK": "10"}
+    worker = make_worker("w", port=worker.port, **small)
+
+    def moved() -> float:
+        try:
+            return gauge(
+                worker, "lifecycle_transitions_total", from_stage="design", to_stage="prioritized"
+            )
+        except OSError:
+            return 0.0
+
+    wait_for(lambda: moved() > 0, 120, "the migration under way", worker)
+    worker.kill()  # kill -9 in the middle of the migration
+    at_kill = len(migration_changes(kafka_bootstrap, topics.transitions))
+    assert 0 < at_kill < len(names), f"{at_kill} migrated when killed: not mid-migration"
+
+    # Two workers now: the second one's arrival moves partitions while they migrate.
+    first = make_worker("w", port=worker.port, **small)
+    time.sleep(2)
+    second = make_worker("w2", **small)
+    for w in (first, second):
+        w.wait_ready()
+
+    def all_moved() -> bool:
+        done = table_records(kafka_bootstrap, topics.events)
+        return len(done) == len(names) and all(
+            r["state"]["workflow_version"] == 2 for r in done.values()
+        )
+
+    wait_for(all_moved, 240, "every feature migrated", second)
+    for fid, record in table_records(kafka_bootstrap, topics.events).items():
+        lines = [h for h in record["history"] if h["type"] == "workflow.migrated"]
+        assert len(lines) == 1, (fid, lines)  # no feature migrated twice, none missed
+        assert record["state"]["stage"] == "prioritized"
+    ids: dict[str, set[str]] = {}
+    for change in migration_changes(kafka_bootstrap, topics.transitions):
+        ids.setdefault(change["subject"], set()).add(change["id"])
+    # Every migration announced; one published again after the kill carries the same id.
+    assert sorted(ids) == sorted(names)
+    assert all(len(found) == 1 for found in ids.values())
+    wait_for(
+        lambda: (
+            gauge(first, "lifecycle_features", stage="prioritized")
+            + gauge(second, "lifecycle_features", stage="prioritized")
+            == len(names)
+        ),
+        60,
+        "the gauges of both workers count every feature once",
+        second,
+    )
+
+
+def exits_refusing(worker: Any, *lines: str) -> None:
+    """The worker stops by itself, non-zero, having logged each of ``lines``."""
+    assert worker.proc is not None
+    try:
+        code = worker.proc.wait(timeout=120)
+    except Exception:
+        worker.kill()
+        raise AssertionError(f"the worker did not refuse: {worker.tail()}") from None
+    log = worker.log_path.read_text(errors="replace")
+    assert code != 0, log[-2000:]
+    for line in lines:
+        assert line in log, f"{line!r} not in {worker.tail()}"
+
+
+def test_start_up_refuses_what_the_embedded_mode_refuses(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    folder = v1_folder(tmp_path)
+    names = [f"R-{i}" for i in range(4)]
+    records = [e for fid in names for e in to_design(fid)]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    worker = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    worker.wait_ready()
+    wait_for(lambda: worker.processed() >= len(records), 90, "v1 applied", worker)
+    worker.stop()
+    original = (folder / "feature.yaml").read_text()
+
+    # The same version with other content (a shorter SLA).
+    doc = yaml.safe_load(original)
+    for stage in doc["stages"]:
+        if stage["name"] == "design":
+            stage["sla"] = "7d"
+    (folder / "feature.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    exits_refusing(
+        make_worker("w", LIFECYCLE_WORKFLOWS=str(folder)),
+        "workflow 'feature' changed but is still version 1",
+    )
+
+    # A new version that drops the stage where the 4 features sit, without migrate.
+    shutil.copy(version_2(tmp_path / "unmapped", migrate=False), folder / "feature.yaml")
+    exits_refusing(
+        make_worker("w", LIFECYCLE_WORKFLOWS=str(folder)),
+        "has no stage 'design', where 4 features sit",
+    )
+
+    # The same version 2 with its migrate map: accepted (a refused start recorded nothing).
+    shutil.copy(version_2(tmp_path / "mapped"), folder / "feature.yaml")
+    worker = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    worker.wait_ready()
+    wait_for(lambda: all(len(migrations(worker, f)) == 1 for f in names), 90, "v2", worker)
+    worker.stop()
+
+    # Back to version 1: the group ran version 2.
+    (folder / "feature.yaml").write_text(original)
+    exits_refusing(
+        make_worker("w", LIFECYCLE_WORKFLOWS=str(folder)),
+        "workflow 'feature' is version 1, but the worker group",
+    )
+    # Even without the versions topic, the features themselves refuse it.
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.delete_topics([f"{default_app_id(topics.events)}-workflow-versions"])
+    admin.close()
+    time.sleep(2)
+    exits_refusing(
+        make_worker("w", LIFECYCLE_WORKFLOWS=str(folder)),
+        "is version 1, but 4 features run under version 2",
+    )

@@ -13,14 +13,21 @@ from typing import Any
 
 import faust.streams as faust_streams
 import pytest
+import yaml
 from faust.types import TP
 
+from engine.core.state import FeatureState
+from engine.service import Engine
+from engine.stores.faust_table import encode_record
 from engine.streaming import codec
+from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app, make_current
+from engine.streaming.codec import key_partition
+from engine.streaming.migrate import runs_current
 from events.builder import ENGINE_SOURCE
-from events.envelope import utc_now
+from events.envelope import utc_now, validate_event
 from tests.integration.kafka.workload import T0, cloud_event
-from workflows.loader import Workflows
+from workflows.loader import Workflows, builtin_folder, compile_definition
 
 
 @dataclass
@@ -47,6 +54,8 @@ class FakeOutbox:
         self.fail = fail
         self.records: list[tuple[str, bytes | None, bytes | None, list[Any]]] = []
         self.queued = 0
+        self.flushed_at: list[int] = []
+        """How many records had been queued at each flush."""
 
     def __len__(self) -> int:
         return self.queued
@@ -58,6 +67,7 @@ class FakeOutbox:
         self.queued += 1
 
     async def flush(self) -> dict[tuple[str, int], int]:
+        self.flushed_at.append(len(self.records))
         self.queued = 0
         if self.fail:
             raise ConnectionError("the broker is gone")
@@ -338,3 +348,167 @@ def test_a_partition_sought_back_asks_again_when_faust_seeks_it_elsewhere(
     clock[0] += 1.5
     assert cp.reseek(0, 41) == 2  # still far past the record awaited: seek again
     assert cp.reseek(0, 42) is None
+
+
+def version_2(drop_design_without_migrate: bool = False) -> Workflows:
+    """The default workflow at version 2 without ``design`` (mapped to ``prioritized``)."""
+    doc = yaml.safe_load((builtin_folder() / "feature.yaml").read_text())
+    doc["version"] = 2
+    doc["stages"] = [s for s in doc["stages"] if s["name"] != "design"]
+    doc["transitions"] = [t for t in doc["transitions"] if t["event"] != "design.started"]
+    for t in doc["transitions"]:
+        if t["event"] == "build.started":
+            t["from"] = ["prioritized"]
+    doc["updates"].append("design.started")
+    if not drop_design_without_migrate:
+        doc["migrate"] = {"design": "prioritized"}
+    return Workflows({"feature": compile_definition(doc, "feature.yaml (v2)")}, "feature")
+
+
+def restored_v1(workflows: Workflows, lapp: LifecycleApp, ids: list[str]) -> None:
+    """Features made under version 1, in the worker's store as if restored."""
+    engine = Engine(workflows, lapp.store)
+    for fid in ids:
+        for n, kind in enumerate(("idea.submitted", "feature.prioritized", "design.started")):
+            raw = cloud_event(fid, n, kind, {})
+            event = validate_event(raw, workflows.event_types, T0)
+            assert event is not None
+            engine.apply(event, T0)
+    restore(lapp, lapp.store.drain())
+
+
+def restore(lapp: LifecycleApp, records: list[tuple[str, bytes]]) -> None:
+    """Write ``records`` to the worker's local table, as Faust's recovery does, and drop
+    what the store cached (a new assignment)."""
+    for fid, value in records:
+        make_current(Record(Message(fid.encode(), b"", 0, partition=key_partition(fid, 8))))
+        lapp.table.data[fid] = value  # type: ignore[attr-defined]
+    lapp.store.forget()
+
+
+def migrated_lines(lapp: LifecycleApp, fid: str) -> list[dict[str, Any]]:
+    return [h for h in lapp.store.raw_history(fid) if h["type"] == "workflow.migrated"]
+
+
+def test_a_batch_migrates_its_partitions_first_and_announces_each_move_before_writing(
+    workflows: Workflows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = FakeOutbox()
+    lapp = make_lapp(version_2(), tmp_path, outbox)
+    monkeypatch.setattr(lapp, "record_versions", _nothing)
+    ids = [f"F{i}" for i in range(40)]
+    restored_v1(workflows, lapp, ids)
+    here = [f for f in ids if key_partition(f, 8) == 0]
+    elsewhere = [f for f in ids if key_partition(f, 8) != 0]
+    assert here and elsewhere
+
+    kpi = cloud_event(here[0], 9, "kpi.reported", {"name": "nps", "value": 1})
+    asyncio.run(lapp.handle_batch([record(kpi, 0)]))
+
+    for fid in here:  # every feature of the batch's partition, not only the event's
+        state = lapp.store.get(fid)
+        assert state is not None and (state.workflow_version, state.stage) == (2, "prioritized")
+        assert len(migrated_lines(lapp, fid)) == 1
+    for fid in elsewhere:  # other partitions are swept when restored here, not now
+        assert lapp.store.get(fid).workflow_version == 1  # type: ignore[union-attr]
+    topics = [r[0] for r in outbox.records]
+    changes = [json.loads(r[2]) for r in outbox.records if r[0] == lapp.config.transitions_topic]
+    moved = [c for c in changes if c["data"].get("event_source") == ENGINE]
+    assert sorted(c["subject"] for c in moved) == sorted(here)
+    assert len({c["id"] for c in moved}) == len(here)  # one id per feature
+    last_change = max(
+        i
+        for i, r in enumerate(outbox.records)
+        if r[0] == lapp.config.transitions_topic and json.loads(r[2])["type"] == STAGE_CHANGED
+    )
+    first_record = min(i for i, t in enumerate(topics) if t.endswith("-changelog"))
+    # The stage changes are acknowledged (a flush) before the records are even queued.
+    assert any(last_change < f <= first_record for f in outbox.flushed_at)
+
+    asyncio.run(lapp.handle_batch([record(kpi, 1)]))  # swept once per assignment
+    assert all(len(migrated_lines(lapp, fid)) == 1 for fid in here)
+
+
+def test_a_sweep_of_a_restored_partition_migrates_without_any_event(
+    workflows: Workflows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lapp = make_lapp(version_2(), tmp_path, FakeOutbox())
+    monkeypatch.setattr(lapp, "record_versions", _nothing)
+    ids = [f"F{i}" for i in range(40)]
+    restored_v1(workflows, lapp, ids)
+
+    async def sweep() -> bool:
+        async with lapp.turn:
+            return await lapp.migrate(range(8))
+
+    assert asyncio.run(sweep())
+    assert all(len(migrated_lines(lapp, fid)) == 1 for fid in ids)
+    assert asyncio.run(sweep())  # twice = once
+    assert all(len(migrated_lines(lapp, fid)) == 1 for fid in ids)
+
+
+@pytest.mark.parametrize(
+    ("file", "reason"),
+    [
+        ("unmapped", "has no stage 'design', where"),
+        ("older", "is version 1, but"),
+    ],
+)
+def test_a_worker_refuses_features_its_file_cannot_take_and_migrates_nothing(
+    workflows: Workflows,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    file: str,
+    reason: str,
+) -> None:
+    outbox = FakeOutbox()
+    if file == "unmapped":
+        lapp = make_lapp(version_2(drop_design_without_migrate=True), tmp_path, outbox)
+        restored_v1(workflows, lapp, [f"F{i}" for i in range(40)])
+    else:  # features already migrated to version 2, and a worker with version 1
+        lapp = make_lapp(workflows, tmp_path, outbox)
+        newer = make_lapp(version_2(), tmp_path / "v2", FakeOutbox())
+        restored_v1(workflows, newer, [f"F{i}" for i in range(40)])
+        for state in list(newer.store.features()):
+            newer.engine.migrate(state.id, T0)
+        restore(lapp, newer.store.drain())
+    monkeypatch.setattr(lapp, "record_versions", _nothing)
+    crashed: list[BaseException] = []
+
+    async def crash(err: BaseException) -> None:
+        crashed.append(err)
+
+    lapp.app.crash = crash  # type: ignore[method-assign]
+    fid = next(f"F{i}" for i in range(40) if key_partition(f"F{i}", 8) == 0)
+    kpi = cloud_event(fid, 9, "kpi.reported", {"name": "nps", "value": 1})
+    asyncio.run(lapp.handle_batch([record(kpi, 0)]))
+    assert crashed and reason in str(crashed[0])
+    assert outbox.records == []  # nothing migrated, nothing applied
+    assert lapp.checkpoint.committable(0) is None
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("version", "kpis", "title", "plainly"),
+    [
+        (2, {}, "t", True),
+        (1, {}, "t", False),
+        (1, {"workflow_version": 2.0, "workflow": 1.0}, "t", False),
+        (1, {}, '"workflow_version":2}', False),
+        (2, {"workflow_version": 1.0}, '"workflow":"other"', True),
+    ],
+)
+def test_a_restored_record_is_judged_current_without_decoding_only_when_it_is(
+    version: int, kpis: dict[str, float], title: str, plainly: bool
+) -> None:
+    state = FeatureState(
+        "F1", "feature", "design", T0, T0, title=title, kpis=kpis, workflow_version=version
+    )
+    history = [{"event_id": "e", "type": "workflow.migrated", "reason": "version 1 -> 2"}]
+    value = encode_record(state, history, 7)
+    assert runs_current(value, {b"feature": 2}) is plainly
+    assert runs_current(value, {b"other": version}) is False
+    assert runs_current(value.decode(), {b"feature": 2}) is False  # not bytes: decode it
