@@ -25,6 +25,7 @@ from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAG
 from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
+from engine.http.serving import connection_middleware
 from engine.http.views import Assess, feature_view, workflow_view
 from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
 from events.errors import MalformedEvent, Problem
@@ -80,7 +81,9 @@ def build_app(
         planner: makes the dry run of ``/workflows/{name}/plan`` (see
             :func:`engine.http.plan.add_plan_routes`).
     """
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[connection_middleware, error_middleware]
+    )
     app[INGEST] = ingest
     app[READER] = reader
     app[WORKFLOWS] = workflows
