@@ -21,7 +21,14 @@ from engine.core.state import FeatureState
 from engine.http.board import add_board_routes
 from engine.http.errors import api_error, error_middleware
 from engine.http.hooks import Hooks, add_hook_routes
-from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
+from engine.http.limits import (
+    HISTORY_PAGE,
+    MAX_BODY,
+    MAX_HISTORY_PAGE,
+    MAX_PAGE,
+    MAX_POSITION,
+    PAGE,
+)
 from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
@@ -294,7 +301,7 @@ async def get_history(request: web.Request) -> web.Response:
     is the value for the page of older entries, ``null`` when there are none. 404 unknown.
     """
     limit = _int(request, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
-    before = _int(request, "before", None, 1, 2**62)
+    before = _int(request, "before", None, 1, MAX_POSITION)
     state = await _known(request)
     page = await request.app[READER].history(state.id, limit=limit, before=before)
     entries = [e.to_dict() for e in page.entries]
@@ -325,7 +332,10 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 async def get_openapi(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
-    return web.json_response(openapi_document())
+    workflows = request.app[WORKFLOWS]
+    stages = (s for w in workflows.by_name.values() for s in w.stages)
+    year = request.app[CLOCK]().year
+    return web.json_response(openapi_document(stages, workflows.event_types, year))
 
 
 async def healthz(request: web.Request) -> web.Response:
