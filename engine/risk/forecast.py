@@ -383,7 +383,7 @@ class Forecaster:
         # The draws of ``rng.choice(seq)``, which is ``seq[rng._randbelow(len(seq))]``, in
         # the same order, without its call and length checks: the same tails, in half the
         # time (a rebuild runs on the event path; tests/unit/engine/risk pins the sameness).
-        below = rng._randbelow
+        below = rng._randbelow  # type: ignore[attr-defined]  # what choice() draws with
         count = len(stages)
         sizes = [len(observed) for observed, _ in kinds]
         widths = [len(found) for found in nexts]
