@@ -260,6 +260,10 @@ def openapi_document(
                         ),
                         "400": _ERROR,
                         "401": _ERROR,
+                        "408": _json(
+                            _ref("Error"),
+                            "the body did not arrive within LIFECYCLE_HTTP_BODY_TIMEOUT",
+                        ),
                         "413": _ERROR,
                         "415": _ERROR,
                     },
