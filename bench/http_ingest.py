@@ -14,18 +14,10 @@ the ratios against issue 10's targets: single events at least 50% of (a)'s reque
 p99 <= 50 ms at 50 clients; batches at least 50% of the in-process rate with risk (measured
 here as ``bench/core.py`` does, in this process's CPU time, so that ratio is of CPU rates).
 
-Run: ``.venv/bin/python bench/http.py [--features N]`` (``make bench`` runs it).
+Run: ``.venv/bin/python bench/http_ingest.py [--features N]`` (``make bench`` runs it).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on the path, and its name would hide the
-# standard library's ``http`` (which aiohttp imports): take the folder off first.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 import argparse
 import asyncio
@@ -34,11 +26,13 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
