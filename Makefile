@@ -56,6 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/forecast_calibration.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/http_ingest.py
+	$(BIN)/python bench/reads.py
 	bash deploy/kafka/kafka.sh up
 	$(BIN)/python bench/streaming.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 

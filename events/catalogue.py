@@ -9,12 +9,25 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 Severity = Literal["low", "medium", "high", "critical"]
 Sentiment = Literal["positive", "neutral", "negative"]
 Number = Annotated[float, Strict()]
 """A JSON number, finite: ``true`` and ``"3"`` are refused, not read as 1 and 3."""
+
+
+def _date_text(value: object) -> object:
+    if isinstance(value, date):  # built in Python (tests, tools), not decoded from JSON
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date written as text, YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_date_text)]
+"""A calendar date, written as text: ``0`` or ``20240501`` are refused, not read as days
+since 1970."""
 
 
 class EventData(BaseModel):
@@ -43,7 +56,7 @@ class RequirementApproved(EventData):
 
 class FeaturePrioritized(EventData):
     priority: Number | None = None
-    target_launch: date | None = None
+    target_launch: Day | None = None
 
 
 class BuildShipped(EventData):
@@ -65,7 +78,7 @@ class RiskChanged(EventData):
 
 
 class LaunchScheduled(EventData):
-    target_launch: date
+    target_launch: Day
 
 
 class FeedbackReceived(EventData):

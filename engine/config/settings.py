@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from engine.config.kafka_security import KafkaSecurity
+    from engine.http.serving import ConnectionLimits
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,15 @@ class Settings(BaseSettings):
     signals ``feature.at_risk`` / ``feature.risk_cleared``)."""
     max_products: int = Field(default=100, ge=1)
     """Distinct ``product`` labels of ``lifecycle_features``; more are counted as ``other``."""
+    max_connections: int = Field(default=1000, ge=1)
+    """HTTP connections open at once. Beyond it a new connection closes the one waiting
+    longest for a request, or is answered 503 when all are busy (:mod:`engine.http.serving`).
+    Each costs a file descriptor: keep it below ``ulimit -n`` (the engine warns at start)."""
+    http_head_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a connection has to send a complete request head, from its opening or from
+    the answer to its previous request (so also the idle time of a kept-alive connection)."""
+    http_body_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request has to send its whole body after its head; slower ones get 408."""
     risk_interval: float = Field(default=30.0, gt=0)
     """Seconds between two risk evaluations with no event (SLA breaches, passed targets)."""
     connectors: Path | None = None
@@ -173,6 +183,16 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http_port}"
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The HTTP connection limits of both modes' servers."""
+        from engine.http.serving import ConnectionLimits
+
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            head_timeout=self.http_head_timeout,
+            body_timeout=self.http_body_timeout,
+        )
 
     @property
     def worker_url(self) -> str:

@@ -39,6 +39,7 @@ from engine.http.api import build_app
 from engine.http.hook_wiring import build_hooks
 from engine.http.hooks import HOOKS
 from engine.http.local import EngineIngest, SqliteReader
+from engine.http.serving import LimitedSite
 from engine.observe import Recorder
 from engine.risk.forecast import Forecaster, seed_forecasts
 from engine.risk.monitor import RiskMonitor
@@ -195,7 +196,9 @@ async def start_embedded(settings: Settings, *, clock: Clock = utc_now) -> Embed
     runner = web.AppRunner(wiring.app, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = LimitedSite(
+            runner, settings.http_host, settings.http_port, settings.connection_limits()
+        )
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -9,10 +9,11 @@ Reads are open; when a token is configured only ``POST /events`` needs
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,10 +23,18 @@ from engine.http.board import add_board_routes
 from engine.http.clock import NOW_HEADER
 from engine.http.errors import api_error, error_middleware
 from engine.http.hooks import Hooks, add_hook_routes
-from engine.http.limits import HISTORY_PAGE, MAX_BODY, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
+from engine.http.limits import (
+    HISTORY_PAGE,
+    MAX_BODY,
+    MAX_HISTORY_PAGE,
+    MAX_PAGE,
+    MAX_POSITION,
+    PAGE,
+)
 from engine.http.openapi import openapi_document
 from engine.http.plan import Planner, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
+from engine.http.serving import connection_middleware
 from engine.http.views import Assess, feature_view, workflow_view
 from events.builder import rfc3339
 from events.envelope import BATCH, STRUCTURED, decode_http, utc_now
@@ -40,6 +49,8 @@ METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 ASSESS: web.AppKey[Assess] = web.AppKey("assess")
+YIELD_EVERY = 50
+"""Features whose views a page builds before it lets other requests run (event writes)."""
 Readiness = Callable[[], Awaitable[list[str]]]
 """What still keeps an engine from serving truthfully; empty when it is ready."""
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
@@ -82,7 +93,9 @@ def build_app(
         planner: makes the dry run of ``/workflows/{name}/plan`` (see
             :func:`engine.http.plan.add_plan_routes`).
     """
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[connection_middleware, error_middleware]
+    )
     app[INGEST] = ingest
     app[READER] = reader
     app[WORKFLOWS] = workflows
@@ -256,22 +269,30 @@ async def list_features(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     judge = request.app[ASSESS]
     reader = request.app[READER]
-    views: list[dict[str, Any]] = []
+    views: list[bytes] = []
     last: str | None = None
     while len(views) <= limit:
         states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
-        for s in states:
+        for i, s in enumerate(states):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a page is ~50 ms of work: let writes through
             workflow = workflows.by_name.get(s.workflow)
             assessment = judge(s, now)
             if at_risk is None or bool(assessment.reasons) is at_risk:
                 if len(views) == limit:
-                    return web.json_response({"features": views, "next": last})
-                views.append(feature_view(s, workflow, now, assessment))
+                    return _page(views, last)
+                views.append(json.dumps(feature_view(s, workflow, now, assessment)).encode())
                 last = s.id
         if len(states) <= limit:
             break
         after = states[-1].id
-    return web.json_response({"features": views, "next": None})
+    return _page(views, None)
+
+
+def _page(views: list[bytes], cursor: str | None) -> web.Response:
+    """The answer of ``GET /features`` from the features' views, each already encoded."""
+    body = b'{"features": [' + b", ".join(views) + b'], "next": ' + json.dumps(cursor).encode()
+    return web.Response(body=body + b"}", content_type="application/json")
 
 
 async def _known(request: web.Request) -> FeatureState:
@@ -299,7 +320,7 @@ async def get_history(request: web.Request) -> web.Response:
     is the value for the page of older entries, ``null`` when there are none. 404 unknown.
     """
     limit = _int(request, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
-    before = _int(request, "before", None, 1, 2**62)
+    before = _int(request, "before", None, 1, MAX_POSITION)
     state = await _known(request)
     page = await request.app[READER].history(state.id, limit=limit, before=before)
     entries = [e.to_dict() for e in page.entries]
@@ -330,7 +351,10 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 async def get_openapi(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
-    return web.json_response(openapi_document())
+    workflows = request.app[WORKFLOWS]
+    stages = (s for w in workflows.by_name.values() for s in w.stages)
+    year = request.app[CLOCK]().year
+    return web.json_response(openapi_document(stages, workflows.event_types, year))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from engine.core.state import HistoryEntry
 from engine.http.errors import api_error
-from engine.http.ports import Reader
+from engine.http.ports import Reader, all_histories
 from engine.http.views import Assess
 from engine.report.status import (
     Forecast,
@@ -121,19 +120,18 @@ async def get_report(request: web.Request) -> web.Response:
             400, "bad query", [Problem("format", f"{fmt!r}: use markdown, html or json")]
         )
     try:
-        since = parse_since(request.query.get("since", "7d"), now)
+        since = parse_since(request.query.get("since") or "7d", now)
     except ReportError as err:
         raise api_error(400, "bad query", [Problem("since", str(err))]) from err
     product = request.query.get("product") or None
     reader = request.app[BOARD_READER]
     workflows = request.app[BOARD_WORKFLOWS]
     states = await reader.features(product=product)
-    histories: dict[str, list[HistoryEntry]] = {}
+    histories = await all_histories(reader, states, product)
     forecasts: dict[str, Forecast] = {}
     reasons: dict[str, list[str]] = {}
     judge = request.app[BOARD_ASSESS]
     for i, state in enumerate(states):
-        histories[state.id] = (await reader.history(state.id)).entries
         assessment = judge(state, now)
         reasons[state.id] = list(assessment.reasons)  # the API's own: one truth everywhere
         forecast = forecast_of(assessment.forecast, now)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from engine.http.serving import SlowBody
 from events.errors import Problem, Unavailable
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ def _answer(error: web.HTTPException) -> web.Response:
     return web.Response(status=error.status, body=error.body, headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error in the error shape; log unexpected ones with their traceback.
@@ -114,10 +120,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         answer = _answer(exc if isinstance(exc, ApiError) else _reshaped(request, exc))
         _forget_frames(exc)
         return answer
+    except SlowBody as exc:
+        _forget_frames(exc)
+        answer = _answer(api_error(408, "request timeout", [Problem("body", str(exc))]))
+        answer.force_close()  # the rest of the body is not waited for
+        return answer
     except Unavailable as exc:
         retry = {"Retry-After": str(exc.retry_after)}
         return _answer(api_error(503, "unavailable", [Problem("", str(exc))], retry))
     except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # The client closed the connection mid-request (mid-body, typically): nobody
+            # is left to answer and there is nothing to debug. One line, no traceback.
+            log.info(
+                "%s %s: the client closed the connection before its request was read",
+                request.method,
+                request.path,
+            )
+            _forget_frames(exc)
+            return _answer(api_error(400, "client closed request"))
         # The exception's text may name tables, columns or values: the log gets it, the
         # client only a pointer to the log.
         log.exception("unexpected error on %s %s", request.method, request.path)

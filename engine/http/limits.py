@@ -8,3 +8,5 @@ PAGE, MAX_PAGE = 500, 1000
 """Features per page of ``GET /features``: by default, and at most."""
 HISTORY_PAGE, MAX_HISTORY_PAGE = 1000, 10_000
 """Entries per page of ``GET /features/{id}/history``: by default, and at most."""
+MAX_POSITION = 2**62
+"""Largest history position ``before`` takes (positions are SQLite integers)."""

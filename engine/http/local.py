@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from engine.core.processor import IGNORED
-from engine.core.state import FeatureState
+from engine.core.state import FeatureState, HistoryEntry
 from engine.http.ports import HistoryPage, Incoming, history_page, select_page
 from engine.service import Engine
 from engine.stores.base import FeatureStore
@@ -138,6 +138,10 @@ class SqliteReader:
     ) -> HistoryPage:
         entries, older = await self._run(self.queries.history_page, feature_id, limit, before)
         return HistoryPage(entries, older)
+
+    async def histories(self, *, product: str | None = None) -> dict[str, list[HistoryEntry]]:
+        """Every history (of ``product``'s features) in one query in the read thread."""
+        return await self._run(self.queries.histories, product)
 
     def close(self) -> None:
         """Let the read thread end (the connection is closed with the store)."""

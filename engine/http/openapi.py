@@ -8,10 +8,13 @@ the API without its description here fails them. The event bodies reuse the JSON
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from typing import Any
 
-from engine.http.limits import HISTORY_PAGE, MAX_HISTORY_PAGE, MAX_PAGE, PAGE
-from events.schema import envelope_schema
+from engine.http.limits import HISTORY_PAGE, MAX_HISTORY_PAGE, MAX_PAGE, MAX_POSITION, PAGE
+from events.catalogue import CATALOGUE
+from events.schema import SUBJECT, envelope_schema, event_schema
 
 _REF = "#/components/schemas/"
 
@@ -84,7 +87,47 @@ def _path(name: str, description: str) -> dict[str, Any]:
     }
 
 
-def _schemas() -> dict[str, Any]:
+def _years(last: int) -> str:
+    """A pattern for an RFC 3339 time of a year from 1970 to ``last``."""
+    return "^(" + "|".join(str(y) for y in range(1970, last + 1)) + ")-"
+
+
+def _cloud_event(envelope: dict[str, Any], known: Iterable[str], year: int) -> dict[str, Any]:
+    """What ``POST /events`` accepts: an event of a type the workflows know, with its
+    subject and data (and a time at most a day ahead of the engine's clock: the document
+    names the years before ``year``, which always pass), or any other CloudEvent (ignored,
+    whatever its subject)."""
+    known = sorted(known)
+    other = copy.deepcopy(envelope)
+    other["properties"]["type"] = {"type": "string", "minLength": 1, "not": {"enum": known}}
+    other["properties"]["subject"] = {"type": ["string", "null"]}
+    other["properties"]["time"] = {
+        "anyOf": [{**_TIME, "pattern": EVENT_TIME_PATTERN}, {"type": "null"}],
+    }
+    other["title"] = "any other CloudEvent (ignored)"
+    variants = [other]
+    for event_type in known:
+        if event_type in CATALOGUE:
+            schema = event_schema(event_type)
+        else:
+            schema = copy.deepcopy(envelope)
+            schema["properties"]["type"] = {"const": event_type}
+            schema["required"] = [*schema["required"], "subject"]
+        schema.pop("$schema", None)
+        schema["properties"]["time"] = {
+            "anyOf": [{**_TIME, "pattern": _years(year - 1)}, {"type": "null"}],
+        }
+        schema["properties"]["subject"] = {**SUBJECT}
+        variants.append(schema)
+    return {
+        "description": "A CloudEvents 1.0 event. Types the workflows know need a subject (the "
+        "feature id) and the data of their type, and a time from 1970 to a day ahead of the "
+        "engine's clock; any other type is ignored, never refused (its time from 1970 on).",
+        "anyOf": variants,
+    }
+
+
+def _schemas(known: Iterable[str], year: int) -> dict[str, Any]:
     feature = {
         "type": "object",
         "required": [
@@ -152,7 +195,7 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
-        "CloudEvent": envelope,
+        "CloudEvent": _cloud_event(envelope, known, year),
         "Receipt": receipt,
         "Feature": feature,
         "HistoryEntry": entry,
@@ -160,8 +203,28 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route the API serves."""
+EVENT_TIME_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-"
+"""An event time's year, 1970 on (the earliest time a time is taken for, DESIGN rule 10)."""
+SINCE_PATTERN = (
+    r"^(\s*([0-9]+(\.[0-9]+)?\s*[mhdw]|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-"
+    r"(0[1-9]|[12][0-9]|3[01])([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?)\s*)?$"
+)
+"""A report window: ``7d``, ``36h``, ``2w``, ``90m``, or a date (and time) from 1970 on."""
+
+
+def openapi_document(
+    stages: Iterable[str] = (), event_types: Iterable[str] = CATALOGUE, year: int = 2025
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the API serves.
+
+    Args:
+        stages: the stages of the loaded workflows, which ``GET /features?stage=`` takes
+            (another is 400); empty: any text is described.
+        event_types: the event types the workflows know (their events need a subject).
+        year: the engine clock's year: event times of the years before it always pass.
+    """
+    stage = {"type": "string", "enum": sorted(set(stages))} if stages else _TEXT
     feature_id = _path("id", "the feature id")
     not_found = _json(_ref("Error"), "no such feature")
     return {
@@ -201,6 +264,10 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "400": _ERROR,
                         "401": _ERROR,
+                        "408": _json(
+                            _ref("Error"),
+                            "the body did not arrive within LIFECYCLE_HTTP_BODY_TIMEOUT",
+                        ),
                         "413": _ERROR,
                         "415": _ERROR,
                     },
@@ -216,7 +283,7 @@ def openapi_document() -> dict[str, Any]:
                             f"features per page (default {PAGE})",
                         ),
                         _query("cursor", _TEXT, "the 'next' of the previous page"),
-                        _query("stage", _TEXT, "only features in this stage"),
+                        _query("stage", stage, "only features in this stage"),
                         _query("product", _TEXT, "only features of this product"),
                         _query("owner", _TEXT, "only features of this owner"),
                         _query("q", _TEXT, "text in the id, title, product or owner"),
@@ -266,7 +333,7 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         _query(
                             "before",
-                            {"type": "integer", "minimum": 1},
+                            {"type": "integer", "minimum": 1, "maximum": MAX_POSITION},
                             "only entries before this position (1 = the oldest)",
                         ),
                     ],
@@ -455,7 +522,12 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "The status report",
                     "parameters": [
-                        _query("since", _TEXT, "a window (7d, 36h, 2w, 90m) or a date"),
+                        _query(
+                            "since",
+                            {"type": "string", "pattern": SINCE_PATTERN},
+                            "a window (7d, 36h, 2w, 90m) or a date; not before 1970 nor "
+                            "after now (400). Empty: 7d",
+                        ),
                         _query("product", _TEXT, "only this product"),
                         _query(
                             "format",
@@ -478,7 +550,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(event_types, year),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -45,14 +45,19 @@ def add_plan_routes(
 
     async def plan(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        text = await request.text()
+        try:
+            text = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise api_error(
+                400, "bad workflow", [Problem("body", f"not UTF-8 text: {err.reason}")]
+            ) from err
         if not text.strip():
             raise api_error(
                 400, "no definition", [Problem("body", "send the new workflow YAML as the body")]
             )
         try:
             new = compile_definition(yaml.safe_load(text), "body")
-        except (WorkflowError, yaml.YAMLError) as err:
+        except (WorkflowError, yaml.YAMLError, RecursionError) as err:
             raise api_error(400, "bad workflow", [Problem("body", str(err))]) from err
         if new.name != name:
             raise api_error(

@@ -8,10 +8,11 @@ plugs in an ingest that publishes to Kafka and a reader over its tables.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from engine.core.state import FeatureState, HistoryEntry
 from events.envelope import Event
@@ -107,6 +108,33 @@ class Reader(Protocol):
         """The feature's history: entries at positions (1 = oldest) below ``before``, the
         last ``limit`` of them (``None``: all); empty when unknown."""
         ...
+
+
+@runtime_checkable
+class BulkHistories(Protocol):
+    """A reader that can read many histories in one pass (the SQLite reader: one query in
+    its thread, not one round trip per feature). ``GET /report`` uses it when it is there."""
+
+    async def histories(self, *, product: str | None = None) -> dict[str, list[HistoryEntry]]:
+        """Feature id -> its whole history, oldest first, for every feature of ``product``
+        (``None``: every feature) that has one."""
+        ...
+
+
+async def all_histories(
+    reader: Reader, states: Sequence[FeatureState], product: str | None = None
+) -> dict[str, list[HistoryEntry]]:
+    """The whole histories of ``states`` (the features of ``product``): in one pass when the
+    reader can (:class:`BulkHistories`), else one read per feature, yielding to other
+    requests every 200."""
+    if isinstance(reader, BulkHistories):
+        return await reader.histories(product=product)
+    found: dict[str, list[HistoryEntry]] = {}
+    for i, state in enumerate(states):
+        found[state.id] = (await reader.history(state.id)).entries
+        if i % 200 == 199:
+            await asyncio.sleep(0)
+    return found
 
 
 def matches(

@@ -159,6 +159,23 @@ class FeatureQueries:
         first = rows[0][0] if rows else None
         return entries, first if first is not None and first > 1 else None
 
+    def histories(self, product: str | None = None) -> dict[str, list[HistoryEntry]]:
+        """Every history (of the features of ``product``), oldest first, in one query."""
+        sql = "SELECT feature_id, entry FROM history"
+        args: list[object] = []
+        if product is not None:
+            sql += " WHERE feature_id IN (SELECT id FROM features WHERE product = ?)"
+            args.append(product)
+        found: dict[str, list[HistoryEntry]] = {}
+        entry = HistoryEntry.from_dict
+        loads = json.loads
+        for feature_id, raw in self.db.execute(sql + " ORDER BY feature_id, seq", args):
+            entries = found.get(feature_id)
+            if entries is None:
+                entries = found[feature_id] = []
+            entries.append(entry(loads(raw)))
+        return found
+
 
 MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create, 3: sqlite_ledger.create}
 """Version -> the step that brings a file of that version to the next one."""

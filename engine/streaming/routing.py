@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 INTERNAL = "/_worker"
 """Prefix of the routes workers call on each other (reads of the features they own)."""
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)
+PEER_IDLE = 2.0
+"""Seconds a connection to a peer is kept idle for reuse: well under the peers' own
+``LIFECYCLE_HTTP_HEAD_TIMEOUT`` (they close idle connections then), so a read is not sent
+on a connection the peer is closing."""
 
 
 ACCEPTED = "accepted"
@@ -177,7 +181,9 @@ class TableReader:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=PEER_TIMEOUT)
+            self._session = aiohttp.ClientSession(
+                timeout=PEER_TIMEOUT, connector=aiohttp.TCPConnector(keepalive_timeout=PEER_IDLE)
+            )
         return self._session
 
     async def close(self) -> None:

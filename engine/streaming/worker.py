@@ -32,6 +32,7 @@ from engine.config.tuning import tune_gc
 from engine.evolve.apply import version_problems
 from engine.http.api import build_app
 from engine.http.hook_wiring import build_hooks
+from engine.http.serving import ConnectionLimits, LimitedSite
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
@@ -86,10 +87,18 @@ def default_app_id(events_topic: str) -> str:
 class WorkerServices(Service):
     """The HTTP API and the ingest producer, started beside the Faust app, in its loop."""
 
-    def __init__(self, parts: WorkerParts, host: str, port: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        parts: WorkerParts,
+        host: str,
+        port: int,
+        limits: ConnectionLimits | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.parts = parts
         self.host = host
         self.port = port
+        self.limits = limits or ConnectionLimits()
         self.runner = web.AppRunner(parts.web_app, access_log=None)
         super().__init__(**kwargs)
 
@@ -97,7 +106,7 @@ class WorkerServices(Service):
         await self.parts.ingest.start()
         await self.parts.ledger.start()  # every release recorded so far, before serving
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, self.port).start()
+        await LimitedSite(self.runner, self.host, self.port, self.limits).start()
         log.info(
             "worker %s: HTTP API on %s:%s", self.parts.lapp.config.app_id, self.host, self.port
         )
@@ -229,7 +238,9 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     if problems:
         raise WorkflowError("\n".join(problems))
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
-    services = WorkerServices(parts, settings.http_host, settings.http_port)
+    services = WorkerServices(
+        parts, settings.http_host, settings.http_port, settings.connection_limits()
+    )
     worker = faust.Worker(parts.lapp.app, services, loglevel=loglevel)
     worker.execute_from_commandline()
 

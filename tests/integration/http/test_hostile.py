@@ -141,6 +141,24 @@ def test_a_report_window_out_of_range_is_400(server: EmbeddedServer, since: str)
     assert doc["details"][0]["field"] == "since"
 
 
+def test_an_empty_report_window_is_the_default_week(server: EmbeddedServer) -> None:
+    # Found by schemathesis: ``since=`` answered 400 where the parameter is optional.
+    answer = server.get("/report?since=&format=json")
+    assert answer.status == 200
+    since = datetime.fromisoformat(answer.json["since"])
+    week = datetime.fromisoformat(answer.json["generated_at"]) - timedelta(days=7)
+    assert since == week
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_plan_body_that_is_not_utf8_is_400(server: EmbeddedServer, method: str) -> None:
+    # Found by schemathesis: a body of invalid UTF-8 answered 500.
+    body = b"\x0c\xff\xfeb\xe9=\x839"
+    answer = server.request(method, "/workflows/feature/plan", body, {})
+    doc = assert_error_shape(answer, 400)
+    assert "not UTF-8 text" in doc["details"][0]["reason"]
+
+
 def test_a_missing_static_file_is_404_in_the_error_shape(server: EmbeddedServer) -> None:
     assert_error_shape(server.get("/static/nope.js"), 404)
     assert_error_shape(server.get("/static/../engine/config/settings.py"), 404)

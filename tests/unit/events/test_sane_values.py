@@ -60,6 +60,9 @@ HOSTILE: dict[str, str] = {
     "1e999 in an extra field": _data("kpi.reported", '{"other": [1e999]}'),
     "400-digit float": _data("kpi.reported", '{"value": 1' + "0" * 400 + ".0}"),
     "priority true": _data("feature.prioritized", '{"priority": true}'),
+    # Found by schemathesis: a number was read as days since 1970.
+    "target_launch 0": _data("launch.scheduled", '{"target_launch": 0}'),
+    "target_launch 20240501": _data("feature.prioritized", '{"target_launch": 20240501}'),
     "priority as text": _data("feature.prioritized", '{"priority": "3"}'),
     "lone surrogate in a title": _data("idea.submitted", '{"title": "bad \\ud800 title"}'),
     "lone low surrogate in a product": _data("idea.submitted", '{"product": "\\udfff"}'),

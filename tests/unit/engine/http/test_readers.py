@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.http.local import SqliteReader, StoreReader
+from engine.http.ports import BulkHistories, all_histories
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import SqliteStore
@@ -97,3 +98,20 @@ def test_history_pages_agree_and_chain(readers: Any) -> None:
     assert mine == theirs
     whole = asyncio.run(python.history("F-013"))
     assert [e for page in reversed(mine) for e in page] == [e.event_id for e in whole.entries]
+
+
+@pytest.mark.parametrize("product", [None, "web", "nothing"])
+def test_all_histories_in_one_pass_agree_with_one_by_one(readers: Any, product: Any) -> None:
+    python, sql = readers
+    assert not isinstance(python, BulkHistories) and isinstance(sql, BulkHistories)
+
+    async def both() -> tuple[Any, Any]:
+        states = await python.features(product=product)
+        one_by_one = await all_histories(python, states, product)
+        bulk = await all_histories(sql, await sql.features(product=product), product)
+        return one_by_one, bulk
+
+    one_by_one, bulk = asyncio.run(both())
+    assert bulk == {fid: entries for fid, entries in one_by_one.items() if entries}
+    if product != "nothing":
+        assert sum(len(e) for e in bulk.values()) > 150

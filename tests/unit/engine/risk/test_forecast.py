@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -245,3 +246,48 @@ def test_a_long_running_model_follows_its_reservoirs(feature_workflow: Workflow)
             durations.observe("feature", s, 4 * D)
     after = forecaster.forecast(feature("idea"), feature_workflow, now)
     assert after is not None and after.p50 == T0 + 32 * DAY
+
+
+def _choice_tails(forecaster: Forecaster, workflow: Workflow) -> list[list[float]]:
+    """The Monte Carlo walk as first written, with ``rng.choice``: the reference."""
+    rng = random.Random(forecaster.seed)
+    stages = path_stages(workflow)
+    kinds = []
+    for stage in stages:
+        found = forecaster.durations.samples(workflow.name, stage)
+        if len(found) < forecaster.min_observations and stage in workflow.slas:
+            found = ()
+        kinds.append((tuple(sorted(found)), workflow.slas.get(stage, 0.0)))
+    index = {stage: k for k, stage in enumerate(stages)}
+    nexts = []
+    for k, stage in enumerate(stages):
+        exits = [
+            index.get(to, len(stages))
+            for to in forecaster.durations.exits(workflow.name, stage)
+            if to in index or to in workflow.done
+        ]
+        nexts.append(exits if len(exits) >= forecaster.min_observations else [k + 1])
+    tails = [[0.0] * forecaster.samples for _ in stages]
+    for k in range(len(stages)):
+        for i in range(forecaster.samples):
+            total, at, steps = 0.0, rng.choice(nexts[k]), 0
+            while at < len(stages) and steps < 4 * len(stages):
+                values, fixed = kinds[at]
+                total += rng.choice(values) if values else fixed
+                at, steps = rng.choice(nexts[at]), steps + 1
+            tails[k][i] = total
+    return tails
+
+
+def test_the_fast_walk_draws_exactly_what_rng_choice_drew(feature_workflow: Workflow) -> None:
+    durations = StageDurations()
+    pick = random.Random(3)
+    stages = path_stages(feature_workflow)
+    for _ in range(400):  # skips, rework and exits off the path, with varied durations
+        k = pick.randrange(len(stages))
+        to = pick.choice([*stages[k + 1 : k + 3], stages[max(0, k - 1)], "cancelled", "launched"])
+        durations.observe("feature", stages[k], pick.uniform(0.1, 9) * D, to)
+    forecaster = Forecaster(durations)
+    models = forecaster._build(feature_workflow)
+    reference = _choice_tails(forecaster, feature_workflow)
+    assert [models[s].tail_draws for s in stages] == reference
