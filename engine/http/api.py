@@ -229,9 +229,9 @@ def _flag(request: web.Request, name: str) -> bool | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    if raw.lower() in ("true", "1", "yes"):
+    if raw in ("true", "1", "yes"):
         return True
-    if raw.lower() in ("false", "0", "no"):
+    if raw in ("false", "0", "no"):
         return False
     raise api_error(400, "bad query", [Problem(name, f"must be true or false, not {raw!r}")])
 

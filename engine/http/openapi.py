@@ -289,8 +289,11 @@ def openapi_document(
                         _query("q", _TEXT, "text in the id, title, product or owner"),
                         _query(
                             "at_risk",
-                            {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
-                            "only features at risk (or not)",
+                            {
+                                "type": "string",
+                                "enum": ["true", "false", "1", "0", "yes", "no", ""],
+                            },
+                            "only features at risk (or not); empty: no filter",
                         ),
                     ],
                     "responses": {
