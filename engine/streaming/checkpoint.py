@@ -510,14 +510,20 @@ class Committer:
                 if topic == changelog:
                     self._persisted[(topic, partition)] = offset
 
-    async def commit(self, writes: Sequence[tuple[Any, str, bytes]], done: Sequence[Any]) -> None:
-        """Steps 1 to 3 for a batch: ``writes`` are (event record, feature id, value) of the
-        table records whose changelog records are queued; ``done`` its processed messages."""
+    async def commit(
+        self, writes: Sequence[tuple[Any, str, bytes | None]], done: Sequence[Any]
+    ) -> None:
+        """Steps 1 to 3 for a batch: ``writes`` are (event record, table key, value;
+        ``None`` deletes the key) of the table records whose changelog records are queued;
+        ``done`` its processed messages."""
         await self.delivered()
         data = self.table.data
-        for record, fid, value in writes:
+        for record, key, value in writes:
             make_current(record)  # the RocksDB partition written
-            data[fid] = value
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
         for (topic, partition), offset in self._persisted.items():
             data.set_persisted_offset(TP(topic, partition), offset)
         self._persisted.clear()

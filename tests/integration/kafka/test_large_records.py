@@ -1,0 +1,99 @@
+"""What the worker writes fits the broker however long a feature's history and however large
+the events it read (issue 10's streaming leftover, issue 16).
+
+A feature's table record holds its whole history and idempotency keys; past the broker's
+limit for one record (``max.message.bytes``, 1 MiB by default) its changelog record was
+refused, the worker stopped, and every restart stopped at the same batch. The record is now
+written in parts (``engine/stores/faust_table.py``), and a worker recovering from the
+changelog alone reads them back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.kafka.conftest import (
+    actual_outcome,
+    consume_all,
+    expected_outcome,
+    produce,
+    structured,
+    wait_for,
+)
+from tests.integration.kafka.workload import cloud_event
+from workflows.loader import Workflows
+
+pytestmark = pytest.mark.integration
+
+BROKER_LIMIT = 1024 * 1024 + 12
+"""The broker's default ``max.message.bytes`` (the one of ``deploy/kafka``)."""
+
+
+def test_a_history_past_the_broker_limit_and_a_huge_event_are_stored_and_recovered(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    long_id = "k" * 300
+    events = [cloud_event("LONG", 0, "idea.submitted", {"title": "a long history"})]
+    # 2,600 KPI reports, each a history line and an idempotency key: about 2 MB of record.
+    for n in range(1, 2601):
+        kpi = cloud_event("LONG", n, "kpi.reported", {"name": "adoption", "value": n / 10})
+        kpi["id"] = f"{long_id}-{n}"
+        events.append(kpi)
+    huge = cloud_event("HUGE", 1, "discovery.started", {})
+    huge["id"] = "h" * 600_000  # one event of 600 KB: its line and key make a 1.2 MB record
+    events += [
+        cloud_event("HUGE", 0, "idea.submitted", {"title": "huge"}),
+        huge,
+        cloud_event("HUGE", 2, "requirement.approved", {}),
+        cloud_event("AFTER", 0, "idea.submitted", {"title": "after"}),
+        cloud_event("AFTER", 1, "discovery.started", {}),
+    ]
+    expected = expected_outcome(workflows, events)
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in events))
+    worker = make_worker("first")
+
+    def stored(w: Any) -> Any:
+        def check() -> bool:
+            try:
+                return _sorted_keys(actual_outcome(w, expected)) == _sorted_keys(expected)
+            except OSError:
+                return False
+
+        return check
+
+    wait_for(stored(worker), 180, "every event stored", worker)
+    assert worker.metrics().get("lifecycle_dead_letters_total", 0) == 0
+    status, body = worker.get("/features/HUGE")
+    assert status == 200 and body["stage"] == "defined"
+    worker.stop()
+
+    # Another worker of the group, from an empty data dir: the changelog alone.
+    recovered = make_worker("empty")
+    recovered.wait_ready(timeout=120)
+    wait_for(stored(recovered), 120, "every feature recovered from the changelog", recovered)
+    changelog = f"lifecycle-{topics.events}-features-changelog"
+    assert changelog in _topics(kafka_bootstrap)
+    records = consume_all(kafka_bootstrap, changelog, timeout=3)
+    assert max(len(r.value or b"") + len(r.key or b"") for r in records) < BROKER_LIMIT
+    transitions = consume_all(kafka_bootstrap, topics.transitions, timeout=3)
+    assert any(len(r.value) > 600_000 for r in transitions)  # HUGE's stage change, whole
+
+
+def _sorted_keys(outcome: dict[str, Any]) -> dict[str, Any]:
+    """``outcome`` with each state's idempotency keys in order (past 16 they are a set)."""
+    return {
+        fid: ({**state, "seen": sorted(state.get("seen", []))}, history)
+        for fid, (state, history) in outcome.items()
+    }
+
+
+def _topics(bootstrap: str) -> set[str]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        return set(consumer.topics())
+    finally:
+        consumer.close()
