@@ -93,3 +93,21 @@ def test_dead_letter_headers_keep_the_original_and_add_reason_and_origin() -> No
     assert headers["trace"] == b"1"
     assert headers[codec.REASON_HEADER] == b"not_json"
     assert headers["lifecycle_dlq_origin"] == b"t/3/7"
+
+
+def test_encode_writes_the_json_the_standard_library_writes() -> None:
+    """orjson encodes what the worker publishes; it reads back as ``json.dumps`` wrote it,
+    times included, and what orjson refuses (an integer past 64 bits) still encodes."""
+    from datetime import UTC, date, datetime
+
+    event = {
+        "id": "e-1",
+        "time": datetime(2024, 1, 1, 12, 30, tzinfo=UTC),
+        "data": {"title": "caf\u00e9 \U0001f680", "launch": date(2027, 6, 1), "n": 1.5e16},
+        "big": 10**30,
+    }
+    expected = json.loads(json.dumps(event, default=str))
+    assert json.loads(codec.encode(event)) == expected
+    assert json.loads(codec.encode({k: v for k, v in event.items() if k != "big"})) == {
+        k: v for k, v in expected.items() if k != "big"
+    }
