@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from engine.core.processor import IGNORED, Outcome, process
 from engine.core.state import FeatureState
@@ -95,7 +95,7 @@ class Engine:
             if position is None:
                 self.store.commit(outcome)
             elif _tracks(type(self.store)):
-                self.store.commit_at(outcome, position)
+                cast(TrackingStore, self.store).commit_at(outcome, position)
             else:
                 raise TypeError(f"{type(self.store).__name__} does not track positions")
         # Committed: the event is applied whatever happens next. A failure of what follows
