@@ -180,6 +180,10 @@ def _dead_letter() -> dict[str, Any]:
                 codec.DETAIL_HEADER: _string("what was wrong, for a person (<= 1000 chars)"),
                 "lifecycle_dlq_origin": _string("topic/partition/offset of the original"),
                 codec.TRUNCATED_HEADER: _string("the original value's length, when cut"),
+                codec.KEY_TRUNCATED_HEADER: _string("the original key's length, when cut"),
+                codec.HEADERS_DROPPED_HEADER: _string(
+                    "how many original headers were left out (over 64 KiB in all)"
+                ),
             },
             "additionalProperties": True,
         },

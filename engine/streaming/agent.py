@@ -200,7 +200,8 @@ class Agent:
             offset=message.offset,
         )
         value, headers = codec.dead_letter_value(message.value, headers)
-        await self.publish(self.dlq_topic, message.key, value, headers)
+        key, cut = codec.dead_letter_key(message.key)
+        await self.publish(self.dlq_topic, key, value, [*headers, *cut])
         if self.metrics is not None:
             self.metrics.dead_letters.labels(letter.reason).inc()
         log.warning(

@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
 
 from tests.integration.kafka.conftest import (
     actual_outcome,
@@ -54,16 +57,7 @@ def test_a_history_past_the_broker_limit_and_a_huge_event_are_stored_and_recover
     produce(kafka_bootstrap, topics.events, (structured(e) for e in events))
     worker = make_worker("first")
 
-    def stored(w: Any) -> Any:
-        def check() -> bool:
-            try:
-                return _sorted_keys(actual_outcome(w, expected)) == _sorted_keys(expected)
-            except OSError:
-                return False
-
-        return check
-
-    wait_for(stored(worker), 180, "every event stored", worker)
+    wait_for(_stored(worker, expected), 180, "every event stored", worker)
     assert worker.metrics().get("lifecycle_dead_letters_total", 0) == 0
     status, body = worker.get("/features/HUGE")
     assert status == 200 and body["stage"] == "defined"
@@ -72,13 +66,27 @@ def test_a_history_past_the_broker_limit_and_a_huge_event_are_stored_and_recover
     # Another worker of the group, from an empty data dir: the changelog alone.
     recovered = make_worker("empty")
     recovered.wait_ready(timeout=120)
-    wait_for(stored(recovered), 120, "every feature recovered from the changelog", recovered)
+    wait_for(
+        _stored(recovered, expected), 120, "every feature recovered from the changelog", recovered
+    )
     changelog = f"lifecycle-{topics.events}-features-changelog"
     assert changelog in _topics(kafka_bootstrap)
     records = consume_all(kafka_bootstrap, changelog, timeout=3)
     assert max(len(r.value or b"") + len(r.key or b"") for r in records) < BROKER_LIMIT
     transitions = consume_all(kafka_bootstrap, topics.transitions, timeout=3)
     assert any(len(r.value) > 600_000 for r in transitions)  # HUGE's stage change, whole
+
+
+def _stored(worker: Any, expected: dict[str, Any]) -> Any:
+    """A predicate: the worker holds every feature as ``expected``."""
+
+    def check() -> bool:
+        try:
+            return _sorted_keys(actual_outcome(worker, expected)) == _sorted_keys(expected)
+        except OSError:
+            return False
+
+    return check
 
 
 def _sorted_keys(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -97,3 +105,55 @@ def _topics(bootstrap: str) -> set[str]:
         return set(consumer.topics())
     finally:
         consumer.close()
+
+
+def test_records_as_large_as_the_broker_takes_are_dead_lettered_and_the_worker_goes_on(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    """A dead letter is the refused record plus the reason headers: for a record at the
+    broker's limit that did not fit, and the worker stopped at it on every restart."""
+    scratch = f"{topics.events}.scratch"
+    KafkaAdminClient(bootstrap_servers=kafka_bootstrap).create_topics([NewTopic(scratch, 1, 1)])
+    key = b"K" * _largest(kafka_bootstrap, scratch, lambda n: (b"K" * n, b"{not json", []))
+    assert len(key) > 1_000_000  # as large as the broker takes
+    size = _largest(kafka_bootstrap, scratch, lambda n: (b"H1", b"{not json", [("h", b"x" * n)]))
+    headers = [("h", b"x" * size)]
+    before = cloud_event("AFTER", 0, "idea.submitted", {"title": "after"})
+    after = cloud_event("AFTER", 1, "discovery.started", {})
+    produce(kafka_bootstrap, topics.events, [structured(before)])
+    _send(kafka_bootstrap, topics.events, [(key, b"{not json", []), (b"H1", b"{not json", headers)])
+    produce(kafka_bootstrap, topics.events, [structured(after)])
+    worker = make_worker("w")
+    expected = expected_outcome(workflows, [before, after])
+    wait_for(_stored(worker, expected), 90, "the event after", worker)
+    dead = consume_all(kafka_bootstrap, topics.dlq, timeout=3)
+    assert len(dead) == 2
+    cut = {h: v for r in dead for h, v in r.headers}
+    assert cut["lifecycle_dlq_key_truncated"] == str(len(key)).encode()
+    assert cut["lifecycle_dlq_headers_dropped"] == b"1"
+
+
+def _largest(bootstrap: str, topic: str, record: Any) -> int:
+    """The largest ``n`` for which the broker takes ``record(n)`` (key, value, headers)."""
+    low, high = 1024, 2 * 1024 * 1024  # taken, refused
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            _send(bootstrap, topic, [record(middle)])
+            low = middle
+        except KafkaError:
+            high = middle
+    return low
+
+
+def _send(bootstrap: str, topic: str, records: list[Any]) -> None:
+    """Write records past the client's default request size, each acknowledged (a
+    producer refused one is not used again: kafka-python aborts it)."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+    )
+    try:
+        for key, value, headers in records:
+            producer.send(topic, key=key, value=value, headers=headers).get(timeout=30)
+    finally:
+        producer.close()
