@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,7 +62,8 @@ events = app.topic(
 @app.agent(events, concurrency=1)
 async def count(stream):  # type: ignore[no-untyped-def]
     if AS_WORKER:  # as Checkpoint.install does in the worker's agent
-        app.consumer._drain_messages = _drain_without_drops(app.consumer, TOPIC)
+        consumer: Any = app.consumer
+        consumer._drain_messages = _drain_without_drops(consumer, TOPIC)
     seen, first = 0, 0.0
     loads = json.loads
     async for batch in stream.take_events(config.batch_size, config.batch_within):
