@@ -6,14 +6,17 @@ to a fresh 8-partition topic, then measures in the same run:
 (a) raw: an aiokafka consumer that only reads every record and decodes it (``json.loads``);
 (b) Faust ceiling: a bare faust-streaming agent with the worker's own Faust settings that
     only decodes each record (``bench/faust_ceiling.py``): what any Faust agent can reach;
+    then the same agent with its records delivered as the worker's are (Faust's
+    ``wait_first`` only when a delivery blocks, ``engine/streaming/checkpoint.py``);
 (c) worker: a real ``lifecycle`` streaming worker (a subprocess, RocksDB table, changelog,
-    transitions topic) processing the same records to their final states.
+    transitions topic) processing the same records to their final states, in a consumer
+    group of its own; with ``--baseline DIR`` first a worker of an earlier source tree
+    (e.g. ``git archive <commit> | tar -x -C DIR``) on the same records.
 
-Both rates are records per second from the first record handled to the last, so the
-worker's start-up (group join, table recovery) is left out, as a consumer's would be. The
-worker's span is read from its own ``/metrics``. Prints the rates and the ratios (target:
-the worker reaches at least 50% of the raw consumer; the Faust ceiling shows how much of a
-raw consumer's rate any Faust agent keeps here).
+Every rate is records per second from the first record handled to the last, so start-up
+(group join, table recovery) is left out, as a consumer's would be. A worker's span is read
+from its own ``/metrics``. Prints the rates and the ratios (target: the worker reaches at
+least 70% of the bare Faust agent).
 
 Run: ``make bench`` (which starts the local broker), or
 ``python bench/streaming.py [--events N] [--bootstrap host:port]`` with ``KAFKA_BOOTSTRAP``.
