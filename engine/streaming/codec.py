@@ -173,8 +173,8 @@ is cut, with ``lifecycle_dlq_key_truncated`` giving its full length."""
 KEY_TRUNCATED_HEADER = "lifecycle_dlq_key_truncated"
 MAX_DEAD_LETTER_HEADERS = 64 * 1024
 """Most bytes of the original record's headers a dead letter keeps, in their order; those
-that do not fit are left out, with ``lifecycle_dlq_headers_dropped`` counting them. With the value and
-key bounds, a dead letter stays under 600 KiB whatever record it came from."""
+that do not fit are left out, with ``lifecycle_dlq_headers_dropped`` counting them. With the
+value and key bounds, a dead letter stays under 600 KiB whatever record it came from."""
 HEADERS_DROPPED_HEADER = "lifecycle_dlq_headers_dropped"
 
 
