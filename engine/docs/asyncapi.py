@@ -130,6 +130,15 @@ def _transition_messages(shared: dict[str, Any]) -> dict[str, Any]:
             "event_id": _string("id of the event that caused the change"),
             "event_source": _string("source of the event that caused the change"),
             "version": {"type": ["integer", "null"]},
+            "cause_truncated": {
+                "type": "object",
+                "description": "full lengths of event_id and event_source when they were cut "
+                "(each over 32 KiB)",
+                "properties": {
+                    "event_id": {"type": "integer"},
+                    "event_source": {"type": "integer"},
+                },
+            },
         },
     }
 

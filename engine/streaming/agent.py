@@ -36,6 +36,13 @@ Publish = Callable[[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]
 """Queue one output record: topic, key, value, headers."""
 
 
+MAX_CAUSE = 32 * 1024
+"""Longest ``event_id`` and ``event_source`` a stage change repeats from its cause. A stage
+change is its cause's id and source plus a few hundred bytes, so the one of an event at the
+broker's size limit would not fit; longer ones are cut, and ``cause_truncated`` gives their
+full lengths (the CloudEvent ``id`` still derives from the whole cause)."""
+
+
 def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) -> dict[str, Any]:
     """The CloudEvent announcing a stage change (``outcome`` applied, from != to).
 
@@ -44,6 +51,10 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
     """
     digest = hashlib.sha1(f"{source}\x1f{event_id}".encode()).hexdigest()
     state = outcome.state
+    cut = {}
+    if len(event_id) > MAX_CAUSE or len(source) > MAX_CAUSE:
+        cut = {"cause_truncated": {"event_id": len(event_id), "event_source": len(source)}}
+        event_id, source = event_id[:MAX_CAUSE], source[:MAX_CAUSE]
     return cloud_event(
         STAGE_CHANGED,
         outcome.feature,
@@ -59,6 +70,7 @@ def stage_changed(outcome: Outcome, event_id: str, source: str, ce_source: str) 
             "event_id": event_id,
             "event_source": source,
             "version": state.version if state is not None else None,
+            **cut,
         },
     )
 

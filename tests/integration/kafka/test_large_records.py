@@ -10,6 +10,7 @@ changelog alone reads them back.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -74,7 +75,10 @@ def test_a_history_past_the_broker_limit_and_a_huge_event_are_stored_and_recover
     records = consume_all(kafka_bootstrap, changelog, timeout=3)
     assert max(len(r.value or b"") + len(r.key or b"") for r in records) < BROKER_LIMIT
     transitions = consume_all(kafka_bootstrap, topics.transitions, timeout=3)
-    assert any(len(r.value) > 600_000 for r in transitions)  # HUGE's stage change, whole
+    huge_moved = [json.loads(r.value)["data"] for r in transitions if r.key == b"HUGE"]
+    assert [d["cause_truncated"]["event_id"] for d in huge_moved if "cause_truncated" in d] == [
+        600_000
+    ]  # HUGE's stage change, its cause cut to fit
 
 
 def _stored(worker: Any, expected: dict[str, Any]) -> Any:
@@ -131,6 +135,39 @@ def test_records_as_large_as_the_broker_takes_are_dead_lettered_and_the_worker_g
     cut = {h: v for r in dead for h, v in r.headers}
     assert cut["lifecycle_dlq_key_truncated"] == str(len(key)).encode()
     assert cut["lifecycle_dlq_headers_dropped"] == b"1"
+
+
+def test_the_stage_change_of_an_event_as_large_as_the_broker_takes_fits(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    """A stage change repeats its cause's id and source: for an event at the broker's limit
+    it did not fit, and the worker stopped at it on every restart."""
+    scratch = f"{topics.events}.scratch"
+    KafkaAdminClient(bootstrap_servers=kafka_bootstrap).create_topics([NewTopic(scratch, 1, 1)])
+
+    def moving(n: int) -> dict[str, Any]:
+        event = cloud_event("BIG", 1, "discovery.started", {})
+        event["id"] = "i" * n
+        return event
+
+    n = _largest(kafka_bootstrap, scratch, lambda n: structured(moving(n)))
+    assert n > 1_000_000  # as large as the broker takes
+    events = [
+        cloud_event("BIG", 0, "idea.submitted", {"title": "big"}),
+        moving(n),
+        cloud_event("BIG", 2, "requirement.approved", {}),
+    ]
+    produce(kafka_bootstrap, topics.events, [structured(events[0])])
+    _send(kafka_bootstrap, topics.events, [structured(events[1])])
+    produce(kafka_bootstrap, topics.events, [structured(events[2])])
+    worker = make_worker("w")
+    expected = expected_outcome(workflows, events)
+    wait_for(_stored(worker, expected), 120, "every event stored", worker)
+    changes = [json.loads(r.value) for r in consume_all(kafka_bootstrap, topics.transitions, 3)]
+    moved = [c for c in changes if c["data"].get("to_stage") == "discovery"]
+    assert len(moved) == 1
+    assert moved[0]["data"]["cause_truncated"] == {"event_id": n, "event_source": 11}
+    assert moved[0]["data"]["event_id"] == "i" * (32 * 1024)
 
 
 def _largest(bootstrap: str, topic: str, record: Any) -> int:

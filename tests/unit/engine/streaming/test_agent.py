@@ -338,3 +338,18 @@ def test_a_partition_sought_back_asks_again_when_faust_seeks_it_elsewhere(
     clock[0] += 1.5
     assert cp.reseek(0, 41) == 2  # still far past the record awaited: seek again
     assert cp.reseek(0, 42) is None
+
+
+def test_a_stage_change_cuts_a_cause_too_long_to_repeat() -> None:
+    """The stage change of an event at the broker's limit would not fit (issue 16)."""
+    from engine.core.processor import APPLIED, Outcome
+    from engine.streaming.agent import MAX_CAUSE, stage_changed
+
+    outcome = Outcome(APPLIED, "F-1", "feature", None, None, from_stage="idea", to_stage="x")
+    long_id = "i" * (MAX_CAUSE + 5)
+    data = stage_changed(outcome, long_id, "s", "lifecycle/engine")["data"]
+    assert data["event_id"] == "i" * MAX_CAUSE
+    assert data["cause_truncated"] == {"event_id": MAX_CAUSE + 5, "event_source": 1}
+    whole = stage_changed(outcome, long_id, "s", "lifecycle/engine")["id"]
+    assert whole != stage_changed(outcome, "i" * MAX_CAUSE, "s", "lifecycle/engine")["id"]
+    assert "cause_truncated" not in stage_changed(outcome, "e-1", "s", "x")["data"]
