@@ -59,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/http_ingest.py
 	$(BIN)/python bench/reads.py
 	bash deploy/kafka/kafka.sh up
-	$(BIN)/python bench/streaming.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
+	$(BIN)/python bench/streaming.py && $(BIN)/python bench/streaming_latency.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 
 # The streaming fault scenarios of tests/integration/kafka/test_faults.py at full size, once
 # per seed (FAULT_SEEDS); `make test` runs them small, with one seed.

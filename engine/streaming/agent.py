@@ -36,6 +36,13 @@ Publish = Callable[[str, bytes | None, bytes | None, Sequence[tuple[str, bytes]]
 """Queue one output record: topic, key, value, headers."""
 
 
+MAX_CAUSE = 32 * 1024
+"""Longest ``event_id`` and ``event_source`` a stage change repeats from its cause. A stage
+change is its cause's id and source plus a few hundred bytes, so the one of an event at the
+broker's size limit would not fit; longer ones are cut, and ``cause_truncated`` gives their
+full lengths (the CloudEvent ``id`` still derives from the whole cause)."""
+
+
 def stage_changed(
     outcome: Outcome, event_id: str, source: str, ce_source: str, *, per_feature: bool = False
 ) -> dict[str, Any]:
@@ -49,6 +56,10 @@ def stage_changed(
     cause = f"{source}\x1f{event_id}" + (f"\x1f{outcome.feature}" if per_feature else "")
     digest = hashlib.sha1(cause.encode()).hexdigest()
     state = outcome.state
+    cut = {}
+    if len(event_id) > MAX_CAUSE or len(source) > MAX_CAUSE:
+        cut = {"cause_truncated": {"event_id": len(event_id), "event_source": len(source)}}
+        event_id, source = event_id[:MAX_CAUSE], source[:MAX_CAUSE]
     return cloud_event(
         STAGE_CHANGED,
         outcome.feature,
@@ -64,6 +75,7 @@ def stage_changed(
             "event_id": event_id,
             "event_source": source,
             "version": state.version if state is not None else None,
+            **cut,
         },
     )
 
@@ -220,7 +232,8 @@ class Agent:
             offset=message.offset,
         )
         value, headers = codec.dead_letter_value(message.value, headers)
-        await self.publish(self.dlq_topic, message.key, value, headers)
+        key, cut = codec.dead_letter_key(message.key)
+        await self.publish(self.dlq_topic, key, value, [*headers, *cut])
         if self.metrics is not None:
             self.metrics.dead_letters.labels(letter.reason).inc()
         log.warning(

@@ -43,11 +43,12 @@ import inspect
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from typing import Any
 
 import faust
 import faust.streams as faust_streams
+from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
@@ -74,6 +75,10 @@ DRAIN_FINGERPRINT = "44a25003"
 """The first 8 hex digits of the SHA-256 of ``Consumer._drain_messages``'s source, which
 :func:`_drain_without_drops` replaces: a new Faust with a changed fetch loop must be read
 again before it is trusted."""
+DELIVERY_FINGERPRINT = "837cf521"
+"""The same for ``ConductorCompiler.build``, which makes the callback :func:`_deliver` runs
+by hand: it must still block only on flow control, the producer's buffer and a full stream
+buffer, and need no task of its own."""
 CONSUMER_ATTRIBUTES = (
     "_committed_offset",
     "_acked",
@@ -103,17 +108,28 @@ def check_faust() -> list[str]:
                 problems.append(f"faust {cls.__name__}.{name} is gone")
     if not hasattr(faust_streams, "_current_event"):
         problems.append("faust.streams._current_event is gone")
-    try:
-        source = inspect.getsource(FaustConsumer._drain_messages)
-    except (OSError, TypeError, AttributeError):
-        source = ""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+    digest = _fingerprint(lambda: FaustConsumer._drain_messages)
     if digest != DRAIN_FINGERPRINT:
         problems.append(
             f"faust Consumer._drain_messages changed (fingerprint {digest}, expected "
             f"{DRAIN_FINGERPRINT}): compare it with checkpoint._drain_without_drops"
         )
+    digest = _fingerprint(lambda: ConductorCompiler.build)
+    if digest != DELIVERY_FINGERPRINT:
+        problems.append(
+            f"faust ConductorCompiler.build changed (fingerprint {digest}, expected "
+            f"{DELIVERY_FINGERPRINT}): read it again against checkpoint._deliver"
+        )
     return problems
+
+
+def _fingerprint(function: Callable[[], Any]) -> str:
+    """The first 8 hex digits of the SHA-256 of a function's source (of nothing: gone)."""
+    try:
+        source = inspect.getsource(function())
+    except (OSError, TypeError, AttributeError):
+        source = ""
+    return hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
 def make_current(record: Any) -> None:
@@ -336,6 +352,8 @@ def _drain_without_drops(consumer: Any, topic: str) -> Callable[[Any], Any]:
     :meth:`Checkpoint.admit` judges every record of the topic itself. Everything else is
     as in faust-streaming 0.15: other topics keep Faust's read-offset check, gaps are
     recorded for them, records fetched while the flow is suspended (a rebalance) are let go.
+    Each record is delivered by :func:`_deliver`: Faust's ``wait_first`` only when the
+    delivery blocks.
     """
     from faust.transport.consumer import CONSUMER_FETCHING
 
@@ -371,7 +389,7 @@ def _drain_without_drops(consumer: Any, topic: str) -> Callable[[Any], Any]:
                     if commit_every is not None and consumer._n_acked >= commit_every:
                         consumer._n_acked = 0
                         await consumer.commit()
-                    await consumer.wait_first(callback(message), suspended.wait())
+                    await _deliver(consumer, callback(message), suspended)
                     read_offset[tp] = offset
                 consumer.diag.unset_flag(CONSUMER_FETCHING)
         except consumer.consumer_stopped_errors:
@@ -386,6 +404,55 @@ def _drain_without_drops(consumer: Any, topic: str) -> Callable[[Any], Any]:
             consumer.diag.unset_flag(CONSUMER_FETCHING)
 
     return drain
+
+
+async def _deliver(consumer: Any, delivery: Coroutine[Any, Any, Any], suspended: Any) -> None:
+    """Hand one record to Faust's streams (``delivery``, the consumer's callback) as Faust
+    does, ``wait_first(delivery, suspend_flow.wait())``, without its cost when nothing waits.
+
+    ``wait_first`` wraps the delivery, the suspension, the consumer's stop and its crash in
+    four tasks and an ``asyncio.wait`` per record, so that a rebalance (which suspends the
+    flow) or a stop can cut a delivery that blocks. A delivery blocks only while the flow is
+    suspended, the producer's buffer is full or a stream's buffer is full; otherwise it runs
+    to its end without yielding. So while the flow is not suspended the delivery is run here
+    directly, and only if it does block is the rest of it handed to ``wait_first`` as a task,
+    which then cuts it exactly as Faust would. A flow already suspended keeps Faust's own
+    path: ``wait_first`` with both, so the record is let go as before.
+    """
+    if suspended.is_set():
+        await consumer.wait_first(delivery, suspended.wait())
+        return
+    try:
+        blocked_on = delivery.send(None)
+    except StopIteration:
+        return  # delivered without blocking: the usual case
+    await consumer.wait_first(_Resumed(delivery, blocked_on), suspended.wait())
+
+
+class _Resumed:
+    """The rest of a coroutine that was run by hand until it yielded ``blocked_on``: what a
+    task would have done from there (pass on what it awaits, send back the result or the
+    exception, a cancellation included). Awaitable, so ``wait_first`` makes it a task."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
+        self.coro = coro
+        self.blocked_on = blocked_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, blocked_on = self.coro, self.blocked_on
+        while True:
+            try:
+                sent = yield blocked_on
+            except BaseException as err:  # the task's cancellation, thrown into the coroutine
+                try:
+                    blocked_on = coro.throw(err)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    blocked_on = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class Committer:
@@ -443,14 +510,20 @@ class Committer:
                 if topic == changelog:
                     self._persisted[(topic, partition)] = offset
 
-    async def commit(self, writes: Sequence[tuple[Any, str, bytes]], done: Sequence[Any]) -> None:
-        """Steps 1 to 3 for a batch: ``writes`` are (event record, feature id, value) of the
-        table records whose changelog records are queued; ``done`` its processed messages."""
+    async def commit(
+        self, writes: Sequence[tuple[Any, str, bytes | None]], done: Sequence[Any]
+    ) -> None:
+        """Steps 1 to 3 for a batch: ``writes`` are (event record, table key, value;
+        ``None`` deletes the key) of the table records whose changelog records are queued;
+        ``done`` its processed messages."""
         await self.delivered()
         data = self.table.data
-        for record, fid, value in writes:
+        for record, key, value in writes:
             make_current(record)  # the RocksDB partition written
-            data[fid] = value
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
         for (topic, partition), offset in self._persisted.items():
             data.set_persisted_offset(TP(topic, partition), offset)
         self._persisted.clear()

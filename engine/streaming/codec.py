@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from events.envelope import (
@@ -142,9 +143,21 @@ def decode_record(
     return event
 
 
+_ORJSON_AS_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+"""What orjson would write its own way goes to ``default=str``, as with ``json.dumps``."""
+
+
 def encode(event: Mapping[str, Any]) -> bytes:
-    """A CloudEvent as the JSON value of a structured-mode record."""
-    return json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
+    """A CloudEvent as the JSON value of a structured-mode record (UTF-8, compact).
+
+    Encoded with ``orjson`` (every stage change the worker publishes passes here); what it
+    refuses (an integer past 64 bits in a received event's data) falls back to the standard
+    library, which writes the same JSON.
+    """
+    try:
+        return orjson.dumps(event, default=str, option=_ORJSON_AS_JSON)
+    except TypeError:
+        return json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
 
 
 MAX_DEAD_LETTER_VALUE = 512 * 1024
@@ -154,6 +167,15 @@ written would stop the worker. A longer value is cut, with ``lifecycle_dlq_trunc
 giving its full length (the original stays in the events topic at the origin header's place).
 """
 TRUNCATED_HEADER = "lifecycle_dlq_truncated"
+MAX_DEAD_LETTER_KEY = 1024
+"""Longest key a dead letter carries (a feature id is at most 128 characters); a longer one
+is cut, with ``lifecycle_dlq_key_truncated`` giving its full length."""
+KEY_TRUNCATED_HEADER = "lifecycle_dlq_key_truncated"
+MAX_DEAD_LETTER_HEADERS = 64 * 1024
+"""Most bytes of the original record's headers a dead letter keeps, in their order; those
+that do not fit are left out, with ``lifecycle_dlq_headers_dropped`` counting them. With the
+value and key bounds, a dead letter stays under 600 KiB whatever record it came from."""
+HEADERS_DROPPED_HEADER = "lifecycle_dlq_headers_dropped"
 
 
 def dead_letter_value(
@@ -165,11 +187,31 @@ def dead_letter_value(
     return value[:MAX_DEAD_LETTER_VALUE], [*headers, (TRUNCATED_HEADER, str(len(value)).encode())]
 
 
+def dead_letter_key(key: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The key a dead letter is written with, cut to :data:`MAX_DEAD_LETTER_KEY`, and the
+    header that says so when it is."""
+    if key is None or len(key) <= MAX_DEAD_LETTER_KEY:
+        return key, []
+    return key[:MAX_DEAD_LETTER_KEY], [(KEY_TRUNCATED_HEADER, str(len(key)).encode())]
+
+
 def dead_letter_headers(
     original: Headers, letter: DeadLetter, *, topic: str, partition: int, offset: int
 ) -> list[tuple[str, bytes]]:
-    """The headers of a dead-lettered record: the original ones plus reason and origin."""
-    kept = [(str(k), bytes(v or b"")) for k, v in _header_items(original)]
+    """The headers of a dead-lettered record: the original ones (up to
+    :data:`MAX_DEAD_LETTER_HEADERS` bytes) plus reason and origin."""
+    kept: list[tuple[str, bytes]] = []
+    size = dropped = 0
+    for k, v in _header_items(original):
+        name, value = str(k), bytes(v or b"")
+        length = len(name.encode("utf-8", errors="replace")) + len(value)
+        if size + length > MAX_DEAD_LETTER_HEADERS:
+            dropped += 1
+        else:
+            size += length
+            kept.append((name, value))
+    if dropped:
+        kept.append((HEADERS_DROPPED_HEADER, str(dropped).encode()))
     return [
         *kept,
         (REASON_HEADER, letter.reason.encode()),

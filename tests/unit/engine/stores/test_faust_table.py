@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+import pytest
+
 from engine.core.processor import Outcome
 from engine.stores.base import FeatureStore
-from engine.stores.faust_table import FaustTableStore, decode_record, encode_record
+from engine.stores.faust_table import (
+    FaustTableStore,
+    decode_record,
+    encode_record,
+    is_part,
+    part_key,
+)
+from events.errors import StoreError
 from tests.factories import make_event
 from tests.unit.engine.stores.contract import TrackingStoreContract, apply
 
@@ -84,3 +94,128 @@ def test_flushed_value_is_the_full_encoding_after_each_batch() -> None:
         state, history, offset = decode_record(table["f1"])
         assert table["f1"] == encode_record(state, history, offset)
         assert len(history) == i + 1 and offset == i
+
+
+FIRST_FORMAT = (
+    b'{"state":{"id":"f1","workflow":"feature","stage":"development","created_at":'
+    b'"2024-01-01T00:00:00Z","entered_stage_at":"2024-01-01T01:00:00Z","version":3,"title":'
+    b'"t\\u00e9","product":null,"owner":null,"blocked":false,"blocked_reason":null,"open_risks":'
+    b'{"r1":{"severity":"high","title":null,"raised_at":"2024-01-01T02:00:00Z"}},"uat_failures"'
+    b':0,"target_launch":null,"priority":null,"acceptance_criteria":null,"feedback":{},"kpis":'
+    b'{},"launched_at":null,"visited":["idea","discovery","defined","prioritized","design",'
+    b'"development"],"workflow_version":1,"seen":["test/source\\u001fe1","test/source\\u001fe2",'
+    b'"test/source\\u001fe3"]},"history":[{"event_id":"e1","source":"test/source","type":'
+    b'"idea.submitted","time":"2024-01-01T00:00:00Z","received_at":"2024-01-01T00:00:00Z",'
+    b'"outcome":"applied","from_stage":null,"to_stage":"idea","skipped":[],"reason":null},'
+    b'{"event_id":"e2","source":"test/source","type":"build.started","time":'
+    b'"2024-01-01T01:00:00Z","received_at":"2024-01-01T00:00:00Z","outcome":"applied",'
+    b'"from_stage":"idea","to_stage":"development","skipped":["discovery","defined",'
+    b'"prioritized","design"],"reason":null},{"event_id":"e3","source":"test/source","type":'
+    b'"risk.raised","time":"2024-01-01T02:00:00Z","received_at":"2024-01-01T00:00:00Z",'
+    b'"outcome":"updated","from_stage":"development","to_stage":"development","skipped":[],'
+    b'"reason":null}],"offset":43}'
+)
+"""A record as the worker wrote it before issue 16 (every field, standard-library JSON):
+``idea.submitted`` (title ``t\u00e9``), ``build.started``, ``risk.raised`` at offsets 41-43."""
+
+
+def test_a_record_of_the_first_format_reads_the_same_and_takes_new_events() -> None:
+    """A worker upgraded over an existing changelog: its records are read as written, a
+    redelivered event stays a no-op, a repeated one a duplicate, and the feature goes on."""
+    table = {"f1": FIRST_FORMAT}
+    store = FaustTableStore(table)
+    state = store.get("f1")
+    assert state is not None
+    assert (state.stage, state.version, state.title) == ("development", 3, "t\u00e9")
+    assert state.risks["r1"].severity == "high"
+    assert store.position("f1") == 43
+    assert [h.type for h in store.history("f1")] == [
+        "idea.submitted",
+        "build.started",
+        "risk.raised",
+    ]
+    outcome = apply(store, make_event("build.started", "f1", at=1, id="e2"))  # again
+    assert outcome.outcome == "duplicate"
+    apply(store, make_event("uat.passed", "f1", at=3, id="e4"), position=44)
+    store.flush()
+    assert table["f1"].startswith(b'{"v":2,')
+    again = FaustTableStore(table)
+    state = again.get("f1")
+    assert state is not None and state.stage == "launch_ready" and state.version == 4
+    assert state.risks["r1"].severity == "high" and state.title == "t\u00e9"
+    assert again.position("f1") == 44
+    assert len(again.history("f1")) == 5  # the duplicate is a line too
+
+
+def test_the_record_leaves_out_defaults_and_reads_back_equal() -> None:
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table)
+    apply(store, make_event("idea.submitted", "f1"), position=1)
+    apply(store, make_event("feature.prioritized", "f1", at=1, priority=0), position=2)
+    store.flush()
+    lean = orjson.loads(table["f1"])["state"]
+    for absent in ("product", "owner", "blocked", "blocked_reason", "open_risks", "kpis"):
+        assert absent not in lean
+    assert lean["priority"] == 0  # a falsy value is not a default
+    cached = store.get("f1")
+    assert FaustTableStore(table).get("f1") == cached
+
+
+def test_a_long_record_is_written_in_parts_and_never_past_the_part_size() -> None:
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table, part_size=2048)
+    apply(store, make_event("idea.submitted", "f1"), position=0)
+    for i in range(1, 60):
+        event = make_event("kpi.reported", "f1", at=i, name="a", value=1.0, id=f"k{i}-" + "x" * 100)
+        apply(store, event, position=i)
+        store.flush()
+        assert max(len(v) for v in table.values()) <= 2048
+    assert table["f1"].startswith(b'{"parts":')
+    parts = sorted(k for k in table if is_part(k))
+    header = orjson.loads(table["f1"])
+    assert parts == sorted(
+        part_key("f1", header["generation"], n) for n in range(header["parts"])
+    )  # the previous generations' parts are gone
+    again = FaustTableStore(table)
+    assert again.position("f1") == 59
+    assert len(again.history("f1")) == 60
+    dup = apply(
+        again, make_event("kpi.reported", "f1", at=3, name="a", value=1.0, id="k3-" + "x" * 100)
+    )
+    assert dup.outcome == "duplicate"  # the keys came back from the parts
+    assert [s.id for s in again.features()] == ["f1"]
+    assert len(again) == 1
+    assert again.peek("f1") is not None
+
+
+def test_parts_come_before_their_header_and_the_old_parts_after() -> None:
+    store = FaustTableStore({}, part_size=1024)
+    apply(store, make_event("idea.submitted", "f1"), position=0)
+    for i in range(1, 12):
+        apply(
+            store,
+            make_event("kpi.reported", "f1", at=i, name="a", value=1.0, id="y" * 200 + str(i)),
+        )
+    first = store.drain()
+    apply(store, make_event("kpi.reported", "f1", at=20, name="a", value=1.0, id="z" * 200))
+    second = store.drain()
+    keys = [key for _, key, _ in second]
+    header = keys.index("f1")
+    written = {key for _, key, value in first if value is not None and key != "f1"}
+    assert all(is_part(k) and k not in written for k in keys[:header])
+    assert {k for k in keys[header + 1 :]} == written
+    assert all(value is None for _, _, value in second[header + 1 :])
+
+
+def test_a_record_with_a_missing_part_is_refused_not_misread() -> None:
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table, part_size=1024)
+    for i in range(12):
+        apply(
+            store,
+            make_event("kpi.reported", "f1", at=i, name="a", value=1.0, id="w" * 200 + str(i)),
+        )
+    store.flush()
+    del table[next(k for k in table if is_part(k))]
+    with pytest.raises(StoreError, match="missing"):
+        FaustTableStore(table).get("f1")

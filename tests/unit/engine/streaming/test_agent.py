@@ -377,12 +377,15 @@ def restored_v1(workflows: Workflows, lapp: LifecycleApp, ids: list[str]) -> Non
     restore(lapp, lapp.store.drain())
 
 
-def restore(lapp: LifecycleApp, records: list[tuple[str, bytes]]) -> None:
-    """Write ``records`` to the worker's local table, as Faust's recovery does, and drop
-    what the store cached (a new assignment)."""
-    for fid, value in records:
-        make_current(Record(Message(fid.encode(), b"", 0, partition=key_partition(fid, 8))))
-        lapp.table.data[fid] = value  # type: ignore[attr-defined]
+def restore(lapp: LifecycleApp, records: list[tuple[str, str, bytes | None]]) -> None:
+    """Write ``records`` (feature, key, value: the store's drain) to the worker's local
+    table, as Faust's recovery does, and drop what the store cached (a new assignment)."""
+    for fid, key, value in records:
+        make_current(Record(Message(key.encode(), b"", 0, partition=key_partition(fid, 8))))
+        if value is None:
+            lapp.table.data.pop(key, None)  # type: ignore[attr-defined]
+        else:
+            lapp.table.data[key] = value  # type: ignore[attr-defined]
     lapp.store.forget()
 
 
@@ -497,6 +500,7 @@ async def _nothing() -> None:
         (2, {}, "t", True),
         (1, {}, "t", False),
         (1, {"workflow_version": 2.0, "workflow": 1.0}, "t", False),
+        (1, {"workflow_version": 2}, "t", False),  # the state's version is written, last
         (1, {}, '"workflow_version":2}', False),
         (2, {"workflow_version": 1.0}, '"workflow":"other"', True),
     ],
@@ -512,3 +516,40 @@ def test_a_restored_record_is_judged_current_without_decoding_only_when_it_is(
     assert runs_current(value, {b"feature": 2}) is plainly
     assert runs_current(value, {b"other": version}) is False
     assert runs_current(value.decode(), {b"feature": 2}) is False  # not bytes: decode it
+
+
+def test_a_stage_change_cuts_a_cause_too_long_to_repeat() -> None:
+    """The stage change of an event at the broker's limit would not fit (issue 16)."""
+    from engine.core.processor import APPLIED, Outcome
+    from engine.streaming.agent import MAX_CAUSE, stage_changed
+
+    outcome = Outcome(APPLIED, "F-1", "feature", None, None, from_stage="idea", to_stage="x")
+    long_id = "i" * (MAX_CAUSE + 5)
+    data = stage_changed(outcome, long_id, "s", "lifecycle/engine")["data"]
+    assert data["event_id"] == "i" * MAX_CAUSE
+    assert data["cause_truncated"] == {"event_id": MAX_CAUSE + 5, "event_source": 1}
+    whole = stage_changed(outcome, long_id, "s", "lifecycle/engine")["id"]
+    assert whole != stage_changed(outcome, "i" * MAX_CAUSE, "s", "lifecycle/engine")["id"]
+    assert "cause_truncated" not in stage_changed(outcome, "e-1", "s", "x")["data"]
+
+
+def test_a_sweep_reads_a_record_kept_in_parts_through_its_feature(
+    workflows: Workflows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record past the part size is kept as parts under keys of their own (issue 16); the
+    sweep migrates the feature once and never takes a part for a feature."""
+    lapp = make_lapp(version_2(), tmp_path, FakeOutbox())
+    monkeypatch.setattr(lapp, "record_versions", _nothing)
+    lapp.store.part_size = 300  # type: ignore[attr-defined]
+    ids = [f"F{i}" for i in range(12)]
+    restored_v1(workflows, lapp, ids)
+    keys = list(lapp.table.data)  # type: ignore[attr-defined]
+    assert len(keys) > len(ids) and any("/" in k for k in keys)
+
+    async def sweep() -> bool:
+        async with lapp.turn:
+            return await lapp.migrate(range(8))
+
+    assert asyncio.run(sweep())
+    assert all(len(migrated_lines(lapp, fid)) == 1 for fid in ids)
+    assert sorted(s.id for s in lapp.store.features()) == sorted(ids)

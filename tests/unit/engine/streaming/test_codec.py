@@ -93,3 +93,41 @@ def test_dead_letter_headers_keep_the_original_and_add_reason_and_origin() -> No
     assert headers["trace"] == b"1"
     assert headers[codec.REASON_HEADER] == b"not_json"
     assert headers["lifecycle_dlq_origin"] == b"t/3/7"
+
+
+def test_a_dead_letter_is_bounded_whatever_record_it_came_from() -> None:
+    """Key, value and original headers are cut so the dead letter of any record fits the
+    broker (issue 16): a record at the limit plus the reason headers did not."""
+    letter = codec.DeadLetter(codec.NOT_JSON, "x" * 5000)
+    original = [("small", b"1"), ("big", b"h" * (900 * 1024)), ("after", b"2")]
+    headers = codec.dead_letter_headers(original, letter, topic="t", partition=0, offset=1)
+    value, headers = codec.dead_letter_value(b"v" * (1024 * 1024), headers)
+    key, cut = codec.dead_letter_key(b"k" * (1024 * 1024))
+    headers = [*headers, *cut]
+    named = dict(headers)
+    assert named["small"] == b"1" and named["after"] == b"2" and "big" not in named
+    assert named[codec.HEADERS_DROPPED_HEADER] == b"1"
+    assert named[codec.KEY_TRUNCATED_HEADER] == str(1024 * 1024).encode()
+    assert named[codec.TRUNCATED_HEADER] == str(1024 * 1024).encode()
+    assert key is not None and value is not None
+    total = len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+    assert total < 600 * 1024
+    assert codec.dead_letter_key(b"F-1") == (b"F-1", [])
+
+
+def test_encode_writes_the_json_the_standard_library_writes() -> None:
+    """orjson encodes what the worker publishes; it reads back as ``json.dumps`` wrote it,
+    times included, and what orjson refuses (an integer past 64 bits) still encodes."""
+    from datetime import UTC, date, datetime
+
+    event = {
+        "id": "e-1",
+        "time": datetime(2024, 1, 1, 12, 30, tzinfo=UTC),
+        "data": {"title": "caf\u00e9 \U0001f680", "launch": date(2027, 6, 1), "n": 1.5e16},
+        "big": 10**30,
+    }
+    expected = json.loads(json.dumps(event, default=str))
+    assert json.loads(codec.encode(event)) == expected
+    assert json.loads(codec.encode({k: v for k, v in event.items() if k != "big"})) == {
+        k: v for k, v in expected.items() if k != "big"
+    }
