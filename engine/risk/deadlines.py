@@ -16,6 +16,7 @@ from workflows.model import Workflow
 
 EPSILON = timedelta(milliseconds=1)
 """Deadlines fall just after the instant a condition starts to hold (``>`` comparisons)."""
+_EPSILON_S = EPSILON.total_seconds()
 
 
 def next_deadline(
@@ -25,20 +26,26 @@ def next_deadline(
     ``new``, the feature's assessment at ``now``; ``None`` when nothing can."""
     if state.stage in workflow.terminal:
         return None
-    found: list[datetime] = []
+    earliest: datetime | None = None
     finished = state.stage in workflow.done
     sla = workflow.slas.get(state.stage)
     if sla is not None and not finished:
-        found.append(seconds_after(state.entered_stage_at, sla + EPSILON.total_seconds()))
+        t = seconds_after(state.entered_stage_at, sla + _EPSILON_S)
+        if t > now:
+            earliest = t
     target = state.target_launch
     forecast = new.forecast
     if target is not None and state.launched_at is None and not finished:
         passed = day_after(target)
-        found.append(passed)
+        if passed > now and (earliest is None or passed < earliest):
+            earliest = passed
         if forecast is not None and forecast.moving and TARGET_SLIP not in new.reasons:
             # The p85 time advances with the clock: it lands after the target at ...
-            found.append(shifted(passed, -(forecast.p85 - forecast.made_at)))
+            t = shifted(passed, -(forecast.p85 - forecast.made_at))
+            if t > now and (earliest is None or t < earliest):
+                earliest = t
     if forecast is not None and forecast.holds_until is not None:
-        found.append(shifted(forecast.holds_until, EPSILON))
-    later = [t for t in found if t > now]
-    return min(later).timestamp() if later else None
+        t = shifted(forecast.holds_until, EPSILON)
+        if t > now and (earliest is None or t < earliest):
+            earliest = t
+    return earliest.timestamp() if earliest is not None else None
