@@ -434,6 +434,7 @@ class Forecaster:
         self._generations: dict[str, int] = {}
         self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
         self._confident: set[tuple[str, str]] = set()
+        self._due: dict[str, float] = {}  # per workflow: added_to() at which it is stale
 
     def generation_of(self, workflow: str) -> int:
         """How many times the model of ``workflow`` was built."""
@@ -441,25 +442,26 @@ class Forecaster:
 
     def stale(self, workflow: Workflow) -> bool:
         """New observations would change the model of ``workflow`` at its next use."""
-        built = self._models.get(workflow.name)
-        if built is None:
-            return True
-        added = self.durations.added_to(workflow.name) - built[0]
-        turnover = self.durations.capacity * len(workflow.stages)  # all its reservoirs hold
-        due = min(REBUILD_FRACTION * built[0], turnover)
-        return added > 0 and added >= max(1.0, due)
+        name = workflow.name
+        return name not in self._models or self.durations.added_to(name) >= self._due[name]
 
     def refresh(self, workflow: Workflow) -> None:
         """Rebuild the model of ``workflow`` now if new observations made it stale."""
         self._model(workflow)
 
     def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
-        if self.stale(workflow):
-            name = workflow.name
-            self._models[name] = (self.durations.added_to(name), self._build(workflow))
-            self.generation += 1
-            self._generations[name] = self._generations.get(name, 0) + 1
-        return self._models[workflow.name][1]
+        name = workflow.name
+        built = self._models.get(name)
+        if built is not None and self.durations.added_to(name) < self._due[name]:
+            return built[1]
+        added = self.durations.added_to(name)
+        self._models[name] = built = (added, self._build(workflow))
+        # Stale again once its reservoirs grew by REBUILD_FRACTION, or by all they hold.
+        turnover = self.durations.capacity * len(workflow.stages)
+        self._due[name] = added + max(1.0, min(REBUILD_FRACTION * added, turnover))
+        self.generation += 1
+        self._generations[name] = self._generations.get(name, 0) + 1
+        return built[1]
 
     def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
         rng = random.Random(self.seed)
