@@ -72,7 +72,7 @@ def make_events(features: int, per_feature: int = 10, seed: int = 7) -> list[byt
         f = live[k]
         step = queues[f].pop(0)
         etype, source, data = LIFECYCLE[step % len(LIFECYCLE)]
-        t = start + timedelta(hours=step * 3, seconds=f)
+        t = start + timedelta(hours=step * 3, seconds=f % 86_400)  # within a day ahead
         out.append(
             json.dumps(
                 {
