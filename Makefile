@@ -55,6 +55,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/forecast_calibration.py
+	$(BIN)/python bench/embedded.py
 	bash deploy/kafka/kafka.sh up
 	$(BIN)/python bench/streaming.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 
