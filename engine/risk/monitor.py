@@ -284,10 +284,15 @@ class RiskMonitor:
         due = next_deadline(slim, workflow, new, now) if workflow is not None else None
         if not new.reasons and new.forecast is None and due is None:
             self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
-        else:
+        elif old is None:
             self._watch[fid] = _Watch(slim, new, due, holds_until, generation)
-            if due is not None and (old is None or old.due != due):
+            if due is not None:
                 heapq.heappush(self._heap, (due, fid))
+        else:  # Updated in place: one allocation less per event.
+            if due is not None and old.due != due:
+                heapq.heappush(self._heap, (due, fid))
+            old.state, old.assessment, old.due = slim, new, due
+            old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)
         return signals
