@@ -119,6 +119,7 @@ class RiskMonitor:
         self._heap: list[tuple[float, str]] = []
         self._generations = self._model_generations()
         self._refresh: deque[str] = deque()
+        self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class RiskMonitor:
         self._watch.clear()
         self._heap.clear()
         self._refresh.clear()
+        self._rebuilt.clear()
 
     def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
         """Take one outcome just committed; returns the signals it caused (already published).
@@ -174,24 +176,43 @@ class RiskMonitor:
             self.forecaster.refresh(workflow)
         generations = self._model_generations()
         if generations != self._generations:
-            # Only the features of a workflow whose model was rebuilt can forecast anew.
-            rebuilt = {w for w, g in generations.items() if self._generations.get(w) != g}
+            # Only the features of a workflow whose model was rebuilt can forecast anew. All
+            # are queued (a copy of the keys, at C speed) and those without a forecast or of
+            # another workflow skipped in their turn: sorting out a million features here
+            # would hold the event loop for a fifth of a second.
+            self._rebuilt |= {w for w, g in generations.items() if self._generations.get(w) != g}
             self._generations = generations
-            pending = set(self._refresh)
-            self._refresh.extend(
-                fid
-                for fid, w in self._watch.items()
-                if w.assessment.forecast is not None
-                and w.state.workflow in rebuilt
-                and fid not in pending
-            )
-        for _ in range(min(self.refresh_per_tick, len(self._refresh))):
-            watch = self._watch.get(self._refresh.popleft())
-            if watch is not None:
-                signals += self._evaluate(watch.state, now)
+            self._refresh = deque(self._watch)
+        signals += self.refresh(now, self.refresh_per_tick)
         if len(heap) > 2 * len(self._watch) + 1024:
             self._compact()
         return signals
+
+    def refresh(self, now: datetime, limit: int) -> list[RiskSignal]:
+        """Re-evaluate up to ``limit`` of the features queued after a model rebuild (a tick
+        does :attr:`refresh_per_tick`; a caller may do more in slices between ticks)."""
+        signals: list[RiskSignal] = []
+        queue, watches, rebuilt = self._refresh, self._watch, self._rebuilt
+        done = looked = 0
+        while queue and done < limit and looked < 8 * limit:
+            looked += 1
+            watch = watches.get(queue.popleft())
+            if (
+                watch is None
+                or watch.assessment.forecast is None
+                or watch.state.workflow not in rebuilt
+            ):
+                continue
+            signals += self._evaluate(watch.state, now)
+            done += 1
+        if not queue:
+            rebuilt.clear()
+        return signals
+
+    @property
+    def refreshing(self) -> bool:
+        """Features queued after a model rebuild still wait for :meth:`refresh`."""
+        return bool(self._refresh)
 
     # -- reads -----------------------------------------------------------------------------
 
