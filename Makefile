@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/http_ingest.py
 	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/embedded.py
 	bash deploy/kafka/kafka.sh up
 	$(BIN)/python bench/streaming.py && $(BIN)/python bench/streaming_latency.py && $(BIN)/python bench/restart.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from sys import intern
 from typing import Any, NamedTuple
 
 from engine.core.outcomes import OutcomeKind
@@ -191,15 +192,23 @@ class FeatureState(NamedTuple):
             for k, v in (d.get("open_risks") or {}).items()
         }
         ac = d.get("acceptance_criteria")
+        # Decoded JSON gives every feature its own copy of each string and time; a store
+        # that reads a million states at start-up shares the ones that repeat (workflow,
+        # stage, product: a few dozen values) and a stage entry that is the creation.
+        created = datetime.fromisoformat(d["created_at"])
+        entered = d["entered_stage_at"]
+        product = d.get("product")
         return cls(
             id=d["id"],
-            workflow=d["workflow"],
-            stage=d["stage"],
-            created_at=datetime.fromisoformat(d["created_at"]),
-            entered_stage_at=datetime.fromisoformat(d["entered_stage_at"]),
+            workflow=intern(d["workflow"]),
+            stage=intern(d["stage"]),
+            created_at=created,
+            entered_stage_at=created
+            if entered == d["created_at"]
+            else datetime.fromisoformat(entered),
             version=d.get("version", 1),
             title=d.get("title"),
-            product=d.get("product"),
+            product=None if product is None else intern(product),
             owner=d.get("owner"),
             blocked=d.get("blocked", False),
             blocked_reason=d.get("blocked_reason"),

@@ -42,7 +42,7 @@ from engine.http.local import EngineIngest, SqliteReader
 from engine.http.serving import LimitedSite
 from engine.observe import Recorder
 from engine.risk.forecast import Forecaster, seed_forecasts
-from engine.risk.monitor import RiskMonitor
+from engine.risk.monitor import REFRESH_PER_TICK, RiskMonitor
 from engine.risk.signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.stores.sqlite import SqliteStore
@@ -51,6 +51,10 @@ from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
 log = logging.getLogger(__name__)
+
+REFRESH_SLICE = 500
+"""Features re-forecast at a time after a model rebuild, between requests (see
+:func:`watch_risks`): a few milliseconds of the event loop each."""
 
 Clock = Callable[[], datetime]
 
@@ -141,6 +145,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
             forecaster,
             publish=SignalHistory(store, _posting(webhook)),
             metrics=metrics,
+            refresh_per_tick=REFRESH_SLICE,  # watch_risks does the rest slice by slice
         )
         engine = Engine(workflows, store, recorder, on_outcome=monitor.observe)
         migrations = apply_workflows(store, workflows, clock())  # refuses a bad new version
@@ -178,6 +183,13 @@ async def watch_risks(monitor: RiskMonitor, clock: Clock, interval: float) -> No
         await asyncio.sleep(interval)
         try:
             monitor.tick(clock())
+            # After a model rebuild, more features in slices, the loop free between them
+            # for requests: a slice takes a few milliseconds, a whole tick's worth tens.
+            for _ in range(REFRESH_PER_TICK // REFRESH_SLICE - 1):
+                if not monitor.refreshing:
+                    break
+                await asyncio.sleep(0)
+                monitor.refresh(clock(), REFRESH_SLICE)
         except Exception:
             log.exception("risk evaluation failed")
 

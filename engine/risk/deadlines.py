@@ -7,7 +7,8 @@ date passing, a launch forecast moving past the target).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from engine.core.state import FeatureState
 from engine.core.timemath import day_after, seconds_after, shifted
@@ -16,6 +17,28 @@ from workflows.model import Workflow
 
 EPSILON = timedelta(milliseconds=1)
 """Deadlines fall just after the instant a condition starts to hold (``>`` comparisons)."""
+_EPSILON_S = EPSILON.total_seconds()
+
+
+@lru_cache(maxsize=1024)
+def _passed(target: date) -> datetime:
+    """:func:`day_after`, remembered: features share a few hundred target dates."""
+    return day_after(target)
+
+
+@lru_cache(maxsize=1024)
+def _sla_span(sla: float) -> timedelta | None:
+    """An SLA and :data:`EPSILON` as one span (``None``: past the range of a timedelta)."""
+    try:
+        return timedelta(seconds=sla + _EPSILON_S)
+    except OverflowError:
+        return None
+
+
+def _after(entered: datetime, sla: float) -> datetime:
+    """``seconds_after(entered, sla + EPSILON)``, with the span made once per SLA."""
+    span = _sla_span(sla)
+    return seconds_after(entered, sla + _EPSILON_S) if span is None else shifted(entered, span)
 
 
 def next_deadline(
@@ -25,20 +48,26 @@ def next_deadline(
     ``new``, the feature's assessment at ``now``; ``None`` when nothing can."""
     if state.stage in workflow.terminal:
         return None
-    found: list[datetime] = []
+    earliest: datetime | None = None
     finished = state.stage in workflow.done
     sla = workflow.slas.get(state.stage)
     if sla is not None and not finished:
-        found.append(seconds_after(state.entered_stage_at, sla + EPSILON.total_seconds()))
+        t = _after(state.entered_stage_at, sla)
+        if t > now:
+            earliest = t
     target = state.target_launch
     forecast = new.forecast
     if target is not None and state.launched_at is None and not finished:
-        passed = day_after(target)
-        found.append(passed)
+        passed = _passed(target)
+        if passed > now and (earliest is None or passed < earliest):
+            earliest = passed
         if forecast is not None and forecast.moving and TARGET_SLIP not in new.reasons:
             # The p85 time advances with the clock: it lands after the target at ...
-            found.append(shifted(passed, -(forecast.p85 - forecast.made_at)))
+            t = shifted(passed, -(forecast.p85 - forecast.made_at))
+            if t > now and (earliest is None or t < earliest):
+                earliest = t
     if forecast is not None and forecast.holds_until is not None:
-        found.append(shifted(forecast.holds_until, EPSILON))
-    later = [t for t in found if t > now]
-    return min(later).timestamp() if later else None
+        t = shifted(forecast.holds_until, EPSILON)
+        if t > now and (earliest is None or t < earliest):
+            earliest = t
+    return earliest.timestamp() if earliest is not None else None

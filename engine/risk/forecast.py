@@ -41,7 +41,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from engine.core.outcomes import OutcomeKind
@@ -95,6 +95,7 @@ class StageDurations:
         self._exits: dict[tuple[str, str], deque[str]] = {}
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
+        self._added_by: dict[str, int] = {}
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
@@ -110,6 +111,11 @@ class StageDurations:
                 exits = self._exits[key] = deque(maxlen=self.capacity)
             exits.append(to)
         self.added += 1
+        self._added_by[workflow] = self._added_by.get(workflow, 0) + 1
+
+    def added_to(self, workflow: str) -> int:
+        """Observations added to ``workflow``'s reservoirs since creation (its version)."""
+        return self._added_by.get(workflow, 0)
 
     def observe_outcome(
         self,
@@ -286,7 +292,7 @@ class Forecast(NamedTuple):
 
 @dataclass
 class _StageModel:
-    """One stage of a workflow's sampled model."""
+    """One stage of a workflow's sampled model, and what every forecast from it shares."""
 
     observed: tuple[float, ...]  # sorted observed durations; empty when the SLA stands in
     fixed: float  # the SLA (or 0) when not observed
@@ -296,6 +302,91 @@ class _StageModel:
     tail_basis: set[str]
     tail_observations: int
     suffix: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # Derived once per build (a forecast only looks them up):
+    typical: float = 0.0  # the median stay (the SLA where it stands in)
+    basis: frozenset[str] = frozenset()  # tail_basis and this stage's own
+    observations: int = 0  # tail_observations and this stage's own
+    tail_p50: float = 0.0
+    tail_p85: float = 0.0
+    looks: dict[int, tuple[timedelta, timedelta, timedelta, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        observed = self.observed
+        self.typical = quantile(list(observed), 0.5) if observed else self.fixed
+        self.basis = frozenset(self.tail_basis | {OBSERVED if observed else SLA})
+        self.observations = self.tail_observations + len(observed)
+        self.tail_p50 = quantile(self.tail, 0.5)
+        self.tail_p85 = quantile(self.tail, 0.85)
+
+
+_SLA_ONLY = frozenset({SLA})
+_OBSERVED_ONLY = frozenset({OBSERVED})
+
+
+def _span(seconds: float) -> timedelta:
+    """``timedelta(seconds=seconds)`` saturated as :func:`seconds_after` saturates."""
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        return timedelta.max if seconds > 0 else timedelta.min
+
+
+def _plus(span: timedelta, seconds: float) -> timedelta:
+    """``span`` and then ``seconds`` more, saturated (exact: spans add in microseconds)."""
+    try:
+        return span + _span(seconds)
+    except OverflowError:
+        return timedelta.max if seconds > 0 else timedelta.min
+
+
+def basis_name(basis: frozenset[str]) -> str:
+    """``observed``, ``sla`` or ``mixed``: what a forecast's stages rest on."""
+    return next(iter(basis)) if len(basis) == 1 else MIXED
+
+
+def _walks(
+    rng: random.Random,
+    kinds: list[tuple[tuple[float, ...], float]],
+    nexts: list[list[int]],
+    n: int,
+    limit: int,
+) -> list[list[float]]:
+    """``n`` draws per stage ``k`` of the time from leaving it to launch (see ``_build``).
+
+    ``rng.choice`` inlined: the same calls of ``rng.getrandbits`` in the same order as
+    ``random.Random.choice`` makes (so the same draws), at a third of the cost; a rebuild
+    makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py`` holds this
+    to ``rng.choice`` on the installed Python.
+    """
+    getrandbits = rng.getrandbits
+    size = len(kinds)
+    stays = [(obs, fixed, len(obs), len(obs).bit_length()) for obs, fixed in kinds]
+    moves = [(ways, len(ways), len(ways).bit_length()) for ways in nexts]
+    tails = [[0.0] * n for _ in kinds]
+    for k in range(size):
+        row = tails[k]
+        first, first_count, first_bits = moves[k]
+        for i in range(n):
+            r = getrandbits(first_bits)
+            while r >= first_count:
+                r = getrandbits(first_bits)
+            total, at, steps = 0.0, first[r], 0
+            while at < size and steps < limit:
+                observed, fixed, olen, obits = stays[at]
+                if olen:
+                    r = getrandbits(obits)
+                    while r >= olen:
+                        r = getrandbits(obits)
+                    total += observed[r]
+                else:
+                    total += fixed
+                ways, count, bits = moves[at]
+                r = getrandbits(bits)
+                while r >= count:
+                    r = getrandbits(bits)
+                at, steps = ways[r], steps + 1
+            row[i] = total
+    return tails
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -307,11 +398,18 @@ def quantile(sorted_values: list[float], q: float) -> float:
 class Forecaster:
     """Forecasts launch dates from a :class:`StageDurations`.
 
-    The sampled model of a workflow is rebuilt lazily, when the reservoirs grew by
-    :data:`REBUILD_FRACTION` since the last build (at once while they are small) or by what
-    its reservoirs hold, so a busy stream of events does not rebuild it per event.
-    :attr:`generation` counts rebuilds: forecasts made before a rebuild may differ from
-    those made after.
+    The sampled model of a workflow is rebuilt lazily, when its own reservoirs grew by
+    :data:`REBUILD_FRACTION` since its last build (at once while they are small) or by what
+    they hold, so a busy stream of events does not rebuild it per event, and observations
+    of one workflow never rebuild another's. :attr:`generation` counts rebuilds of any
+    workflow and :meth:`generation_of` those of one: forecasts of a workflow made before a
+    rebuild of its model may differ from those made after.
+
+    Between rebuilds a forecast is a lookup: what a feature's forecast depends on besides
+    where its stage started (the stage, how many observed stays it has outlasted, the model)
+    is computed once per (stage, time-in-stage bucket) and kept with the model; only a
+    blocked or outstayed feature's forecast, which widens with its time in the stage, is
+    computed afresh.
 
     Args:
         durations: the observed durations (fed by the caller).
@@ -333,27 +431,37 @@ class Forecaster:
         self.samples = samples
         self.seed = seed
         self.generation = 0
+        self._generations: dict[str, int] = {}
         self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
+        self._confident: set[tuple[str, str]] = set()
+        self._due: dict[str, float] = {}  # per workflow: added_to() at which it is stale
+
+    def generation_of(self, workflow: str) -> int:
+        """How many times the model of ``workflow`` was built."""
+        return self._generations.get(workflow, 0)
 
     def stale(self, workflow: Workflow) -> bool:
         """New observations would change the model of ``workflow`` at its next use."""
-        built = self._models.get(workflow.name)
-        if built is None:
-            return True
-        added = self.durations.added - built[0]
-        turnover = self.durations.capacity * len(workflow.stages)  # all its reservoirs hold
-        due = min(REBUILD_FRACTION * built[0], turnover)
-        return added > 0 and added >= max(1.0, due)
+        name = workflow.name
+        return name not in self._models or self.durations.added_to(name) >= self._due[name]
 
     def refresh(self, workflow: Workflow) -> None:
         """Rebuild the model of ``workflow`` now if new observations made it stale."""
         self._model(workflow)
 
     def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
-        if self.stale(workflow):
-            self._models[workflow.name] = (self.durations.added, self._build(workflow))
-            self.generation += 1
-        return self._models[workflow.name][1]
+        name = workflow.name
+        built = self._models.get(name)
+        if built is not None and self.durations.added_to(name) < self._due[name]:
+            return built[1]
+        added = self.durations.added_to(name)
+        self._models[name] = built = (added, self._build(workflow))
+        # Stale again once its reservoirs grew by REBUILD_FRACTION, or by all they hold.
+        turnover = self.durations.capacity * len(workflow.stages)
+        self._due[name] = added + max(1.0, min(REBUILD_FRACTION * added, turnover))
+        self.generation += 1
+        self._generations[name] = self._generations.get(name, 0) + 1
+        return built[1]
 
     def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
         rng = random.Random(self.seed)
@@ -377,25 +485,7 @@ class Forecaster:
                 if to in index or to in workflow.done
             ]
             nexts.append(found if len(found) >= self.min_observations else [k + 1])
-        n = self.samples
-        limit = 4 * len(stages)  # a walk that keeps looping back ends after this many stages
-        tails = [[0.0] * n for _ in stages]
-        # The draws of ``rng.choice(seq)``, which is ``seq[rng._randbelow(len(seq))]``, in
-        # the same order, without its call and length checks: the same tails, in half the
-        # time (a rebuild runs on the event path; tests/unit/engine/risk pins the sameness).
-        below = rng._randbelow  # type: ignore[attr-defined]  # what choice() draws with
-        count = len(stages)
-        sizes = [len(observed) for observed, _ in kinds]
-        widths = [len(found) for found in nexts]
-        for k in range(count):
-            row, first, width = tails[k], nexts[k], widths[k]
-            for i in range(n):
-                total, at, steps = 0.0, first[below(width)], 0
-                while at < count and steps < limit:
-                    observed, fixed = kinds[at]
-                    total += observed[below(sizes[at])] if observed else fixed
-                    at, steps = nexts[at][below(widths[at])], steps + 1
-                row[i] = total
+        tails = _walks(rng, kinds, nexts, self.samples, limit=4 * len(stages))
         models: dict[str, _StageModel] = {}
         for k, stage in enumerate(stages):
             basis: set[str] = set()
@@ -404,7 +494,7 @@ class Forecaster:
                 basis.add(OBSERVED if observed else SLA)
                 count += len(observed)
             observed, fixed = kinds[k]
-            reps = math.ceil(n / len(observed)) if observed else 0
+            reps = math.ceil(self.samples / len(observed)) if observed else 0
             models[stage] = _StageModel(
                 observed, fixed, sorted(tails[k]), tails[k], reps, basis, count
             )
@@ -417,56 +507,99 @@ class Forecaster:
         that is in a terminal or done stage, in a stage outside the stage order, or whose
         workflow has no ``done`` stage.
         """
+        return self.lookup(state, workflow, now)[0]
+
+    def current(self, workflow: Workflow) -> int:
+        """The generation of ``workflow``'s model as a forecast made now would use it
+        (rebuilding the model first if new observations made it stale)."""
+        self._model(workflow)
+        return self._generations[workflow.name]
+
+    def lookup(
+        self, state: FeatureState, workflow: Workflow, now: datetime
+    ) -> tuple[Forecast | None, datetime | None]:
+        """:meth:`forecast`, and until when it holds for these inputs.
+
+        The second value is the instant before which the same state (stage, its entry time,
+        not blocked) under the same model generation forecasts the same dates, the same
+        everything but ``made_at``; ``None`` when no instant is known (a blocked or
+        outstayed feature's forecast widens with the clock, and no forecast at all).
+        """
         if state.launched_at is not None or state.stage in workflow.done:
-            return None
+            return None, None
         model = self._model(workflow).get(state.stage)
         if model is None:
-            return None
-        elapsed = max(0.0, (now - state.entered_stage_at).total_seconds())
-        basis = set(model.tail_basis)
-        observations = model.tail_observations
-        holds_until: datetime | None = None
+            return None, None
         start = state.entered_stage_at
-        typical = quantile(list(model.observed), 0.5) if model.observed else model.fixed
-        outstayed = elapsed >= model.observed[-1] if model.observed else elapsed >= model.fixed
-        basis.add(OBSERVED if model.observed else SLA)
-        observations += len(model.observed)
-        if state.blocked or outstayed:
+        elapsed = max(0.0, (now - start).total_seconds())
+        observed = model.observed
+        if state.blocked or (elapsed >= observed[-1] if observed else elapsed >= model.fixed):
             # Nothing observed says when it leaves: it waits about as long again (Lindy).
-            waited = max(elapsed, typical) if state.blocked else elapsed
-            p50_s = elapsed + LINDY_P50 * waited + quantile(model.tail, 0.5)
-            p85_s = elapsed + LINDY_P85 * waited + quantile(model.tail, 0.85)
-            holds_until = seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited))
-        elif model.observed:
-            first = bisect_right(model.observed, elapsed)
-            p50_s, p85_s = self._suffix(model, first)
-            holds_until = seconds_after(start, model.observed[first])
-        else:
-            start = seconds_after(state.entered_stage_at, model.fixed)
-            holds_until = start
-            p50_s, p85_s = quantile(model.tail, 0.5), quantile(model.tail, 0.85)
+            waited = max(elapsed, model.typical) if state.blocked else elapsed
+            made = Forecast(
+                p50=seconds_after(start, elapsed + LINDY_P50 * waited + model.tail_p50),
+                p85=seconds_after(start, elapsed + LINDY_P85 * waited + model.tail_p85),
+                observations=model.observations,
+                basis=basis_name(model.basis),
+                made_at=now,
+                holds_until=seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited)),
+                confidence=LOW,
+                blocked=state.blocked,
+            )
+            return made, None
+        first = bisect_right(observed, elapsed) if observed else -1
+        look = model.looks.get(first)
+        if look is None:
+            look = model.looks[first] = self._look(model, first)
+        to_p50, to_p85, to_hold, basis = look
         confidence = MEDIUM
-        if state.blocked or outstayed or basis == {SLA}:
+        holds_until = shifted(start, to_hold)
+        holds: datetime | None = holds_until
+        if basis == SLA:
             confidence = LOW
-        elif basis == {OBSERVED} and self._enough(workflow, state.stage):
-            confidence = HIGH
-        return Forecast(
-            p50=seconds_after(start, p50_s),
-            p85=seconds_after(start, p85_s),
-            observations=observations,
-            basis=basis.pop() if len(basis) == 1 else MIXED,
-            made_at=now,
-            holds_until=holds_until,
-            confidence=confidence,
-            blocked=state.blocked,
+        elif basis == OBSERVED:
+            if self._enough(workflow, state.stage):
+                confidence = HIGH
+            else:
+                holds = None  # Its confidence rises with observations, not with the model.
+        made = Forecast(
+            shifted(start, to_p50),
+            shifted(start, to_p85),
+            model.observations,
+            basis,
+            now,
+            False,
+            holds_until,
+            confidence,
+            False,
         )
+        return made, holds
+
+    def _look(self, model: _StageModel, first: int) -> tuple[timedelta, timedelta, timedelta, str]:
+        """What every forecast in one time-in-stage bucket of ``model`` shares: the spans
+        from the stage entry to its p50, its p85 and the bucket's end, and its basis
+        (``first``: the observed stays the feature has not outlasted start there; ``-1``
+        where the SLA stands in)."""
+        basis = basis_name(model.basis)
+        if first < 0:  # the later stages, from the end of the SLA
+            hold = _span(model.fixed)
+            return _plus(hold, model.tail_p50), _plus(hold, model.tail_p85), hold, basis
+        p50_s, p85_s = self._suffix(model, first)
+        return _span(p50_s), _span(p85_s), _span(model.observed[first]), basis
 
     def _enough(self, workflow: Workflow, stage: str) -> bool:
-        """Every stage from ``stage`` on rests on :data:`CONFIDENT_OBSERVATIONS` or more."""
+        """Every stage from ``stage`` on rests on :data:`CONFIDENT_OBSERVATIONS` or more
+        (once true, true for good: reservoirs never shrink)."""
+        key = (workflow.name, stage)
+        if key in self._confident:
+            return True
         stages = path_stages(workflow)
         later = stages[stages.index(stage) :] if stage in stages else stages
         count = self.durations.count
-        return all(count(workflow.name, s) >= CONFIDENT_OBSERVATIONS for s in later)
+        if all(count(workflow.name, s) >= CONFIDENT_OBSERVATIONS for s in later):
+            self._confident.add(key)
+            return True
+        return False
 
     @staticmethod
     def _suffix(model: _StageModel, first: int) -> tuple[float, float]:

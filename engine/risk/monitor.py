@@ -51,12 +51,11 @@ from engine.core.state import FeatureState
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import next_deadline
 from engine.risk.forecast import Forecaster
-from engine.risk.reasons import Assessment, assess
+from engine.risk.reasons import Assessment, assess, risk_reasons
 from engine.risk.signals import RiskSignal, SignalPort, signals_between
 from events.builder import ENGINE_SOURCE
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
-from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +69,19 @@ class _Watch:
     state: FeatureState  # slim: only what risk reasons and forecasts read
     assessment: Assessment
     due: float | None = None
+    holds_until: datetime | None = None  # the forecast holds for this stage entry until
+    generation: int = 0  # of the workflow's forecast model the forecast came from
 
 
 def _slim(state: FeatureState) -> FeatureState:
-    return state.evolve(
-        title=None,
-        owner=None,
-        blocked_reason=None,
-        acceptance_criteria=None,
-        feedback=None,
-        kpis=None,
-        visited=_NONE,
-        seen=_NONE,
-    )
+    """``state`` without what no risk reason or forecast reads (the monitor keeps it)."""
+    (fid, workflow, stage, created, entered, version, _, product, _, blocked, _, risks,
+     uat, target, priority, _, _, _, launched, _, _, wf_version) = state  # fmt: skip
+    return tuple.__new__(
+        FeatureState,
+        (fid, workflow, stage, created, entered, version, None, product, None, blocked, None,
+         risks, uat, target, priority, None, None, None, launched, _NONE, _NONE, wf_version),
+    )  # fmt: skip
 
 
 class RiskMonitor:
@@ -118,8 +117,9 @@ class RiskMonitor:
         self.refresh_per_tick = refresh_per_tick
         self._watch: dict[str, _Watch] = {}
         self._heap: list[tuple[float, str]] = []
-        self._generation = self.forecaster.generation
+        self._generations = self._model_generations()
         self._refresh: deque[str] = deque()
+        self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class RiskMonitor:
         for state in states:
             self._evaluate(state, now, announce=False)
             n += 1
-        self._generation = self.forecaster.generation
+        self._generations = self._model_generations()
         return n
 
     def reset(self) -> None:
@@ -144,6 +144,7 @@ class RiskMonitor:
         self._watch.clear()
         self._heap.clear()
         self._refresh.clear()
+        self._rebuilt.clear()
 
     def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
         """Take one outcome just committed; returns the signals it caused (already published).
@@ -173,18 +174,45 @@ class RiskMonitor:
             signals += self._evaluate(watch.state, now)
         for workflow in self.workflows.by_name.values():
             self.forecaster.refresh(workflow)
-        if self.forecaster.generation != self._generation:
-            self._generation = self.forecaster.generation
-            self._refresh = deque(
-                fid for fid, w in self._watch.items() if w.assessment.forecast is not None
-            )
-        for _ in range(min(self.refresh_per_tick, len(self._refresh))):
-            watch = self._watch.get(self._refresh.popleft())
-            if watch is not None:
-                signals += self._evaluate(watch.state, now)
+        generations = self._model_generations()
+        if generations != self._generations:
+            # Only the features of a workflow whose model was rebuilt can forecast anew. All
+            # are queued (a copy of the keys, at C speed) and those without a forecast or of
+            # another workflow skipped in their turn: sorting out a million features here
+            # would hold the event loop for a fifth of a second.
+            self._rebuilt |= {w for w, g in generations.items() if self._generations.get(w) != g}
+            self._generations = generations
+            self._refresh = deque(self._watch)
+        signals += self.refresh(now, self.refresh_per_tick)
         if len(heap) > 2 * len(self._watch) + 1024:
             self._compact()
         return signals
+
+    def refresh(self, now: datetime, limit: int) -> list[RiskSignal]:
+        """Re-evaluate up to ``limit`` of the features queued after a model rebuild (a tick
+        does :attr:`refresh_per_tick`; a caller may do more in slices between ticks)."""
+        signals: list[RiskSignal] = []
+        queue, watches, rebuilt = self._refresh, self._watch, self._rebuilt
+        done = looked = 0
+        while queue and done < limit and looked < 8 * limit:
+            looked += 1
+            watch = watches.get(queue.popleft())
+            if (
+                watch is None
+                or watch.assessment.forecast is None
+                or watch.state.workflow not in rebuilt
+            ):
+                continue
+            signals += self._evaluate(watch.state, now)
+            done += 1
+        if not queue:
+            rebuilt.clear()
+        return signals
+
+    @property
+    def refreshing(self) -> bool:
+        """Features queued after a model rebuild still wait for :meth:`refresh`."""
+        return bool(self._refresh)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -237,7 +265,31 @@ class RiskMonitor:
         old = self._watch.get(fid)
         workflow = self.workflows.by_name.get(state.workflow)
         slim = _slim(state) if old is None or old.state is not state else state
-        new = Assessment(()) if workflow is None else self._assess(slim, workflow, now)
+        holds_until: datetime | None = None
+        generation = 0
+        if workflow is None:
+            new = Assessment(())
+        elif slim.target_launch is not None and slim.launched_at is None:
+            # Reasons, with a forecast only where one can change them (a target to slip).
+            generation = self.forecaster.current(workflow)
+            if (
+                old is not None
+                and old.holds_until is not None
+                and now < old.holds_until
+                and old.generation == generation
+                and old.state.stage == slim.stage
+                and old.state.entered_stage_at == slim.entered_stage_at
+                and not slim.blocked
+            ):  # Its forecast's inputs are unchanged: so is the forecast.
+                forecast, holds_until = old.assessment.forecast, old.holds_until
+            else:
+                forecast, holds_until = self.forecaster.lookup(slim, workflow, now)
+            p85 = forecast.p85_date(now) if forecast is not None else None
+            new = Assessment(
+                tuple(risk_reasons(slim, workflow, now, forecast_launch=p85)), forecast
+            )
+        else:
+            new = Assessment(tuple(risk_reasons(slim, workflow, now)))
         old_reasons = old.assessment.reasons if old is not None else ()
         old_stage = old.state.stage if old is not None else state.stage
         signals: list[RiskSignal] = []
@@ -253,19 +305,21 @@ class RiskMonitor:
         due = next_deadline(slim, workflow, new, now) if workflow is not None else None
         if not new.reasons and new.forecast is None and due is None:
             self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
-        else:
-            self._watch[fid] = _Watch(slim, new, due)
-            if due is not None and (old is None or old.due != due):
+        elif old is None:
+            self._watch[fid] = _Watch(slim, new, due, holds_until, generation)
+            if due is not None:
                 heapq.heappush(self._heap, (due, fid))
+        else:  # Updated in place: one allocation less per event.
+            if due is not None and old.due != due:
+                heapq.heappush(self._heap, (due, fid))
+            old.state, old.assessment, old.due = slim, new, due
+            old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)
         return signals
 
-    def _assess(self, state: FeatureState, workflow: Workflow, now: datetime) -> Assessment:
-        """Reasons, with a forecast only where one can change them (a target to slip)."""
-        if state.target_launch is not None and state.launched_at is None:
-            return assess(state, workflow, now, self.forecaster)
-        return assess(state, workflow, now)
+    def _model_generations(self) -> dict[str, int]:
+        return {w: self.forecaster.generation_of(w) for w in self.workflows.by_name}
 
     def _announce(self, signal: RiskSignal) -> None:
         if self.listener is not None:

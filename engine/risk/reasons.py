@@ -63,11 +63,12 @@ def risk_reasons(
     sla = workflow.slas.get(state.stage)
     if not finished and sla is not None and (now - state.entered_stage_at).total_seconds() > sla:
         reasons.append(SLA_BREACHED)
-    severities = {risk.severity for risk in state.risks.values()}
-    if "critical" in severities:
-        reasons.append(CRITICAL_RISK)
-    if "high" in severities:
-        reasons.append(HIGH_RISK)
+    if state.open_risks:
+        severities = {risk.severity for risk in state.open_risks.values()}
+        if "critical" in severities:
+            reasons.append(CRITICAL_RISK)
+        if "high" in severities:
+            reasons.append(HIGH_RISK)
     if state.blocked:
         reasons.append(BLOCKED)
     target = state.target_launch

@@ -612,3 +612,11 @@ def test_outcome_kinds_are_one_typed_vocabulary_that_reads_as_text(workflows: Wo
     assert [k.value for k in OutcomeKind] == [
         "applied", "updated", "duplicate", "rejected", "ignored"
     ]  # fmt: skip
+
+
+def test_features_on_the_same_path_share_one_visited_tuple(workflows: Workflows) -> None:
+    """A million features hold a handful of distinct ``visited`` values, not a million."""
+    one = at_stage(workflows, "design", "feat-1")
+    other = at_stage(workflows, "design", "feat-2")
+    assert one.visited == other.visited
+    assert one.visited is other.visited

@@ -1,0 +1,188 @@
+"""The incremental judge agrees with a judge that works everything out from scratch.
+
+The :class:`RiskMonitor` reuses a feature's forecast while its inputs are unchanged (per
+feature), the :class:`Forecaster` computes what every forecast in one (stage, time-in-stage
+bucket) shares once per model (per bucket), draws its Monte Carlo walks with an inlined
+``rng.choice``, and rebuilds only the model of the workflow whose observations changed. Fed a
+simulated portfolio side by side with a judge that has none of that (every forecast computed
+afresh, nothing reused), it must announce the same signals, hold the same reasons, forecasts
+and deadlines, at every event and every tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState
+from engine.demo.simulator import build_portfolio
+from engine.risk.forecast import (
+    Forecast,
+    Forecaster,
+    StageDurations,
+    _StageModel,
+    path_stages,
+)
+from engine.risk.monitor import RiskMonitor
+from engine.risk.signals import RiskSignal
+from engine.service import Engine
+from engine.stores.memory import MemoryStore
+from events.envelope import validate_event
+from workflows.loader import Workflows
+from workflows.model import Workflow
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+TICK = timedelta(hours=6)
+
+
+class ScratchForecaster(Forecaster):
+    """Forgets every memo of its models before each forecast: each is computed afresh."""
+
+    def lookup(
+        self, state: FeatureState, workflow: Workflow, now: datetime
+    ) -> tuple[Forecast | None, datetime | None]:
+        for model in self._model(workflow).values():
+            model.looks.clear()
+            model.suffix.clear()
+        self._confident.clear()
+        return super().lookup(state, workflow, now)
+
+
+class ScratchMonitor(RiskMonitor):
+    """Never reuses a feature's forecast: every evaluation forecasts again."""
+
+    def _evaluate(
+        self, state: FeatureState, now: datetime, announce: bool = True
+    ) -> list[RiskSignal]:
+        watch = self._watch.get(state.id)
+        if watch is not None:
+            watch.holds_until = None
+        return super()._evaluate(state, now, announce)
+
+
+def signal_facts(signals: list[RiskSignal]) -> list[tuple[Any, ...]]:
+    return [(s.change, s.feature, s.stage, s.current_stage, s.reason, s.at) for s in signals]
+
+
+def judged(monitor: RiskMonitor, states: list[FeatureState]) -> list[Any]:
+    """What the monitor holds of each feature (what the API and the gauge show): its
+    reasons, its forecast (but for the ``made_at`` a reused forecast keeps) and deadline.
+
+    Read from the records, not through :meth:`RiskMonitor.assessment`, which may forecast
+    (and so rebuild a model) when it reads.
+    """
+    out: list[Any] = []
+    for state in states:
+        watch = monitor._watch.get(state.id)
+        if watch is None:
+            out.append((state.id, None))
+            continue
+        forecast = watch.assessment.forecast
+        out.append(
+            (
+                state.id,
+                watch.state.version,
+                watch.assessment.reasons,
+                None if forecast is None else forecast._replace(made_at=START),
+                watch.due,
+            )
+        )
+    out.append(sorted(monitor.at_risk().items()))
+    return out
+
+
+def run_side_by_side(workflows: Workflows, seed: int, features: int, days: float) -> int:
+    portfolio = build_portfolio(random.Random(seed), features=features, days=days, start=START)
+    incremental = RiskMonitor(workflows, Forecaster(StageDurations()), refresh_per_tick=10**6)
+    scratch = ScratchMonitor(workflows, ScratchForecaster(StageDurations()), refresh_per_tick=10**6)
+    pairs: list[tuple[list[RiskSignal], list[RiskSignal]]] = []
+
+    def both(outcome: Outcome, now: datetime) -> None:
+        pairs.append((incremental.observe(outcome, now), scratch.observe(outcome, now)))
+
+    engine = Engine(workflows, MemoryStore(), on_outcome=both)
+    next_tick = START + TICK
+    compared = 0
+    for item in portfolio:
+        at = START + timedelta(seconds=item.offset)
+        while next_tick <= at:
+            a, b = incremental.tick(next_tick), scratch.tick(next_tick)
+            assert signal_facts(a) == signal_facts(b), next_tick
+            states = sorted(engine.store.features())
+            assert judged(incremental, states) == judged(scratch, states)
+            next_tick += TICK
+            compared += 1
+        event = validate_event(item.event, workflows.event_types, at)
+        assert event is not None
+        outcome = engine.apply(event, at)
+        a, b = pairs.pop()
+        assert signal_facts(a) == signal_facts(b), item.event
+        if outcome.state is not None:
+            assert judged(incremental, [outcome.state]) == judged(scratch, [outcome.state])
+            compared += 1
+    assert incremental.forecaster.generation > 3  # the models were rebuilt as they grew
+    return compared
+
+
+def test_the_incremental_judge_agrees_with_a_judge_from_scratch(workflows: Workflows) -> None:
+    assert run_side_by_side(workflows, seed=7, features=180, days=180.0) > 1000
+
+
+def test_it_agrees_on_another_portfolio_too(workflows: Workflows) -> None:
+    assert run_side_by_side(workflows, seed=2024, features=120, days=120.0) > 500
+
+
+def test_the_inlined_draws_are_rng_choice(feature_workflow: Workflow) -> None:
+    """The model's walks draw exactly what ``random.Random.choice`` would on this Python."""
+    durations = StageDurations()
+    rng = random.Random(3)
+    stages = path_stages(feature_workflow)
+    for _ in range(40):
+        for k, stage in enumerate(stages):
+            to = stages[min(len(stages) - 1, k + rng.choice((1, 1, 2, -1)))]
+            durations.observe("feature", stage, rng.uniform(3600, 9 * 86400), to)
+    built = Forecaster(durations, samples=300)._build(feature_workflow)
+    # The same walk, drawn with rng.choice (how the model was built before it was inlined).
+    reference = random.Random(Forecaster(durations).seed)
+    index = {stage: k for k, stage in enumerate(stages)}
+    kinds = [tuple(sorted(durations.samples("feature", s))) for s in stages]
+    nexts = []
+    for k, stage in enumerate(stages):
+        found = [
+            index.get(to, len(stages))
+            for to in durations.exits("feature", stage)
+            if to in index or to in feature_workflow.done
+        ]
+        nexts.append(found if len(found) >= 5 else [k + 1])
+    for k, stage in enumerate(stages):
+        draws = []
+        for _ in range(300):
+            total, at, steps = 0.0, reference.choice(nexts[k]), 0
+            while at < len(stages) and steps < 4 * len(stages):
+                total += reference.choice(kinds[at])
+                at, steps = reference.choice(nexts[at]), steps + 1
+            draws.append(total)
+        model: _StageModel = built[stage]
+        if k == 0:
+            assert len(set(draws)) > 10  # not a degenerate walk
+        assert model.tail_draws == draws, stage
+
+
+def test_one_workflows_observations_rebuild_only_its_model(feature_workflow: Workflow) -> None:
+    other = dataclasses.replace(feature_workflow, name="incident")
+    workflows = [feature_workflow, other]
+    forecaster = Forecaster()
+    for workflow in workflows:
+        for stage in path_stages(workflow):
+            forecaster.durations.observe(workflow.name, stage, 3600.0)
+        forecaster.refresh(workflow)
+    assert forecaster.generation_of("feature") == forecaster.generation_of("incident") == 1
+    for stage in path_stages(feature_workflow):
+        forecaster.durations.observe("feature", stage, 7200.0)
+    for workflow in workflows:
+        forecaster.refresh(workflow)
+    assert forecaster.generation_of("feature") == 2
+    assert forecaster.generation_of("incident") == 1  # its observations did not change
