@@ -42,3 +42,30 @@ def test_two_in_memory_stores_are_separate() -> None:
     assert len(a) == 1 and len(b) == 0
     a.close()
     b.close()
+
+
+def test_reads_decode_rows_the_faster_parser_refuses(tmp_path: Path) -> None:
+    """Rows stored before lone surrogates were refused still read (the read queries decode
+    with pydantic-core's parser, which refuses them, and fall back on ``json``)."""
+    store = SqliteStore(tmp_path / "lifecycle.db")
+    try:
+        apply(store, make_event("idea.submitted", "f1", title="fine"))
+        apply(store, make_event("idea.submitted", "f2", title="fine"))
+        raw = store.queries.db
+        raw.execute(
+            "UPDATE features SET state = replace(state, 'fine', 'bad \\ud800') WHERE id = 'f1'"
+        )
+        for null in ('"reason":null', '"reason": null'):  # whichever way it was written
+            raw.execute(
+                "UPDATE history SET entry = replace(entry, ?, ?) WHERE feature_id = 'f1'",
+                (null, null.replace("null", '"x \\ud800"')),
+            )
+        queries = store.read_only()
+        assert queries is not None
+        bad = queries.get("f1")
+        assert bad is not None and bad.title == "bad \ud800"
+        assert [s.title for s in queries.page()] == ["bad \ud800", "fine"]
+        assert queries.histories()["f1"][0].reason == "x \ud800"
+        assert queries.history_page("f1")[0][0].reason == "x \ud800"
+    finally:
+        store.close()
