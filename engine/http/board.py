@@ -13,12 +13,15 @@ API itself is built on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from engine.core.state import FeatureState, HistoryEntry
 from engine.http.errors import api_error
 from engine.http.ports import Reader, all_histories
 from engine.http.views import Assess
@@ -34,6 +37,7 @@ from engine.report.status import (
 )
 from events.errors import Problem
 from workflows.loader import Workflows
+from workflows.model import Workflow
 
 STATIC = Path(__file__).parent / "static"
 """The board's files: ``board.html``, ``board.css``, ``board.js``, and the tool deliveries
@@ -132,14 +136,22 @@ async def get_report(request: web.Request) -> web.Response:
     reasons: dict[str, list[str]] = {}
     judge = request.app[BOARD_ASSESS]
     for i, state in enumerate(states):
-        assessment = judge(state, now)
-        reasons[state.id] = list(assessment.reasons)  # the API's own: one truth everywhere
-        forecast = forecast_of(assessment.forecast, now)
-        if forecast is not None:
-            forecasts[state.id] = forecast
-        if i % 200 == 199:
+        # The API's own assessment: one truth everywhere. Only a feature with a target
+        # date shows a forecast (the outlook section); no other needs one made for it.
+        shown = state.target_launch is not None
+        assessment = judge(state, now, forecast=shown)
+        reasons[state.id] = list(assessment.reasons)
+        if shown:
+            forecast = forecast_of(assessment.forecast, now)
+            if forecast is not None:
+                forecasts[state.id] = forecast
+        if i % 500 == 499:
             await asyncio.sleep(0)  # Let other requests through on a big portfolio.
-    report = build_report(
+    # Building and rendering are pure and take a while at 10,000 features: in a thread, so
+    # the loop keeps answering (and applying events) meanwhile.
+    body = await asyncio.to_thread(
+        _report_body,
+        fmt,
         states,
         histories,
         workflows.by_name,
@@ -149,7 +161,18 @@ async def get_report(request: web.Request) -> web.Response:
         forecasts=forecasts,
         reasons=reasons,
     )
-    if fmt == "json":
-        return web.json_response(report_json(report))
-    body = render_html(report) if fmt == "html" else render_markdown(report)
     return web.Response(text=body, content_type=FORMATS[fmt], charset="utf-8")
+
+
+def _report_body(
+    fmt: str,
+    states: Sequence[FeatureState],
+    histories: Mapping[str, Sequence[HistoryEntry]],
+    workflows: Mapping[str, Workflow],
+    **window: Any,
+) -> str:
+    """The report in ``fmt`` (a key of :data:`FORMATS`)."""
+    report = build_report(states, histories, workflows, **window)
+    if fmt == "json":
+        return json.dumps(report_json(report))
+    return render_html(report) if fmt == "html" else render_markdown(report)

@@ -6,9 +6,8 @@ the same whichever mode serves it. Times are RFC 3339 UTC with a ``Z``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.core.state import FeatureState, iso
 from engine.risk.reasons import Assessment
@@ -17,9 +16,17 @@ from workflows.model import Workflow
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
-Assess = Callable[[FeatureState, datetime], Assessment]
-"""Where the API gets a feature's risk reasons and forecast, e.g.
-:meth:`engine.risk.monitor.RiskMonitor.assessment` (so the API agrees with the gauge)."""
+
+class Assess(Protocol):
+    """Where the API gets a feature's risk reasons and forecast, e.g.
+    :meth:`engine.risk.monitor.RiskMonitor.assessment` (so the API agrees with the gauge)."""
+
+    def __call__(
+        self, state: FeatureState, now: datetime, /, *, forecast: bool = True
+    ) -> Assessment:
+        """``state``'s assessment at ``now``; ``forecast=False``: the caller will not show
+        the forecast of a feature without a target date, so it need not be made."""
+        ...
 
 
 def feature_view(

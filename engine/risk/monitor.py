@@ -216,21 +216,30 @@ class RiskMonitor:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def assessment(self, state: FeatureState, now: datetime) -> Assessment:
+    def assessment(
+        self, state: FeatureState, now: datetime, *, forecast: bool = True
+    ) -> Assessment:
         """What the API shows for ``state``: the monitor's own assessment of that version.
 
         A state the monitor has not evaluated (another process's feature, or one it keeps
         no record of because nothing about it can change by time alone) is assessed at
         ``now`` without being recorded.
+
+        Args:
+            forecast: ``False`` when the caller will not show the forecast (the report at
+                10,000 features): a feature without a target date then gets none rather
+                than one made for it now. Its reasons are the same either way (without a
+                target, no reason reads a forecast).
         """
         workflow = self.workflows.by_name.get(state.workflow)
         if workflow is None:
             return Assessment(())
         watch = self._watch.get(state.id)
+        shown = forecast or state.target_launch is not None
         if watch is None or watch.state.version != state.version:
-            return assess(state, workflow, now, self.forecaster)
+            return assess(state, workflow, now, self.forecaster if shown else None)
         found = watch.assessment
-        if found.forecast is None and state.target_launch is None:
+        if found.forecast is None and state.target_launch is None and shown:
             # Only shown, never judged: forecast it now.
             return Assessment(found.reasons, self.forecaster.forecast(state, workflow, now))
         return found

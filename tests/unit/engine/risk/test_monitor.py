@@ -296,3 +296,38 @@ def test_reset_then_restore_recounts_the_gauge(rig: Rig) -> None:
     assert rig.gauge() == {} and len(rig.monitor) == 0
     rig.monitor.restore(rig.engine.store.features(), rig.clock.now)
     assert rig.gauge() == {("feature", "idea", "blocked"): 1}
+
+
+def test_a_caller_not_showing_forecasts_gets_the_same_reasons_without_new_ones(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.send("idea.submitted")
+    rig.send("idea.submitted", "feat-2")
+    rig.send("feature.prioritized", "feat-2", priority=1, target_launch="2024-01-02")
+    rig.tick(31 * DAY)
+    made: list[str] = []
+    forecast = rig.monitor.forecaster.forecast
+
+    def counted(state: Any, *args: Any) -> Any:
+        made.append(state.id)
+        return forecast(state, *args)
+
+    monkeypatch.setattr(rig.monitor.forecaster, "forecast", counted)
+    plain = rig.engine.store.get("feat-1")
+    targeted = rig.engine.store.get("feat-2")
+    assert plain is not None and targeted is not None
+    now = rig.clock.now
+    shown = rig.monitor.assessment(plain, now)
+    assert made == ["feat-1"]  # made on demand for the API, which shows it
+    made.clear()
+    hidden = rig.monitor.assessment(plain, now, forecast=False)
+    assert hidden.reasons == shown.reasons == ("sla_breached",)
+    assert hidden.forecast is None and made == []
+    # A state the monitor holds no record of (a newer version) is judged, not forecast.
+    newer = plain._replace(version=plain.version + 1)
+    assert rig.monitor.assessment(newer, now, forecast=False).reasons == shown.reasons
+    assert made == []
+    # A target date needs its forecast whatever the caller shows: the outlook reads it.
+    with_target = rig.monitor.assessment(targeted, now, forecast=False)
+    assert with_target == rig.monitor.assessment(targeted, now)
+    assert with_target.forecast is not None
