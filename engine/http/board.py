@@ -131,22 +131,28 @@ async def get_report(request: web.Request) -> web.Response:
     reader = request.app[BOARD_READER]
     workflows = request.app[BOARD_WORKFLOWS]
     states = await reader.features(product=product)
-    histories = await all_histories(reader, states, product)
+    # The histories are read (in the reader's thread) while the loop assesses the states.
+    reading = asyncio.ensure_future(all_histories(reader, states, product))
     forecasts: dict[str, Forecast] = {}
     reasons: dict[str, list[str]] = {}
     judge = request.app[BOARD_ASSESS]
-    for i, state in enumerate(states):
-        # The API's own assessment: one truth everywhere. Only a feature with a target
-        # date shows a forecast (the outlook section); no other needs one made for it.
-        shown = state.target_launch is not None
-        assessment = judge(state, now, forecast=shown)
-        reasons[state.id] = list(assessment.reasons)
-        if shown:
-            forecast = forecast_of(assessment.forecast, now)
-            if forecast is not None:
-                forecasts[state.id] = forecast
-        if i % 500 == 499:
-            await asyncio.sleep(0)  # Let other requests through on a big portfolio.
+    try:
+        for i, state in enumerate(states):
+            # The API's own assessment: one truth everywhere. Only a feature with a target
+            # date shows a forecast (the outlook section); no other needs one made for it.
+            shown = state.target_launch is not None
+            assessment = judge(state, now, forecast=shown)
+            reasons[state.id] = list(assessment.reasons)
+            if shown:
+                forecast = forecast_of(assessment.forecast, now)
+                if forecast is not None:
+                    forecasts[state.id] = forecast
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # Let other requests through on a big portfolio.
+    except BaseException:
+        reading.cancel()
+        raise
+    histories = await reading
     # Building and rendering are pure and take a while at 10,000 features: in a thread, so
     # the loop keeps answering (and applying events) meanwhile.
     body = await asyncio.to_thread(

@@ -349,7 +349,7 @@ def build_report(
     newly: list[AtRisk] = []
     added: list[AtRisk] = []
     at_risk_now: dict[str, list[str]] = {}
-    stuck: list[Stuck] = []
+    stuck: list[tuple[float, float, str, FeatureState, float | None]] = []
     uat: list[UatFailures] = []
     rework: dict[str, list[str]] = {}
     outlook: list[LaunchOutlook] = []
@@ -403,20 +403,15 @@ def build_report(
                 )
                 (newly if len(fresh) == len(judged) else added).append(item)
         if state.stage not in workflow.done:
-            stuck.append(
-                Stuck(
-                    state.id,
-                    state.title,
-                    state.product,
-                    state.stage,
-                    max(0.0, (now - state.entered_stage_at).total_seconds()),
-                    workflow.slas.get(state.stage),
-                )
-            )
+            # Ranked by the key Stuck.sla_ratio gives; only the top few become Stuck.
+            in_stage = max(0.0, (now - state.entered_stage_at).total_seconds())
+            sla = workflow.slas.get(state.stage)
+            ratio = in_stage / sla if sla else 0.0
+            stuck.append((-ratio, -in_stage, state.id, state, sla))
             line = _outlook(state, forecasts.get(state.id), today)
             if line is not None and state.launched_at is None:
                 outlook.append(line)
-    stuck.sort(key=lambda s: (-(s.sla_ratio or 0.0), -s.in_stage_seconds, s.id))
+    stuck.sort(key=lambda s: s[:3])  # ids differ: states themselves are never compared
     uat.sort(key=lambda u: (-u.in_window, -u.total, u.id))
     outlook.sort(key=lambda o: (OUTLOOK_ORDER.index(o.status), o.target_launch, o.id))
     ordered_moves = sorted(
@@ -444,7 +439,10 @@ def build_report(
         newly_at_risk=tuple(newly),
         new_reasons=tuple(added),
         at_risk_now={r: tuple(at_risk_now[r]) for r in REASON_LABELS if r in at_risk_now},
-        stuck=tuple(stuck[:stuck_top]),
+        stuck=tuple(
+            Stuck(state.id, state.title, state.product, state.stage, -in_stage, sla)
+            for _, in_stage, _, state, sla in stuck[:stuck_top]
+        ),
         uat_failures=tuple(uat),
         rework={s: tuple(dict.fromkeys(ids)) for s, ids in rework.items()},
         outlook=tuple(outlook),
