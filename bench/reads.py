@@ -5,19 +5,23 @@ short history: submitted, most defined, a third prioritized with a target, a fif
 development), then:
 
 1. times ``GET /features`` (first page), a text search, ``GET /features/{id}`` and
-   ``GET /report``, with p50/p99 in milliseconds against issue 10's targets. The baseline of
-   the same run for ``/report`` is reading the same portfolio as JSON: every page of
-   ``GET /features?limit=1000``;
+   ``GET /report``, with p50/p99 in milliseconds against issue 10's targets. The baselines of
+   the same run for ``/report`` are reading the same portfolio as JSON (every page of
+   ``GET /features?limit=1000``) and, with ``--against REF``, the report of the code at git
+   ``REF`` (say ``main``), served from an export of that tree on its own copy of the
+   portfolio, timed by turns with this code's. While each report is read, ``/healthz`` is
+   asked every 5 ms: its worst answer is how long the report held the event loop;
 2. measures write latency (single events, 8 clients in a closed loop) without and with a
    board polling every 2 s (a separate process loading every page of ``/features`` the way
    ``board.js`` does), alternately, twice each; the target is a polled write p99 at most
    1.5 times the unpolled one.
 
-Run: ``.venv/bin/python bench/reads.py [N]`` (``make bench`` runs it).
+Run: ``.venv/bin/python bench/reads.py [N] [--against REF]`` (``make bench`` runs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import multiprocessing
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -43,12 +48,13 @@ POLL_EVERY_S = 2.0
 STRUCTURED = "application/cloudevents+json"
 
 
-def _serve(db: Path) -> tuple[subprocess.Popen[str], str]:
-    """``lifecycle serve`` on an ephemeral port: the process and its base URL."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LIFECYCLE_API_TOKEN": ""}
+def _serve(db: Path, tree: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
+    """``lifecycle serve`` of the code in ``tree`` on an ephemeral port: the process and
+    its base URL."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "LIFECYCLE_API_TOKEN": ""}
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0", "--db", str(db)],
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,6 +101,50 @@ def _feature(i: int) -> list[dict[str, object]]:
     if i % 5 == 1:
         found.append(_event(i, 3, "build.started"))
     return found
+
+
+def _export(ref: str, into: Path) -> Path:
+    """The tree of git ``ref`` of this repository, written under ``into``."""
+    tree = into / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def _load(url: str, n: int) -> float:
+    """Post the ``n`` features in batches of 1,000; the seconds it took."""
+    started = time.perf_counter()
+    for b in range(0, n, 1000):
+        _post(url, [e for i in range(b, min(n, b + 1000)) for e in _feature(i)])
+    return time.perf_counter() - started
+
+
+def _report_probed(url: str) -> tuple[float, list[float], int]:
+    """One ``GET /report`` while ``/healthz`` is asked every 5 ms until it is answered:
+    (report ms, every ``/healthz`` ms, report bytes)."""
+    done = threading.Event()
+    found: dict[str, float] = {}
+
+    def report() -> None:
+        start = time.perf_counter()
+        with urllib.request.urlopen(url + "/report", timeout=120) as resp:
+            found["size"] = len(resp.read())
+        found["ms"] = (time.perf_counter() - start) * 1000
+        done.set()
+
+    reader = threading.Thread(target=report)
+    reader.start()
+    probes: list[float] = []
+    while not done.wait(0.005):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url + "/healthz", timeout=120) as resp:
+            resp.read()
+        probes.append((time.perf_counter() - start) * 1000)
+    reader.join()
+    return found["ms"], probes, int(found["size"])
 
 
 def _time(url: str, path: str, n: int) -> tuple[float, float, int]:
@@ -200,15 +250,58 @@ def _writes_while_polled(url: str, n: int) -> None:
     )
 
 
-def main(n: int = 10_000) -> None:
+def _probed(took: list[float]) -> str:
+    return f"p50 {statistics.median(took):.1f} ms, worst {max(took):.1f} ms ({len(took)} answers)"
+
+
+def _reports(url: str, n: int, baseline: str | None, ref: str | None) -> None:
+    """``GET /report`` by turns with its baselines of the same run (see the module doc)."""
+    turns: dict[str, list[float]] = {"report": [], "pages": [], "baseline": []}
+    probes: dict[str, list[float]] = {"report": [], "baseline": []}
+    size = read = 0
+    for _ in range(5):  # by turns: the machine is noisy
+        # Timed alone (asking /healthz costs the server too), then once more while probed.
+        for key, at in (("report", url), ("baseline", baseline)):
+            if at is not None:
+                start = time.perf_counter()
+                with urllib.request.urlopen(at + "/report", timeout=120) as resp:
+                    size = len(resp.read()) if key == "report" else size
+                turns[key].append((time.perf_counter() - start) * 1000)
+                probes[key] += _report_probed(at)[1]
+        start = time.perf_counter()
+        read = _all_pages(url)
+        turns["pages"].append((time.perf_counter() - start) * 1000)
+    r50, b50 = statistics.median(turns["report"]), statistics.median(turns["pages"])
+    worst = max(turns["report"])
+    verdict = "met" if r50 <= TARGETS_MS["/report"] else "NOT met"
+    print(
+        f"GET /report                      p50 {r50:7.1f} ms  worst {worst:7.1f} ms  "
+        f"{size / 1024:8.1f} KiB  target <= 500 ms: {verdict}"
+    )
+    print(f"  /healthz asked every 5 ms during a report: {_probed(probes['report'])}")
+    print(
+        f"  baseline: all {n} features through /features?limit=1000 pages p50 "
+        f"{b50:.1f} ms ({read / 1024:.0f} KiB); report / baseline {r50 / b50:.2f}"
+    )
+    if baseline is not None:
+        a50 = statistics.median(turns["baseline"])
+        print(
+            f"  baseline: the report of {ref} by turns p50 {a50:.1f} ms, worst "
+            f"{max(turns['baseline']):.1f} ms; this / {ref} {r50 / a50:.2f}; /healthz "
+            f"during it {_probed(probes['baseline'])}"
+        )
+
+
+def main(n: int = 10_000, against: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = _serve(Path(tmp) / "bench.db")
+        other: subprocess.Popen[str] | None = None
         try:
-            started = time.perf_counter()
-            for b in range(0, n, 1000):
-                _post(url, [e for i in range(b, min(n, b + 1000)) for e in _feature(i)])
-            load = time.perf_counter() - started
-            print(f"{n} features loaded in {load:.1f} s")
+            print(f"{n} features loaded in {_load(url, n):.1f} s")
+            baseline = None
+            if against is not None:
+                other, baseline = _serve(Path(tmp) / "baseline.db", _export(against, Path(tmp)))
+                print(f"  and into the code of {against}, in {_load(baseline, n):.1f} s")
             for path, target, reps in (
                 ("/features", "/features", 50),
                 ("/features?q=feature%20123", None, 50),
@@ -220,30 +313,22 @@ def main(n: int = 10_000) -> None:
                     f"GET {path:28} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
                     f"{size / 1024:8.1f} KiB{goal}"
                 )
-            report, pages = [], []
-            for _ in range(5):  # interleaved with its baseline: the machine is noisy
-                start = time.perf_counter()
-                with urllib.request.urlopen(url + "/report", timeout=120) as resp:
-                    size = len(resp.read())
-                report.append((time.perf_counter() - start) * 1000)
-                start = time.perf_counter()
-                read = _all_pages(url)
-                pages.append((time.perf_counter() - start) * 1000)
-            r50, b50 = statistics.median(report), statistics.median(pages)
-            verdict = "met" if r50 <= TARGETS_MS["/report"] else "NOT met"
-            print(
-                f"GET /report                      p50 {r50:7.1f} ms  worst {max(report):7.1f} ms  "
-                f"{size / 1024:8.1f} KiB  target <= 500 ms: {verdict}"
-            )
-            print(
-                f"  baseline: all {n} features through /features?limit=1000 pages p50 "
-                f"{b50:.1f} ms ({read / 1024:.0f} KiB); report / baseline {r50 / b50:.2f}"
-            )
+            _reports(url, n, baseline, against)
+            if other is not None:
+                other.terminate()
+                other.wait(timeout=30)
+                other = None
             _writes_while_polled(url, n)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for running in (proc, other):
+                if running is not None:
+                    running.terminate()
+                    running.wait(timeout=30)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("n", nargs="?", type=int, default=10_000, help="features")
+    parser.add_argument("--against", metavar="REF", help="git ref whose /report to time by turns")
+    args = parser.parse_args()
+    main(args.n, args.against)
