@@ -6,9 +6,10 @@ Run by ``bench/streaming.py`` as a subprocess, with the worker's own Faust setti
 agent can reach on this machine, so the worker's rate is read against it as well as against
 a raw consumer.
 
-With ``CEILING_DELIVERY=worker`` the agent's records are fetched and handed to it as the
-worker's are (``engine.streaming.checkpoint``: Faust's ``wait_first`` only when a delivery
-blocks); otherwise as stock Faust does.
+With ``CEILING_DELIVERY=worker`` the agent's records are fetched by the worker's fetch loop
+with the direct delivery on (``engine.streaming.checkpoint``: Faust's ``wait_first`` only
+when a delivery blocks; off in the worker itself, see ``DIRECT_DELIVERY``); otherwise as
+stock Faust does.
 
 Run: ``python bench/faust_ceiling.py worker`` with ``CEILING_TOPIC``, ``CEILING_EXPECTED``,
 ``CEILING_OUT`` (where the rate is written), ``CEILING_DATA_DIR`` and ``LIFECYCLE_BROKER``
@@ -63,7 +64,7 @@ events = app.topic(
 async def count(stream):  # type: ignore[no-untyped-def]
     if AS_WORKER:  # as Checkpoint.install does in the worker's agent
         consumer: Any = app.consumer
-        consumer._drain_messages = _drain_without_drops(consumer, TOPIC)
+        consumer._drain_messages = _drain_without_drops(consumer, TOPIC, direct=True)
     seen, first = 0, 0.0
     loads = json.loads
     async for batch in stream.take_events(config.batch_size, config.batch_within):

@@ -271,7 +271,7 @@ def main() -> int:
     )
     direct = ceiling_rate(args.bootstrap, topic, len(records), args.timeout, "worker")
     print(
-        f"  the same, delivered as the worker's are:  {direct:12,.0f} events/s"
+        f"  the same, with the direct delivery:      {direct:12,.0f} events/s"
         f"  (ratio to the bare agent {direct / ceiling:.2f})"
     )
     if args.baseline is not None:

@@ -115,3 +115,19 @@ async def test_a_failing_delivery_raises_either_way() -> None:
         await _deliver(consumer, fails_at_once(), asyncio.Event())
     with pytest.raises(KeyError):
         await _deliver(consumer, fails_later(), asyncio.Event())
+
+
+@_run
+async def test_the_worker_delivers_through_faust_wait_first_unless_told_otherwise() -> None:
+    """The direct delivery is off in the worker (checkpoint.DIRECT_DELIVERY: a seek back
+    after skipped records stalled with it on); every record then takes Faust's path."""
+    from engine.streaming.checkpoint import DIRECT_DELIVERY
+
+    consumer, delivered = _Consumer(), []
+
+    async def deliver() -> None:
+        delivered.append(1)
+
+    await _deliver(consumer, deliver(), asyncio.Event(), DIRECT_DELIVERY)
+    assert delivered == [1]
+    assert consumer.waits == 1
