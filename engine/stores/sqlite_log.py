@@ -20,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from engine.core.state import iso
 
 TABLES = (
@@ -49,6 +51,17 @@ COLUMNS = {
     "events": {"seq", "feature_id", "received_at", "outcome", "event"},
     "workflow_versions": {"name", "version", "fingerprint", "definition", "first_run"},
 }
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text: orjson, several times the standard library's speed
+    (the same values; non-ASCII text as UTF-8 instead of escapes). What orjson does not take
+    (an integer beyond 64 bits, as a sender may put in ``data``) goes to the standard
+    library's encoder."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def create(db: sqlite3.Connection) -> None:
@@ -84,6 +97,7 @@ class EventLog:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self._received: tuple[datetime | None, str | None] = (None, None)
 
     def append(
         self,
@@ -93,10 +107,14 @@ class EventLog:
         outcome: str,
     ) -> None:
         """Add one accepted event (``raw``: the decoded CloudEvent, or its JSON text)."""
-        text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        text = raw if isinstance(raw, str) else compact_json(raw)
+        at, at_text = self._received
+        if at is not received_at:  # the events of one request share their arrival
+            at_text = iso(received_at)
+            self._received = (received_at, at_text)
         self.db.execute(
             "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
-            (feature_id, iso(received_at), outcome, text),
+            (feature_id, at_text, outcome, text),
         )
 
     def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
