@@ -394,9 +394,13 @@ class SqliteStore:
     def _state(self, raw: str) -> FeatureState:
         return self._asking(FeatureState.from_dict(orjson.loads(raw)))
 
-    def _asking(self, state: FeatureState) -> FeatureState:
-        """``state`` with its keys asked from the ``seen`` table, none added."""
-        return state._replace(seen=ExternalKeys(partial(self._has_key, state.id)))
+    def _asking(self, state: FeatureState, before: FeatureState | None = None) -> FeatureState:
+        """``state`` with its keys asked from the ``seen`` table, none added (those of
+        ``before``, the feature's cached state, when given)."""
+        seen = before.seen if before is not None else None
+        if not isinstance(seen, ExternalKeys) or seen.added:
+            seen = ExternalKeys(partial(self._has_key, state.id))
+        return state.evolve(seen=seen)
 
     def _cached(self, feature_id: str) -> tuple[FeatureState, int | None] | None:
         row = self._pending.get(feature_id)
@@ -460,7 +464,7 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)",
                     [(fid, k) for k in keys],
                 )
-            stored = self._asking(state)
+            stored = self._asking(state, cached[0] if cached is not None else None)
         elif cached is not None:
             stored = cached[0]
         else:

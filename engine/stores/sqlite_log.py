@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -97,7 +97,6 @@ class EventLog:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self._received: tuple[datetime | None, str | None] = (None, None)
 
     def append(
         self,
@@ -107,14 +106,22 @@ class EventLog:
         outcome: str,
     ) -> None:
         """Add one accepted event (``raw``: the decoded CloudEvent, or its JSON text)."""
-        text = raw if isinstance(raw, str) else compact_json(raw)
-        at, at_text = self._received
-        if at is not received_at:  # the events of one request share their arrival
-            at_text = iso(received_at)
-            self._received = (received_at, at_text)
-        self.db.execute(
+        self.append_all([(raw, feature_id, outcome)], received_at)
+
+    def append_all(
+        self,
+        events: Sequence[tuple[Mapping[str, Any] | str, str | None, str]],
+        received_at: datetime,
+    ) -> None:
+        """Add the accepted events of one request, ``(raw, feature_id, outcome)`` each, all
+        received at ``received_at``, in one statement (see :meth:`append`)."""
+        at = iso(received_at)
+        self.db.executemany(
             "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
-            (feature_id, at_text, outcome, text),
+            [
+                (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
+                for raw, fid, outcome in events
+            ],
         )
 
     def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
