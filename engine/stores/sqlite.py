@@ -412,11 +412,18 @@ class SqliteStore:
         return row
 
     def _remember(self, feature_id: str, row: tuple[FeatureState, int | None]) -> None:
-        """Cache ``row``: at once outside a transaction, at its commit inside one."""
-        if self._batch:
+        """Cache ``row``: at once outside a transaction, at its commit inside one.
+
+        A transaction holds as many rows aside as the cache holds at most (a migration or
+        a replay touches every feature in one): beyond that, a feature's committed row is
+        dropped instead, and it is read from the file until it is cached again."""
+        if not self._batch:
+            if self._capacity:
+                self._keep({feature_id: row})
+        elif feature_id in self._pending or len(self._pending) < self._capacity:
             self._pending[feature_id] = row
-        elif self._capacity:
-            self._keep({feature_id: row})
+        else:
+            self._cache.pop(feature_id, None)
 
     def get(self, feature_id: str) -> FeatureState | None:
         row = self._cached(feature_id)

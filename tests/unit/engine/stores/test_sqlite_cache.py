@@ -80,6 +80,31 @@ def test_the_cache_is_bounded_and_a_state_out_of_it_is_read_back(tmp_path: Path)
         store.close()
 
 
+def test_a_transaction_larger_than_the_cache_stays_exact_and_bounded(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "l.db", cached=3)
+    try:
+        for i in range(6):
+            apply(store, make_event("idea.submitted", f"f{i}"))
+        with pytest.raises(RuntimeError), store.transaction():
+            for i in range(6):
+                apply(store, make_event("kpi.reported", f"f{i}", at=1, name="n", value=1.0))
+                assert len(store._pending) <= 3
+            assert all(store.get(f"f{i}").kpis == {"n": 1.0} for i in range(6))  # type: ignore[union-attr]
+            raise RuntimeError("rolled back")
+        for i in range(6):
+            assert visible(store.get(f"f{i}")) == _on_file(store, f"f{i}")
+            assert store.get(f"f{i}").kpis is None  # type: ignore[union-attr]
+        with store.transaction():
+            for i in range(6):
+                apply(store, make_event("kpi.reported", f"f{i}", at=2, name="n", value=2.0))
+        for i in range(6):
+            assert store.get(f"f{i}").kpis == {"n": 2.0}  # type: ignore[union-attr]
+            assert visible(store.get(f"f{i}")) == _on_file(store, f"f{i}")
+        assert len(store._cache) <= 3
+    finally:
+        store.close()
+
+
 def test_duplicates_are_judged_by_the_table_not_the_cache(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "l.db")
     try:
