@@ -14,7 +14,12 @@ the ratios against issue 10's targets: single events at least 50% of (a)'s reque
 p99 <= 50 ms at 50 clients; batches at least 50% of the in-process rate with risk (measured
 here as ``bench/core.py`` does, in this process's CPU time, so that ratio is of CPU rates).
 
-Run: ``.venv/bin/python bench/http_ingest.py [--features N]`` (``make bench`` runs it).
+``--baseline TREE`` also serves the engine of another source tree (an export of an earlier
+commit) on its own fresh file, by turns with this one (its batches, then this one's; its
+single events, then this one's), and prints this one's figures as ratios of it.
+
+Run: ``.venv/bin/python bench/http_ingest.py [--features N] [--baseline TREE]`` (``make
+bench`` runs it without a baseline).
 """
 
 from __future__ import annotations
@@ -72,9 +77,11 @@ def bare_server() -> None:
     asyncio.run(serve())
 
 
-def _start(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+def _start(
+    argv: list[str], env: dict[str, str], tree: Path = ROOT
+) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        argv, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree), **env},
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -184,9 +191,19 @@ def _renamed(raw: list[bytes], prefix: str) -> list[bytes]:
     ]
 
 
+def _serve(tree: Path, db: Path) -> tuple[subprocess.Popen[str], str]:
+    """``lifecycle serve`` of the source ``tree`` on a fresh file ``db``."""
+    return _start(
+        [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0", "--db", str(db)],
+        {"LIFECYCLE_API_TOKEN": ""},
+        tree,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--features", type=int, default=2_000, help="10 events each")
+    ap.add_argument("--baseline", type=Path, help="another source tree, served by turns")
     args = ap.parse_args()
     raw = make_events(args.features)
     singles = _per_client(_renamed(raw, "S-"), CLIENTS)
@@ -197,43 +214,57 @@ def main() -> None:
     core = statistics.median(run_engine(raw, workflows, risk=True)[0] for _ in range(3))
     in_process = len(raw) / core
 
-    bare, bare_url = _start([sys.executable, __file__, "--bare-server"], {})
+    trees = [ROOT] if args.baseline is None else [args.baseline.resolve(), ROOT]
+    procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        engine, engine_url = _start(
-            [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0",
-             "--db", str(Path(tmp) / "http.db")],
-            {"LIFECYCLE_API_TOKEN": ""},
-        )  # fmt: skip
         try:
+            bare, bare_url = _start([sys.executable, __file__, "--bare-server"], {})
+            procs.append(bare)
+            engines = []
+            for i, tree in enumerate(trees):
+                engines.append(_serve(tree, Path(tmp) / f"http{i}.db"))
+                procs.append(engines[-1][0])
             a = _measure(bare, bare_url, singles, STRUCTURED, len(raw))
             # Batches first, from an empty engine as bench/core.py measures in process; the
             # single events then go to other features of an engine whose forecasts are warm.
-            batch = _measure(engine, engine_url, batches, BATCHED, len(raw))
-            single = _measure(engine, engine_url, singles, STRUCTURED, len(raw))
+            batch = [_measure(*e, batches, BATCHED, len(raw)) for e in engines]
+            single = [_measure(*e, singles, STRUCTURED, len(raw)) for e in engines]
         finally:
-            for proc in (bare, engine):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
     print(f"HTTP ingestion: {len(raw):,} events over {args.features:,} features, single from")
     print(f"{CLIENTS} clients and in batches of {BATCH} from {BATCH_CLIENTS} (one load generator):")
     print(a.line("(a) bare aiohttp + json.loads"))
-    print(batch.line(f"(b) POST /events, batches of {BATCH}"))
-    print(single.line("(b) POST /events, single events"))
+    if args.baseline is not None:
+        print(batch[0].line(f"baseline: batches of {BATCH}"))
+        print(single[0].line("baseline: single events"))
+    print(batch[-1].line(f"(b) POST /events, batches of {BATCH}"))
+    print(single[-1].line("(b) POST /events, single events"))
     print(f"  in-process engine with risk (bench/core.py): {in_process:,.0f} events/s of CPU")
-    ratio = single.rps / a.rps
-    ok = ratio >= 0.5 and single.p(0.99) <= 50
-    print(
-        f"single events: {ratio:.2f} of the bare handler's request rate (target >= 0.50), "
-        f"p99 {single.p(0.99):.1f} ms (target <= 50 ms): {'met' if ok else 'NOT met'}; "
-        f"server CPU per request {single.cpu / a.cpu:.1f} x the bare handler's"
-    )
-    per_cpu = batch.events / batch.cpu
-    met = "met" if per_cpu >= in_process / 2 else "NOT met"
-    print(
-        f"batches: {per_cpu:,.0f} events per server CPU second, {per_cpu / in_process:.2f} of "
-        f"the in-process rate (target >= 0.50: {met}); by wall clock {batch.eps:,.0f} "
-        f"events/s, {batch.eps / in_process:.2f} of it"
-    )
+    names = ["baseline", "this tree"][-len(trees) :]
+    for name, b, s in zip(names, batch, single, strict=True):
+        ratio = s.rps / a.rps
+        ok = ratio >= 0.5 and s.p(0.99) <= 50
+        print(
+            f"{name}: single events {ratio:.2f} of the bare handler's request rate (target "
+            f">= 0.50), p99 {s.p(0.99):.1f} ms (target <= 50 ms): {'met' if ok else 'NOT met'}; "
+            f"server CPU per request {s.cpu / a.cpu:.1f} x the bare handler's"
+        )
+        per_cpu = b.events / b.cpu
+        met = "met" if per_cpu >= in_process / 2 else "NOT met"
+        print(
+            f"{name}: batches {per_cpu:,.0f} events per server CPU second, "
+            f"{per_cpu / in_process:.2f} of the in-process rate (target >= 0.50: {met}); by "
+            f"wall clock {b.eps:,.0f} events/s, {b.eps / in_process:.2f} of it"
+        )
+    if len(trees) > 1:
+        print(
+            "this tree against the baseline: batches "
+            f"{(batch[1].events / batch[1].cpu) / (batch[0].events / batch[0].cpu):.2f} x "
+            f"events per server CPU second; single events {single[1].rps / single[0].rps:.2f} x "
+            f"requests/s, p99 {single[1].p(0.99):.1f} against {single[0].p(0.99):.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         store.close()
         raise
     app = build_app(
-        ingest=EngineIngest(engine, store.transaction, store.log.append),
+        ingest=EngineIngest(engine, store.transaction, store.log.append_all),
         reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,

@@ -25,6 +25,9 @@ from engine.stores.sqlite import SqliteStore
 
 T = TypeVar("T")
 
+Logged = tuple[Mapping[str, Any], str | None, str]
+"""An event of a request for the log: the CloudEvent as received, its feature, its outcome."""
+
 UNKNOWN_TYPE = "unknown_type"
 """The ``reason`` of an ``ignored`` receipt for a type outside every workflow."""
 
@@ -44,16 +47,17 @@ class EngineIngest:
         transaction: makes every commit of one request one store transaction (the SQLite
             store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`), so a batch is
             stored whole or not at all, and costs one commit; default: none.
-        log: keeps each event as received, with its feature, arrival time and outcome
-            (the SQLite store's :meth:`~engine.stores.sqlite_log.EventLog.append`), inside
-            the same transaction; default: no log.
+        log: keeps the request's events as received, each with its feature and outcome,
+            and their arrival time (the SQLite store's
+            :meth:`~engine.stores.sqlite_log.EventLog.append_all`: one statement for a
+            batch), inside the same transaction; default: no log.
     """
 
     def __init__(
         self,
         engine: Engine,
         transaction: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
-        log: Callable[[Mapping[str, Any], str | None, datetime, str], None] | None = None,
+        log: Callable[[Sequence[Logged], datetime], None] | None = None,
     ) -> None:
         self.engine = engine
         self.transaction = transaction
@@ -67,18 +71,18 @@ class EngineIngest:
 
     def _apply(self, batch: Sequence[Incoming], received_at: datetime) -> list[dict[str, Any]]:
         receipts = []
-        log = self.log
+        logged: list[Logged] = []
         for item in batch:
             if item.event is None:
                 self.engine.ignored()
                 receipts.append(receipt(IGNORED, item.subject, None, UNKNOWN_TYPE))
-                if log is not None:
-                    log(item.raw, item.subject, received_at, IGNORED)
+                logged.append((item.raw, item.subject, IGNORED))
                 continue
             out = self.engine.apply(item.event, received_at)
             receipts.append(receipt(out.outcome, out.feature, out.stage, out.reason))
-            if log is not None:
-                log(item.raw, out.feature, received_at, out.outcome)
+            logged.append((item.raw, out.feature, out.outcome))
+        if self.log is not None:
+            self.log(logged, received_at)
         return receipts
 
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
+
+import orjson
 
 from engine.core.state import iso
 
@@ -49,6 +51,17 @@ COLUMNS = {
     "events": {"seq", "feature_id", "received_at", "outcome", "event"},
     "workflow_versions": {"name", "version", "fingerprint", "definition", "first_run"},
 }
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text: orjson, several times the standard library's speed
+    (the same values; non-ASCII text as UTF-8 instead of escapes). What orjson does not take
+    (an integer beyond 64 bits, as a sender may put in ``data``) goes to the standard
+    library's encoder."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def create(db: sqlite3.Connection) -> None:
@@ -93,10 +106,22 @@ class EventLog:
         outcome: str,
     ) -> None:
         """Add one accepted event (``raw``: the decoded CloudEvent, or its JSON text)."""
-        text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
-        self.db.execute(
+        self.append_all([(raw, feature_id, outcome)], received_at)
+
+    def append_all(
+        self,
+        events: Sequence[tuple[Mapping[str, Any] | str, str | None, str]],
+        received_at: datetime,
+    ) -> None:
+        """Add the accepted events of one request, ``(raw, feature_id, outcome)`` each, all
+        received at ``received_at``, in one statement (see :meth:`append`)."""
+        at = iso(received_at)
+        self.db.executemany(
             "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
-            (feature_id, iso(received_at), outcome, text),
+            [
+                (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
+                for raw, fid, outcome in events
+            ],
         )
 
     def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:

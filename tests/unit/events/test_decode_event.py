@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from events.catalogue import CATALOGUE
-from events.envelope import decode_event, decode_json, validate_event
+from events.envelope import decode_event, decode_json, validate_decoded, validate_event
 from events.errors import MalformedEvent
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -69,11 +69,13 @@ def _answer(fn: Any, body: bytes) -> Any:
 
 
 @pytest.mark.parametrize("doc", BODIES, ids=lambda d: f"{d['type']}-{d.get('time')}")
-def test_decode_event_matches_the_full_validator(doc: dict[str, Any]) -> None:
+def test_decode_event_and_validate_decoded_match_the_full_validator(doc: dict[str, Any]) -> None:
     body = json.dumps(doc).encode()
     fast = _answer(lambda b: decode_event(b, CATALOGUE, NOW), body)
     full = _answer(lambda b: validate_event(decode_json(b), CATALOGUE, NOW), body)
     assert fast == full
+    decoded = _answer(lambda b: validate_decoded(decode_json(b), CATALOGUE, NOW), body)
+    assert decoded == full  # POST /events' one pass on the decoded value
     if fast[0] == "event" and fast[1] is not None:
         assert fast[1].time.tzinfo is full[1].time.tzinfo is UTC
 

@@ -57,7 +57,7 @@ def send(store: SqliteStore, workflows: Workflows, *events: tuple[str, str, int]
             "time": (NOW - timedelta(days=days)).isoformat().replace("+00:00", "Z"),
         }
         batch.append(Incoming(raw, validate_event(raw, workflows.event_types, NOW)))
-    ingest = EngineIngest(Engine(workflows, store), store.transaction, store.log.append)
+    ingest = EngineIngest(Engine(workflows, store), store.transaction, store.log.append_all)
     asyncio.run(ingest(batch, NOW))
 
 

@@ -36,7 +36,7 @@ def cloud_event(event_id: str, type_: str, subject: str, **data: object) -> dict
 
 def ingest(store: SqliteStore, *raws: dict[str, object]) -> list[dict[str, object]]:
     batch = [Incoming(r, validate_event(r, WORKFLOWS.event_types, NOW)) for r in raws]
-    taker = EngineIngest(Engine(WORKFLOWS, store), store.transaction, store.log.append)
+    taker = EngineIngest(Engine(WORKFLOWS, store), store.transaction, store.log.append_all)
     return asyncio.run(taker(batch, NOW))
 
 
