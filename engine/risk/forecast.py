@@ -82,6 +82,19 @@ SLA = "sla"
 MIXED = "mixed"
 
 
+class _Stay:
+    """One feature's stay in a stage: entered at (POSIX seconds), how long (``None`` while
+    it lasts)."""
+
+    __slots__ = ("entered", "feature", "seconds", "stage")
+
+    def __init__(self, stage: str, entered: float, seconds: float | None, feature: str) -> None:
+        self.stage = stage
+        self.entered = entered
+        self.seconds = seconds
+        self.feature = feature
+
+
 class StageDurations:
     """Bounded reservoirs of observed stage durations, per (workflow, stage).
 
@@ -96,6 +109,61 @@ class StageDurations:
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
         self._added_by: dict[str, int] = {}
+        # The cohort of each stage: its most recent ``capacity`` stays by entry.
+        self._cohorts: dict[tuple[str, str], deque[_Stay]] = {}
+        self._open: dict[tuple[str, str], _Stay] = {}  # (workflow, feature) -> its stay
+        self._asof: dict[str, float] = {}  # per workflow: the latest entry or exit seen
+
+    def enter(self, workflow: str, stage: str, feature: str, at: datetime) -> None:
+        """``feature`` entered ``stage`` at ``at``: its stay counts, while it lasts, as a
+        censored duration of the stage (see :meth:`survival`)."""
+        key = (workflow, stage)
+        cohort = self._cohorts.get(key)
+        if cohort is None:
+            cohort = self._cohorts[key] = deque(maxlen=self.capacity)
+        if len(cohort) == cohort.maxlen:
+            oldest = cohort[0]
+            if oldest.seconds is None and self._open.get((workflow, oldest.feature)) is oldest:
+                del self._open[(workflow, oldest.feature)]
+        stay = _Stay(stage, at.timestamp(), None, feature)
+        cohort.append(stay)
+        self._open[(workflow, feature)] = stay
+        if stay.entered > self._asof.get(workflow, -math.inf):
+            self._asof[workflow] = stay.entered
+
+    def leave(self, workflow: str, stage: str, feature: str, seconds: float) -> None:
+        """``feature`` left ``stage`` after ``seconds``: its stay in the cohort is closed."""
+        stay = self._open.pop((workflow, feature), None)
+        if stay is None or stay.stage != stage:
+            return
+        stay.seconds = max(0.0, seconds)
+        left = stay.entered + stay.seconds
+        if left > self._asof.get(workflow, -math.inf):
+            self._asof[workflow] = left
+
+    def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
+        """The stage's durations estimated from its cohort, censoring included: sorted.
+
+        A product-limit (Kaplan-Meier) estimate over the stage's most recent stays: a
+        feature still in the stage counts as censored at its time there so far (as of the
+        latest entry or exit seen, so the estimate needs no clock), not as missing, so the
+        long stays still under way weigh in. The mass left beyond the longest stay is put
+        on it (Efron's tail correction: the longest stay counts as ended). Returned as
+        equally weighted quantiles, one per stay, so a forecast draws from it as from
+        observed durations. Empty while fewer than two stays have ended.
+        """
+        cohort = self._cohorts.get((workflow, stage))
+        if not cohort:
+            return ()
+        asof = self._asof.get(workflow, 0.0)
+        return product_limit(
+            [
+                (max(0.0, asof - stay.entered), False)
+                if stay.seconds is None
+                else (stay.seconds, True)
+                for stay in cohort
+            ]
+        )
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
@@ -123,10 +191,19 @@ class StageDurations:
         from_stage: str | None,
         to_stage: str | None,
         stage_duration: float | None,
+        feature: str | None = None,
+        entered: datetime | None = None,
     ) -> None:
-        """Keep the duration of an outcome that left a stage (``Outcome`` fields)."""
-        if stage_duration is not None and from_stage is not None and from_stage != to_stage:
+        """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
+        ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
+        one it began (the cohorts :meth:`survival` reads)."""
+        moved = from_stage != to_stage
+        if stage_duration is not None and from_stage is not None and moved:
             self.observe(workflow, from_stage, stage_duration, to_stage)
+            if feature is not None:
+                self.leave(workflow, from_stage, feature, stage_duration)
+        if feature is not None and entered is not None and to_stage is not None and moved:
+            self.enter(workflow, to_stage, feature, entered)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
@@ -143,6 +220,40 @@ class StageDurations:
     def full(self, workflow: Workflow) -> bool:
         """Every stage on the path to launch holds :attr:`capacity` durations."""
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+def product_limit(times: list[tuple[float, bool]]) -> tuple[float, ...]:
+    """Equally weighted quantiles of the product-limit estimate of ``(seconds, ended)``.
+
+    One value per item (the ``(i + 0.5) / n`` quantiles), ascending; a censored item
+    (``ended`` false) counts as still there at ``seconds``. Mass beyond the longest time is
+    put on it (Efron's correction). Empty while fewer than two items ended.
+    """
+    n = len(times)
+    if sum(1 for _, ended in times if ended) < 2:
+        return ()
+    times = sorted(times, key=lambda item: (item[0], not item[1]))  # ends before censoring
+    steps: list[tuple[float, float]] = []  # (time, cumulative probability of having left)
+    survival, at_risk, i = 1.0, n, 0
+    while i < n:
+        t, ended_here, gone = times[i][0], 0, 0
+        while i < n and times[i][0] == t:
+            ended_here += times[i][1]
+            gone += 1
+            i += 1
+        if ended_here:
+            survival *= 1 - ended_here / at_risk
+            steps.append((t, 1 - survival))
+        at_risk -= gone
+    longest = times[-1][0]
+    out: list[float] = []
+    k = 0
+    for j in range(n):
+        p = (j + 0.5) / n
+        while k < len(steps) and steps[k][1] < p:
+            k += 1
+        out.append(steps[k][0] if k < len(steps) else longest)
+    return tuple(out)
 
 
 def path_stages(workflow: Workflow) -> list[str]:
@@ -189,22 +300,53 @@ def _moves_from_history(
 
 
 def seed_durations(
-    durations: StageDurations, histories: Iterable[tuple[str, list[HistoryEntry]]]
+    durations: StageDurations,
+    histories: Iterable[tuple[str, list[HistoryEntry]]],
+    features: Iterable[str] | None = None,
 ) -> int:
     """Add the stage durations of stored ``(workflow, history)`` pairs; returns how many.
 
     Within each stage the durations are added in the order features left it, so the
-    reservoirs keep the most recent ones when there are more than they hold.
+    reservoirs keep the most recent ones when there are more than they hold. With the
+    ``features`` the histories belong to (in the same order), every stay is replayed into
+    the stages' cohorts too, the stays still under way included.
     """
-    found: list[tuple[datetime, str, str, float, str]] = []
+    found: list[tuple[datetime, int, str, str, float | None, str, str | None]] = []
+    ids = iter(features) if features is not None else None
     for workflow, entries in histories:
-        found.extend(
-            (at, workflow, stage, s, to) for stage, at, s, to in _moves_from_history(entries)
-        )
-    found.sort(key=lambda item: item[0])
-    for _, workflow, stage, seconds, to in found:
+        fid = next(ids) if ids is not None else None
+        for stage, at, s, to in _moves_from_history(entries):
+            found.append((at, 1, workflow, stage, s, to, fid))
+        if fid is not None:
+            found.extend(
+                (at, 2, workflow, stage, None, stage, fid)
+                for stage, at in _entries_from_history(entries)
+            )
+    found.sort(key=lambda item: (item[0], item[1]))
+    moves = 0
+    for at, _, workflow, stage, seconds, to, fid in found:
+        if seconds is None:
+            durations.enter(workflow, stage, fid or "", at)
+            continue
         durations.observe(workflow, stage, seconds, to)
-    return len(found)
+        if fid is not None:
+            durations.leave(workflow, stage, fid, seconds)
+        moves += 1
+    return moves
+
+
+def _entries_from_history(entries: Iterable[HistoryEntry]) -> Iterator[tuple[str, datetime]]:
+    """``(stage, entered_at)`` of every stay of a history, as :func:`_moves_from_history`
+    dates them (the first stage at creation)."""
+    entries = list(entries)
+    created = next(
+        (e for e in entries if e.outcome == OutcomeKind.APPLIED and e.to_stage is not None),
+        None,
+    )
+    if created is not None and created.from_stage is None and created.to_stage is not None:
+        yield created.to_stage, created.time
+    for _, at, _, to in _moves_from_history(entries):
+        yield to, at
 
 
 def seed_forecasts(
@@ -223,14 +365,16 @@ def seed_forecasts(
     recent = sorted(states, key=lambda s: s.entered_stage_at, reverse=True)
     seeded = 0
     batch: list[tuple[str, list[HistoryEntry]]] = []
+    ids: list[str] = []
     for i, state in enumerate(recent[:limit]):
         batch.append((state.workflow, history(state.id)))
+        ids.append(state.id)
         if i % 100 == 99:
-            seeded += seed_durations(durations, batch)
-            batch = []
+            seeded += seed_durations(durations, batch, ids)
+            batch, ids = [], []
             if all(durations.full(w) for w in workflows.by_name.values()):
                 break
-    return seeded + seed_durations(durations, batch)
+    return seeded + seed_durations(durations, batch, ids)
 
 
 class Forecast(NamedTuple):
@@ -309,9 +453,14 @@ class _StageModel:
     tail_p50: float = 0.0
     tail_p85: float = 0.0
     looks: dict[int, tuple[timedelta, timedelta, timedelta, str]] = field(default_factory=dict)
+    last_exit: float = -1.0
+    """The longest stay seen to end: past it nothing observed says when a feature leaves
+    (the longest of ``observed`` unless censored stays outlast every ended one)."""
 
     def __post_init__(self) -> None:
         observed = self.observed
+        if self.last_exit < 0:
+            self.last_exit = observed[-1] if observed else self.fixed
         self.typical = quantile(list(observed), 0.5) if observed else self.fixed
         self.basis = frozenset(self.tail_basis | {OBSERVED if observed else SLA})
         self.observations = self.tail_observations + len(observed)
@@ -469,6 +618,9 @@ class Forecaster:
         kinds: list[tuple[tuple[float, ...], float]] = []
         for stage in stages:
             observed = self.durations.samples(workflow.name, stage)
+            if len(observed) >= self.min_observations:
+                # Censoring-aware where the stays are known (see StageDurations.survival).
+                observed = self.durations.survival(workflow.name, stage) or observed
             if len(observed) < self.min_observations and stage in workflow.slas:
                 observed = ()
             kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
@@ -495,8 +647,16 @@ class Forecaster:
                 count += len(observed)
             observed, fixed = kinds[k]
             reps = math.ceil(self.samples / len(observed)) if observed else 0
+            ended = self.durations.samples(workflow.name, stage) if observed else ()
             models[stage] = _StageModel(
-                observed, fixed, sorted(tails[k]), tails[k], reps, basis, count
+                observed,
+                fixed,
+                sorted(tails[k]),
+                tails[k],
+                reps,
+                basis,
+                count,
+                last_exit=min(observed[-1], max(ended)) if ended else -1.0,
             )
         return models
 
@@ -533,7 +693,7 @@ class Forecaster:
         start = state.entered_stage_at
         elapsed = max(0.0, (now - start).total_seconds())
         observed = model.observed
-        if state.blocked or (elapsed >= observed[-1] if observed else elapsed >= model.fixed):
+        if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it leaves: it waits about as long again (Lindy).
             waited = max(elapsed, model.typical) if state.blocked else elapsed
             made = Forecast(
