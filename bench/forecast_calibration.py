@@ -49,13 +49,14 @@ ESTIMATORS = ("censored", "completed")
 """``censored``: the engine's forecaster (stays under way count as censored); ``completed``:
 the estimator before it, fed only the durations of stays that ended."""
 
-Hits = dict[str, dict[str, tuple[list[bool], list[bool]]]]
+Hits = dict[str, dict[str, tuple[list[bool], list[bool], list[bool]]]]
 
 
 def run(features: int, days: float, seed: int, cuts: int) -> Hits:
     """Per estimator, per group (``all``, a kind, ``confidence:<c>``, ``launched``: those
     that launched before the end): was the p50 met, was the p85 met, for each forecast that
-    can be scored."""
+    can be scored; and, for each forecast, whether its p85 could not be scored (the feature
+    still in flight at the end, the date past it)."""
     workflows = Workflows(load_folder(None))
     portfolio = build_portfolio(random.Random(seed), features=features, days=days, start=START)
     end = START + timedelta(days=days)
@@ -103,7 +104,7 @@ def run(features: int, days: float, seed: int, cuts: int) -> Hits:
         )
         if new is not None:
             states[event.feature] = new
-    hits: Hits = {name: defaultdict(lambda: ([], [])) for name in forecasters}
+    hits: Hits = {name: defaultdict(lambda: ([], [], [])) for name in forecasters}
     for name, fid, group, p50, p85 in pending:
         state = states[fid]
         launched = state.launched_at
@@ -111,7 +112,9 @@ def run(features: int, days: float, seed: int, cuts: int) -> Hits:
             continue  # cancelled: there is no launch to score
         groups = [group] if launched is None or group != "all" else [group, "launched"]
         for g in groups:
-            for found, date in zip(hits[name][g], (p50, p85), strict=True):
+            p50s, p85s, unscored = hits[name][g]
+            unscored.append(launched is None and p85 > end)
+            for found, date in zip((p50s, p85s), (p50, p85), strict=True):
                 if launched is not None:
                     found.append(launched <= date)
                 elif date <= end:
@@ -136,14 +139,18 @@ def main() -> None:
         f"forecast calibration: {args.features} features over {args.days:g} simulated days, "
         f"seed {args.seed}, {args.cuts} cut-offs; want p50 met ~50%, p85 met ~85%"
     )
-    print(f"{'':<22} {'censoring-aware (engine)':>30}   {'completed stays only (before)':>30}")
-    print(f"{'group':<22} " + f"{'forecasts':>10} {'p50 met':>9} {'p85 met':>9}   " * 2)
+    print(
+        "(scored: forecasts whose p85 date could be scored; unscored: in flight at the end "
+        "with the p85 date past it)"
+    )
+    print(f"{'':<20} {'censoring-aware (engine)':>35}   {'completed stays only (before)':>35}")
+    print(f"{'group':<20} " + f"{'scored':>7} {'unscored':>9} {'p50 met':>8} {'p85 met':>8}  " * 2)
     groups = sorted(hits["censored"], key=lambda g: (g != "all", g != "launched", g))
     for group in groups:
-        row = f"{group:<22} "
+        row = f"{group:<20} "
         for name in ESTIMATORS:
-            p50s, p85s = hits[name].get(group, ([], []))
-            row += f"{len(p85s):>10} {_rate(p50s):>9} {_rate(p85s):>9}   "
+            p50s, p85s, unscored = hits[name].get(group, ([], [], []))
+            row += f"{len(p85s):>7} {sum(unscored):>9} {_rate(p50s):>8} {_rate(p85s):>8}  "
         print(row.rstrip())
 
 

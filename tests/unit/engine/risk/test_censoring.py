@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from engine.risk.forecast import Forecaster, StageDurations, product_limit
+from engine.core.state import HistoryEntry
+from engine.risk.forecast import Forecaster, StageDurations, product_limit, seed_durations
 from tests.factories import T0
 from tests.unit.engine.risk.test_forecast import feature
 from workflows.model import Workflow
@@ -80,3 +81,30 @@ def test_the_product_limit_estimate_counts_censored_stays() -> None:
     found = product_limit([(1, True), (2, True), (2.5, False), (2.5, False), (3, True)])
     assert found == (1, 2, 3, 3, 3)  # Efron: the mass past the longest stay is put on it
     assert product_limit([(1, True), (2, False)]) == ()  # fewer than two ended: no estimate
+
+
+def history(*moves: tuple[str | None, str, float]) -> list[HistoryEntry]:
+    return [
+        HistoryEntry("e", "s", "t", T0 + timedelta(d), T0 + timedelta(d), "applied", frm, to)
+        for frm, to, d in moves
+    ]
+
+
+def test_a_restart_seeds_the_stays_still_under_way_too() -> None:
+    """Seeded from stored histories, a feature still in its stage counts as censored there,
+    and a later exit of it closes that stay, as if the engine had never stopped."""
+    durations = StageDurations()
+    histories = [
+        ("feature", history((None, "idea", 0), ("idea", "defined", 1))),
+        ("feature", history((None, "idea", 0), ("idea", "defined", 2))),
+        ("feature", history((None, "idea", 0), ("idea", "defined", 3))),
+        ("feature", history((None, "idea", 0))),  # still in idea
+        ("feature", history((None, "idea", 9), ("idea", "defined", 10))),
+    ]
+    assert seed_durations(durations, histories, ["a", "b", "c", "d", "e"]) == 4
+    in_days = [s / D for s in durations.survival("feature", "idea")]
+    assert in_days == [1, 1, 2, 3, 10]  # d: censored at 10 days, as of e's exit
+    assert sorted(s / D for s in durations.samples("feature", "idea")) == [1, 1, 2, 3]
+    durations.observe_outcome("feature", "idea", "defined", 12 * D, "d", T0 + timedelta(12))
+    assert [s / D for s in durations.survival("feature", "idea")] == [1, 1, 2, 3, 12]
+    assert durations.survival("feature", "defined") == ()  # five stays there, none ended
