@@ -296,3 +296,21 @@ def test_reset_then_restore_recounts_the_gauge(rig: Rig) -> None:
     assert rig.gauge() == {} and len(rig.monitor) == 0
     rig.monitor.restore(rig.engine.store.features(), rig.clock.now)
     assert rig.gauge() == {("feature", "idea", "blocked"): 1}
+
+
+def test_the_monitor_counts_the_stays_still_under_way(rig: Rig) -> None:
+    """A feature still in its stage weighs in the stage's durations as a censored stay."""
+    for day, fid in enumerate(("a", "b", "c")):
+        rig.send("idea.submitted", fid, title=fid)
+        rig.clock.now += (day + 1) * DAY
+        rig.send("discovery.started", fid)
+    rig.send("idea.submitted", "d", title="d")  # stays in idea
+    rig.clock.now += 30 * DAY
+    rig.send("idea.submitted", "e", title="e")  # the latest entry: d has waited 30 days
+    days = [
+        s / DAY.total_seconds()
+        for s in rig.monitor.forecaster.durations.survival("feature", "idea")
+    ]
+    # Kaplan-Meier over a 1, b 2, c 3 (ended), d 30 and e 0 (still there): a quarter of the
+    # mass outlasts every ended stay and sits on d's 30 days (Efron); without d, none would.
+    assert days == [1, 2, 2, 3, 30]
