@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -82,17 +82,9 @@ SLA = "sla"
 MIXED = "mixed"
 
 
-class _Stay:
-    """One feature's stay in a stage: entered at (POSIX seconds), how long (``None`` while
-    it lasts)."""
-
-    __slots__ = ("entered", "feature", "seconds", "stage")
-
-    def __init__(self, stage: str, entered: float, seconds: float | None, feature: str) -> None:
-        self.stage = stage
-        self.entered = entered
-        self.seconds = seconds
-        self.feature = feature
+_Stay = list[Any]
+"""One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
+feature]`` (a list: one is made per move, and a list is the cheapest mutable record)."""
 
 
 class StageDurations:
@@ -111,59 +103,51 @@ class StageDurations:
         self._added_by: dict[str, int] = {}
         # The cohort of each stage: its most recent ``capacity`` stays by entry.
         self._cohorts: dict[tuple[str, str], deque[_Stay]] = {}
+        self._cohorts_of: dict[str, list[deque[_Stay]]] = {}  # per workflow
         self._open: dict[tuple[str, str], _Stay] = {}  # (workflow, feature) -> its stay
-        self._asof: dict[str, float] = {}  # per workflow: the latest entry or exit seen
 
     def enter(self, workflow: str, stage: str, feature: str, at: datetime) -> None:
         """``feature`` entered ``stage`` at ``at``: its stay counts, while it lasts, as a
         censored duration of the stage (see :meth:`survival`)."""
-        key = (workflow, stage)
-        cohort = self._cohorts.get(key)
+        cohort = self._cohorts.get((workflow, stage))
         if cohort is None:
-            cohort = self._cohorts[key] = deque(maxlen=self.capacity)
-        if len(cohort) == cohort.maxlen:
+            cohort = self._cohorts[(workflow, stage)] = deque(maxlen=self.capacity)
+            self._cohorts_of.setdefault(workflow, []).append(cohort)
+        elif len(cohort) == self.capacity:
             oldest = cohort[0]
-            if oldest.seconds is None and self._open.get((workflow, oldest.feature)) is oldest:
-                del self._open[(workflow, oldest.feature)]
-        stay = _Stay(stage, at.timestamp(), None, feature)
+            if oldest[1] is None and self._open.get((workflow, oldest[3])) is oldest:
+                del self._open[(workflow, oldest[3])]
+        stay = [at, None, stage, feature]
         cohort.append(stay)
         self._open[(workflow, feature)] = stay
-        if stay.entered > self._asof.get(workflow, -math.inf):
-            self._asof[workflow] = stay.entered
 
     def leave(self, workflow: str, stage: str, feature: str, seconds: float) -> None:
         """``feature`` left ``stage`` after ``seconds``: its stay in the cohort is closed."""
         stay = self._open.pop((workflow, feature), None)
-        if stay is None or stay.stage != stage:
-            return
-        stay.seconds = max(0.0, seconds)
-        left = stay.entered + stay.seconds
-        if left > self._asof.get(workflow, -math.inf):
-            self._asof[workflow] = left
+        if stay is not None and stay[2] == stage:
+            stay[1] = seconds if seconds > 0.0 else 0.0
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
 
         A product-limit (Kaplan-Meier) estimate over the stage's most recent stays: a
         feature still in the stage counts as censored at its time there so far (as of the
-        latest entry or exit seen, so the estimate needs no clock), not as missing, so the
-        long stays still under way weigh in. The mass left beyond the longest stay is put
-        on it (Efron's tail correction: the longest stay counts as ended). Returned as
-        equally weighted quantiles, one per stay, so a forecast draws from it as from
-        observed durations. Empty while fewer than two stays have ended.
+        latest entry seen in the workflow, which every move makes: the estimate needs no
+        clock), not as missing, so the long stays still under way weigh in. The mass left
+        beyond the longest stay is put on it (Efron's tail correction: the longest stay
+        counts as ended). Returned as equally weighted quantiles, one per stay, so a
+        forecast draws from it as from observed durations. Empty while fewer than two stays
+        have ended.
         """
         cohort = self._cohorts.get((workflow, stage))
         if not cohort:
             return ()
-        asof = self._asof.get(workflow, 0.0)
-        return product_limit(
-            [
-                (max(0.0, asof - stay.entered), False)
-                if stay.seconds is None
-                else (stay.seconds, True)
-                for stay in cohort
-            ]
-        )
+        asof = max(c[-1][0] for c in self._cohorts_of[workflow])
+        ended = [stay[1] for stay in cohort if stay[1] is not None]
+        censored = [
+            max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
+        ]
+        return product_limit(ended, censored)
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
@@ -222,37 +206,32 @@ class StageDurations:
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
 
 
-def product_limit(times: list[tuple[float, bool]]) -> tuple[float, ...]:
-    """Equally weighted quantiles of the product-limit estimate of ``(seconds, ended)``.
+def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
+    """Equally weighted quantiles of the product-limit estimate of stays that ``ended``
+    after so many seconds and stays ``censored`` (still going) after so many.
 
-    One value per item (the ``(i + 0.5) / n`` quantiles), ascending; a censored item
-    (``ended`` false) counts as still there at ``seconds``. Mass beyond the longest time is
-    put on it (Efron's correction). Empty while fewer than two items ended.
+    One value per stay (the ``(i + 0.5) / n`` quantiles), ascending; at equal times, ends
+    count before censoring. Mass beyond the longest time is put on it (Efron's correction).
+    Empty while fewer than two stays ended.
     """
-    n = len(times)
-    if sum(1 for _, ended in times if ended) < 2:
+    if len(ended) < 2:
         return ()
-    times = sorted(times, key=lambda item: (item[0], not item[1]))  # ends before censoring
-    steps: list[tuple[float, float]] = []  # (time, cumulative probability of having left)
-    survival, at_risk, i = 1.0, n, 0
-    while i < n:
-        t, ended_here, gone = times[i][0], 0, 0
-        while i < n and times[i][0] == t:
-            ended_here += times[i][1]
-            gone += 1
-            i += 1
-        if ended_here:
-            survival *= 1 - ended_here / at_risk
-            steps.append((t, 1 - survival))
-        at_risk -= gone
-    longest = times[-1][0]
+    ends, cens = sorted(ended), sorted(censored)
+    n = len(ends) + len(cens)
+    longest = max(ends[-1], cens[-1]) if cens else ends[-1]
     out: list[float] = []
-    k = 0
-    for j in range(n):
-        p = (j + 0.5) / n
-        while k < len(steps) and steps[k][1] < p:
-            k += 1
-        out.append(steps[k][0] if k < len(steps) else longest)
+    survival, i, j = 1.0, 0, 0
+    while i < len(ends):
+        t, first = ends[i], i
+        while i < len(ends) and ends[i] == t:
+            i += 1
+        at_risk = n - first - bisect_left(cens, t)
+        survival *= 1 - (i - first) / at_risk
+        left = 1.0 - survival + 1e-9  # share gone by t (a hair more: rounding)
+        while j < n and (j + 0.5) / n <= left:
+            out.append(t)
+            j += 1
+    out.extend([longest] * (n - j))
     return tuple(out)
 
 

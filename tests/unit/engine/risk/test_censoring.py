@@ -78,9 +78,10 @@ def test_only_the_ended_stays_forecast_too_early(feature_workflow: Workflow) -> 
 def test_the_product_limit_estimate_counts_censored_stays() -> None:
     # Ended at 1, 2, 3; two still there at 2.5 (censored): after 2 the two censored and the
     # one at 3 share the risk, so the mass beyond 2 is larger than among ended stays alone.
-    found = product_limit([(1, True), (2, True), (2.5, False), (2.5, False), (3, True)])
-    assert found == (1, 2, 3, 3, 3)  # Efron: the mass past the longest stay is put on it
-    assert product_limit([(1, True), (2, False)]) == ()  # fewer than two ended: no estimate
+    assert product_limit([1, 2, 3], [2.5, 2.5]) == (1, 2, 3, 3, 3)
+    assert product_limit([3, 1, 2], []) == (1, 2, 3)  # no censoring: the stays themselves
+    assert product_limit([1, 2], [5]) == (1, 2, 5)  # Efron: the mass past the end goes on 5
+    assert product_limit([1], [2]) == ()  # fewer than two ended: no estimate
 
 
 def history(*moves: tuple[str | None, str, float]) -> list[HistoryEntry]:
