@@ -84,7 +84,7 @@ MIXED = "mixed"
 
 _Stay = list[Any]
 """One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
-feature]`` (a list: one is made per move, and a list is the cheapest mutable record)."""
+workflow, feature]`` (a list: one is made per move, the cheapest record)."""
 
 
 class StageDurations:
@@ -101,30 +101,48 @@ class StageDurations:
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
         self._added_by: dict[str, int] = {}
-        # The cohort of each stage: its most recent ``capacity`` stays by entry.
-        self._cohorts: dict[tuple[str, str], deque[_Stay]] = {}
-        self._cohorts_of: dict[str, list[deque[_Stay]]] = {}  # per workflow
-        self._open: dict[tuple[str, str], _Stay] = {}  # (workflow, feature) -> its stay
+        # The cohort of each stage: its most recent ``capacity`` stays by entry, per
+        # workflow and stage; and the stay each feature is in (feature ids are unique).
+        self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
+        self._open: dict[str, _Stay] = {}
 
     def enter(self, workflow: str, stage: str, feature: str, at: datetime) -> None:
         """``feature`` entered ``stage`` at ``at``: its stay counts, while it lasts, as a
-        censored duration of the stage (see :meth:`survival`)."""
-        cohort = self._cohorts.get((workflow, stage))
+        censored duration of the stage (see :meth:`survival`).
+
+        A stay the feature was still in is dropped: it cannot be in two stages, so that one
+        was counted already (stored histories seeded again after a rebalance) or its end
+        was never seen.
+        """
+        cohorts = self._cohorts.get(workflow)
+        if cohorts is None:
+            cohorts = self._cohorts[workflow] = {}
+        cohort = cohorts.get(stage)
         if cohort is None:
-            cohort = self._cohorts[(workflow, stage)] = deque(maxlen=self.capacity)
-            self._cohorts_of.setdefault(workflow, []).append(cohort)
+            cohort = cohorts[stage] = deque(maxlen=self.capacity)
         elif len(cohort) == self.capacity:
             oldest = cohort[0]
-            if oldest[1] is None and self._open.get((workflow, oldest[3])) is oldest:
-                del self._open[(workflow, oldest[3])]
-        stay = [at, None, stage, feature]
+            if oldest[1] is None and self._open.get(oldest[4]) is oldest:
+                del self._open[oldest[4]]
+        stale = self._open.get(feature)
+        if stale is not None:
+            self._drop(stale)
+        stay = [at, None, stage, workflow, feature]
         cohort.append(stay)
-        self._open[(workflow, feature)] = stay
+        self._open[feature] = stay
+
+    def _drop(self, stay: _Stay) -> None:
+        """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
+        cohort = self._cohorts[stay[3]][stay[2]]
+        for i, found in enumerate(cohort):
+            if found is stay:
+                del cohort[i]
+                return
 
     def leave(self, workflow: str, stage: str, feature: str, seconds: float) -> None:
         """``feature`` left ``stage`` after ``seconds``: its stay in the cohort is closed."""
-        stay = self._open.pop((workflow, feature), None)
-        if stay is not None and stay[2] == stage:
+        stay = self._open.pop(feature, None)
+        if stay is not None and stay[2] == stage and stay[3] == workflow:
             stay[1] = seconds if seconds > 0.0 else 0.0
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
@@ -139,10 +157,11 @@ class StageDurations:
         forecast draws from it as from observed durations. Empty while fewer than two stays
         have ended.
         """
-        cohort = self._cohorts.get((workflow, stage))
+        cohorts = self._cohorts.get(workflow, {})
+        cohort = cohorts.get(stage)
         if not cohort:
             return ()
-        asof = max(c[-1][0] for c in self._cohorts_of[workflow])
+        asof = max(c[-1][0] for c in cohorts.values() if c)
         ended = [stay[1] for stay in cohort if stay[1] is not None]
         censored = [
             max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
@@ -181,12 +200,16 @@ class StageDurations:
         """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
         ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
         one it began (the cohorts :meth:`survival` reads)."""
-        moved = from_stage != to_stage
-        if stage_duration is not None and from_stage is not None and moved:
+        if from_stage == to_stage:
+            return
+        if stage_duration is not None and from_stage is not None:
             self.observe(workflow, from_stage, stage_duration, to_stage)
             if feature is not None:
-                self.leave(workflow, from_stage, feature, stage_duration)
-        if feature is not None and entered is not None and to_stage is not None and moved:
+                # leave(), inlined: this runs for every move.
+                stay = self._open.pop(feature, None)
+                if stay is not None and stay[2] == from_stage and stay[3] == workflow:
+                    stay[1] = stage_duration if stage_duration > 0.0 else 0.0
+        if feature is not None and entered is not None and to_stage is not None:
             self.enter(workflow, to_stage, feature, entered)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:

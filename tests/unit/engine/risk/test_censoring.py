@@ -109,3 +109,20 @@ def test_a_restart_seeds_the_stays_still_under_way_too() -> None:
     durations.observe_outcome("feature", "idea", "defined", 12 * D, "d", T0 + timedelta(12))
     assert [s / D for s in durations.survival("feature", "idea")] == [1, 1, 2, 3, 12]
     assert durations.survival("feature", "defined") == ()  # five stays there, none ended
+
+
+def test_seeding_again_after_a_rebalance_counts_a_stay_under_way_once() -> None:
+    """A streaming worker seeds again after each rebalance: the stay a feature is still in
+    must not be counted twice (it would look like a second feature that never leaves)."""
+    durations = StageDurations()
+    histories = [
+        ("feature", history((None, "idea", 0), ("idea", "defined", 2))),
+        ("feature", history((None, "idea", 0), ("idea", "defined", 4))),
+        ("feature", history((None, "idea", 0))),  # still in idea
+    ]
+    seed_durations(durations, histories, ["a", "b", "d"])
+    seed_durations(durations, histories, ["a", "b", "d"])
+    # The ended stays are kept twice, as the reservoirs keep them; d's stay once.
+    assert durations.survival("feature", "idea") == product_limit(
+        [2 * D] * 2 + [4 * D] * 2, [4 * D]
+    )
