@@ -239,6 +239,8 @@ def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...
     """
     if len(ended) < 2:
         return ()
+    if not censored:  # nothing censored: the estimate is the stays themselves
+        return tuple(sorted(ended))
     ends, cens = sorted(ended), sorted(censored)
     n = len(ends) + len(cens)
     longest = max(ends[-1], cens[-1]) if cens else ends[-1]
