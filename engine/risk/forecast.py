@@ -8,13 +8,17 @@ p50 and a p85 launch date for a feature that has not launched yet.
 The method. A feature's remaining time is the rest of its current stage plus one pass through
 every later stage of the workflow's stage order up to its ``done`` stage (``cancelled`` and
 other unordered stages excluded; no stage is assumed skipped). Each stage's duration is drawn
-from its observed values (the most recent :data:`CAPACITY` per workflow and stage), or is the
-stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations. The later stages are
+from a product-limit (Kaplan-Meier) estimate over its most recent :data:`CAPACITY` stays, in
+which the features still in the stage count as censored at their time so far (fed with the
+feature and its entry time, :meth:`StageDurations.observe_outcome`; else from the ended stays
+alone), or is the stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations.
+Counting only the stays that ended would leave out the long ones still under way, and the
+ones that never end, and forecast too early. The later stages are
 summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the current
 stage is enumerated exactly, conditioned on the time already spent in it (only the observed
 durations longer than that count). Quantiles are nearest-rank.
 
-A feature that has outstayed every observed duration of its stage (or its SLA, where the SLA
+A feature that has outstayed every stay seen to end in its stage (or its SLA, where the SLA
 stands in), or that is blocked, is not about to leave it: the observations say nothing about
 it any more. Its remaining time in the stage is then taken from how long it has already been
 there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
