@@ -8,13 +8,17 @@ p50 and a p85 launch date for a feature that has not launched yet.
 The method. A feature's remaining time is the rest of its current stage plus one pass through
 every later stage of the workflow's stage order up to its ``done`` stage (``cancelled`` and
 other unordered stages excluded; no stage is assumed skipped). Each stage's duration is drawn
-from its observed values (the most recent :data:`CAPACITY` per workflow and stage), or is the
-stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations. The later stages are
+from a product-limit (Kaplan-Meier) estimate over its most recent :data:`CAPACITY` stays, in
+which the features still in the stage count as censored at their time so far (fed with the
+feature and its entry time, :meth:`StageDurations.observe_outcome`; else from the ended stays
+alone), or is the stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations.
+Counting only the stays that ended would leave out the long ones still under way, and the
+ones that never end, and forecast too early. The later stages are
 summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the current
 stage is enumerated exactly, conditioned on the time already spent in it (only the observed
 durations longer than that count). Quantiles are nearest-rank.
 
-A feature that has outstayed every observed duration of its stage (or its SLA, where the SLA
+A feature that has outstayed every stay seen to end in its stage (or its SLA, where the SLA
 stands in), or that is blocked, is not about to leave it: the observations say nothing about
 it any more. Its remaining time in the stage is then taken from how long it has already been
 there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -82,6 +86,11 @@ SLA = "sla"
 MIXED = "mixed"
 
 
+_Stay = list[Any]
+"""One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
+workflow, feature]`` (a list: one is made per move, the cheapest record)."""
+
+
 class StageDurations:
     """Bounded reservoirs of observed stage durations, per (workflow, stage).
 
@@ -96,6 +105,72 @@ class StageDurations:
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
         self._added_by: dict[str, int] = {}
+        # The cohort of each stage: its most recent ``capacity`` stays by entry, per
+        # workflow and stage; and the stay each feature is in (feature ids are unique).
+        self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
+        self._open: dict[str, _Stay] = {}
+
+    def enter(self, workflow: str, stage: str, feature: str, at: datetime) -> None:
+        """``feature`` entered ``stage`` at ``at``: its stay counts, while it lasts, as a
+        censored duration of the stage (see :meth:`survival`).
+
+        A stay the feature was still in is dropped: it cannot be in two stages, so that one
+        was counted already (stored histories seeded again after a rebalance) or its end
+        was never seen.
+        """
+        cohorts = self._cohorts.get(workflow)
+        if cohorts is None:
+            cohorts = self._cohorts[workflow] = {}
+        cohort = cohorts.get(stage)
+        if cohort is None:
+            cohort = cohorts[stage] = deque(maxlen=self.capacity)
+        elif len(cohort) == self.capacity:
+            oldest = cohort[0]
+            if oldest[1] is None and self._open.get(oldest[4]) is oldest:
+                del self._open[oldest[4]]
+        stale = self._open.get(feature)
+        if stale is not None:
+            self._drop(stale)
+        stay = [at, None, stage, workflow, feature]
+        cohort.append(stay)
+        self._open[feature] = stay
+
+    def _drop(self, stay: _Stay) -> None:
+        """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
+        cohort = self._cohorts[stay[3]][stay[2]]
+        for i, found in enumerate(cohort):
+            if found is stay:
+                del cohort[i]
+                return
+
+    def leave(self, workflow: str, stage: str, feature: str, seconds: float) -> None:
+        """``feature`` left ``stage`` after ``seconds``: its stay in the cohort is closed."""
+        stay = self._open.pop(feature, None)
+        if stay is not None and stay[2] == stage and stay[3] == workflow:
+            stay[1] = seconds if seconds > 0.0 else 0.0
+
+    def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
+        """The stage's durations estimated from its cohort, censoring included: sorted.
+
+        A product-limit (Kaplan-Meier) estimate over the stage's most recent stays: a
+        feature still in the stage counts as censored at its time there so far (as of the
+        latest entry seen in the workflow, which every move makes: the estimate needs no
+        clock), not as missing, so the long stays still under way weigh in. The mass left
+        beyond the longest stay is put on it (Efron's tail correction: the longest stay
+        counts as ended). Returned as equally weighted quantiles, one per stay, so a
+        forecast draws from it as from observed durations. Empty while fewer than two stays
+        have ended.
+        """
+        cohorts = self._cohorts.get(workflow, {})
+        cohort = cohorts.get(stage)
+        if not cohort:
+            return ()
+        asof = max(c[-1][0] for c in cohorts.values() if c)
+        ended = [stay[1] for stay in cohort if stay[1] is not None]
+        censored = [
+            max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
+        ]
+        return product_limit(ended, censored)
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
@@ -123,10 +198,23 @@ class StageDurations:
         from_stage: str | None,
         to_stage: str | None,
         stage_duration: float | None,
+        feature: str | None = None,
+        entered: datetime | None = None,
     ) -> None:
-        """Keep the duration of an outcome that left a stage (``Outcome`` fields)."""
-        if stage_duration is not None and from_stage is not None and from_stage != to_stage:
+        """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
+        ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
+        one it began (the cohorts :meth:`survival` reads)."""
+        if from_stage == to_stage:
+            return
+        if stage_duration is not None and from_stage is not None:
             self.observe(workflow, from_stage, stage_duration, to_stage)
+            if feature is not None:
+                # leave(), inlined: this runs for every move.
+                stay = self._open.pop(feature, None)
+                if stay is not None and stay[2] == from_stage and stay[3] == workflow:
+                    stay[1] = stage_duration if stage_duration > 0.0 else 0.0
+        if feature is not None and entered is not None and to_stage is not None:
+            self.enter(workflow, to_stage, feature, entered)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
@@ -143,6 +231,37 @@ class StageDurations:
     def full(self, workflow: Workflow) -> bool:
         """Every stage on the path to launch holds :attr:`capacity` durations."""
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
+    """Equally weighted quantiles of the product-limit estimate of stays that ``ended``
+    after so many seconds and stays ``censored`` (still going) after so many.
+
+    One value per stay (the ``(i + 0.5) / n`` quantiles), ascending; at equal times, ends
+    count before censoring. Mass beyond the longest time is put on it (Efron's correction).
+    Empty while fewer than two stays ended.
+    """
+    if len(ended) < 2:
+        return ()
+    if not censored:  # nothing censored: the estimate is the stays themselves
+        return tuple(sorted(ended))
+    ends, cens = sorted(ended), sorted(censored)
+    n = len(ends) + len(cens)
+    longest = max(ends[-1], cens[-1]) if cens else ends[-1]
+    out: list[float] = []
+    survival, i, j = 1.0, 0, 0
+    while i < len(ends):
+        t, first = ends[i], i
+        while i < len(ends) and ends[i] == t:
+            i += 1
+        at_risk = n - first - bisect_left(cens, t)
+        survival *= 1 - (i - first) / at_risk
+        left = 1.0 - survival + 1e-9  # share gone by t (a hair more: rounding)
+        while j < n and (j + 0.5) / n <= left:
+            out.append(t)
+            j += 1
+    out.extend([longest] * (n - j))
+    return tuple(out)
 
 
 def path_stages(workflow: Workflow) -> list[str]:
@@ -189,22 +308,53 @@ def _moves_from_history(
 
 
 def seed_durations(
-    durations: StageDurations, histories: Iterable[tuple[str, list[HistoryEntry]]]
+    durations: StageDurations,
+    histories: Iterable[tuple[str, list[HistoryEntry]]],
+    features: Iterable[str] | None = None,
 ) -> int:
     """Add the stage durations of stored ``(workflow, history)`` pairs; returns how many.
 
     Within each stage the durations are added in the order features left it, so the
-    reservoirs keep the most recent ones when there are more than they hold.
+    reservoirs keep the most recent ones when there are more than they hold. With the
+    ``features`` the histories belong to (in the same order), every stay is replayed into
+    the stages' cohorts too, the stays still under way included.
     """
-    found: list[tuple[datetime, str, str, float, str]] = []
+    found: list[tuple[datetime, int, str, str, float | None, str, str | None]] = []
+    ids = iter(features) if features is not None else None
     for workflow, entries in histories:
-        found.extend(
-            (at, workflow, stage, s, to) for stage, at, s, to in _moves_from_history(entries)
-        )
-    found.sort(key=lambda item: item[0])
-    for _, workflow, stage, seconds, to in found:
+        fid = next(ids) if ids is not None else None
+        for stage, at, s, to in _moves_from_history(entries):
+            found.append((at, 1, workflow, stage, s, to, fid))
+        if fid is not None:
+            found.extend(
+                (at, 2, workflow, stage, None, stage, fid)
+                for stage, at in _entries_from_history(entries)
+            )
+    found.sort(key=lambda item: (item[0], item[1]))
+    moves = 0
+    for at, _, workflow, stage, seconds, to, fid in found:
+        if seconds is None:
+            durations.enter(workflow, stage, fid or "", at)
+            continue
         durations.observe(workflow, stage, seconds, to)
-    return len(found)
+        if fid is not None:
+            durations.leave(workflow, stage, fid, seconds)
+        moves += 1
+    return moves
+
+
+def _entries_from_history(entries: Iterable[HistoryEntry]) -> Iterator[tuple[str, datetime]]:
+    """``(stage, entered_at)`` of every stay of a history, as :func:`_moves_from_history`
+    dates them (the first stage at creation)."""
+    entries = list(entries)
+    created = next(
+        (e for e in entries if e.outcome == OutcomeKind.APPLIED and e.to_stage is not None),
+        None,
+    )
+    if created is not None and created.from_stage is None and created.to_stage is not None:
+        yield created.to_stage, created.time
+    for _, at, _, to in _moves_from_history(entries):
+        yield to, at
 
 
 def seed_forecasts(
@@ -223,14 +373,16 @@ def seed_forecasts(
     recent = sorted(states, key=lambda s: s.entered_stage_at, reverse=True)
     seeded = 0
     batch: list[tuple[str, list[HistoryEntry]]] = []
+    ids: list[str] = []
     for i, state in enumerate(recent[:limit]):
         batch.append((state.workflow, history(state.id)))
+        ids.append(state.id)
         if i % 100 == 99:
-            seeded += seed_durations(durations, batch)
-            batch = []
+            seeded += seed_durations(durations, batch, ids)
+            batch, ids = [], []
             if all(durations.full(w) for w in workflows.by_name.values()):
                 break
-    return seeded + seed_durations(durations, batch)
+    return seeded + seed_durations(durations, batch, ids)
 
 
 class Forecast(NamedTuple):
@@ -309,9 +461,14 @@ class _StageModel:
     tail_p50: float = 0.0
     tail_p85: float = 0.0
     looks: dict[int, tuple[timedelta, timedelta, timedelta, str]] = field(default_factory=dict)
+    last_exit: float = -1.0
+    """The longest stay seen to end: past it nothing observed says when a feature leaves
+    (the longest of ``observed`` unless censored stays outlast every ended one)."""
 
     def __post_init__(self) -> None:
         observed = self.observed
+        if self.last_exit < 0:
+            self.last_exit = observed[-1] if observed else self.fixed
         self.typical = quantile(list(observed), 0.5) if observed else self.fixed
         self.basis = frozenset(self.tail_basis | {OBSERVED if observed else SLA})
         self.observations = self.tail_observations + len(observed)
@@ -469,6 +626,9 @@ class Forecaster:
         kinds: list[tuple[tuple[float, ...], float]] = []
         for stage in stages:
             observed = self.durations.samples(workflow.name, stage)
+            if len(observed) >= self.min_observations:
+                # Censoring-aware where the stays are known (see StageDurations.survival).
+                observed = self.durations.survival(workflow.name, stage) or observed
             if len(observed) < self.min_observations and stage in workflow.slas:
                 observed = ()
             kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
@@ -495,8 +655,16 @@ class Forecaster:
                 count += len(observed)
             observed, fixed = kinds[k]
             reps = math.ceil(self.samples / len(observed)) if observed else 0
+            ended = self.durations.samples(workflow.name, stage) if observed else ()
             models[stage] = _StageModel(
-                observed, fixed, sorted(tails[k]), tails[k], reps, basis, count
+                observed,
+                fixed,
+                sorted(tails[k]),
+                tails[k],
+                reps,
+                basis,
+                count,
+                last_exit=min(observed[-1], max(ended)) if ended else -1.0,
             )
         return models
 
@@ -533,7 +701,7 @@ class Forecaster:
         start = state.entered_stage_at
         elapsed = max(0.0, (now - start).total_seconds())
         observed = model.observed
-        if state.blocked or (elapsed >= observed[-1] if observed else elapsed >= model.fixed):
+        if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it leaves: it waits about as long again (Lindy).
             waited = max(elapsed, model.typical) if state.blocked else elapsed
             made = Forecast(

@@ -152,8 +152,14 @@ class RiskMonitor:
         Feeds the stage duration of a move to the forecaster and re-evaluates the feature
         when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
         """
+        state = outcome.state
         self.forecaster.durations.observe_outcome(
-            outcome.workflow, outcome.from_stage, outcome.to_stage, outcome.stage_duration
+            outcome.workflow,
+            outcome.from_stage,
+            outcome.to_stage,
+            outcome.stage_duration,
+            outcome.feature,
+            state.entered_stage_at if state is not None else None,
         )
         if not outcome.changed or outcome.state is None:
             return []

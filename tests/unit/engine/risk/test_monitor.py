@@ -331,3 +331,21 @@ def test_a_caller_not_showing_forecasts_gets_the_same_reasons_without_new_ones(
     with_target = rig.monitor.assessment(targeted, now, forecast=False)
     assert with_target == rig.monitor.assessment(targeted, now)
     assert with_target.forecast is not None
+
+
+def test_the_monitor_counts_the_stays_still_under_way(rig: Rig) -> None:
+    """A feature still in its stage weighs in the stage's durations as a censored stay."""
+    for day, fid in enumerate(("a", "b", "c")):
+        rig.send("idea.submitted", fid, title=fid)
+        rig.clock.now += (day + 1) * DAY
+        rig.send("discovery.started", fid)
+    rig.send("idea.submitted", "d", title="d")  # stays in idea
+    rig.clock.now += 30 * DAY
+    rig.send("idea.submitted", "e", title="e")  # the latest entry: d has waited 30 days
+    days = [
+        s / DAY.total_seconds()
+        for s in rig.monitor.forecaster.durations.survival("feature", "idea")
+    ]
+    # Kaplan-Meier over a 1, b 2, c 3 (ended), d 30 and e 0 (still there): a quarter of the
+    # mass outlasts every ended stay and sits on d's 30 days (Efron); without d, none would.
+    assert days == [1, 2, 2, 3, 30]
