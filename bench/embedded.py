@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.reads import serve
 from engine.core.processor import process
 from engine.core.state import FeatureState, HistoryEntry
 from engine.stores.faust_table import encode_record
@@ -114,23 +113,6 @@ def rocksdb_bytes(n: int, workflows: Workflows, path: Path) -> int:
     db.compact_range(None, None)
     db.close()
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def _serve(db: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LIFECYCLE_API_TOKEN": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli.main", "serve", "--port", "0", "--db", str(db)],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        found = re.search(r"at (http://\S+),", line)
-        if found:
-            return proc, found.group(1)
-    raise SystemExit(f"lifecycle serve did not start (exit {proc.wait()})")
 
 
 def _rss(pid: int) -> int:
@@ -250,7 +232,7 @@ def main() -> None:
             f"RocksDB (the worker's table record) {rocks / n:,.0f} B"
         )
 
-        empty, url0 = _serve(Path(tmp) / "empty.db")
+        empty, url0 = serve(Path(tmp) / "empty.db")
         time.sleep(1)
         rss0 = _rss(empty.pid)
         base0, _ = _timed(url0 + "/metrics", args.scrapes)
@@ -258,7 +240,7 @@ def main() -> None:
         empty.wait(timeout=30)
 
         t = time.perf_counter()
-        proc, url = _serve(db)
+        proc, url = serve(db)
         started = time.perf_counter() - t
         try:
             rss = _rss(proc.pid)

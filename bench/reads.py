@@ -48,7 +48,7 @@ POLL_EVERY_S = 2.0
 STRUCTURED = "application/cloudevents+json"
 
 
-def _serve(db: Path, tree: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
+def serve(db: Path, tree: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
     """``lifecycle serve`` of the code in ``tree`` on an ephemeral port: the process and
     its base URL."""
     env = {**os.environ, "PYTHONPATH": str(tree), "LIFECYCLE_API_TOKEN": ""}
@@ -294,13 +294,13 @@ def _reports(url: str, n: int, baseline: str | None, ref: str | None) -> None:
 
 def main(n: int = 10_000, against: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _serve(Path(tmp) / "bench.db")
+        proc, url = serve(Path(tmp) / "bench.db")
         other: subprocess.Popen[str] | None = None
         try:
             print(f"{n} features loaded in {_load(url, n):.1f} s")
             baseline = None
             if against is not None:
-                other, baseline = _serve(Path(tmp) / "baseline.db", _export(against, Path(tmp)))
+                other, baseline = serve(Path(tmp) / "baseline.db", _export(against, Path(tmp)))
                 print(f"  and into the code of {against}, in {_load(baseline, n):.1f} s")
             for path, target, reps in (
                 ("/features", "/features", 50),

@@ -25,3 +25,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
+    """Whether the server closed ``sock`` (EOF or reset), and what it had sent before."""
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False, received
+        except ConnectionResetError:
+            return True, received
+        if not chunk:
+            return True, received
+        received += chunk

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import closed_by_server
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,21 +96,6 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         served.proc.wait(timeout=30)
 
 
-def _closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
-    """Whether the server closed ``sock`` (EOF or reset), and what it had sent before."""
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False, received
-        except ConnectionResetError:
-            return True, received
-        if not chunk:
-            return True, received
-        received += chunk
-
-
 def test_thousands_of_half_sent_requests_are_closed_and_healthz_keeps_answering(
     serve: Callable[..., Served],
 ) -> None:
@@ -132,10 +119,10 @@ def test_thousands_of_half_sent_requests_are_closed_and_healthz_keeps_answering(
             assert time.monotonic() - started < 1.0
             assert engine.fds() < limit + 60, f"{engine.fds()} open file descriptors"
         time.sleep(max(HEAD_TIMEOUT, BODY_TIMEOUT) + 1.5)
-        still_open = [s for s in heads if not _closed_by_server(s)[0]]
+        still_open = [s for s in heads if not closed_by_server(s)[0]]
         assert not still_open, f"{len(still_open)} of {len(heads)} held heads still open"
         for sock in bodies:
-            closed, answer = _closed_by_server(sock)
+            closed, answer = closed_by_server(sock)
             assert closed
             assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
             assert b'"error": "request timeout"' in answer

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.services import closed_by_server
+
 pytestmark = pytest.mark.integration
 
 HEAD = b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n"
@@ -25,20 +27,6 @@ BODY = HEAD + b"Content-Length: 500\r\n\r\n" + b'{"specversion":"1.0",'
 
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _closed(sock: socket.socket) -> tuple[bool, bytes]:
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False, received
-        except ConnectionResetError:
-            return True, received
-        if not chunk:
-            return True, received
-        received += chunk
 
 
 def test_a_worker_closes_held_connections_and_keeps_answering(make_worker: Any) -> None:
@@ -69,9 +57,9 @@ def test_a_worker_closes_held_connections_and_keeps_answering(make_worker: Any) 
             assert time.monotonic() - started < 1.0
             assert _fds(worker.proc.pid) < before + limit + 20
         time.sleep(3.5)
-        assert not [s for s in heads if not _closed(s)[0]]
+        assert not [s for s in heads if not closed_by_server(s)[0]]
         for sock in bodies:
-            closed, answer = _closed(sock)
+            closed, answer = closed_by_server(sock)
             assert closed and answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     finally:
         for sock in heads + bodies:
