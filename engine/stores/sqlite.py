@@ -37,7 +37,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic_core import from_json, to_json
 
 from engine.core.processor import Outcome
@@ -208,11 +207,6 @@ class FeatureQueries:
 
 MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create, 3: sqlite_ledger.create}
 """Version -> the step that brings a file of that version to the next one."""
-
-
-def _json(value: object) -> str:
-    """``value`` as compact JSON text (see :func:`engine.stores.sqlite_log.compact_json`)."""
-    return sqlite_log.compact_json(value)
 
 
 def lock_database(path: str) -> int:
@@ -405,7 +399,7 @@ class SqliteStore:
         return row is not None
 
     def _state(self, raw: str) -> FeatureState:
-        return self._asking(FeatureState.from_dict(orjson.loads(raw)))
+        return self._asking(FeatureState.from_dict(_loads(raw)))
 
     def _asking(self, state: FeatureState, before: FeatureState | None = None) -> FeatureState:
         """``state`` with its keys asked from the ``seen`` table, none added (those of
@@ -475,7 +469,12 @@ class SqliteStore:
                 "INSERT INTO features (id, stage, product, state) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET stage = excluded.stage, "
                 "product = excluded.product, state = excluded.state",
-                (fid, state.stage, state.product, _json(state.to_dict(keys=False))),
+                (
+                    fid,
+                    state.stage,
+                    state.product,
+                    sqlite_log.compact_json(state.to_dict(keys=False)),
+                ),
             )
             seen = state.seen
             keys = seen.added if isinstance(seen, ExternalKeys) else seen
@@ -497,7 +496,10 @@ class SqliteStore:
             assert last is not None
             db.executemany(
                 "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)",
-                [(fid, last + i, _json(e.to_dict())) for i, e in enumerate(outcome.entries, 1)],
+                [
+                    (fid, last + i, sqlite_log.compact_json(e.to_dict()))
+                    for i, e in enumerate(outcome.entries, 1)
+                ],
             )
             last += len(outcome.entries)
         return stored, last
@@ -569,7 +571,7 @@ class SqliteStore:
         rows = self._db.execute(
             "SELECT entry FROM history WHERE feature_id = ? ORDER BY seq", (feature_id,)
         )
-        return [HistoryEntry.from_dict(orjson.loads(r[0])) for r in rows]
+        return [HistoryEntry.from_dict(_loads(r[0])) for r in rows]
 
     def features(self) -> Iterator[FeatureState]:
         for (raw,) in self._db.execute("SELECT state FROM features").fetchall():

@@ -69,3 +69,29 @@ def test_reads_decode_rows_the_faster_parser_refuses(tmp_path: Path) -> None:
         assert queries.history_page("f1")[0][0].reason == "x \ud800"
     finally:
         store.close()
+
+
+def test_the_writer_reads_rows_with_lone_surrogates_too(tmp_path: Path) -> None:
+    """The engine's own reads (an event's state, a feature's history) decode old rows as
+    the read queries do; orjson refused them, so such a feature could take no event."""
+    store = SqliteStore(tmp_path / "lifecycle.db")
+    try:
+        apply(store, make_event("idea.submitted", "f1", title="fine"))
+        raw = store.queries.db
+        raw.execute(
+            "UPDATE features SET state = replace(state, 'fine', 'bad \\ud800') WHERE id = 'f1'"
+        )
+        for null in ('"reason":null', '"reason": null'):
+            raw.execute(
+                "UPDATE history SET entry = replace(entry, ?, ?) WHERE feature_id = 'f1'",
+                (null, null.replace("null", '"x \\ud800"')),
+            )
+    finally:
+        store.close()
+    store = SqliteStore(tmp_path / "lifecycle.db")  # a new process: nothing cached
+    try:
+        state = store.get("f1")
+        assert state is not None and state.title == "bad \ud800"
+        assert store.history("f1")[0].reason == "x \ud800"
+    finally:
+        store.close()
