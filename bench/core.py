@@ -31,6 +31,7 @@ from engine.risk.forecast import Forecaster
 from engine.risk.monitor import RiskMonitor
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
+from events.builder import cloud_event
 from events.envelope import decode_event
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
@@ -71,26 +72,19 @@ def make_events(features: int, per_feature: int = 10, seed: int = 7) -> list[byt
         k = rng.randrange(len(live))
         f = live[k]
         step = queues[f].pop(0)
-        etype, source, data = LIFECYCLE[step % len(LIFECYCLE)]
         t = start + timedelta(hours=step * 3, seconds=f % 86_400)  # within a day ahead
-        out.append(
-            json.dumps(
-                {
-                    "specversion": "1.0",
-                    "id": f"e-{f}-{step}",
-                    "source": source,
-                    "type": etype,
-                    "subject": f"FEAT-{f}",
-                    "time": t.isoformat().replace("+00:00", "Z"),
-                    "datacontenttype": "application/json",
-                    "data": data(f),
-                }
-            ).encode()
-        )
+        out.append(_event(f, step, t))
         if not queues[f]:
             live[k] = live[-1]
             live.pop()
     return out
+
+
+def _event(f: int, step: int, t: datetime) -> bytes:
+    """The ``step``-th event of feature ``f``, happened at ``t``, as JSON bytes."""
+    etype, source, data = LIFECYCLE[step % len(LIFECYCLE)]
+    event = cloud_event(etype, f"FEAT-{f}", id=f"e-{f}-{step}", source=source, time=t, data=data(f))
+    return json.dumps(event).encode()
 
 
 def make_live_events(
@@ -117,21 +111,7 @@ def make_live_events(
     timed.sort()
     out: list[bytes] = []
     for t, f, step in timed:
-        etype, source, data = LIFECYCLE[step % len(LIFECYCLE)]
-        out.append(
-            json.dumps(
-                {
-                    "specversion": "1.0",
-                    "id": f"e-{f}-{step}",
-                    "source": source,
-                    "type": etype,
-                    "subject": f"FEAT-{f}",
-                    "time": t.isoformat().replace("+00:00", "Z"),
-                    "datacontenttype": "application/json",
-                    "data": data(f),
-                }
-            ).encode()
-        )
+        out.append(_event(f, step, t))
     return out, [t + timedelta(seconds=2) for t, _, _ in timed]
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -48,18 +47,16 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from bench.core import make_events  # noqa: E402
+
 PARTITIONS = 8
 PER_FEATURE = 10
 
 
 def _make_events(features: int) -> list[tuple[bytes, bytes]]:
     """(key, value) records: the same event mix as ``bench/core.py``."""
-    spec = importlib.util.spec_from_file_location("bench_core", ROOT / "bench" / "core.py")
-    assert spec is not None and spec.loader is not None
-    core = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(core)
     out = []
-    for value in core.make_events(features, PER_FEATURE):
+    for value in make_events(features, PER_FEATURE):
         subject = json.loads(value)["subject"]
         out.append((subject.encode(), value))
     return out
@@ -119,7 +116,27 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     return seen / (last - first)
 
 
-def _free_port() -> int:
+def worker_env(
+    bootstrap: str, topic: str, data_dir: Path, port: int, root: Path = ROOT, **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmark's worker over ``topic``: outputs beside it, a consumer
+    group of its own (so it reads from the start), its HTTP API on ``port``."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "LIFECYCLE_BROKER": f"kafka://{bootstrap}",
+        "LIFECYCLE_EVENTS_TOPIC": topic,
+        "LIFECYCLE_TRANSITIONS_TOPIC": f"{topic}.transitions",
+        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
+        "LIFECYCLE_DATA_DIR": str(data_dir),
+        "LIFECYCLE_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "LIFECYCLE_HTTP_PORT": str(port),
+        "LIFECYCLE_PARTITIONS": str(PARTITIONS),
+        **extra,
+    }
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -194,21 +211,9 @@ def worker_rate(
     """Run a worker (of the source tree at ``root``) over ``topic`` until it processed
     ``expected`` records; records/s. ``extra``: more ``LIFECYCLE_*`` settings of the worker."""
     data_dir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "LIFECYCLE_BROKER": f"kafka://{bootstrap}",
-        "LIFECYCLE_EVENTS_TOPIC": topic,
-        "LIFECYCLE_TRANSITIONS_TOPIC": f"{topic}.transitions",
-        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
-        "LIFECYCLE_DATA_DIR": str(data_dir),
-        "LIFECYCLE_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",  # a group of its own: from the start
-        "LIFECYCLE_HTTP_PORT": str(port),
-        "LIFECYCLE_PARTITIONS": str(PARTITIONS),
-        **extra,
-    }
+    env = worker_env(bootstrap, topic, data_dir, port, root, **extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.streaming.worker"],
         env=env,

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTITIONS = 8
+sys.path.insert(0, str(ROOT))
+
+from bench.core import make_events  # noqa: E402
+from bench.streaming import PARTITIONS, free_port, worker_env  # noqa: E402
+
 POLL = 0.005
 """Seconds between two reads of a followed feature: the resolution of the figure (reads
 faster than this, of many features at once, would load the worker more than its events)."""
@@ -48,28 +50,18 @@ faster than this, of many features at once, would load the worker more than its 
 def _lifecycle_mix(rate: int, seconds: float) -> list[tuple[str, int, bytes]]:
     """(feature, version after the event, value) in produce order: ``bench/core.py``'s
     lifecycles (10 events a feature), features interleaved."""
-    spec = importlib.util.spec_from_file_location("bench_core", ROOT / "bench" / "core.py")
-    assert spec is not None and spec.loader is not None
-    core = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(core)
     total = int(rate * seconds)
     features = max(1, total // 10)
     run = uuid.uuid4().hex[:6]
     out: list[tuple[str, int, bytes]] = []
     versions: dict[str, int] = {}
-    for value in core.make_events(features, 10):
+    for value in make_events(features, 10):
         event = json.loads(value)
         fid = f"{event['subject']}-{run}"  # a fresh id space per run
         event["subject"] = fid
         versions[fid] = versions.get(fid, 0) + 1
         out.append((fid, versions[fid], json.dumps(event).encode()))
     return out[:total]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _quantiles(values: list[float]) -> str:
@@ -195,19 +187,9 @@ def main() -> int:
     topic = f"bench.{uuid.uuid4().hex[:8]}.events"
     asyncio.run(create_topic(args.bootstrap, topic))
     data_dir = Path(tempfile.mkdtemp(prefix="lifecycle-latency-"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "LIFECYCLE_BROKER": f"kafka://{args.bootstrap}",
-        "LIFECYCLE_EVENTS_TOPIC": topic,
-        "LIFECYCLE_TRANSITIONS_TOPIC": f"{topic}.transitions",
-        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
-        "LIFECYCLE_DATA_DIR": str(data_dir),
-        "LIFECYCLE_HTTP_PORT": str(port),
-        "LIFECYCLE_PARTITIONS": str(PARTITIONS),
-    }
+    env = worker_env(args.bootstrap, topic, data_dir, port)
     with open(data_dir / "worker.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.streaming.worker"], env=env, stdout=log, stderr=log

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from engine.core.processor import IGNORED, Outcome, process
-from engine.evolve.migration import migrated
+from engine.evolve.migration import migrated, needs_migration
 from engine.observe import Recorder
 from engine.stores.base import FeatureStore, TrackingStore
 from events.envelope import Event
@@ -61,7 +61,7 @@ class Engine:
         if state is None:
             return None
         workflow = self.workflows.by_name.get(state.workflow)
-        if workflow is None or state.workflow_version >= workflow.version:
+        if workflow is None or not needs_migration(state, workflow):
             return None
         try:
             outcome = migrated(state, workflow, now)

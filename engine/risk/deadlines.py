@@ -2,7 +2,7 @@
 
 Pure: the caller passes ``now``. :class:`~engine.risk.monitor.RiskMonitor` keeps one deadline
 per feature in a heap and re-judges the feature when it comes (an SLA running out, a target
-date passing, a launch forecast moving past the target).
+date passing, a launch forecast that holds only until a time in stage).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from engine.core.state import FeatureState
 from engine.core.timemath import day_after, seconds_after, shifted
-from engine.risk.reasons import TARGET_SLIP, Assessment
+from engine.risk.reasons import Assessment
 from workflows.model import Workflow
 
 EPSILON = timedelta(milliseconds=1)
@@ -61,11 +61,6 @@ def next_deadline(
         passed = _passed(target)
         if passed > now and (earliest is None or passed < earliest):
             earliest = passed
-        if forecast is not None and forecast.moving and TARGET_SLIP not in new.reasons:
-            # The p85 time advances with the clock: it lands after the target at ...
-            t = shifted(passed, -(forecast.p85 - forecast.made_at))
-            if t > now and (earliest is None or t < earliest):
-                earliest = t
     if forecast is not None and forecast.holds_until is not None:
         t = shifted(forecast.holds_until, EPSILON)
         if t > now and (earliest is None or t < earliest):

@@ -415,11 +415,9 @@ class Forecast(NamedTuple):
     blocked: bool = False
 
     def at(self, now: datetime) -> tuple[datetime, datetime]:
-        """The p50 and p85 times as of ``now`` (shifted when the forecast is moving)."""
-        if not self.moving or now <= self.made_at:
-            return self.p50, self.p85
-        shift = now - self.made_at
-        return shifted(self.p50, shift), shifted(self.p85, shift)
+        """The p50 and p85 times as of ``now``: a forecast holds as made until
+        :attr:`holds_until` (none is ``moving`` any more)."""
+        return self.p50, self.p85
 
     def p85_date(self, now: datetime) -> date:
         """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""

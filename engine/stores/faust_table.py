@@ -231,11 +231,15 @@ class FaustTableStore:
             seen.add(fid)
             if record is not None:
                 yield record.state
-        for fid in list(self._table):
-            if fid not in seen and not is_part(fid):
-                value = self._lookup(fid)
-                if value is not None:
-                    yield decode_record(value[0])[0]
+        for fid, value in list(self._table.items()):
+            if fid in seen or is_part(fid):
+                continue
+            if value.startswith(_HEADER):  # kept in parts: join them
+                found = self._lookup(fid)
+                if found is None:
+                    continue
+                value = found[0]
+            yield decode_record(value)[0]
 
     def __len__(self) -> int:
         # Only records written since the last flush can be missing from the table.

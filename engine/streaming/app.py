@@ -184,6 +184,8 @@ class LifecycleApp:
             value_serializer="raw",
         )
         """The workflow versions the group ran (see :mod:`engine.streaming.versions`)."""
+        self._topics = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
+        """The output topics by name, for Faust's transactional sends (exactly once)."""
         self.table = self.app.Table(
             TABLE_NAME,
             key_type=str,
@@ -391,8 +393,11 @@ class LifecycleApp:
         earlier one delivered again (see :mod:`engine.streaming.checkpoint`). A jump over
         records that exist makes the worker seek the partition back to the first of them."""
         partition, offset = message.partition, message.offset
-        committed = committed_offset(self.app, self.config.events_topic, partition)
-        if committed is None and not self.checkpoint.knows(partition):
+        known = self.checkpoint.knows(partition)  # then its own next offset decides
+        committed = (
+            None if known else committed_offset(self.app, self.config.events_topic, partition)
+        )
+        if committed is None and not known:
             # Faust may deliver records before it has read the committed offsets (it
             # resumes fetching before it seeks): ask the broker.
             committed = await self.probe.committed(partition)
@@ -470,8 +475,7 @@ class LifecycleApp:
         if self.direct:
             await self.outbox.add(topic, key, value, headers)
             return
-        by_name = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
-        by_name[topic].send_soon(key=key, value=value, headers=list(headers))
+        self._topics[topic].send_soon(key=key, value=value, headers=list(headers))
 
     @property
     def outbox(self) -> Outbox:
