@@ -27,7 +27,11 @@ id), and the feature's own key holds a header naming them::
 
 Parts of a new generation are written before the header, in the same batch and changelog
 partition, and the previous generation's parts are deleted after it, so a crash at any point
-leaves a header whose parts are all there.
+leaves a header whose parts are all there. A crash can also leave parts no header names
+(between the parts and the header, or between the header and the deletions):
+:meth:`FaustTableStore.stray_parts` finds them and :meth:`FaustTableStore.discard` deletes
+them; the worker does both when it sweeps a partition it was assigned
+(:mod:`engine.streaming.migrate`).
 
 Writes are buffered: :meth:`FaustTableStore.commit` changes only this object's cache, and
 :meth:`FaustTableStore.flush` (called by the agent after each batch, before the batch's
@@ -41,7 +45,7 @@ worker's own partitions are readable (the HTTP layer routes other reads).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +149,11 @@ def is_part(key: str) -> bool:
     return PART_MARK in key
 
 
+def part_owner(key: str) -> str:
+    """The feature whose record a part's key belongs to."""
+    return key.partition(PART_MARK)[0]
+
+
 def _split(
     feature_id: str, record: _Record, value: bytes, size: int
 ) -> list[tuple[str, bytes | None]]:
@@ -192,6 +201,7 @@ class FaustTableStore:
         self._read = read or table.get
         self._cache: dict[str, _Record | None] = {}
         self._dirty: dict[str, None] = {}
+        self._discarded: list[str] = []
 
     # -- the FeatureStore port -------------------------------------------------------------
 
@@ -312,7 +322,10 @@ class FaustTableStore:
         feature's record is one write, or its parts, its header and the deletion of its
         previous parts, in that order. The caller writes them (the store forgets they
         changed)."""
-        changes: list[tuple[str, str, bytes | None]] = []
+        changes: list[tuple[str, str, bytes | None]] = [
+            (part_owner(key), key, None) for key in self._discarded
+        ]
+        self._discarded.clear()
         for fid in self._dirty:
             record = self._cache.get(fid)
             if record is not None:
@@ -322,6 +335,34 @@ class FaustTableStore:
         if len(self._cache) > self.cache_size:
             self._cache.clear()
         return changes
+
+    def stray_parts(self, keys: Iterable[str]) -> list[str]:
+        """Which of the part keys ``keys`` no record holds: a part whose feature has no
+        header, or a header of another generation or fewer parts. A crash leaves such
+        parts between a record's parts and its header, or between the header and the
+        deletion of the previous parts. Parts of a feature changed since the last flush
+        are left for a later look (its next write may reuse their keys)."""
+        stray = []
+        for key in keys:
+            fid, _, name = key.partition(PART_MARK)
+            if fid in self._dirty:
+                continue
+            generation, _, n = name.partition(".")
+            value = self._read(fid)
+            header = orjson.loads(value) if value is not None and value.startswith(_HEADER) else {}
+            if (
+                not generation.isdigit()
+                or not n.isdigit()
+                or header.get("generation") != int(generation)
+                or int(n) >= header.get("parts", 0)
+            ):
+                stray.append(key)
+        return stray
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Delete the table keys ``keys`` (:meth:`stray_parts`) with the next flush or drain,
+        before the records written then."""
+        self._discarded.extend(keys)
 
     def forget(self) -> None:
         """Drop the cache of records read (after a rebalance moved partitions), keeping

@@ -38,7 +38,7 @@ from engine.evolve.migration import (
     unmapped_message,
     unmapped_stages,
 )
-from engine.stores.faust_table import is_part
+from engine.stores.faust_table import is_part, part_owner
 from engine.streaming.codec import key_partition
 from workflows.errors import WorkflowError
 from workflows.model import Workflow
@@ -118,7 +118,7 @@ class VersionSweep:
         if not todo:
             return SweepResult(todo, 0, 0)
         lapp = self.lapp
-        looked_at, states = self._candidates(todo)
+        looked_at, states, parts = self._candidates(todo)
         refusals(lapp.workflows.by_name.values(), states)
         if not self.recorded:
             await lapp.record_versions()
@@ -135,6 +135,7 @@ class VersionSweep:
                 log.info("workflow migration paused by a rebalance after %d features", migrated)
                 return SweepResult(frozenset(), looked_at, migrated)
             migrated += await self._migrate(stale[start : start + self.chunk])
+        await self._discard_stray(todo, parts)
         self.swept |= todo
         if stale:
             log.info(
@@ -145,25 +146,46 @@ class VersionSweep:
             )
         return SweepResult(todo, looked_at, migrated)
 
-    def _candidates(self, todo: frozenset[int]) -> tuple[int, list[FeatureState]]:
-        """How many features ``todo`` holds, and the state of each that may not run the
+    def _candidates(self, todo: frozenset[int]) -> tuple[int, list[FeatureState], list[str]]:
+        """How many features ``todo`` holds; the state of each that may not run the
         current version of its workflow: every feature changed since the last write, and
         every restored record that does not plainly say so (:func:`runs_current`), so the
-        common start-up, nothing to migrate, costs no decoding of whole records."""
+        common start-up, nothing to migrate, costs no decoding of whole records; and the
+        keys of the parts of large records in ``todo``."""
         lapp = self.lapp
         count = lapp.config.partitions
         current = {wf.name.encode(): wf.version for wf in lapp.workflows.by_name.values()}
         pending = set(lapp.store.pending)
         maybe: list[str] = [f for f in pending if key_partition(f, count) in todo]
+        parts: list[str] = []
         looked_at = len(maybe)
         for fid, value in list(lapp.table.items()):
-            if is_part(fid) or fid in pending or key_partition(fid, count) not in todo:
-                continue  # a part of a large record is read through its feature's header
+            if is_part(fid):  # read through its feature's header
+                if key_partition(part_owner(fid), count) in todo:
+                    parts.append(fid)
+                continue
+            if fid in pending or key_partition(fid, count) not in todo:
+                continue
             looked_at += 1
             if not runs_current(value, current):
                 maybe.append(fid)
         states = [s for s in map(lapp.store.get, maybe) if s is not None]
-        return looked_at, states
+        return looked_at, states, parts
+
+    async def _discard_stray(self, todo: frozenset[int], parts: list[str]) -> None:
+        """Delete the parts of large records no header names (a crash between a record's
+        writes left them; :meth:`FaustTableStore.stray_parts`), through the commit order."""
+        lapp = self.lapp
+        stray = lapp.store.stray_parts(parts)
+        if not stray:
+            return
+        lapp.store.discard(stray)
+        await lapp.write_changes()
+        log.info(
+            "partitions %s: %d parts of table records an interrupted write left were deleted",
+            sorted(todo),
+            len(stray),
+        )
 
     async def _migrate(self, features: list[str]) -> int:
         """Migrate ``features`` and make it durable: stage changes acknowledged first, then

@@ -194,3 +194,40 @@ def _send(bootstrap: str, topic: str, records: list[Any]) -> None:
             producer.send(topic, key=key, value=value, headers=headers).get(timeout=30)
     finally:
         producer.close()
+
+
+def test_parts_an_interrupted_write_left_in_the_changelog_are_deleted_at_start_up(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    """A crash between a large record's header and the deletion of its previous parts (or
+    between its parts and its header) leaves parts no header names in the changelog, kept
+    forever by compaction: a worker assigned the partition deletes them (tombstones), and
+    the features read as before."""
+    events = [
+        cloud_event("GHOST", 0, "idea.submitted", {"title": "ghost"}),
+        cloud_event("GHOST", 1, "discovery.started", {}),
+    ]
+    expected = expected_outcome(workflows, events)
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in events))
+    first = make_worker("first")
+    wait_for(_stored(first, expected), 120, "the feature stored", first)
+    first.stop()
+
+    changelog = f"lifecycle-{topics.events}-features-changelog"
+    ghost = next(r for r in consume_all(kafka_bootstrap, changelog, timeout=3) if b"GHOST" in r.key)
+    stray = [ghost.key.replace(b"GHOST", name) for name in (b"GHOST/1.0", b"GHOST/1.1")]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for key in stray:
+        producer.send(changelog, key=key, value=b"left over", partition=ghost.partition)
+    producer.flush(timeout=30)
+    producer.close()
+
+    recovered = make_worker("empty")
+    recovered.wait_ready(timeout=120)
+
+    def deleted() -> bool:
+        last = {r.key: r.value for r in consume_all(kafka_bootstrap, changelog, timeout=2)}
+        return all(key in last and last[key] is None for key in stray)
+
+    wait_for(deleted, 60, "the stray parts deleted", recovered)
+    wait_for(_stored(recovered, expected), 60, "the feature as before", recovered)

@@ -219,3 +219,51 @@ def test_a_record_with_a_missing_part_is_refused_not_misread() -> None:
     del table[next(k for k in table if is_part(k))]
     with pytest.raises(StoreError, match="missing"):
         FaustTableStore(table).get("f1")
+
+
+def test_parts_a_crash_left_behind_are_found_and_deleted_and_nothing_else() -> None:
+    """A crash between a record's parts and its header, or between the header and the
+    deletion of the previous parts, leaves parts no header names: found, and deleted with
+    the next flush, while the record and the other features' records stay whole."""
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table, part_size=1024)
+    for fid in ("f1", "f2"):
+        for i in range(12):
+            event = make_event(
+                "kpi.reported", fid, at=i, name="a", value=1.0, id="v" * 200 + str(i)
+            )
+            apply(store, event, position=i)
+    store.flush()
+    history = FaustTableStore(table).history("f1")
+    header = orjson.loads(table["f1"])
+    generation, count = header["generation"], header["parts"]
+    live = sorted(k for k in table if is_part(k))
+    stray = [
+        part_key("f1", generation - 1, 0),  # the previous parts, never deleted
+        part_key("f1", generation + 1, 0),  # the next parts, their header never written
+        part_key("f1", generation, count),  # a part past the header's count
+        part_key("gone", 1, 0),  # a feature with no header at all
+        "f1/junk",
+    ]
+    for key in stray:
+        table[key] = b"left over"
+    fresh = FaustTableStore(table)
+    parts = [k for k in table if is_part(k)]
+    assert sorted(fresh.stray_parts(parts)) == sorted(stray)
+    fresh.discard(fresh.stray_parts(parts))
+    fresh.flush()
+    assert sorted(k for k in table if is_part(k)) == live
+    assert FaustTableStore(table).history("f1") == history
+    assert fresh.stray_parts(k for k in table if is_part(k)) == []
+
+
+def test_the_parts_of_a_feature_changed_since_the_flush_are_left_for_later() -> None:
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table, part_size=1024)
+    for i in range(12):
+        event = make_event("kpi.reported", "f1", at=i, name="a", value=1.0, id="u" * 200 + str(i))
+        apply(store, event, position=i)
+    store.flush()
+    table[part_key("f1", orjson.loads(table["f1"])["generation"] + 1, 0)] = b"left over"
+    apply(store, make_event("kpi.reported", "f1", at=30, name="a", value=1.0, id="later"))
+    assert store.stray_parts(k for k in table if is_part(k)) == []
