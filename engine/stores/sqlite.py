@@ -250,6 +250,8 @@ class SqliteStore:
         # open transaction wrote or read waits in ``_pending`` until it commits.
         self._cache: OrderedDict[str, tuple[FeatureState, int | None]] = OrderedDict()
         self._pending: dict[str, tuple[FeatureState, int | None]] = {}
+        # In a savepoint (:meth:`_part`): each feature's ``_pending`` row before it.
+        self._undo: dict[str, tuple[FeatureState, int | None] | None] | None = None
         self._read_only: sqlite3.Connection | None = None
         memory = self.path == ":memory:"
         try:
@@ -347,6 +349,8 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            if not db.in_transaction:  # a part failed and SQLite rolled everything back
+                raise sqlite3.OperationalError("the transaction was rolled back after an error")
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -357,15 +361,17 @@ class SqliteStore:
     def transaction(self) -> Iterator[None]:
         """Every commit inside is one transaction: a batch is stored whole or not at all.
 
+        Inside another transaction it is a part of it (a SQLite savepoint): a part that
+        raises is undone alone, and the caller may go on with the rest and commit it (the
+        HTTP ingest groups the requests that arrive together this way, one part each); the
+        part's exception still propagates.
+
         Raises:
             StoreError: the database refused the batch (nothing of it is stored).
         """
         if self._batch:
-            self._batch += 1
-            try:
+            with self._part():
                 yield
-            finally:
-                self._batch -= 1
             return
         try:
             with self._transaction():
@@ -382,6 +388,45 @@ class SqliteStore:
             raise
         self._keep(self._pending)
         self._pending.clear()
+
+    @contextlib.contextmanager
+    def _part(self) -> Iterator[None]:
+        """A savepoint inside the open transaction; undone (file and cache) if it raises.
+
+        ``_undo`` remembers, for each feature the part caches, the row it had before
+        (``None``: none), so rolling the part back puts the transaction's cache back as
+        the file then is. If the database itself rolled the whole transaction back (disk
+        full does), the part's error propagates and the transaction cannot commit.
+        """
+        db = self._db
+        if not db.in_transaction:  # lost to an earlier part's error: nothing more is stored
+            raise StoreError(f"the database {self.path} rolled the transaction back")
+        name = f"part{self._batch}"
+        db.execute(f"SAVEPOINT {name}")
+        outer, self._undo = self._undo, {}
+        self._batch += 1
+        try:
+            yield
+        except BaseException:
+            undo = self._undo
+            self._undo = outer
+            self._batch -= 1
+            if db.in_transaction:
+                db.execute(f"ROLLBACK TO {name}")
+                db.execute(f"RELEASE {name}")
+                for fid, row in undo.items():
+                    if row is None:
+                        self._pending.pop(fid, None)
+                    else:
+                        self._pending[fid] = row
+            raise
+        undo = self._undo
+        self._undo = outer
+        self._batch -= 1
+        db.execute(f"RELEASE {name}")
+        if outer is not None:
+            for fid, row in undo.items():
+                outer.setdefault(fid, row)
 
     def _keep(self, rows: dict[str, tuple[FeatureState, int | None]]) -> None:
         """Cache committed ``rows``, dropping the least recently used beyond the bound."""
@@ -427,6 +472,8 @@ class SqliteStore:
             if self._capacity:
                 self._keep({feature_id: row})
         elif feature_id in self._pending or len(self._pending) < self._capacity:
+            if self._undo is not None and feature_id not in self._undo:
+                self._undo[feature_id] = self._pending.get(feature_id)
             self._pending[feature_id] = row
         else:
             self._cache.pop(feature_id, None)
