@@ -95,12 +95,15 @@ class EngineIngest:
         results: list[list[dict[str, Any]] | Exception] = []
         try:
             with self.transaction():
-                for request in group:
-                    try:
-                        with self.transaction():
-                            results.append(self._apply(request.batch, request.received_at))
-                    except Exception as err:
-                        results.append(err)
+                if len(group) == 1:  # alone: its failure is the transaction's, no part needed
+                    results.append(self._apply(group[0].batch, group[0].received_at))
+                else:
+                    for request in group:
+                        try:
+                            with self.transaction():
+                                results.append(self._apply(request.batch, request.received_at))
+                        except Exception as err:
+                            results.append(err)
         except BaseException as err:
             for request in group:
                 if not request.answer.done():

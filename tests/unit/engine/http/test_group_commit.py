@@ -192,3 +192,17 @@ def test_a_part_rolled_back_inside_a_transaction_leaves_the_rest_to_commit(
     assert store.get("F-1").stage == store.queries.get("F-1").stage == "idea"  # type: ignore[union-attr]
     assert [e.event_id for e in store.history("F-1")] == ["e0"]
     assert engine.apply(events[1], NOW).outcome == "applied"  # type: ignore[arg-type]
+
+
+def test_a_request_alone_that_fails_is_stored_not_at_all(store: SqliteStore) -> None:
+    taker = EngineIngest(Failing(WORKFLOWS, store), store.transaction, store.log.append_all)
+    failing = request(
+        cloud_event("a0", "idea.submitted", "F-1", title="one"),
+        cloud_event("boom-1", "idea.submitted", "F-2", title="two"),
+    )
+    with pytest.raises(RuntimeError):
+        asyncio.run(taker(failing, NOW))
+    assert store.get("F-1") is None and store.queries.get("F-1") is None
+    assert len(store.log) == 0
+    again = asyncio.run(taker(request(cloud_event("a0", "idea.submitted", "F-1")), NOW))
+    assert again[0]["outcome"] == "applied"
