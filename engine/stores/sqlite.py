@@ -184,7 +184,7 @@ class Checkpointer:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
                     log.exception(
-                        "checkpoint of %s failed; the WAL grows until one works", self.path
+                        "checkpoint of %s failed; the commits' own checkpoints go on", self.path
                     )
                 self._stopping.wait(self.every)
         finally:
