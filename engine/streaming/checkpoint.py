@@ -50,6 +50,7 @@ import faust
 import faust.streams as faust_streams
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from engine.streaming.outbox import Outbox
@@ -67,6 +68,7 @@ FAUST_NEEDS = {
         "seek",
         "getmany",
     ),
+    AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -92,6 +94,7 @@ CONSUMER_ATTRIBUTES = (
     "callback",
     "diag",
     "consumer_stopped_errors",
+    "_thread",
 )
 
 
@@ -161,6 +164,24 @@ def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
             faust_streams._current_event.reset(token)
 
     return read
+
+
+async def seek_consumer(app: Any, tp: TP, offset: int) -> None:
+    """Seek ``tp`` of the app's consumer to ``offset``, on the consumer's own thread.
+
+    Faust's ``Consumer.seek`` moves aiokafka's position from the calling thread (the
+    event loop's) while the consumer thread may be handing out records it fetched earlier:
+    aiokafka's ``FetchResult.getall`` checks the position, reads the records, then sets the
+    position past them, so a seek landing in between is overwritten and the partition
+    goes on from where it was. The worker, waiting for the record it sought back to
+    (:meth:`Checkpoint.admit`), then dropped every record until the partition ran dry and
+    processed nothing more of it. On the consumer's thread the seek runs between two of
+    aiokafka's steps, never inside one.
+    """
+    consumer = app.consumer
+    thread = consumer._thread
+    await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None  # as Faust's seek does
 
 
 def started_consumer(app: Any) -> Any | None:
@@ -555,5 +576,6 @@ __all__ = [
     "committed_offset",
     "make_current",
     "read_any_partition",
+    "seek_consumer",
     "started_consumer",
 ]
