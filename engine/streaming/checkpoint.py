@@ -366,14 +366,14 @@ class Checkpoint:
         consumer._lifecycle_checkpoint = self
 
 
-DIRECT_DELIVERY = False
+DIRECT_DELIVERY = True
 """Whether :func:`_deliver` runs a delivery directly while the flow is not suspended (1.24-1.44
-times the rate of a bare agent in ``bench/faust_ceiling.py``). Off in the worker: with it on,
-a worker that sought a partition back after Faust skipped records (:meth:`Checkpoint.seek`)
-stopped processing for good, twice in ``test_reads_during_start_up_never_hide_a_feature_from_
-the_writer`` on a loaded machine, losing every later event; with Faust's own ``wait_first``
-the same seeks back were followed by the records asked for. Kept, with its tests, until the
-stall is understood."""
+times the rate of a bare agent in ``bench/faust_ceiling.py``). It was off for a while: with it
+on, a worker that sought a partition back stalled (``test_reads_during_start_up_never_hide_a_
+feature_from_the_writer`` on a loaded machine). The cause was Faust's seek, made from the
+event loop's thread while aiokafka's thread handed out records (:func:`seek_consumer`); the
+direct delivery made that race likelier, probably because the agent then runs mostly while
+the fetch loop waits for aiokafka."""
 
 
 def _drain_without_drops(
