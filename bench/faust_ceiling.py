@@ -8,8 +8,8 @@ a raw consumer.
 
 With ``CEILING_DELIVERY=worker`` the agent's records are fetched by the worker's fetch loop
 with the direct delivery on (``engine.streaming.checkpoint``: Faust's ``wait_first`` only
-when a delivery blocks; off in the worker itself, see ``DIRECT_DELIVERY``); otherwise as
-stock Faust does.
+when a delivery blocks, as in the worker: ``DIRECT_DELIVERY``); otherwise as stock Faust
+does.
 
 Run: ``python bench/faust_ceiling.py worker`` with ``CEILING_TOPIC``, ``CEILING_EXPECTED``,
 ``CEILING_OUT`` (where the rate is written), ``CEILING_DATA_DIR`` and ``LIFECYCLE_BROKER``

@@ -53,6 +53,7 @@ from engine.streaming.checkpoint import (
     committed_offset,
     make_current,
     read_any_partition,
+    seek_consumer,
     started_consumer,
 )
 from engine.streaming.codec import key_partition
@@ -409,7 +410,7 @@ class LifecycleApp:
             if resume is not None:
                 # Records far past the one awaited keep coming: Faust sought the partition
                 # elsewhere since (its recovery seeks to the committed offset). Ask again.
-                await self.app.consumer.seek(TP(self.config.events_topic, partition), resume)
+                await seek_consumer(self.app, TP(self.config.events_topic, partition), resume)
             return False
         expected = self.checkpoint.expected(partition, committed)
         first = await self.probe.first_at_or_after(partition, expected)
@@ -427,7 +428,7 @@ class LifecycleApp:
             resume,
         )
         self.checkpoint.seek(partition, resume)
-        await self.app.consumer.seek(TP(self.config.events_topic, partition), resume)
+        await seek_consumer(self.app, TP(self.config.events_topic, partition), resume)
         return False
 
     async def queue_changelog(self, last_of: dict[str, Any]) -> list[tuple[Any, str, bytes | None]]:

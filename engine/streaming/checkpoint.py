@@ -50,6 +50,7 @@ import faust
 import faust.streams as faust_streams
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from engine.streaming.outbox import Outbox
@@ -67,6 +68,7 @@ FAUST_NEEDS = {
         "seek",
         "getmany",
     ),
+    AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -92,6 +94,7 @@ CONSUMER_ATTRIBUTES = (
     "callback",
     "diag",
     "consumer_stopped_errors",
+    "_thread",
 )
 
 
@@ -161,6 +164,24 @@ def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
             faust_streams._current_event.reset(token)
 
     return read
+
+
+async def seek_consumer(app: Any, tp: TP, offset: int) -> None:
+    """Seek ``tp`` of the app's consumer to ``offset``, on the consumer's own thread.
+
+    Faust's ``Consumer.seek`` moves aiokafka's position from the calling thread (the
+    event loop's) while the consumer thread may be handing out records it fetched earlier:
+    aiokafka's ``FetchResult.getall`` checks the position, reads the records, then sets the
+    position past them, so a seek landing in between is overwritten and the partition
+    goes on from where it was. The worker, waiting for the record it sought back to
+    (:meth:`Checkpoint.admit`), then dropped every record until the partition ran dry and
+    processed nothing more of it. On the consumer's thread the seek runs between two of
+    aiokafka's steps, never inside one.
+    """
+    consumer = app.consumer
+    thread = consumer._thread
+    await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None  # as Faust's seek does
 
 
 def started_consumer(app: Any) -> Any | None:
@@ -345,14 +366,14 @@ class Checkpoint:
         consumer._lifecycle_checkpoint = self
 
 
-DIRECT_DELIVERY = False
+DIRECT_DELIVERY = True
 """Whether :func:`_deliver` runs a delivery directly while the flow is not suspended (1.24-1.44
-times the rate of a bare agent in ``bench/faust_ceiling.py``). Off in the worker: with it on,
-a worker that sought a partition back after Faust skipped records (:meth:`Checkpoint.seek`)
-stopped processing for good, twice in ``test_reads_during_start_up_never_hide_a_feature_from_
-the_writer`` on a loaded machine, losing every later event; with Faust's own ``wait_first``
-the same seeks back were followed by the records asked for. Kept, with its tests, until the
-stall is understood."""
+times the rate of a bare agent in ``bench/faust_ceiling.py``). It was off for a while: with it
+on, a worker that sought a partition back stalled (``test_reads_during_start_up_never_hide_a_
+feature_from_the_writer`` on a loaded machine). The cause was Faust's seek, made from the
+event loop's thread while aiokafka's thread handed out records (:func:`seek_consumer`); the
+direct delivery made that race likelier, probably because the agent then runs mostly while
+the fetch loop waits for aiokafka."""
 
 
 def _drain_without_drops(
@@ -555,5 +576,6 @@ __all__ = [
     "committed_offset",
     "make_current",
     "read_any_partition",
+    "seek_consumer",
     "started_consumer",
 ]

@@ -92,11 +92,21 @@ class FakeProbe:
 
 
 class FakeConsumer:
+    """Faust's consumer, its thread (``call_thread``) and aiokafka's consumer in one."""
+
     def __init__(self, committed: int | None = None) -> None:
         self._committed_offset = {TP("lifecycle.events", 0): committed}
+        self._read_offset: dict[TP, int | None] = {}
+        self._thread = self
         self.sought: list[tuple[int, int]] = []
 
-    async def seek(self, tp: TP, offset: int) -> None:
+    async def call_thread(self, fun: Callable[..., Any], *args: Any) -> Any:
+        return fun(*args)
+
+    def _ensure_consumer(self) -> FakeConsumer:
+        return self
+
+    def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp.partition, offset))
 
     def assignment(self) -> set[TP]:

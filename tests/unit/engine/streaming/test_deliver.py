@@ -118,9 +118,9 @@ async def test_a_failing_delivery_raises_either_way() -> None:
 
 
 @_run
-async def test_the_worker_delivers_through_faust_wait_first_unless_told_otherwise() -> None:
-    """The direct delivery is off in the worker (checkpoint.DIRECT_DELIVERY: a seek back
-    after skipped records stalled with it on); every record then takes Faust's path."""
+async def test_the_worker_delivers_directly() -> None:
+    """The worker runs deliveries directly (checkpoint.DIRECT_DELIVERY; it was off while a
+    seek back stalled, see checkpoint.seek_consumer): no ``wait_first`` when nothing blocks."""
     from engine.streaming.checkpoint import DIRECT_DELIVERY
 
     consumer, delivered = _Consumer(), []
@@ -130,4 +130,4 @@ async def test_the_worker_delivers_through_faust_wait_first_unless_told_otherwis
 
     await _deliver(consumer, deliver(), asyncio.Event(), DIRECT_DELIVERY)
     assert delivered == [1]
-    assert consumer.waits == 1
+    assert consumer.waits == 0
