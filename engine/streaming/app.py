@@ -431,6 +431,42 @@ class LifecycleApp:
         await seek_consumer(self.app, TP(self.config.events_topic, partition), resume)
         return False
 
+    async def unstick(self, partition: int, high: int) -> int | None:
+        """The worker has admitted nothing for a while (:meth:`Checkpoint.quiet`), and
+        ``partition`` has records up to ``high`` (its high watermark): if the record it
+        must deliver next exists, it was fetched and lost on the way to :meth:`admit` (or
+        a seek back was lost), and with nothing after it to show the gap the partition
+        would wait forever. Seek it back to that record; returns the offset sought.
+
+        Asking again costs nothing when nothing was lost: the records from that offset are
+        fetched again and the first of them is awaited, as after any seek back."""
+        if high <= 0:
+            return None
+        known = self.checkpoint.knows(partition)
+        committed = (
+            None if known else committed_offset(self.app, self.config.events_topic, partition)
+        )
+        if committed is None and not known:
+            committed = await self.probe.committed(partition)
+        resume = self.checkpoint.resume_at(partition, committed)
+        if resume >= high:
+            return None
+        first = await self.probe.first_at_or_after(partition, resume)
+        if first is None or first >= high:
+            return None  # only transaction markers past it
+        log.warning(
+            "partition %s: offset %s is awaited, the broker has records up to %s, and no "
+            "record arrived for %.0fs: seeking back to %s",
+            partition,
+            resume,
+            high - 1,
+            self.checkpoint.quiet(),
+            first,
+        )
+        self.checkpoint.seek(partition, first)
+        await seek_consumer(self.app, TP(self.config.events_topic, partition), first)
+        return first
+
     async def queue_changelog(self, last_of: dict[str, Any]) -> list[tuple[Any, str, bytes | None]]:
         """Queue each changed feature's changelog records in the outbox (partition: its last
         event's partition); returns the local writes to make once they are acknowledged.

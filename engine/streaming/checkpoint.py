@@ -232,6 +232,8 @@ class Checkpoint:
         """Partitions sought back: the record each must see first."""
         self._sought_at: dict[int, float] = {}
         """When each awaiting partition was last sought."""
+        self._admitted_at = time.monotonic()
+        """When a record of any partition was last admitted (or partitions were assigned)."""
 
     def admit(self, partition: int, offset: int, committed: int | None) -> str:
         """Whether to process the record at ``offset`` of ``partition`` now.
@@ -268,12 +270,25 @@ class Checkpoint:
             )
         if offset + 1 > expected:
             self._next[partition] = offset + 1
+        self._admitted_at = time.monotonic()
         return ADMIT
 
     def expected(self, partition: int, committed: int | None) -> int:
         """The offset expected next on ``partition`` (after a :data:`JUMP`)."""
         found = self._next.get(partition, committed)
         return 0 if found is None else found
+
+    def resume_at(self, partition: int, committed: int | None) -> int:
+        """The offset ``partition`` must deliver next: the one it was sought back to, or the
+        one after the last admitted, or (nothing admitted since it was assigned)
+        ``committed``."""
+        awaiting = self._awaiting.get(partition)
+        return awaiting if awaiting is not None else self.expected(partition, committed)
+
+    def quiet(self) -> float:
+        """Seconds since a record of any partition was last admitted, or partitions were
+        assigned (:meth:`forget`)."""
+        return time.monotonic() - self._admitted_at
 
     def knows(self, partition: int) -> bool:
         """Whether a record of ``partition`` was admitted since it was assigned."""
@@ -326,6 +341,7 @@ class Checkpoint:
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Drop what is known of ``partitions`` (all: ``None``), e.g. when they are revoked:
         another worker may process them next, and commits for them are no longer ours."""
+        self._admitted_at = time.monotonic()
         if partitions is None:
             self._last.clear()
             self._next.clear()

@@ -1,6 +1,9 @@
-"""The worker's per-second upkeep of its gauges (consumer lag, the feature gauges)."""
+"""The worker's per-second upkeep: its gauges (consumer lag, the feature gauges), and a
+watch for a partition that stopped delivering."""
 
 from __future__ import annotations
+
+import time
 
 from faust.types import TP
 
@@ -9,6 +12,11 @@ from engine.streaming.app import LifecycleApp
 from engine.streaming.routing import readable
 from metrics.bundle import LifecycleMetrics
 
+STALL_AFTER = 10.0
+"""Seconds without any record admitted after which a partition whose next record exists is
+sought back to it (:meth:`LifecycleApp.unstick`), and between two such looks at one
+partition."""
+
 
 class Housekeeping:
     """Per-second upkeep of the worker's gauges: consumer lag, and the feature gauges.
@@ -16,6 +24,12 @@ class Housekeeping:
     After a rebalance (and the table recovery that follows it) changes which partitions this
     worker owns, the per-stage gauges are recounted from the features it owns now, so
     Prometheus summing over workers counts every feature once.
+
+    It also watches for a partition that stopped delivering: Faust and aiokafka have
+    handed out records that never reached the agent (a race between threads; issue 16),
+    and a lost record with nothing after it leaves no gap for the agent to notice. When the
+    worker has admitted nothing for :data:`STALL_AFTER` seconds, holds no batch, and a
+    partition's next record exists on the broker, the partition is sought back to it.
     """
 
     def __init__(self, lapp: LifecycleApp, metrics: LifecycleMetrics) -> None:
@@ -23,6 +37,8 @@ class Housekeeping:
         self.m = metrics
         self.seeded: frozenset[int] | None = None
         self.lagged: set[int] = set()
+        self.looked: dict[int, float] = {}
+        """When each partition was last looked at for a stall."""
 
     async def tick(self) -> None:
         app = self.lapp.app
@@ -45,9 +61,22 @@ class Housekeeping:
                 position = await app.consumer.position(tp)
                 lag = high - position if position is not None else high
             self.m.consumer_lag.labels(topic, str(tp.partition)).set(max(0, lag))
+            await self._unstick(partition, high)
         for gone in self.lagged - owned:
             self.m.consumer_lag.remove(topic, str(gone))
         self.lagged = set(owned)
+
+    async def _unstick(self, partition: int, high: int) -> None:
+        """Seek ``partition`` back to its next record if the worker has stalled (see the
+        class docstring), looking at most once per :data:`STALL_AFTER` seconds."""
+        lapp = self.lapp
+        if lapp.checkpoint.quiet() < STALL_AFTER or lapp.turn.locked():
+            return
+        now = time.monotonic()
+        if now - self.looked.get(partition, -STALL_AFTER) < STALL_AFTER:
+            return
+        self.looked[partition] = now
+        await lapp.unstick(partition, high)
 
     def reseed(self) -> None:
         """Recount ``lifecycle_features`` and the oldest-entry gauge from owned features."""
