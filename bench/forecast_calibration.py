@@ -10,8 +10,11 @@ end (it cannot be scored yet). Several cut-offs (``--cuts``) over the second hal
 portfolio give enough features to read a rate.
 
 Prints the p50 and p85 hit rates overall and split by what the feature was doing at the
-cut-off (moving normally, outstayed every observed duration of its stage, blocked), and by
-the forecast's stated confidence. The README quotes the numbers of the default run.
+cut-off (moving normally, on a first pass through its stage or back in it for rework;
+outstayed every observed duration of its stage; blocked), by the forecast's stated
+confidence and, with ``--by-stage``, by stage. Three estimators side by side in one run: the
+engine's, the one before it (first passes and rework pooled) and the one before that (only
+the stays that ended). The README quotes the numbers of the default run.
 
 Run: ``python bench/forecast_calibration.py [--features N] [--days D] [--seed S]``.
 """
@@ -33,6 +36,7 @@ from engine.demo.simulator import build_portfolio
 from engine.risk.forecast import Forecaster, StageDurations
 from events.envelope import validate_event
 from workflows.loader import Workflows, load_folder
+from workflows.model import Workflow
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -45,23 +49,41 @@ def _kind(state: FeatureState, durations: StageDurations, now: datetime) -> str:
     return "outstayed" if seen and elapsed >= max(seen) else "in stage"
 
 
-ESTIMATORS = ("censored", "completed")
-"""``censored``: the engine's forecaster (stays under way count as censored); ``completed``:
-the estimator before it, fed only the durations of stays that ended."""
+def _pass(state: FeatureState, workflow: Workflow) -> str:
+    """``rework`` for a feature back in its stage from a later one, else ``first pass``."""
+    order = workflow.order
+    furthest = max((order[s] for s in state.visited if s in order), default=-1)
+    return "rework" if furthest > order.get(state.stage, furthest) else "first pass"
+
+
+ESTIMATORS = ("by pass", "pooled", "completed")
+"""``by pass``: the engine's forecaster (stays under way count as censored, a first pass
+through a stage and rework in it drawn from their own stays); ``pooled``: the same with the
+passes pooled (the estimator before); ``completed``: the one before that, fed only the
+durations of stays that ended."""
 
 Hits = dict[str, dict[str, tuple[list[bool], list[bool], list[bool]]]]
 
 
-def run(features: int, days: float, seed: int, cuts: int) -> Hits:
-    """Per estimator, per group (``all``, a kind, ``confidence:<c>``, ``launched``: those
+def run(
+    features: int,
+    days: float,
+    seed: int,
+    cuts: int,
+    by_stage: bool = False,
+    window: tuple[float, float] = (0.3, 0.45),
+) -> Hits:
+    """Per estimator, per group (``all``, a kind and, for those in stage, their pass,
+    ``confidence:<c>``, ``stage:<s>`` with ``by_stage``, ``launched``: those
     that launched before the end): was the p50 met, was the p85 met, for each forecast that
     can be scored; and, for each forecast, whether its p85 could not be scored (the feature
     still in flight at the end, the date past it)."""
     workflows = Workflows(load_folder(None))
     portfolio = build_portfolio(random.Random(seed), features=features, days=days, start=START)
     end = START + timedelta(days=days)
-    cut_days = [days * (0.45 + 0.3 * i / max(1, cuts - 1)) for i in range(cuts)]
-    forecasters = {"censored": Forecaster(), "completed": Forecaster()}
+    first, last = window
+    cut_days = [days * (first + (last - first) * i / max(1, cuts - 1)) for i in range(cuts)]
+    forecasters = {name: Forecaster() for name in ESTIMATORS}
     states: dict[str, FeatureState] = {}
     # estimator, id, group, p50, p85
     pending: list[tuple[str, str, str, datetime, datetime]] = []
@@ -81,7 +103,12 @@ def run(features: int, days: float, seed: int, cuts: int) -> Hits:
                         continue
                     p50, p85 = forecast.at(now)
                     kind = _kind(state, forecaster.durations, now)
-                    for group in ("all", kind, f"confidence:{forecast.confidence}"):
+                    groups = ["all", kind, f"confidence:{forecast.confidence}"]
+                    if kind == "in stage":
+                        groups.append(f"in stage, {_pass(state, workflow)}")
+                    if by_stage:
+                        groups.append(f"stage:{state.stage}")
+                    for group in groups:
                         pending.append((name, fid, group, p50, p85))
             next_cut += 1
         if item is None:
@@ -91,13 +118,23 @@ def run(features: int, days: float, seed: int, cuts: int) -> Hits:
             continue
         outcome = process(workflows, states.get(event.feature), event, at)
         new = outcome.state
-        forecasters["censored"].durations.observe_outcome(
+        entered = new.entered_stage_at if new is not None else None
+        forecasters["by pass"].durations.observe_outcome(
             outcome.workflow,
             outcome.from_stage,
             outcome.to_stage,
             outcome.stage_duration,
             outcome.feature,
-            new.entered_stage_at if new is not None else None,
+            entered,
+            new.visited if new is not None else (),
+        )
+        forecasters["pooled"].durations.observe_outcome(
+            outcome.workflow,
+            outcome.from_stage,
+            outcome.to_stage,
+            outcome.stage_duration,
+            outcome.feature,
+            entered,
         )
         forecasters["completed"].durations.observe_outcome(
             outcome.workflow, outcome.from_stage, outcome.to_stage, outcome.stage_duration
@@ -133,8 +170,17 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=400.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cuts", type=int, default=4)
+    parser.add_argument("--by-stage", action="store_true", help="rates per stage too")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(0.3, 0.45),
+        metavar=("FROM", "TO"),
+        help="the first and last cut-off, as shares of the span (see the module)",
+    )
     args = parser.parse_args()
-    hits = run(args.features, args.days, args.seed, args.cuts)
+    hits = run(args.features, args.days, args.seed, args.cuts, args.by_stage, tuple(args.window))
     print(
         f"forecast calibration: {args.features} features over {args.days:g} simulated days, "
         f"seed {args.seed}, {args.cuts} cut-offs; want p50 met ~50%, p85 met ~85%"
@@ -143,9 +189,10 @@ def main() -> None:
         "(scored: forecasts whose p85 date could be scored; unscored: in flight at the end "
         "with the p85 date past it)"
     )
-    print(f"{'':<20} {'censoring-aware (engine)':>35}   {'completed stays only (before)':>35}")
-    print(f"{'group':<20} " + f"{'scored':>7} {'unscored':>9} {'p50 met':>8} {'p85 met':>8}  " * 2)
-    groups = sorted(hits["censored"], key=lambda g: (g != "all", g != "launched", g))
+    titles = ("by pass (engine)", "passes pooled (before)", "completed stays only")
+    print(f"{'':<20} " + "".join(f"{t:>35}  " for t in titles).rstrip())
+    print(f"{'group':<20} " + f"{'scored':>7} {'unscored':>9} {'p50 met':>8} {'p85 met':>8}  " * 3)
+    groups = sorted(hits["by pass"], key=lambda g: (g != "all", g != "launched", g))
     for group in groups:
         row = f"{group:<20} "
         for name in ESTIMATORS:
