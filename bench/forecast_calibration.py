@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from engine.core.processor import process
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
-from engine.risk.forecast import Forecaster, StageDurations
+from engine.risk.forecast import EXIT, UNBLOCK, Forecaster, StageDurations
 from events.envelope import validate_event
 from workflows.loader import Workflows, load_folder
 from workflows.model import Workflow
@@ -62,7 +62,8 @@ through a stage and rework in it drawn from their own stays); ``pooled``: the sa
 passes pooled (the estimator before); ``completed``: the one before that, fed only the
 durations of stays that ended."""
 
-Hits = dict[str, dict[str, tuple[list[bool], list[bool], list[bool]]]]
+Hits = dict[str, dict[str, tuple[list[bool], list[bool], list[bool], list[bool]]]]
+WAITING = {UNBLOCK: "blocked", EXIT: "outstayed"}
 
 
 def run(
@@ -85,8 +86,11 @@ def run(
     cut_days = [days * (first + (last - first) * i / max(1, cuts - 1)) for i in range(cuts)]
     forecasters = {name: Forecaster() for name in ESTIMATORS}
     states: dict[str, FeatureState] = {}
-    # estimator, id, group, p50, p85
+    # estimator, id, group, p50, p85 (dates shown)
     pending: list[tuple[str, str, str, datetime, datetime]] = []
+    # estimator, id, group, made at, stage, waiting for, p50 and p85 from moving on
+    waits: list[tuple[str, str, str, datetime, str, str, timedelta, timedelta]] = []
+    track: dict[str, list[tuple[datetime, str, bool]]] = defaultdict(list)
     known = workflows.event_types
     next_cut = 0
     for item in [*portfolio, None]:
@@ -102,6 +106,13 @@ def run(
                     if forecast is None:
                         continue
                     p50, p85 = forecast.at(now)
+                    if forecast.waiting is not None:
+                        group = f"no date: {WAITING[forecast.waiting]}"
+                        waits.append(
+                            (name, fid, group, now, state.stage, forecast.waiting, p50 - now,
+                             p85 - now)
+                        )  # fmt: skip
+                        continue
                     kind = _kind(state, forecaster.durations, now)
                     groups = ["all", kind, f"confidence:{forecast.confidence}"]
                     if kind == "in stage":
@@ -141,22 +152,49 @@ def run(
         )
         if new is not None:
             states[event.feature] = new
-    hits: Hits = {name: defaultdict(lambda: ([], [], [])) for name in forecasters}
+            track[event.feature].append((at, new.stage, new.blocked))
+    hits: Hits = {name: defaultdict(lambda: ([], [], [], [])) for name in forecasters}
+
+    def score(
+        name: str, group: str, launched: datetime | None, p50: datetime, p85: datetime
+    ) -> None:
+        p50s, p85s, unscored, _ = hits[name][group]
+        unscored.append(launched is None and p85 > end)
+        for found, date in zip((p50s, p85s), (p50, p85), strict=True):
+            if launched is not None:
+                found.append(launched <= date)
+            elif date <= end:
+                found.append(False)  # the date passed and the feature did not launch
+            # else: in flight at the end, the date not reached yet: cannot be scored
+
+    def cancelled(state: FeatureState) -> bool:
+        terminal = workflows.by_name[state.workflow].terminal
+        return state.launched_at is None and state.stage in terminal
+
     for name, fid, group, p50, p85 in pending:
         state = states[fid]
+        if cancelled(state):
+            continue  # there is no launch to score
         launched = state.launched_at
-        if launched is None and state.stage in workflows.by_name[state.workflow].terminal:
-            continue  # cancelled: there is no launch to score
-        groups = [group] if launched is None or group != "all" else [group, "launched"]
-        for g in groups:
-            p50s, p85s, unscored = hits[name][g]
-            unscored.append(launched is None and p85 > end)
-            for found, date in zip((p50s, p85s), (p50, p85), strict=True):
-                if launched is not None:
-                    found.append(launched <= date)
-                elif date <= end:
-                    found.append(False)  # the date passed and the feature did not launch
-                # else: in flight at the end, the date not reached yet: cannot be scored
+        for g in [group] if launched is None or group != "all" else [group, "launched"]:
+            score(name, g, launched, p50, p85)
+    for name, fid, group, made, stage, waiting, then50, then85 in waits:
+        state = states[fid]
+        if cancelled(state):
+            continue
+        moved = next(
+            (
+                t
+                for t, now_in, blocked in track[fid]
+                if t > made and (not blocked if waiting == UNBLOCK else now_in != stage)
+            ),
+            None,
+        )
+        if moved is None:  # still waiting at the end: nothing to score the days against
+            hits[name][group][3].append(True)
+            continue
+        hits[name][group][3].append(False)
+        score(name, group, state.launched_at, moved + then50, moved + then85)
     return hits
 
 
@@ -187,17 +225,22 @@ def main() -> None:
     )
     print(
         "(scored: forecasts whose p85 date could be scored; unscored: in flight at the end "
-        "with the p85 date past it)"
+        "with the p85 date past it; for those without a date, scored against the day the "
+        "feature moved on (unblocked, left the stage), and 'waiting': never moved on)"
     )
     titles = ("by pass (engine)", "passes pooled (before)", "completed stays only")
-    print(f"{'':<20} " + "".join(f"{t:>35}  " for t in titles).rstrip())
-    print(f"{'group':<20} " + f"{'scored':>7} {'unscored':>9} {'p50 met':>8} {'p85 met':>8}  " * 3)
+    print(f"{'':<22} " + "".join(f"{t:>42}  " for t in titles).rstrip())
+    head = f"{'scored':>7} {'unscored':>9} {'waiting':>8} {'p50 met':>8} {'p85 met':>8}  "
+    print(f"{'group':<22} " + head * 3)
     groups = sorted(hits["by pass"], key=lambda g: (g != "all", g != "launched", g))
     for group in groups:
-        row = f"{group:<20} "
+        row = f"{'all with a date' if group == 'all' else group:<22} "
         for name in ESTIMATORS:
-            p50s, p85s, unscored = hits[name].get(group, ([], [], []))
-            row += f"{len(p85s):>7} {sum(unscored):>9} {_rate(p50s):>8} {_rate(p85s):>8}  "
+            p50s, p85s, unscored, never = hits[name].get(group, ([], [], [], []))
+            row += (
+                f"{len(p85s):>7} {sum(unscored):>9} {sum(never):>8} "
+                f"{_rate(p50s):>8} {_rate(p85s):>8}  "
+            )
         print(row.rstrip())
 
 

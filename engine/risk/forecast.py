@@ -28,22 +28,25 @@ stage is enumerated exactly, conditioned on the time already spent in it (only t
 durations longer than that count). Quantiles are nearest-rank.
 
 A feature that has outstayed every stay seen to end in its stage (or its SLA, where the SLA
-stands in), or that is blocked, is not about to leave it: the observations say nothing about
-it any more. Its remaining time in the stage is then taken from how long it has already been
-there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
-with probability one half, and up to ``t / 0.15 - t`` with 85 %); a blocked feature counts at
-least a typical stay of the stage as already waited. So a stuck or blocked feature's forecast
-widens with time and never reads "today". ``bench/forecast_calibration.py`` checks the result
-on the simulator: the share of features launched by their p50 and p85 dates.
+stands in), or that is blocked, is not about to leave it: nothing observed says when it will,
+so no launch date can be drawn, and a date would be a guess dressed as a forecast (on the
+simulator, dates made by a rule of thumb for such features were met 0-9 % of the time at
+p50). Its forecast is :attr:`Forecast.waiting` instead, for the block to end (``unblock``) or
+for the feature to leave the stage (``exit``), and says how long it would take from then: a
+stay of the stage and the later stages once unblocked, the later stages once it moves on. It
+never reads "today", and its p85 date "if it moved on now" is what a target is judged
+against. ``bench/forecast_calibration.py`` checks the result on the simulator: the share of
+features launched by their p50 and p85 dates, and of waiting ones launched within their
+days of moving on.
 
 Each forecast says how sure it is (:attr:`Forecast.confidence`): ``high`` when every stage
 rests on enough observations and the feature is within what was observed, ``low`` when it
 is blocked, has outstayed every observation, or rests on SLAs alone, ``medium`` otherwise.
 
 Between two events of a feature its forecast changes only at known instants: when its time in
-stage passes one of the observed durations (or the SLA), and, once it has outstayed them, at
-steps of :data:`OUTSTAYED_STEP` of its time in stage. A :class:`Forecast` says until when it
-holds, so a monitor can re-evaluate exactly then.
+stage passes one of the observed durations (or the SLA), and, once it waits, when its p85 date
+"if it moved on now" turns to the next day. A :class:`Forecast` says until when it holds, so a
+monitor can re-evaluate exactly then.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -78,14 +81,10 @@ REBUILD_FRACTION = 0.05
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
-LINDY_P50 = 1.0
-LINDY_P85 = 1 / 0.15 - 1
-"""Remaining time in a stage, as a multiple of the time already spent there, by which a feature
-that outstayed every observation leaves it with 50 % / 85 % probability (Pareto, index 1)."""
-OUTSTAYED_STEP = 0.05
-"""An outstayed or blocked feature's forecast is re-made when its time in stage grew by this
-share (at least :data:`MIN_STEP` seconds)."""
-MIN_STEP = 6 * 3600.0
+UNBLOCK = "unblock"
+EXIT = "exit"
+"""What a forecast without a launch date waits for (:attr:`Forecast.waiting`): the feature's
+block to end, or the feature to leave a stage it has outstayed every observation of."""
 CONFIDENT_OBSERVATIONS = 20
 """Observations every stage of a ``high`` confidence forecast rests on, at least."""
 HIGH = "high"
@@ -459,19 +458,24 @@ class Forecast(NamedTuple):
     """A launch forecast for one feature, made at ``made_at``.
 
     Attributes:
-        p50 / p85: the times by which the feature launches with 50 % / 85 % probability.
+        p50 / p85: the times by which the feature launches with 50 % / 85 % probability; for
+            a forecast that is :attr:`waiting`, the times by which it would if it moved on
+            at ``made_at`` (see :meth:`at`).
         observations: how many observed durations the forecast rests on (0: SLAs only).
         basis: ``observed``, ``sla`` or ``mixed`` (some stages observed, some by SLA).
         made_at: the ``now`` it was made for.
         moving: the forecast advances with the clock (the dates of :meth:`view` shift by
-            ``now - made_at``); the forecaster no longer makes such forecasts (an outstayed
-            feature's forecast widens instead, see the module), the field stays for callers.
+            ``now - made_at``); the forecaster no longer makes such forecasts (one without a
+            date is :attr:`waiting` instead), the field stays for callers.
         holds_until: when the time in stage next crosses an observed duration (or the SLA),
-            or an outstayed feature's step, changing the forecast; ``None`` when it changes
-            only with new observations.
+            or a waiting forecast's p85 date turns to the next day, changing what is judged
+            of it; ``None`` when it changes only with new observations.
         confidence: ``high``, ``medium`` or ``low`` (see the module).
-        blocked: the feature is blocked: the dates assume the block lasts as long again as
-            the feature has waited.
+        blocked: the feature is blocked.
+        waiting: ``None`` for a forecast with launch dates; else what the feature waits for
+            before anything observed says when it launches: ``unblock`` (it is blocked) or
+            ``exit`` (it has outstayed every stay seen to end in its stage). Such a forecast
+            gives no date, only how long the feature would take from then on.
     """
 
     p50: datetime
@@ -483,22 +487,49 @@ class Forecast(NamedTuple):
     holds_until: datetime | None = None
     confidence: str = LOW
     blocked: bool = False
+    waiting: str | None = None
 
     def at(self, now: datetime) -> tuple[datetime, datetime]:
-        """The p50 and p85 times as of ``now``: a forecast holds as made until
-        :attr:`holds_until` (none is ``moving`` any more)."""
-        return self.p50, self.p85
+        """The p50 and p85 times as of ``now``: as made, or, for a :attr:`waiting`
+        forecast, the times by which the feature would launch if it moved on at ``now``."""
+        if self.waiting is None:
+            return self.p50, self.p85
+        shift = now - self.made_at
+        return shifted(self.p50, shift), shifted(self.p85, shift)
 
     def p85_date(self, now: datetime) -> date:
-        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""
+        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares: for a
+        :attr:`waiting` forecast, the target is missed even if the feature moved on now)."""
         return utc_date(self.at(now)[1])
+
+    def then_days(self) -> tuple[float, float]:
+        """For a :attr:`waiting` forecast: the days from moving on to launch, p50 and p85."""
+        day = 86400.0
+        return (
+            (self.p50 - self.made_at).total_seconds() / day,
+            (self.p85 - self.made_at).total_seconds() / day,
+        )
 
     def view(self, now: datetime) -> dict[str, Any]:
         """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis",
-        "confidence", "blocked"}``.
+        "confidence", "blocked", "waiting", "then_days"}``.
 
-        Dates are ISO dates (UTC).
+        Dates are ISO dates (UTC). A :attr:`waiting` forecast has no dates (``null``):
+        ``then_days`` says how many days after it moves on (``{"p50", "p85"}``) the feature
+        launches with 50 % / 85 % probability (``null`` for a forecast with dates).
         """
+        if self.waiting is not None:
+            p50_days, p85_days = self.then_days()
+            return {
+                "p50": None,
+                "p85": None,
+                "observations": self.observations,
+                "basis": self.basis,
+                "confidence": self.confidence,
+                "blocked": self.blocked,
+                "waiting": self.waiting,
+                "then_days": {"p50": round(p50_days, 1), "p85": round(p85_days, 1)},
+            }
         p50, p85 = self.at(now)
         return {
             "p50": utc_date(p50).isoformat(),
@@ -507,6 +538,8 @@ class Forecast(NamedTuple):
             "basis": self.basis,
             "confidence": self.confidence,
             "blocked": self.blocked,
+            "waiting": None,
+            "then_days": None,
         }
 
 
@@ -643,6 +676,13 @@ def _walks(
     ]
     moves = [tuple((ways, len(ways), len(ways).bit_length()) for ways in pair) for pair in nexts]
     tails: list[list[float]] = []
+    if all(a is b for a, b in kinds) and all(a is b for a, b in nexts):
+        # Passes pooled everywhere: the same draws without following how far a walk has been.
+        single_stays = [pair[0] for pair in stays]
+        single_moves = [pair[0] for pair in moves]
+        for k, _ in starts if starts is not None else [(k, k) for k in range(size)]:
+            tails.append(_pooled_walks(getrandbits, single_stays, single_moves, k, n, limit))
+        return tails
     for k, reach in starts if starts is not None else [(k, k) for k in range(size)]:
         row = [0.0] * n
         first, first_count, first_bits = moves[k][k < reach]
@@ -671,6 +711,50 @@ def _walks(
             row[i] = total
         tails.append(row)
     return tails
+
+
+def _next_day(at: datetime) -> datetime:
+    """The first instant of the UTC day after ``at``'s (``at`` itself at the end of time)."""
+    day = utc_date(at)
+    try:
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    except OverflowError:
+        return at
+
+
+def _pooled_walks(
+    getrandbits: Callable[[int], int],
+    stays: list[tuple[tuple[float, ...], float, int, int]],
+    moves: list[tuple[list[int], int, int]],
+    k: int,
+    n: int,
+    limit: int,
+) -> list[float]:
+    """:func:`_walks` from stage ``k`` where no stage tells rework from first passes."""
+    size = len(stays)
+    row = [0.0] * n
+    first, first_count, first_bits = moves[k]
+    for i in range(n):
+        r = getrandbits(first_bits)
+        while r >= first_count:
+            r = getrandbits(first_bits)
+        total, at, steps = 0.0, first[r], 0
+        while at < size and steps < limit:
+            observed, fixed, olen, obits = stays[at]
+            if olen:
+                r = getrandbits(obits)
+                while r >= olen:
+                    r = getrandbits(obits)
+                total += observed[r]
+            else:
+                total += fixed
+            ways, count, bits = moves[at]
+            r = getrandbits(bits)
+            while r >= count:
+                r = getrandbits(bits)
+            at, steps = ways[r], steps + 1
+        row[i] = total
+    return row
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -888,17 +972,27 @@ class Forecaster:
         elapsed = max(0.0, (now - start).total_seconds())
         observed = model.observed
         if state.blocked or elapsed >= model.last_exit:
-            # Nothing observed says when it leaves: it waits about as long again (Lindy).
-            waited = max(elapsed, model.typical) if state.blocked else elapsed
+            # Nothing observed says when it moves on: no launch date, only how long from then.
+            if state.blocked:  # once unblocked: a stay of the stage, then the later stages
+                if observed:
+                    then_p50, then_p85 = self._suffix(model, 0)
+                else:
+                    then_p50, then_p85 = model.fixed + model.tail_p50, model.fixed + model.tail_p85
+            else:  # once it leaves the stage: the later stages
+                then_p50, then_p85 = model.tail_p50, model.tail_p85
+            p85 = seconds_after(now, then_p85)
             made = Forecast(
-                p50=seconds_after(start, elapsed + LINDY_P50 * waited + model.tail_p50),
-                p85=seconds_after(start, elapsed + LINDY_P85 * waited + model.tail_p85),
+                p50=seconds_after(now, then_p50),
+                p85=p85,
                 observations=model.observations,
                 basis=basis_name(model.basis),
                 made_at=now,
-                holds_until=seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited)),
+                # Its dates move with the clock; what is judged of them (the p85 date against
+                # a target) changes when the p85 date turns to the next day.
+                holds_until=seconds_after(now, (_next_day(p85) - p85).total_seconds()),
                 confidence=LOW,
                 blocked=state.blocked,
+                waiting=UNBLOCK if state.blocked else EXIT,
             )
             return made, None
         first = bisect_right(observed, elapsed) if observed else -1

@@ -641,9 +641,17 @@
     if (!fc || typeof fc !== "object") return "no forecast yet";
     const p50 = fc.p50 || fc.p50_date;
     const p85 = fc.p85 || fc.p85_date;
-    let text = fc.blocked
-      ? `blocked: if it lasts, 50% by ${day(p50)}, 85% by ${day(p85)}`
-      : `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    let text;
+    if (fc.waiting && fc.then_days) {
+      // No date: nothing observed says when it moves on, only how long it takes from then.
+      const days = (n) => `${n} day${n === 1 ? "" : "s"}`;
+      text = fc.waiting === "unblock"
+        ? "no launch date while blocked; once unblocked, "
+        : "no launch date: longer in this stage than any feature seen to leave it; once it moves on, ";
+      text += `50% within ${days(fc.then_days.p50)}, 85% within ${days(fc.then_days.p85)}`;
+    } else {
+      text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    }
     if (fc.confidence) text += `, ${fc.confidence} confidence`;
     const basis = { observed: "observed stage times", sla: "stage SLAs", mixed: "observed times and SLAs" };
     if (fc.observations != null) {
