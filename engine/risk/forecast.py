@@ -776,8 +776,8 @@ class Forecaster:
     Between rebuilds a forecast is a lookup: what a feature's forecast depends on besides
     where its stage started (the stage, how many observed stays it has outlasted, the model)
     is computed once per (stage, time-in-stage bucket) and kept with the model; only a
-    blocked or outstayed feature's forecast, which widens with its time in the stage, is
-    computed afresh.
+    blocked or outstayed feature's forecast, whose dates "if it moved on now" move with the
+    clock, is computed afresh.
 
     Args:
         durations: the observed durations (fed by the caller).
@@ -956,7 +956,7 @@ class Forecaster:
         The second value is the instant before which the same state (stage, its entry time,
         not blocked) under the same model generation forecasts the same dates, the same
         everything but ``made_at``; ``None`` when no instant is known (a blocked or
-        outstayed feature's forecast widens with the clock, and no forecast at all).
+        outstayed feature's forecast, which waits, moves with the clock; no forecast at all).
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
