@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from typing import Any
 
-from engine.risk.forecast import Forecaster
+from engine.risk.forecast import Forecaster, StageDurations, seed_durations
 from tests.factories import T0
+from tests.unit.engine.risk.test_censoring import history
 from tests.unit.engine.risk.test_forecast import feature
 from workflows.model import Workflow
 
@@ -113,3 +115,48 @@ def test_pooled_stays_forecast_rework_too_late_and_first_builds_too_early(
         found = coverage(feature_workflow, by_pass=False, seed=seed)
         assert found["rework"][0] >= 0.85 and found["rework"][1] >= 0.98, (seed, found)
         assert found["first"][1] >= 0.97, (seed, found)
+
+
+def test_a_restart_tells_rework_apart_as_the_live_engine_did() -> None:
+    """Seeded from stored histories, each stay keeps whether it was rework (read from the
+    stages visited before it), where it went next, and the stays under way: the same split
+    as the engine that saw the moves live."""
+    moves = {
+        "a": [(None, "development", 0), ("development", "uat", 20), ("uat", "launch_ready", 22)],
+        "b": [
+            (None, "development", 1),
+            ("development", "uat", 19),
+            ("uat", "development", 21),  # failed UAT: back for a fix
+            ("development", "uat", 25),
+            ("uat", "launch_ready", 27),
+        ],
+        "c": [(None, "development", 3), ("development", "uat", 24), ("uat", "development", 26)],
+    }
+    live = StageDurations()
+    for fid, lines in moves.items():
+        visited: tuple[str, ...] = ()
+        entered = None
+        for origin, to, day in lines:
+            visited = visited if to in visited else (*visited, to)
+            seconds = (day - entered) * D if entered is not None else None
+            at = T0 + timedelta(day)
+            live.observe_outcome("feature", origin, to, seconds, fid, at, visited)
+            entered = day
+    live.observe_outcome("feature", "launch_ready", "launched", 1 * D, "a", T0 + timedelta(27))
+    seeded = StageDurations()
+    histories = [("feature", history(*lines)) for lines in moves.values()]
+    seed_durations(seeded, histories, list(moves))
+    seeded.observe_outcome("feature", "launch_ready", "launched", 1 * D, "a", T0 + timedelta(27))
+
+    def rework(visited: tuple[str, ...]) -> bool:
+        return "uat" in visited
+
+    def same(split: dict[bool, tuple[list[float], list[float], list[str]]]) -> Any:
+        return {k: tuple(sorted(part) for part in parts) for k, parts in split.items()}
+
+    for stage in ("development", "uat", "launch_ready"):
+        found = seeded.passes("feature", stage, rework)
+        assert same(found) == same(live.passes("feature", stage, rework)), stage
+    first, again = seeded.passes("feature", "development", rework).values()
+    assert first == ([20 * D, 18 * D, 21 * D], [], ["uat", "uat", "uat"])
+    assert again == ([4 * D], [1 * D], ["uat"])  # c's fix still under way (as of day 27)
