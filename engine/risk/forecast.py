@@ -57,7 +57,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -81,6 +81,7 @@ REBUILD_FRACTION = 0.05
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
+DAY = 86400.0
 UNBLOCK = "unblock"
 EXIT = "exit"
 """What a forecast without a launch date waits for (:attr:`Forecast.waiting`): the feature's
@@ -123,6 +124,10 @@ class StageDurations:
         # workflow and stage; and the stay each feature is in (feature ids are unique).
         self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
         self._open: dict[str, _Stay] = {}
+        # How many stays of each cohort entered with each ``visited`` (the processor shares
+        # the tuples, so there are few): a build looks at these, not at every stay, to see
+        # whether a stage has any rework to tell apart.
+        self._visits: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
 
     def enter(
         self,
@@ -151,12 +156,26 @@ class StageDurations:
             oldest = cohort[0]
             if oldest[1] is None and self._open.get(oldest[4]) is oldest:
                 del self._open[oldest[4]]
+            self._unvisit(oldest)
         stale = self._open.get(feature)
         if stale is not None:
             self._drop(stale)
         stay = [at, None, stage, workflow, feature, visited, None]
         cohort.append(stay)
         self._open[feature] = stay
+        visits = self._visits.get((workflow, stage))
+        if visits is None:
+            visits = self._visits[(workflow, stage)] = {}
+        visits[visited] = visits.get(visited, 0) + 1
+
+    def _unvisit(self, stay: _Stay) -> None:
+        """A stay left its cohort: one fewer with its ``visited``."""
+        visits = self._visits[(stay[3], stay[2])]
+        left = visits[stay[5]] - 1
+        if left:
+            visits[stay[5]] = left
+        else:
+            del visits[stay[5]]
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
@@ -164,7 +183,12 @@ class StageDurations:
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
+                self._unvisit(stay)
                 return
+
+    def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
+        """The distinct ``visited`` of the stays in the stage's cohort."""
+        return tuple(self._visits.get((workflow, stage), ()))
 
     def leave(
         self, workflow: str, stage: str, feature: str, seconds: float, to: str | None = None
@@ -504,10 +528,9 @@ class Forecast(NamedTuple):
 
     def then_days(self) -> tuple[float, float]:
         """For a :attr:`waiting` forecast: the days from moving on to launch, p50 and p85."""
-        day = 86400.0
         return (
-            (self.p50 - self.made_at).total_seconds() / day,
-            (self.p85 - self.made_at).total_seconds() / day,
+            (self.p50 - self.made_at).total_seconds() / DAY,
+            (self.p85 - self.made_at).total_seconds() / DAY,
         )
 
     def view(self, now: datetime) -> dict[str, Any]:
@@ -713,15 +736,6 @@ def _walks(
     return tails
 
 
-def _next_day(at: datetime) -> datetime:
-    """The first instant of the UTC day after ``at``'s (``at`` itself at the end of time)."""
-    day = utc_date(at)
-    try:
-        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    except OverflowError:
-        return at
-
-
 def _pooled_walks(
     getrandbits: Callable[[int], int],
     stays: list[tuple[tuple[float, ...], float, int, int]],
@@ -864,13 +878,15 @@ class Forecaster:
             ways = found if len(found) >= self.min_observations else [k + 1]
             last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
             kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
-            if pooled[0]:
+            kind = partial(_pass, passes, k)
+            # With first passes only in the cohort, the pooled stays are theirs.
+            if pooled[0] and not all(kind(v) is False for v in self.durations.visits(name, stage)):
                 # A first pass through a stage and rework in it can take very different
                 # times (a first build against a fix after a failed UAT): each draws from
                 # its own stays where it has enough of them.
                 # Stays after the launch (a later iteration) are left out: no launch
                 # forecast is of them.
-                by_pass = self.durations.passes(name, stage, partial(_pass, passes, k))
+                by_pass = self.durations.passes(name, stage, kind)
                 for rework, (done, under_way, exits) in by_pass.items():
                     if len(done) < max(self.split_min, self.min_observations):
                         continue
@@ -980,16 +996,16 @@ class Forecaster:
                     then_p50, then_p85 = model.fixed + model.tail_p50, model.fixed + model.tail_p85
             else:  # once it leaves the stage: the later stages
                 then_p50, then_p85 = model.tail_p50, model.tail_p85
-            p85 = seconds_after(now, then_p85)
+            # Its dates move with the clock; what is judged of them (the p85 date against a
+            # target) changes when the p85 date turns to the next (UTC) day.
+            to_next_day = DAY - (now.timestamp() + then_p85) % DAY
             made = Forecast(
                 p50=seconds_after(now, then_p50),
-                p85=p85,
+                p85=seconds_after(now, then_p85),
                 observations=model.observations,
                 basis=basis_name(model.basis),
                 made_at=now,
-                # Its dates move with the clock; what is judged of them (the p85 date against
-                # a target) changes when the p85 date turns to the next day.
-                holds_until=seconds_after(now, (_next_day(p85) - p85).total_seconds()),
+                holds_until=seconds_after(now, to_next_day),
                 confidence=LOW,
                 blocked=state.blocked,
                 waiting=UNBLOCK if state.blocked else EXIT,

@@ -160,3 +160,17 @@ def test_a_restart_tells_rework_apart_as_the_live_engine_did() -> None:
     first, again = seeded.passes("feature", "development", rework).values()
     assert first == ([20 * D, 18 * D, 21 * D], [], ["uat", "uat", "uat"])
     assert again == ([4 * D], [1 * D], ["uat"])  # c's fix still under way (as of day 27)
+
+
+def test_a_cohort_knows_which_visited_stages_its_stays_came_with() -> None:
+    """What a model build looks at to skip stages with no rework: it follows the cohort as
+    stays enter, fall out of it (the oldest) and are dropped (a stay entered again)."""
+    durations = StageDurations(capacity=2)
+    durations.enter("feature", "development", "a", T0, FIRST)
+    durations.enter("feature", "development", "b", T0 + timedelta(1), REWORK)
+    assert set(durations.visits("feature", "development")) == {FIRST, REWORK}
+    durations.enter("feature", "development", "c", T0 + timedelta(2), REWORK)  # a falls out
+    assert durations.visits("feature", "development") == (REWORK,)
+    # c again: b falls out, and c's earlier stay, still open, is dropped.
+    durations.enter("feature", "development", "c", T0 + timedelta(3), FIRST)
+    assert durations.visits("feature", "development") == (FIRST,)
