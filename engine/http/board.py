@@ -40,8 +40,9 @@ from workflows.loader import Workflows
 from workflows.model import Workflow
 
 STATIC = Path(__file__).parent / "static"
-"""The board's files: ``board.html``, ``board.css``, ``board.js``, and the tool deliveries
-addition ``board-deliveries.css``/``.js`` (reads ``GET /hooks`` and its deliveries)."""
+"""The board's files: ``board.html``, ``board.css``, ``board.js``, the tool deliveries
+addition ``board-deliveries.css``/``.js`` (reads ``GET /hooks`` and its deliveries), and
+``board-common.js``, the helpers both scripts share (asking the engine, its clock, times)."""
 
 BOARD_READER = web.AppKey("board_reader", Reader)
 BOARD_WORKFLOWS = web.AppKey("board_workflows", Workflows)
@@ -86,6 +87,7 @@ STATIC_FILES = {
     "board.html": "text/html",
     "board.css": "text/css",
     "board.js": "text/javascript",
+    "board-common.js": "text/javascript",
     "board-deliveries.css": "text/css",
     "board-deliveries.js": "text/javascript",
 }

@@ -37,8 +37,11 @@ def feature_view(
 ) -> dict[str, Any]:
     """A feature as ``GET /features/{id}`` shows it (DESIGN.md section 5, plus extras).
 
-    ``forecast_launch`` is ``{"p50", "p85", "observations", "basis"}`` (ISO dates), or
-    ``null`` for a launched or cancelled feature, or when no forecast is available.
+    ``forecast_launch`` is ``{"p50", "p85", "observations", "basis", "confidence",
+    "blocked", "waiting", "then_days"}`` (ISO dates; none for a blocked feature or one that
+    outstayed every stay of its stage, which ``waiting`` names, with ``then_days``: see
+    :meth:`engine.risk.forecast.Forecast.view`), or ``null`` for a launched or cancelled
+    feature, or when no forecast is available.
 
     Args:
         state: the feature.

@@ -95,13 +95,22 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Forecast:
-    """A launch forecast as the API's ``forecast_launch`` gives it (p50/p85 dates)."""
+    """A launch forecast as the API's ``forecast_launch`` gives it (p50/p85 dates).
+
+    A forecast that is ``waiting`` (``unblock`` or ``exit``, see
+    :attr:`engine.risk.forecast.Forecast.waiting`) has no dates: ``then_days`` says how many
+    days after the feature moves on it launches (p50, p85), and ``if_now`` the dates by which
+    it would if it moved on today (what its target is judged against).
+    """
 
     p50: date | None
     p85: date | None
     observations: int | None
     confidence: str | None = None
     blocked: bool = False
+    waiting: str | None = None
+    then_days: tuple[float, float] | None = None
+    if_now: tuple[date, date] | None = None
 
 
 def forecast_of(forecast: LaunchForecast | None, now: datetime) -> Forecast | None:
@@ -109,6 +118,18 @@ def forecast_of(forecast: LaunchForecast | None, now: datetime) -> Forecast | No
     if forecast is None:
         return None
     p50, p85 = forecast.at(now)
+    if forecast.waiting is not None:
+        then = forecast.then_days()
+        return Forecast(
+            None,
+            None,
+            forecast.observations,
+            forecast.confidence,
+            forecast.blocked,
+            forecast.waiting,
+            (round(then[0], 1), round(then[1], 1)),
+            (utc_date(p50), utc_date(p85)),
+        )
     return Forecast(
         utc_date(p50),
         utc_date(p85),
@@ -191,7 +212,9 @@ class LaunchOutlook:
 
     ``status`` is ``overdue`` (target passed), ``likely_late`` (p50 after target),
     ``at_risk`` (p85 after target), ``on_track`` (p85 on or before target) or
-    ``no_forecast`` (target not passed, no forecast to judge by).
+    ``no_forecast`` (target not passed, no forecast to judge by). A feature whose forecast
+    waits (blocked, or outstayed every stay of its stage: no date) is ``likely_late`` when
+    even moving on today its p50 would be after the target, else ``at_risk``.
     """
 
     id: str
@@ -293,6 +316,9 @@ def _outlook(state: FeatureState, forecast: Forecast | None, today: date) -> Lau
         return None
     if target < today:
         status = "overdue"
+    elif forecast is not None and forecast.if_now is not None:
+        # No date while it waits: late even if it moved on today, or at risk while it waits.
+        status = "likely_late" if forecast.if_now[0] > target else "at_risk"
     elif forecast is not None and forecast.p50 is not None and forecast.p50 > target:
         status = "likely_late"
     elif forecast is not None and forecast.p85 is not None and forecast.p85 > target:
@@ -503,12 +529,18 @@ def _lateness(launch: Launch) -> str:
 def _forecast_text(f: Forecast | None) -> str:
     if f is None:
         return "no forecast"
-    parts = [f"p50 {f.p50 or '?'}", f"p85 {f.p85 or '?'}"]
+    if f.then_days is not None:
+        waits = "blocked" if f.waiting == "unblock" else "outstayed every stay seen to end"
+        moves = "once unblocked" if f.waiting == "unblock" else "once it moves on"
+        parts = [f"no date ({waits}); {moves}: p50 {f.then_days[0]:g} days"]
+        parts.append(f"p85 {f.then_days[1]:g} days")
+    else:
+        parts = [f"p50 {f.p50 or '?'}", f"p85 {f.p85 or '?'}"]
     if f.observations is not None:
         parts.append(f"{f.observations} observations")
     if f.confidence is not None:
         parts.append(f"{f.confidence} confidence")
-    return ("blocked; if it lasts: " if f.blocked else "") + ", ".join(parts)
+    return ", ".join(parts)
 
 
 def _sla_text(s: Stuck) -> str:

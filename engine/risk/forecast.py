@@ -13,28 +13,40 @@ which the features still in the stage count as censored at their time so far (fe
 feature and its entry time, :meth:`StageDurations.observe_outcome`; else from the ended stays
 alone), or is the stage's SLA while it has fewer than :data:`MIN_OBSERVATIONS` observations.
 Counting only the stays that ended would leave out the long ones still under way, and the
-ones that never end, and forecast too early. The later stages are
+ones that never end, and forecast too early.
+
+A first pass through a stage and rework in it (the feature had been further along the stage
+order before: back in ``development`` for a fix after a failed UAT) can take very different
+times, and go on differently. Each stage's stays, and where they went next, are therefore
+kept by pass (the cohort's stays with the feature's ``visited`` stages at entry), and a pass
+with :data:`SPLIT_MIN` ended stays or more is drawn from its own, else from the stage's pooled
+ones. The pass is read from the state alone (:meth:`_Passes.reach`), so it needs nothing
+a restart or a rebalance would lose. Stays after the launch (later iterations) are left out
+of the split: no launch forecast is of them. The later stages are
 summed by a deterministic Monte Carlo (a seeded RNG, :data:`SAMPLES` draws); the current
 stage is enumerated exactly, conditioned on the time already spent in it (only the observed
 durations longer than that count). Quantiles are nearest-rank.
 
 A feature that has outstayed every stay seen to end in its stage (or its SLA, where the SLA
-stands in), or that is blocked, is not about to leave it: the observations say nothing about
-it any more. Its remaining time in the stage is then taken from how long it has already been
-there (the Lindy rule, a Pareto tail of index 1: having waited ``t``, it waits another ``t``
-with probability one half, and up to ``t / 0.15 - t`` with 85 %); a blocked feature counts at
-least a typical stay of the stage as already waited. So a stuck or blocked feature's forecast
-widens with time and never reads "today". ``bench/forecast_calibration.py`` checks the result
-on the simulator: the share of features launched by their p50 and p85 dates.
+stands in), or that is blocked, is not about to leave it: nothing observed says when it will,
+so no launch date can be drawn, and a date would be a guess dressed as a forecast (on the
+simulator, dates made by a rule of thumb for such features were met 0-9 % of the time at
+p50). Its forecast is :attr:`Forecast.waiting` instead, for the block to end (``unblock``) or
+for the feature to leave the stage (``exit``), and says how long it would take from then: a
+stay of the stage and the later stages once unblocked, the later stages once it moves on. It
+never reads "today", and its p85 date "if it moved on now" is what a target is judged
+against. ``bench/forecast_calibration.py`` checks the result on the simulator: the share of
+features launched by their p50 and p85 dates, and of waiting ones launched within their
+days of moving on.
 
 Each forecast says how sure it is (:attr:`Forecast.confidence`): ``high`` when every stage
 rests on enough observations and the feature is within what was observed, ``low`` when it
 is blocked, has outstayed every observation, or rests on SLAs alone, ``medium`` otherwise.
 
 Between two events of a feature its forecast changes only at known instants: when its time in
-stage passes one of the observed durations (or the SLA), and, once it has outstayed them, at
-steps of :data:`OUTSTAYED_STEP` of its time in stage. A :class:`Forecast` says until when it
-holds, so a monitor can re-evaluate exactly then.
+stage passes one of the observed durations (or the SLA), and, once it waits, when its p85 date
+"if it moved on now" turns to the next day. A :class:`Forecast` says until when it holds, so a
+monitor can re-evaluate exactly then.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 from engine.core.outcomes import OutcomeKind
@@ -68,14 +81,11 @@ REBUILD_FRACTION = 0.05
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
-LINDY_P50 = 1.0
-LINDY_P85 = 1 / 0.15 - 1
-"""Remaining time in a stage, as a multiple of the time already spent there, by which a feature
-that outstayed every observation leaves it with 50 % / 85 % probability (Pareto, index 1)."""
-OUTSTAYED_STEP = 0.05
-"""An outstayed or blocked feature's forecast is re-made when its time in stage grew by this
-share (at least :data:`MIN_STEP` seconds)."""
-MIN_STEP = 6 * 3600.0
+DAY = 86400.0
+UNBLOCK = "unblock"
+EXIT = "exit"
+"""What a forecast without a launch date waits for (:attr:`Forecast.waiting`): the feature's
+block to end, or the feature to leave a stage it has outstayed every observation of."""
 CONFIDENT_OBSERVATIONS = 20
 """Observations every stage of a ``high`` confidence forecast rests on, at least."""
 HIGH = "high"
@@ -88,7 +98,12 @@ MIXED = "mixed"
 
 _Stay = list[Any]
 """One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
-workflow, feature]`` (a list: one is made per move, the cheapest record)."""
+workflow, feature, visited, to]`` (a list: one is made per move, the cheapest record).
+``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one of them
+lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until then)."""
+SPLIT_MIN = 20
+"""Ended stays a stage's first passes (or its rework) need before the forecast draws their
+stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
 
 class StageDurations:
@@ -109,10 +124,23 @@ class StageDurations:
         # workflow and stage; and the stay each feature is in (feature ids are unique).
         self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
         self._open: dict[str, _Stay] = {}
+        # How many stays of each cohort entered with each ``visited`` (the processor shares
+        # the tuples, so there are few): a build looks at these, not at every stay, to see
+        # whether a stage has any rework to tell apart.
+        self._visits: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
 
-    def enter(self, workflow: str, stage: str, feature: str, at: datetime) -> None:
+    def enter(
+        self,
+        workflow: str,
+        stage: str,
+        feature: str,
+        at: datetime,
+        visited: tuple[str, ...] = (),
+    ) -> None:
         """``feature`` entered ``stage`` at ``at``: its stay counts, while it lasts, as a
-        censored duration of the stage (see :meth:`survival`).
+        censored duration of the stage (see :meth:`survival`). ``visited``: the stages the
+        feature had visited then (its state's ``visited``), which tell a first pass through
+        the stage from rework (see :meth:`passes`).
 
         A stay the feature was still in is dropped: it cannot be in two stages, so that one
         was counted already (stored histories seeded again after a rebalance) or its end
@@ -128,12 +156,26 @@ class StageDurations:
             oldest = cohort[0]
             if oldest[1] is None and self._open.get(oldest[4]) is oldest:
                 del self._open[oldest[4]]
+            self._unvisit(oldest)
         stale = self._open.get(feature)
         if stale is not None:
             self._drop(stale)
-        stay = [at, None, stage, workflow, feature]
+        stay = [at, None, stage, workflow, feature, visited, None]
         cohort.append(stay)
         self._open[feature] = stay
+        visits = self._visits.get((workflow, stage))
+        if visits is None:
+            visits = self._visits[(workflow, stage)] = {}
+        visits[visited] = visits.get(visited, 0) + 1
+
+    def _unvisit(self, stay: _Stay) -> None:
+        """A stay left its cohort: one fewer with its ``visited``."""
+        visits = self._visits[(stay[3], stay[2])]
+        left = visits[stay[5]] - 1
+        if left:
+            visits[stay[5]] = left
+        else:
+            del visits[stay[5]]
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
@@ -141,13 +183,22 @@ class StageDurations:
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
+                self._unvisit(stay)
                 return
 
-    def leave(self, workflow: str, stage: str, feature: str, seconds: float) -> None:
-        """``feature`` left ``stage`` after ``seconds``: its stay in the cohort is closed."""
+    def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
+        """The distinct ``visited`` of the stays in the stage's cohort."""
+        return tuple(self._visits.get((workflow, stage), ()))
+
+    def leave(
+        self, workflow: str, stage: str, feature: str, seconds: float, to: str | None = None
+    ) -> None:
+        """``feature`` left ``stage`` after ``seconds`` (for ``to``): its stay in the cohort
+        is closed."""
         stay = self._open.pop(feature, None)
         if stay is not None and stay[2] == stage and stay[3] == workflow:
             stay[1] = seconds if seconds > 0.0 else 0.0
+            stay[6] = to
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
@@ -171,6 +222,36 @@ class StageDurations:
             max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
         ]
         return product_limit(ended, censored)
+
+    def passes(
+        self, workflow: str, stage: str, rework: Callable[[tuple[str, ...]], bool | None]
+    ) -> dict[bool, tuple[list[float], list[float], list[str]]]:
+        """The stage's cohort split by pass: for ``False`` (a first pass) and ``True``
+        (rework, as ``rework`` judges a stay's ``visited``; ``None`` leaves a stay out), the
+        durations of the stays that ended, those of the stays under way (censored, as
+        :meth:`survival` counts them) and where the ended ones went next (those whose next
+        stage is known)."""
+        split: dict[bool, tuple[list[float], list[float], list[str]]] = {
+            False: ([], [], []),
+            True: ([], [], []),
+        }
+        cohorts = self._cohorts.get(workflow, {})
+        cohort = cohorts.get(stage)
+        if not cohort:
+            return split
+        asof = max(c[-1][0] for c in cohorts.values() if c)
+        for stay in cohort:
+            kind = rework(stay[5])
+            if kind is None:
+                continue
+            ended, censored, exits = split[kind]
+            if stay[1] is None:
+                censored.append(max(0.0, (asof - stay[0]).total_seconds()))
+            else:
+                ended.append(stay[1])
+                if stay[6] is not None:
+                    exits.append(stay[6])
+        return split
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
@@ -200,10 +281,12 @@ class StageDurations:
         stage_duration: float | None,
         feature: str | None = None,
         entered: datetime | None = None,
+        visited: tuple[str, ...] = (),
     ) -> None:
         """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
         ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
-        one it began (the cohorts :meth:`survival` reads)."""
+        one it began (the cohorts :meth:`survival` and :meth:`passes` read; ``visited``: the
+        new state's, which tells whether the new stay is rework)."""
         if from_stage == to_stage:
             return
         if stage_duration is not None and from_stage is not None:
@@ -213,8 +296,9 @@ class StageDurations:
                 stay = self._open.pop(feature, None)
                 if stay is not None and stay[2] == from_stage and stay[3] == workflow:
                     stay[1] = stage_duration if stage_duration > 0.0 else 0.0
+                    stay[6] = to_stage
         if feature is not None and entered is not None and to_stage is not None:
-            self.enter(workflow, to_stage, feature, entered)
+            self.enter(workflow, to_stage, feature, entered, visited)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
@@ -319,42 +403,51 @@ def seed_durations(
     ``features`` the histories belong to (in the same order), every stay is replayed into
     the stages' cohorts too, the stays still under way included.
     """
-    found: list[tuple[datetime, int, str, str, float | None, str, str | None]] = []
+    found: list[tuple[datetime, int, str, str, float | None, str, str | None, tuple[str, ...]]]
+    found = []
     ids = iter(features) if features is not None else None
     for workflow, entries in histories:
         fid = next(ids) if ids is not None else None
         for stage, at, s, to in _moves_from_history(entries):
-            found.append((at, 1, workflow, stage, s, to, fid))
+            found.append((at, 1, workflow, stage, s, to, fid, ()))
         if fid is not None:
             found.extend(
-                (at, 2, workflow, stage, None, stage, fid)
-                for stage, at in _entries_from_history(entries)
+                (at, 2, workflow, stage, None, stage, fid, visited)
+                for stage, at, visited in _entries_from_history(entries)
             )
     found.sort(key=lambda item: (item[0], item[1]))
     moves = 0
-    for at, _, workflow, stage, seconds, to, fid in found:
+    for at, _, workflow, stage, seconds, to, fid, visited in found:
         if seconds is None:
-            durations.enter(workflow, stage, fid or "", at)
+            durations.enter(workflow, stage, fid or "", at, visited)
             continue
         durations.observe(workflow, stage, seconds, to)
         if fid is not None:
-            durations.leave(workflow, stage, fid, seconds)
+            durations.leave(workflow, stage, fid, seconds, to)
         moves += 1
     return moves
 
 
-def _entries_from_history(entries: Iterable[HistoryEntry]) -> Iterator[tuple[str, datetime]]:
-    """``(stage, entered_at)`` of every stay of a history, as :func:`_moves_from_history`
-    dates them (the first stage at creation)."""
+def _entries_from_history(
+    entries: Iterable[HistoryEntry],
+) -> Iterator[tuple[str, datetime, tuple[str, ...]]]:
+    """``(stage, entered_at, visited)`` of every stay of a history, as
+    :func:`_moves_from_history` dates them (the first stage at creation); ``visited``: the
+    stages entered up to and with this one (the stages a skip passed over are left out:
+    they lie before the stage it reached, so they never make a stay rework)."""
     entries = list(entries)
     created = next(
         (e for e in entries if e.outcome == OutcomeKind.APPLIED and e.to_stage is not None),
         None,
     )
+    visited: tuple[str, ...] = ()
     if created is not None and created.from_stage is None and created.to_stage is not None:
-        yield created.to_stage, created.time
+        visited = (created.to_stage,)
+        yield created.to_stage, created.time, visited
     for _, at, _, to in _moves_from_history(entries):
-        yield to, at
+        if to not in visited:
+            visited = (*visited, to)
+        yield to, at, visited
 
 
 def seed_forecasts(
@@ -389,19 +482,24 @@ class Forecast(NamedTuple):
     """A launch forecast for one feature, made at ``made_at``.
 
     Attributes:
-        p50 / p85: the times by which the feature launches with 50 % / 85 % probability.
+        p50 / p85: the times by which the feature launches with 50 % / 85 % probability; for
+            a forecast that is :attr:`waiting`, the times by which it would if it moved on
+            at ``made_at`` (see :meth:`at`).
         observations: how many observed durations the forecast rests on (0: SLAs only).
         basis: ``observed``, ``sla`` or ``mixed`` (some stages observed, some by SLA).
         made_at: the ``now`` it was made for.
         moving: the forecast advances with the clock (the dates of :meth:`view` shift by
-            ``now - made_at``); the forecaster no longer makes such forecasts (an outstayed
-            feature's forecast widens instead, see the module), the field stays for callers.
+            ``now - made_at``); the forecaster no longer makes such forecasts (one without a
+            date is :attr:`waiting` instead), the field stays for callers.
         holds_until: when the time in stage next crosses an observed duration (or the SLA),
-            or an outstayed feature's step, changing the forecast; ``None`` when it changes
-            only with new observations.
+            or a waiting forecast's p85 date turns to the next day, changing what is judged
+            of it; ``None`` when it changes only with new observations.
         confidence: ``high``, ``medium`` or ``low`` (see the module).
-        blocked: the feature is blocked: the dates assume the block lasts as long again as
-            the feature has waited.
+        blocked: the feature is blocked.
+        waiting: ``None`` for a forecast with launch dates; else what the feature waits for
+            before anything observed says when it launches: ``unblock`` (it is blocked) or
+            ``exit`` (it has outstayed every stay seen to end in its stage). Such a forecast
+            gives no date, only how long the feature would take from then on.
     """
 
     p50: datetime
@@ -413,22 +511,48 @@ class Forecast(NamedTuple):
     holds_until: datetime | None = None
     confidence: str = LOW
     blocked: bool = False
+    waiting: str | None = None
 
     def at(self, now: datetime) -> tuple[datetime, datetime]:
-        """The p50 and p85 times as of ``now``: a forecast holds as made until
-        :attr:`holds_until` (none is ``moving`` any more)."""
-        return self.p50, self.p85
+        """The p50 and p85 times as of ``now``: as made, or, for a :attr:`waiting`
+        forecast, the times by which the feature would launch if it moved on at ``now``."""
+        if self.waiting is None:
+            return self.p50, self.p85
+        shift = now - self.made_at
+        return shifted(self.p50, shift), shifted(self.p85, shift)
 
     def p85_date(self, now: datetime) -> date:
-        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares)."""
+        """The UTC date of the p85 time as of ``now`` (what ``target_slip`` compares: for a
+        :attr:`waiting` forecast, the target is missed even if the feature moved on now)."""
         return utc_date(self.at(now)[1])
+
+    def then_days(self) -> tuple[float, float]:
+        """For a :attr:`waiting` forecast: the days from moving on to launch, p50 and p85."""
+        return (
+            (self.p50 - self.made_at).total_seconds() / DAY,
+            (self.p85 - self.made_at).total_seconds() / DAY,
+        )
 
     def view(self, now: datetime) -> dict[str, Any]:
         """The API's ``forecast_launch``: ``{"p50", "p85", "observations", "basis",
-        "confidence", "blocked"}``.
+        "confidence", "blocked", "waiting", "then_days"}``.
 
-        Dates are ISO dates (UTC).
+        Dates are ISO dates (UTC). A :attr:`waiting` forecast has no dates (``null``):
+        ``then_days`` says how many days after it moves on (``{"p50", "p85"}``) the feature
+        launches with 50 % / 85 % probability (``null`` for a forecast with dates).
         """
+        if self.waiting is not None:
+            p50_days, p85_days = self.then_days()
+            return {
+                "p50": None,
+                "p85": None,
+                "observations": self.observations,
+                "basis": self.basis,
+                "confidence": self.confidence,
+                "blocked": self.blocked,
+                "waiting": self.waiting,
+                "then_days": {"p50": round(p50_days, 1), "p85": round(p85_days, 1)},
+            }
         p50, p85 = self.at(now)
         return {
             "p50": utc_date(p50).isoformat(),
@@ -437,6 +561,8 @@ class Forecast(NamedTuple):
             "basis": self.basis,
             "confidence": self.confidence,
             "blocked": self.blocked,
+            "waiting": None,
+            "then_days": None,
         }
 
 
@@ -462,6 +588,11 @@ class _StageModel:
     last_exit: float = -1.0
     """The longest stay seen to end: past it nothing observed says when a feature leaves
     (the longest of ``observed`` unless censored stays outlast every ended one)."""
+    index: int = 0
+    """The stage's place on the path (:func:`path_stages`)."""
+    passes: _Passes | None = None
+    """Where first passes and rework differ in the workflow: the walk's ingredients, from
+    which the model of a feature here for rework is made (``None``: they differ nowhere)."""
 
     def __post_init__(self) -> None:
         observed = self.observed
@@ -499,15 +630,62 @@ def basis_name(basis: frozenset[str]) -> str:
     return next(iter(basis)) if len(basis) == 1 else MIXED
 
 
+_Kind = tuple[tuple[float, ...], float]
+"""A stage's stays to draw from: sorted durations, or none and the SLA (or 0) instead."""
+
+
+@dataclass
+class _Passes:
+    """A workflow's stays and exits by pass, what a walk draws from (see ``_build``).
+
+    ``kinds[k]`` and ``nexts[k]`` hold path stage ``k``'s stays and the path indices of
+    where it was left for, for a first pass and for rework (the same as the stage's pooled
+    ones where the pass has fewer than :data:`SPLIT_MIN` ended stays).
+    """
+
+    kinds: list[tuple[_Kind, _Kind]]
+    nexts: list[tuple[list[int], list[int]]]
+    last_exits: list[tuple[float, float]]
+    orders: list[int]  # the path stages' places in the workflow's stage order
+    order: dict[str, int]
+    limit: int
+    reaches: dict[tuple[str, ...], int] = field(default_factory=dict)
+    models: dict[tuple[int, int], _StageModel] = field(default_factory=dict)
+
+    def reach(self, visited: tuple[str, ...]) -> int:
+        """How far along the path a feature with these ``visited`` stages has been: the
+        number of path stages ordered before the furthest of them (memoised: the processor
+        shares ``visited`` tuples). In path stage ``k`` it is there for rework when this
+        is past ``k``."""
+        found = self.reaches.get(visited)
+        if found is None:
+            order = self.order
+            furthest = max((order[s] for s in visited if s in order), default=-1)
+            found = self.reaches[visited] = bisect_left(self.orders, furthest)
+        return found
+
+
+def _pass(passes: _Passes, k: int, visited: tuple[str, ...]) -> bool | None:
+    """Whether a stay in path stage ``k`` with these ``visited`` stages is rework; ``None``
+    for a stay after the launch."""
+    reach = passes.reach(visited)
+    return None if reach >= len(passes.orders) else reach > k
+
+
 def _walks(
     rng: random.Random,
-    kinds: list[tuple[tuple[float, ...], float]],
-    nexts: list[list[int]],
+    kinds: list[tuple[_Kind, _Kind]],
+    nexts: list[tuple[list[int], list[int]]],
     n: int,
     limit: int,
+    starts: list[tuple[int, int]] | None = None,
 ) -> list[list[float]]:
-    """``n`` draws per stage ``k`` of the time from leaving it to launch (see ``_build``).
+    """``n`` draws, per ``(k, reach)`` of ``starts``, of the time from leaving path stage
+    ``k`` to launch, for a feature that has been as far as ``reach`` (see ``_build``;
+    default: each stage on a first pass, ``reach == k``, in path order).
 
+    A walk follows the exits of each stage it reaches and draws its stays, those of rework
+    (``kinds[at][1]``, ``nexts[at][1]``) where it has been further than ``at`` already.
     ``rng.choice`` inlined: the same calls of ``rng.getrandbits`` in the same order as
     ``random.Random.choice`` makes (so the same draws), at a third of the cost; a rebuild
     makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py`` holds this
@@ -515,19 +693,32 @@ def _walks(
     """
     getrandbits = rng.getrandbits
     size = len(kinds)
-    stays = [(obs, fixed, len(obs), len(obs).bit_length()) for obs, fixed in kinds]
-    moves = [(ways, len(ways), len(ways).bit_length()) for ways in nexts]
-    tails = [[0.0] * n for _ in kinds]
-    for k in range(size):
-        row = tails[k]
-        first, first_count, first_bits = moves[k]
+    stays = [
+        tuple((obs, fixed, len(obs), len(obs).bit_length()) for obs, fixed in pair)
+        for pair in kinds
+    ]
+    moves = [tuple((ways, len(ways), len(ways).bit_length()) for ways in pair) for pair in nexts]
+    tails: list[list[float]] = []
+    if all(a is b for a, b in kinds) and all(a is b for a, b in nexts):
+        # Passes pooled everywhere: the same draws without following how far a walk has been.
+        single_stays = [pair[0] for pair in stays]
+        single_moves = [pair[0] for pair in moves]
+        for k, _ in starts if starts is not None else [(k, k) for k in range(size)]:
+            tails.append(_pooled_walks(getrandbits, single_stays, single_moves, k, n, limit))
+        return tails
+    for k, reach in starts if starts is not None else [(k, k) for k in range(size)]:
+        row = [0.0] * n
+        first, first_count, first_bits = moves[k][k < reach]
         for i in range(n):
             r = getrandbits(first_bits)
             while r >= first_count:
                 r = getrandbits(first_bits)
-            total, at, steps = 0.0, first[r], 0
+            total, at, steps, far = 0.0, first[r], 0, reach
             while at < size and steps < limit:
-                observed, fixed, olen, obits = stays[at]
+                if at > far:
+                    far = at
+                rework = at < far
+                observed, fixed, olen, obits = stays[at][rework]
                 if olen:
                     r = getrandbits(obits)
                     while r >= olen:
@@ -535,13 +726,49 @@ def _walks(
                     total += observed[r]
                 else:
                     total += fixed
-                ways, count, bits = moves[at]
+                ways, count, bits = moves[at][rework]
                 r = getrandbits(bits)
                 while r >= count:
                     r = getrandbits(bits)
                 at, steps = ways[r], steps + 1
             row[i] = total
+        tails.append(row)
     return tails
+
+
+def _pooled_walks(
+    getrandbits: Callable[[int], int],
+    stays: list[tuple[tuple[float, ...], float, int, int]],
+    moves: list[tuple[list[int], int, int]],
+    k: int,
+    n: int,
+    limit: int,
+) -> list[float]:
+    """:func:`_walks` from stage ``k`` where no stage tells rework from first passes."""
+    size = len(stays)
+    row = [0.0] * n
+    first, first_count, first_bits = moves[k]
+    for i in range(n):
+        r = getrandbits(first_bits)
+        while r >= first_count:
+            r = getrandbits(first_bits)
+        total, at, steps = 0.0, first[r], 0
+        while at < size and steps < limit:
+            observed, fixed, olen, obits = stays[at]
+            if olen:
+                r = getrandbits(obits)
+                while r >= olen:
+                    r = getrandbits(obits)
+                total += observed[r]
+            else:
+                total += fixed
+            ways, count, bits = moves[at]
+            r = getrandbits(bits)
+            while r >= count:
+                r = getrandbits(bits)
+            at, steps = ways[r], steps + 1
+        row[i] = total
+    return row
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -563,14 +790,16 @@ class Forecaster:
     Between rebuilds a forecast is a lookup: what a feature's forecast depends on besides
     where its stage started (the stage, how many observed stays it has outlasted, the model)
     is computed once per (stage, time-in-stage bucket) and kept with the model; only a
-    blocked or outstayed feature's forecast, which widens with its time in the stage, is
-    computed afresh.
+    blocked or outstayed feature's forecast, whose dates "if it moved on now" move with the
+    clock, is computed afresh.
 
     Args:
         durations: the observed durations (fed by the caller).
         min_observations: below this many, a stage's SLA stands in for its durations.
         samples: Monte Carlo draws of the later stages.
         seed: the RNG seed of each rebuild.
+        split_min: ended stays a stage's first passes (or rework) need to be drawn from
+            alone (:data:`SPLIT_MIN`).
     """
 
     def __init__(
@@ -580,9 +809,11 @@ class Forecaster:
         min_observations: int = MIN_OBSERVATIONS,
         samples: int = SAMPLES,
         seed: int = SEED,
+        split_min: int = SPLIT_MIN,
     ) -> None:
         self.durations = durations if durations is not None else StageDurations()
         self.min_observations = min_observations
+        self.split_min = split_min
         self.samples = samples
         self.seed = seed
         self.generation = 0
@@ -620,51 +851,103 @@ class Forecaster:
 
     def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
         rng = random.Random(self.seed)
+        name = workflow.name
         stages = path_stages(workflow)
-        kinds: list[tuple[tuple[float, ...], float]] = []
-        for stage in stages:
-            observed = self.durations.samples(workflow.name, stage)
+        index = {stage: k for k, stage in enumerate(stages)}
+        order = workflow.order
+        passes = _Passes([], [], [], [order[s] for s in stages], order, 4 * len(stages))
+        split = False
+        for k, stage in enumerate(stages):
+            observed = self.durations.samples(name, stage)
+            ended = observed
             if len(observed) >= self.min_observations:
                 # Censoring-aware where the stays are known (see StageDurations.survival).
-                observed = self.durations.survival(workflow.name, stage) or observed
+                observed = self.durations.survival(name, stage) or observed
             if len(observed) < self.min_observations and stage in workflow.slas:
                 observed = ()
-            kinds.append((tuple(sorted(observed)), workflow.slas.get(stage, 0.0)))
-        # tails[k][i]: the i-th draw of the time from leaving stage k to launch: a walk over
-        # the stages by the observed exits of each (skips ahead, rework back; exits to
-        # stages off the path, such as cancelled, are left out: a forecast is of a launch),
-        # or on to the next stage where no exit was observed.
-        index = {stage: k for k, stage in enumerate(stages)}
-        nexts: list[list[int]] = []
-        for k, stage in enumerate(stages):
+            pooled: _Kind = (tuple(sorted(observed)), workflow.slas.get(stage, 0.0))
+            # Where features that left the stage went: a walk over the stages by the observed
+            # exits of each (skips ahead, rework back; exits to stages off the path, such as
+            # cancelled, are left out: a forecast is of a launch), or on to the next stage
+            # where no exit was observed.
             found = [
                 index.get(to, len(stages))
-                for to in self.durations.exits(workflow.name, stage)
+                for to in self.durations.exits(name, stage)
                 if to in index or to in workflow.done
             ]
-            nexts.append(found if len(found) >= self.min_observations else [k + 1])
-        tails = _walks(rng, kinds, nexts, self.samples, limit=4 * len(stages))
-        models: dict[str, _StageModel] = {}
-        for k, stage in enumerate(stages):
-            basis: set[str] = set()
-            count = 0
-            for observed, _ in kinds[k + 1 :]:
-                basis.add(OBSERVED if observed else SLA)
-                count += len(observed)
-            observed, fixed = kinds[k]
-            reps = math.ceil(self.samples / len(observed)) if observed else 0
-            ended = self.durations.samples(workflow.name, stage) if observed else ()
-            models[stage] = _StageModel(
-                observed,
-                fixed,
-                sorted(tails[k]),
-                tails[k],
-                reps,
-                basis,
-                count,
-                last_exit=min(observed[-1], max(ended)) if ended else -1.0,
-            )
-        return models
+            ways = found if len(found) >= self.min_observations else [k + 1]
+            last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
+            kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
+            kind = partial(_pass, passes, k)
+            # With first passes only in the cohort, the pooled stays are theirs.
+            if pooled[0] and not all(kind(v) is False for v in self.durations.visits(name, stage)):
+                # A first pass through a stage and rework in it can take very different
+                # times (a first build against a fix after a failed UAT): each draws from
+                # its own stays where it has enough of them.
+                # Stays after the launch (a later iteration) are left out: no launch
+                # forecast is of them.
+                by_pass = self.durations.passes(name, stage, kind)
+                for rework, (done, under_way, exits) in by_pass.items():
+                    if len(done) < max(self.split_min, self.min_observations):
+                        continue
+                    split = True
+                    own = product_limit(done, under_way)
+                    kinds[rework] = (own, pooled[1])
+                    lasts[rework] = min(own[-1], max(done))
+                    found = [
+                        index.get(to, len(stages))
+                        for to in exits
+                        if to in index or to in workflow.done
+                    ]
+                    if len(found) >= self.min_observations:
+                        nexts[rework] = found
+            passes.kinds.append((kinds[0], kinds[1]))
+            passes.nexts.append((nexts[0], nexts[1]))
+            passes.last_exits.append((lasts[0], lasts[1]))
+        # tails[k][i]: the i-th draw of the time from leaving stage k, on a first pass, to
+        # launch.
+        tails = _walks(rng, passes.kinds, passes.nexts, self.samples, passes.limit)
+        return {
+            stage: self._stage_model(passes, k, False, tails[k], split)
+            for k, stage in enumerate(stages)
+        }
+
+    def _stage_model(
+        self, passes: _Passes, k: int, rework: bool, tail: list[float], split: bool = True
+    ) -> _StageModel:
+        """The model of path stage ``k`` for a feature there on a first pass or for
+        ``rework``, whose later stages take ``tail`` (draws in draw order); ``split``: first
+        passes and rework differ somewhere in the workflow (else the model keeps no
+        ``passes``: a feature there for rework is forecast as on a first pass)."""
+        basis: set[str] = set()
+        count = 0
+        for first, _ in passes.kinds[k + 1 :]:
+            basis.add(OBSERVED if first[0] else SLA)
+            count += len(first[0])
+        observed, fixed = passes.kinds[k][rework]
+        reps = math.ceil(self.samples / len(observed)) if observed else 0
+        return _StageModel(
+            observed,
+            fixed,
+            sorted(tail),
+            tail,
+            reps,
+            basis,
+            count,
+            last_exit=passes.last_exits[k][rework],
+            index=k,
+            passes=passes if split else None,
+        )
+
+    def _rework_model(self, passes: _Passes, k: int, reach: int) -> _StageModel:
+        """The model of path stage ``k`` for a feature that has been as far as ``reach``
+        (past ``k``), made on first use with an RNG of its own (so the same whenever)."""
+        found = passes.models.get((k, reach))
+        if found is None:
+            rng = random.Random(f"{self.seed}:{k}:{reach}")
+            tail = _walks(rng, passes.kinds, passes.nexts, self.samples, passes.limit, [(k, reach)])
+            found = passes.models[(k, reach)] = self._stage_model(passes, k, True, tail[0])
+        return found
 
     def forecast(self, state: FeatureState, workflow: Workflow, now: datetime) -> Forecast | None:
         """The launch forecast of ``state`` at ``now``; ``None`` when it has nothing to forecast.
@@ -689,28 +972,43 @@ class Forecaster:
         The second value is the instant before which the same state (stage, its entry time,
         not blocked) under the same model generation forecasts the same dates, the same
         everything but ``made_at``; ``None`` when no instant is known (a blocked or
-        outstayed feature's forecast widens with the clock, and no forecast at all).
+        outstayed feature's forecast, which waits, moves with the clock; no forecast at all).
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
         model = self._model(workflow).get(state.stage)
         if model is None:
             return None, None
+        passes = model.passes
+        if passes is not None:
+            reach = passes.reach(state.visited)
+            if reach > model.index:  # back in the stage for rework
+                model = self._rework_model(passes, model.index, reach)
         start = state.entered_stage_at
         elapsed = max(0.0, (now - start).total_seconds())
         observed = model.observed
         if state.blocked or elapsed >= model.last_exit:
-            # Nothing observed says when it leaves: it waits about as long again (Lindy).
-            waited = max(elapsed, model.typical) if state.blocked else elapsed
+            # Nothing observed says when it moves on: no launch date, only how long from then.
+            if state.blocked:  # once unblocked: a stay of the stage, then the later stages
+                if observed:
+                    then_p50, then_p85 = self._suffix(model, 0)
+                else:
+                    then_p50, then_p85 = model.fixed + model.tail_p50, model.fixed + model.tail_p85
+            else:  # once it leaves the stage: the later stages
+                then_p50, then_p85 = model.tail_p50, model.tail_p85
+            # Its dates move with the clock; what is judged of them (the p85 date against a
+            # target) changes when the p85 date turns to the next (UTC) day.
+            to_next_day = DAY - (now.timestamp() + then_p85) % DAY
             made = Forecast(
-                p50=seconds_after(start, elapsed + LINDY_P50 * waited + model.tail_p50),
-                p85=seconds_after(start, elapsed + LINDY_P85 * waited + model.tail_p85),
+                p50=seconds_after(now, then_p50),
+                p85=seconds_after(now, then_p85),
                 observations=model.observations,
                 basis=basis_name(model.basis),
                 made_at=now,
-                holds_until=seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited)),
+                holds_until=seconds_after(now, to_next_day),
                 confidence=LOW,
                 blocked=state.blocked,
+                waiting=UNBLOCK if state.blocked else EXIT,
             )
             return made, None
         first = bisect_right(observed, elapsed) if observed else -1

@@ -160,6 +160,7 @@ class RiskMonitor:
             outcome.stage_duration,
             outcome.feature,
             state.entered_stage_at if state is not None else None,
+            state.visited if state is not None else (),
         )
         if not outcome.changed or outcome.state is None:
             return []

@@ -1,34 +1,17 @@
 // Tool deliveries on the board: which webhook deliveries (GitHub, GitLab, Jira, generic)
 // moved a feature, and each connector's recent deliveries with what became of them.
-// Self-contained beside board.js: it adds a section to the feature dialog when board.js
-// announces one ("board:detail") and a dialog of its own behind the header's
-// "Tool deliveries" link. Reads GET /hooks and GET /hooks/{connector}/deliveries.
+// Beside board.js, sharing its helpers (board-common.js): it adds a section to the feature
+// dialog when board.js announces one ("board:detail") and a dialog of its own behind the
+// header's "Tool deliveries" link. Reads GET /hooks and GET /hooks/{connector}/deliveries.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   let listing = null; // promise of GET /hooks
 
-  async function api(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
-    return response.json();
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
-
-  function when(text) {
-    if (!text) return "—";
-    return new Date(text).toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-      second: "2-digit",
-    });
-  }
+  // One copy of the helpers with board.js (board-common.js): times and ages on the engine's
+  // clock, which every answer of api() records.
+  const { api, el, when, ago } = window.lifecycleBoard;
 
   function connectors() {
     if (listing === null) {
@@ -81,9 +64,12 @@
         li.dataset.delivery = deliveryId(e.event_id);
         li.dataset.connector = connector.name;
         const head = el("div", "tl-head");
-        const time = el("time", "tl-time", when(e.time));
+        const time = el("time", "tl-time", when(e.time, true));
         time.dateTime = e.time;
-        head.append(time, el("span", "tl-type", e.type), el("span", `badge o-${e.outcome}`, e.outcome));
+        head.append(
+          time, el("span", "dl-age muted", ago(e.time)), el("span", "tl-type", e.type),
+          el("span", `badge o-${e.outcome}`, e.outcome),
+        );
         const note = el("div", "tl-note");
         note.append(
           el("span", "dl-connector", connector.name), " delivery ",
@@ -198,9 +184,9 @@
       tr.dataset.delivery = d.delivery;
       tr.dataset.outcome = d.outcome;
       const received = el("td");
-      const time = el("time", "tl-time", when(d.received_at));
+      const time = el("time", "tl-time", when(d.received_at, true));
       time.dateTime = d.received_at;
-      received.append(time);
+      received.append(time, el("div", "dl-age muted", ago(d.received_at)));
       const outcome = el("td");
       outcome.append(el("span", `badge d-${d.outcome}`, d.outcome));
       tr.append(received, el("td", "dl-id", d.delivery), el("td", "tl-type", d.event || "—"), outcome, happened(d));

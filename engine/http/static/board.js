@@ -60,42 +60,19 @@
     opener: null,
     timer: null,
     first: true,
-    now: null, // the engine's clock at its last answer (ms), from the Lifecycle-Now header
     pages: 0, // pages of GET /features the last poll read
   };
   const filters = { q: "", product: "", owner: "", risk: false };
 
   // --- helpers ---------------------------------------------------------------------------
 
-  async function api(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
-    const now = Date.parse(response.headers.get("Lifecycle-Now") || "");
-    if (!Number.isNaN(now)) view.now = now;
-    return response.json();
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = text;
-    return node;
-  }
+  // Shared with board-deliveries.js (board-common.js): ages are measured on the engine's
+  // clock, which each answer of api() records.
+  const { api, el, engineNow, span, when } = window.lifecycleBoard;
 
   function label(stage) {
     const words = stage.replace(/_/g, " ");
     return stage === "uat" ? "UAT" : words.charAt(0).toUpperCase() + words.slice(1);
-  }
-
-  function span(seconds) {
-    const s = Math.max(0, Math.floor(seconds));
-    const d = Math.floor(s / 86400);
-    const h = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    if (d >= 14) return `${Math.floor(d / 7)}w ${d % 7}d`;
-    if (d) return `${d}d ${h}h`;
-    if (h) return `${h}h ${m}m`;
-    return `${m}m`;
   }
 
   function slaText(seconds) {
@@ -113,19 +90,10 @@
     return h ? `${h} h ${m} min` : `${m} min`;
   }
 
-  // Formatters made once: a toLocaleString per card costs more than the card (2,000 cards).
-  const WHEN = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-  });
   const SHORT_DAY = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
   const LONG_DAY = new Intl.DateTimeFormat(undefined, {
     year: "numeric", month: "short", day: "numeric", timeZone: "UTC",
   });
-
-  function when(text) {
-    if (!text) return "—";
-    return WHEN.format(new Date(text));
-  }
 
   function day(text) {
     if (!text) return "—";
@@ -133,12 +101,6 @@
     return t.toLocaleDateString(undefined, {
       year: "numeric", month: "short", day: "numeric", timeZone: "UTC",
     });
-  }
-
-  // Ages are measured on the engine's clock, as its SLAs, risks and forecasts are: during
-  // the demo it runs a simulated day per second, far behind this browser's clock.
-  function engineNow() {
-    return view.now === null ? Date.now() : view.now;
   }
 
   // "Nov 3" in the engine's current year, "Nov 3, 2025" before it.
@@ -679,9 +641,17 @@
     if (!fc || typeof fc !== "object") return "no forecast yet";
     const p50 = fc.p50 || fc.p50_date;
     const p85 = fc.p85 || fc.p85_date;
-    let text = fc.blocked
-      ? `blocked: if it lasts, 50% by ${day(p50)}, 85% by ${day(p85)}`
-      : `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    let text;
+    if (fc.waiting && fc.then_days) {
+      // No date: nothing observed says when it moves on, only how long it takes from then.
+      const days = (n) => `${n} day${n === 1 ? "" : "s"}`;
+      text = fc.waiting === "unblock"
+        ? "no launch date while blocked; once unblocked, "
+        : "no launch date: longer in this stage than any feature seen to leave it; once it moves on, ";
+      text += `50% within ${days(fc.then_days.p50)}, 85% within ${days(fc.then_days.p85)}`;
+    } else {
+      text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
+    }
     if (fc.confidence) text += `, ${fc.confidence} confidence`;
     const basis = { observed: "observed stage times", sla: "stage SLAs", mixed: "observed times and SLAs" };
     if (fc.observations != null) {

@@ -399,6 +399,30 @@ def test_ages_are_measured_on_the_engines_clock(browser: Any, tmp_path: Path) ->
         page.close()
 
 
+def test_a_blocked_features_forecast_gives_no_date_only_the_days_once_unblocked(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Issue 13: a feature blocked 97 days in launch_ready showed "50% by <today>". Nothing
+    observed says when a block ends, so the card's forecast gives no date: it says it waits
+    for the block, and how long the feature takes once unblocked."""
+    with EmbeddedServer(tmp_path / "blocked.db") as server:
+        old = (datetime.now(UTC) - timedelta(days=97)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moves = ["idea.submitted", "build.started", "build.shipped", "uat.passed"]
+        for k, move in enumerate(moves):
+            server.post_event(cloud_event(move, "STUCK-1", f"stuck-{k}", time=old))
+        server.post_event(
+            cloud_event("feature.blocked", "STUCK-1", "stuck-b", data={"reason": "legal"})
+        )
+        assert server.get("/features/STUCK-1").json["stage"] == "launch_ready"
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server.url + "/#STUCK-1")
+        page.wait_for_selector("dialog#detail .facts")
+        facts = page.locator("dialog#detail .facts").inner_text()
+        assert "no launch date while blocked; once unblocked, 50% within" in facts
+        assert "% by " not in facts  # no date at all, so never "today"
+        page.close()
+
+
 def _big_portfolio(server: EmbeddedServer, n: int) -> None:
     """``n`` features spread over products, owners and stages, sent in batches."""
     moves = [

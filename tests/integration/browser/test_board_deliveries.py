@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,55 @@ def test_a_feature_shows_the_deliveries_that_moved_it_and_each_connector_its_las
         page.wait_for_selector('dialog#deliveries tbody tr:first-child[data-delivery="gh-d-4"]')
         assert errors == [], f"JavaScript errors on the board: {errors}"
         page.close()
+
+
+def test_the_deliveries_show_ages_on_the_engines_clock(browser: Any, tmp_path: Path) -> None:
+    """Issue 13, one clock per engine in every view: the deliveries had a copy of the board's
+    helpers that read the browser's clock, not the engine's ``Lifecycle-Now``. On an engine
+    135 days behind this browser (as during the demo's replay), a delivery received just now
+    is "0m ago", not "19w 2d ago"; and an event is as old as the engine's clock says."""
+    engine_now = datetime.now(UTC).replace(microsecond=0) - timedelta(days=135)
+    with EmbeddedServer(
+        tmp_path / "clock.db",
+        clock=lambda: engine_now,
+        github_secret=GITHUB_SECRET,
+        jira_secret=JIRA_SECRET,
+    ) as engine:
+        jira = {"X-Atlassian-Webhook-Identifier": "jira-clock-1"}
+        assert _deliver(engine, "jira", payload("jira", "issue_created"), jira, JIRA_SECRET) == 202
+        pr = payload("github", "pull_request.opened")
+        pr["pull_request"]["head"]["ref"] = f"feature/{FEATURE}-speed"
+        gh = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "gh-clock-1"}
+        assert _deliver(engine, "github", pr, gh, GITHUB_SECRET) == 202
+        entries = engine.get(f"/features/{FEATURE}/history").json["entries"]
+        moved = next(e for e in entries if e["event_id"].startswith("gh-clock-1"))
+        happened = datetime.fromisoformat(moved["time"].replace("Z", "+00:00"))
+
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(f"{engine.url}/#{FEATURE}")
+        section = page.locator("dialog#detail .deliveries-section")
+        section.wait_for(state="visible", timeout=15_000)
+        age = section.locator('li[data-delivery="gh-clock-1"] .dl-age')
+        assert age.count() == 1  # each delivery says how long ago it happened
+        assert age.inner_text() == f"{span((engine_now - happened).total_seconds())} ago"
+
+        section.locator('li[data-delivery="gh-clock-1"] a.dl-open').click()
+        row = page.locator('dialog#deliveries tr[data-delivery="gh-clock-1"]')
+        row.wait_for(state="visible")
+        assert row.locator(".dl-age").count() == 1
+        assert row.locator(".dl-age").inner_text() == "0m ago"  # received just now
+        assert errors == []
+        page.close()
+
+
+def span(seconds: float) -> str:
+    """The board's short form of a time span (board-common.js ``span``)."""
+    s = max(0, int(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d >= 14:
+        return f"{d // 7}w {d % 7}d"
+    if d:
+        return f"{d}d {h}h"
+    return f"{h}h {m}m" if h else f"{m}m"

@@ -329,21 +329,34 @@ def test_the_report_shows_a_forecast_with_the_dates_the_api_shows() -> None:
     assert forecast_of(None, made) is None
 
 
-def test_a_forecast_says_how_sure_it_is_and_when_it_waits_on_a_block() -> None:
+def test_a_blocked_features_forecast_has_no_date_only_the_days_once_unblocked() -> None:
     made = datetime(2024, 1, 20, tzinfo=UTC)
     launch = LaunchForecast(
-        datetime(2024, 2, 1, 9, tzinfo=UTC),
-        datetime(2024, 4, 10, 23, tzinfo=UTC),
+        made + timedelta(days=12),
+        made + timedelta(days=30, hours=12),
         7,
         "observed",
         made,
         confidence="low",
         blocked=True,
+        waiting="unblock",
     )
-    found = forecast_of(launch, made)
-    assert found == Forecast(date(2024, 2, 1), date(2024, 4, 10), 7, "low", True)
+    today = made + timedelta(days=5)  # if it moved on today: 12 / 30.5 days from today
+    found = forecast_of(launch, today)
+    assert found == Forecast(
+        None,
+        None,
+        7,
+        "low",
+        True,
+        "unblock",
+        (12.0, 30.5),
+        (date(2024, 2, 6), date(2024, 2, 24)),
+    )
     from engine.report.status import _forecast_text
 
     assert _forecast_text(found) == (
-        "blocked; if it lasts: p50 2024-02-01, p85 2024-04-10, 7 observations, low confidence"
+        "no date (blocked); once unblocked: p50 12 days, p85 30.5 days, 7 observations, "
+        "low confidence"
     )
+    assert launch.view(today)["then_days"] == {"p50": 12.0, "p85": 30.5}

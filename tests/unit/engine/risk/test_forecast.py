@@ -68,6 +68,8 @@ def test_constant_durations_give_one_date(feature_workflow: Workflow) -> None:
         "basis": "observed",
         "confidence": "medium",  # 5 observations a stage: enough to use, not to be sure
         "blocked": False,
+        "waiting": None,
+        "then_days": None,
     }
 
 
@@ -120,20 +122,28 @@ def test_observed_and_sla_stages_mix(feature_workflow: Workflow) -> None:
     assert (f.basis, f.observations) == ("mixed", 5)
 
 
-def test_an_overdue_feature_waits_about_as_long_again_never_today(
+def test_an_outstayed_feature_has_no_date_only_the_time_once_it_moves_on(
     feature_workflow: Workflow,
 ) -> None:
+    """Past every stay seen to end in its stage, nothing observed says when a feature
+    leaves: the forecast gives no date (a date would be a guess), only how long the feature
+    takes once it moves on, and what a target is judged against is that "if it moved on
+    now"."""
     forecaster = observed({"uat": [1.0] * 5, "launch_ready": [2.0] * 5})
     now = T0 + 10 * DAY  # longer in uat than every observed uat
     f = forecaster.forecast(feature("uat"), feature_workflow, now)
     assert f is not None
-    # Ten days in uat: another ten at p50, 10 / 0.15 - 10 at p85, then launch_ready's 2.
-    assert f.p50 == now + 12 * DAY
-    assert abs(f.p85 - (now + (10 / 0.15 - 10 + 2) * DAY)) < timedelta(seconds=1)
-    assert f.confidence == "low" and not f.moving
-    assert f.holds_until is not None and now < f.holds_until <= now + DAY
-    later = forecaster.forecast(feature("uat"), feature_workflow, now + 10 * DAY)
-    assert later is not None and later.p50 > f.p50  # widens as the wait grows
+    assert f.waiting == "exit" and f.confidence == "low" and not f.blocked
+    view = f.view(now)
+    assert view["p50"] is None and view["p85"] is None  # no date, so never "today"
+    assert view["waiting"] == "exit"
+    assert view["then_days"] == {"p50": 2.0, "p85": 2.0}  # launch_ready's 2 days
+    assert f.at(now) == (now + 2 * DAY, now + 2 * DAY)
+    later = now + 5 * DAY
+    assert f.at(later) == (later + 2 * DAY, later + 2 * DAY)  # if it moved on then
+    assert f.p85_date(later) == (later + 2 * DAY).date()
+    # It holds until its p85 date "if it moved on now" (Jan 13, 00:00) turns to Jan 14.
+    assert f.holds_until == now + DAY
 
 
 def test_past_the_sla_in_the_last_stage_the_forecast_is_not_today(
@@ -142,12 +152,11 @@ def test_past_the_sla_in_the_last_stage_the_forecast_is_not_today(
     now = T0 + 97 * DAY  # the issue's feature: 97 days in launch_ready
     f = Forecaster().forecast(feature("launch_ready"), feature_workflow, now)
     assert f is not None
-    assert f.p50 == now + 97 * DAY
-    assert f.view(now)["p50"] != f.view(now)["p85"] != now.date().isoformat()
-    assert f.confidence == "low"
+    assert f.waiting == "exit" and f.confidence == "low"
+    assert f.view(now)["p50"] is None and f.view(now)["p85"] is None  # not "today"
 
 
-def test_a_blocked_feature_is_forecast_as_blocked_and_widened(
+def test_a_blocked_feature_has_no_date_only_the_time_once_unblocked(
     feature_workflow: Workflow,
 ) -> None:
     forecaster = observed({"launch_ready": [4.0] * 5})
@@ -156,9 +165,13 @@ def test_a_blocked_feature_is_forecast_as_blocked_and_widened(
     stuck = forecaster.forecast(feature("launch_ready", blocked=True), feature_workflow, now)
     assert free is not None and stuck is not None
     assert free.p50 == T0 + 4 * DAY and free.confidence == "medium"  # other stages by SLA
-    assert stuck.p50 == now + 4 * DAY  # it counts at least a typical stay as waited
-    assert stuck.p85 > stuck.p50 > free.p50
-    assert stuck.view(now)["blocked"] is True and stuck.confidence == "low"
+    assert free.waiting is None
+    # Once unblocked, a stay of the stage: 4 days from then.
+    assert stuck.waiting == "unblock" and stuck.confidence == "low"
+    view = stuck.view(now)
+    assert view["blocked"] is True and view["p50"] is None and view["p85"] is None
+    assert view["then_days"] == {"p50": 4.0, "p85": 4.0}
+    assert stuck.at(now)[0] == now + 4 * DAY > free.p50
 
 
 def test_enough_observations_everywhere_make_a_confident_forecast(

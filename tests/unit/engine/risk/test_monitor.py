@@ -175,11 +175,12 @@ def test_a_passed_target_is_found_by_a_tick(rig: Rig) -> None:
     rig.send("launch.scheduled", target_launch=(rig.clock.now + 365 * DAY).date().isoformat())
     assert rig.take() == [("feature.risk_cleared", "target_slip", "prioritized")]
     rig.tick(40 * DAY)
-    # 40 days in prioritized: past its SLA (30 days); even waiting 5.7 times as long again
-    # (its p85) and the SLAs of the 4 stages left (58 days) fit before the target (day 365)
+    # 40 days in prioritized: past its SLA (30 days), so no date is forecast; if it moved on
+    # now, the SLAs of the 4 stages left (58 days) would fit before the target (day 365)
     assert rig.take() == [("feature.at_risk", "sla_breached", "prioritized")]
-    # ... but a feature stuck for 300 days is forecast to wait far past it.
-    rig.tick(260 * DAY)
+    rig.tick(260 * DAY)  # day 300: still fits (day 358) ...
+    assert rig.take() == []
+    rig.tick(10 * DAY)  # ... day 310 no longer: even moving on now, it would miss it
     assert rig.take() == [("feature.at_risk", "target_slip", "prioritized")]
 
 
