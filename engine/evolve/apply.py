@@ -142,7 +142,9 @@ def plan_for(
 ) -> Plan:
     """The dry run of ``new`` over ``states``, with the replay column when a log is given."""
     replayed = (
-        replayed_states(log_lines, with_workflow(current, new)) if log_lines is not None else None
+        {fid: s.stage for fid, s in replayed_states(log_lines, with_workflow(current, new)).items()}
+        if log_lines is not None
+        else None
     )
     return make_plan(new, current, states, now, replayed)
 

@@ -189,6 +189,8 @@ class Plan(NamedTuple):
     unmapped: dict[str, int]
     to_migrate: int
     replayed: bool
+    replay_incomplete: str | None = None
+    """What the replay column lacks and why (streaming: partitions cut short), else ``None``."""
 
     @property
     def ok(self) -> bool:
@@ -208,6 +210,7 @@ class Plan(NamedTuple):
             "to_migrate": self.to_migrate,
             "unmapped": self.unmapped,
             "replayed": self.replayed,
+            "replay_incomplete": self.replay_incomplete,
             "moves": [{"from": a, "to": b, "features": n} for (a, b), n in self.moves().items()],
             "changes": [f.to_dict() for f in self.features if f.changes],
         }
@@ -232,6 +235,8 @@ def render_plan(plan: Mapping[str, Any]) -> str:
         out.append(f"    {move['from']} -> {move['to'] or '?'}: {move['features']}")
     if not plan["replayed"]:
         out.append("  (no event log here: the stages after a full replay are not shown)")
+    elif plan.get("replay_incomplete"):
+        out.append(f"  ({plan['replay_incomplete']})")
     changing = plan["changes"]
     if not changing:
         out.append("  no feature changes stage or risk")
@@ -254,7 +259,8 @@ def make_plan(
     current: Workflows,
     states: Iterable[FeatureState],
     now: datetime,
-    replayed: Mapping[str, FeatureState] | None = None,
+    replayed: Mapping[str, str] | None = None,
+    replay_incomplete: str | None = None,
 ) -> Plan:
     """What ``new`` would do to every feature of its workflow, changing nothing.
 
@@ -263,8 +269,10 @@ def make_plan(
         current: the workflows the engine runs now (the risk reasons of today).
         states: every feature (others than ``new``'s workflow are skipped).
         now: the time risk is judged at.
-        replayed: each feature's state after replaying its log under ``new`` (``None``:
-            no log, the ``replayed`` column stays empty).
+        replayed: each feature's stage after replaying its log under ``new`` (``None``:
+            no log, the ``replayed`` column stays empty; a feature missing from it shows
+            none).
+        replay_incomplete: what the replay could not cover, and why (shown in the plan).
     """
     plans: list[FeaturePlan] = []
     unmapped: Counter[str] = Counter()
@@ -288,11 +296,13 @@ def make_plan(
                 state.id,
                 state.stage,
                 dest,
-                again.stage if again is not None else None,
+                again,
                 risk_now,
                 risk_after,
             )
         )
     plans.sort(key=lambda p: p.feature)
     gone = dict(sorted(unmapped.items()))
-    return Plan(new.name, new.version, plans, gone, to_migrate, replayed is not None)
+    return Plan(
+        new.name, new.version, plans, gone, to_migrate, replayed is not None, replay_incomplete
+    )

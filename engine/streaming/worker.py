@@ -37,7 +37,9 @@ from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_server
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
 from engine.streaming.ledger import KafkaLedger, ledger_topic
+from engine.streaming.replan import GroupReplay
 from engine.streaming.routing import (
+    INTERNAL,
     KafkaIngest,
     TableReader,
     internal_routes,
@@ -155,6 +157,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         config.security,
         replication=lapp.app.conf.topic_replication_factor,
     )
+    replay = GroupReplay(
+        lapp, reader.owners, limit=settings.plan_replay_events, seconds=settings.plan_replay_seconds
+    )
     web_app = build_app(
         ingest=ingest,
         reader=reader,
@@ -164,8 +169,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         assess=lapp.monitor.assessment,
         readiness=readiness(lapp, ingest),
         hooks=hooks,
+        replayer=replay,
     )
-    web_app.add_routes(internal_routes(lapp))
+    web_app.add_routes([*internal_routes(lapp), replay.route(INTERNAL)])
     hooks.warn_unset()
     housekeeping = Housekeeping(lapp, metrics)
 
