@@ -10,24 +10,23 @@ The I/O around :mod:`engine.evolve.migration` and :mod:`engine.evolve.replay`:
   changes nothing.
 - :func:`plan_from_file` is the dry run of ``lifecycle workflow plan`` (read-only: it works
   while the engine serves the same file).
-- :func:`rebuild` is ``lifecycle replay``: the log into a fresh file, then a comparison.
+- ``lifecycle replay`` (the log into a fresh file, then a comparison) is
+  :mod:`engine.evolve.rebuild`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
 from engine.evolve.migration import Plan, make_plan, migrated, unmapped_message, unmapped_stages
-from engine.evolve.replay import Difference, Replayed, compare, replay
+from engine.evolve.replay import replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
-from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog, RecordedVersion
 from events.errors import StoreError
 from workflows.errors import WorkflowError
@@ -115,7 +114,7 @@ def with_workflow(workflows: Workflows, new: Workflow) -> Workflows:
     return Workflows({**workflows.by_name, new.name: new}, workflows.default.name)
 
 
-def _read_only(path: str | Path) -> sqlite3.Connection:
+def read_only(path: str | Path) -> sqlite3.Connection:
     """A read-only connection to an engine's file; works while the engine serves it."""
     if not Path(path).exists():
         raise StoreError(f"no database at {path}: set LIFECYCLE_DB or pass --db")
@@ -155,7 +154,7 @@ def plan_from_file(db: str | Path, new: Workflow, current: Workflows, now: datet
     Raises:
         StoreError: the file is missing or unreadable.
     """
-    conn = _read_only(db)
+    conn = read_only(db)
     try:
         states = FeatureQueries(conn).page()
         return plan_for(new, current, states, EventLog(conn).read(), now)
@@ -163,52 +162,3 @@ def plan_from_file(db: str | Path, new: Workflow, current: Workflows, now: datet
         raise StoreError(f"cannot read the database {db}: {err}") from err
     finally:
         conn.close()
-
-
-class Rebuilt(NamedTuple):
-    """What ``lifecycle replay`` did: the replay, then how the rebuilt state compares."""
-
-    replayed: Replayed
-    features: int
-    same: int
-    differences: list[Difference]
-
-
-def rebuild(
-    live: str | Path,
-    into: str | Path,
-    workflows: Workflows,
-    now: datetime,
-    progress: Callable[[int], None] | None = None,
-) -> Rebuilt:
-    """Replay the log of the file ``live`` into the new file ``into`` and compare the two.
-
-    The replay runs in memory, then the rebuilt features, histories and log, and the live
-    file's release ledger (which features each release shipped: not in the log), are
-    written to ``into`` in one transaction (a whole engine file: serve it to switch over).
-
-    Raises:
-        StoreError: ``live`` is unreadable, or ``into`` exists already.
-    """
-    if Path(into).exists():
-        raise StoreError(f"{into} exists: replay builds a fresh file, give a new path")
-    conn = _read_only(live)
-    try:
-        memory = MemoryStore()
-        done = replay(EventLog(conn).read(), workflows, memory, keep_log=True, progress=progress)
-        live_states = FeatureQueries(conn).page()
-        releases = SqliteLedger(conn).pairs()  # not events: carried over, not replayed
-    finally:
-        conn.close()
-    target = SqliteStore(into)
-    try:
-        with target.transaction():
-            target.load((state, memory.history(state.id)) for state in memory.features())
-            target.log.append_many(done.log)
-            target.releases.add(releases)
-            for wf in workflows.by_name.values():
-                target.log.record_version(wf.name, wf.version, wf.fingerprint, wf.definition, now)
-    finally:
-        target.close()
-    same, diffs = compare(live_states, memory.features())
-    return Rebuilt(done, len(memory), same, diffs)
