@@ -23,7 +23,14 @@ from pathlib import Path
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
-from engine.evolve.migration import Plan, make_plan, migrated, unmapped_message, unmapped_stages
+from engine.evolve.migration import (
+    Plan,
+    dropped_stages,
+    make_plan,
+    migrated,
+    unmapped_message,
+    unmapped_stages,
+)
 from engine.evolve.replay import replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
@@ -57,6 +64,30 @@ def version_problems(
                 f"already runs version {newest}: start with that file or a newer one"
             )
     return problems
+
+
+def dropped_unmapped(
+    workflows: Iterable[Workflow], recorded: dict[tuple[str, int], RecordedVersion]
+) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """For each workflow whose version was not recorded yet: the newest older version
+    recorded, and the stages of it the new one drops without a ``migrate`` entry (only
+    workflows with such stages; a recorded definition that no longer compiles tells
+    nothing and is skipped)."""
+    found = {}
+    for wf in workflows:
+        if (wf.name, wf.version) in recorded:
+            continue
+        older = max((v for (name, v) in recorded if name == wf.name and v < wf.version), default=0)
+        if not older:
+            continue
+        try:
+            old = compile_definition(recorded[(wf.name, older)].definition, f"version {older}")
+        except WorkflowError:
+            continue
+        stages = dropped_stages(old, wf)
+        if stages:
+            found[wf.name] = (older, stages)
+    return found
 
 
 def apply_workflows(store: SqliteStore, workflows: Workflows, now: datetime) -> list[Outcome]:

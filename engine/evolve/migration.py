@@ -86,6 +86,28 @@ def unmapped_message(workflow: Workflow, unmapped: Mapping[str, int]) -> str:
     return "\n".join(lines)
 
 
+def dropped_stages(old: Workflow, new: Workflow) -> tuple[str, ...]:
+    """Stages of ``old`` that ``new`` neither has nor maps in ``migrate``: a feature there
+    would have nowhere to go (whether one sits there is another matter)."""
+    return tuple(s for s in old.stages if s not in new.stages and s not in new.migrate)
+
+
+def unseen_message(
+    workflow: Workflow, older: int, dropped: Iterable[str], owned: int, total: int
+) -> str:
+    """The start-up refusal of a worker that cannot count the features of the whole group
+    (it owns ``owned`` of ``total`` partitions): one line per stage the new version drops
+    without a ``migrate`` entry, whether or not features sit there on its own partitions."""
+    return "\n".join(
+        f"{workflow.source or workflow.name}: migrate: version {workflow.version} of workflow "
+        f"{workflow.name!r} drops stage {stage!r} of version {older} without a migrate entry, "
+        f"and this worker owns {owned} of the {total} partitions, so it cannot tell whether "
+        f"features sit there on the others: map it in migrate, e.g. "
+        f"{{{stage}: {workflow.initial}}} (or start one worker alone, which sees every feature)"
+        for stage in dropped
+    )
+
+
 def migrated(state: FeatureState, workflow: Workflow, now: datetime) -> Outcome | None:
     """The outcome of moving ``state`` to ``workflow``'s version; ``None``: nothing to do.
 

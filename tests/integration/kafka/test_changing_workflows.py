@@ -21,9 +21,11 @@ import yaml
 from kafka.admin import KafkaAdminClient
 
 from engine.cli.main import main
+from engine.config.kafka_security import PLAINTEXT
 from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.codec import key_partition
 from engine.streaming.replan import LogSource, replay_partitions
+from engine.streaming.versions import read_versions, versions_topic
 from engine.streaming.worker import default_app_id
 from events.builder import ENGINE_SOURCE
 from tests.integration.kafka.conftest import consume_all, produce, structured, wait_for
@@ -469,3 +471,36 @@ def test_a_plan_replay_cut_short_says_so_and_shows_no_partial_stage(
     assert set(cut.stages.values()) == {"defined"}  # never a stage from part of a log
     note = cut.note(8)
     assert note is not None and "over the 30 events a plan replays" in note
+
+
+def test_a_worker_owning_part_of_the_group_refuses_a_stage_dropped_unmapped(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker counts the features in a dropped stage on its own partitions only: finding
+    none, it would record the new version while the owner of the others refuses. One that
+    does not own every partition refuses the unmapped stage whatever its own count."""
+    folder = v1_folder(tmp_path)
+    names = [f"U-{i}" for i in range(16)]
+    records = [event(1, "idea.submitted", f, 1) for f in names]
+    records += [event(2, "feature.prioritized", f, 2) for f in names]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    first = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    first.wait_ready(partitions=8)
+    wait_for(lambda: first.processed() >= len(records), 90, "v1 applied", first)
+
+    unmapped = version_2(tmp_path / "unmapped", migrate=False)  # no feature sits in design
+    second = make_worker("w2", LIFECYCLE_WORKFLOWS=str(unmapped.parent))
+    exits_refusing(
+        second,
+        "drops stage 'design' of version 1 without a migrate entry",
+        "of the 8 partitions, so it cannot tell whether features sit there on the others",
+    )
+    group = versions_topic(default_app_id(topics.events))
+    assert ("feature", 2) not in read_versions(kafka_bootstrap, group, PLAINTEXT)
+    first.stop()
+
+    # Alone, a worker owns every partition and counts: nobody in design, so it is accepted.
+    alone = make_worker("w", port=first.port, LIFECYCLE_WORKFLOWS=str(unmapped.parent))
+    alone.wait_ready(partitions=8)
+    wait_for(lambda: all(len(migrations(alone, f)) == 1 for f in names), 90, "v2", alone)
+    assert ("feature", 2) in read_versions(kafka_bootstrap, group, PLAINTEXT)
