@@ -65,8 +65,14 @@ class _Shard(NamedTuple):
 
 
 def default_shards() -> int:
-    """One shard per processor this process may run on (at most :data:`MAX_SHARDS`)."""
-    return max(1, min(MAX_SHARDS, len(os.sched_getaffinity(0))))
+    """One shard per processor the other jobs leave idle (the load average of the last
+    minute against the processors this process may run on), at least one and at most
+    :data:`MAX_SHARDS`. A shard costs a fork, a pass over the log and a copy of its part
+    into the new file: a quarter more CPU time in all (measured at two shards), which pays
+    only when the processors it runs on would otherwise sit idle."""
+    processors = len(os.sched_getaffinity(0))
+    idle = processors - os.getloadavg()[0]
+    return max(1, min(MAX_SHARDS, processors, int(idle + 0.5)))
 
 
 def _build_shard(
@@ -82,11 +88,12 @@ def _build_shard(
     conn = read_only(live)
     try:
         memory = MemoryStore()
-        lines = EventLog(conn).read(shard=(index, count))
+        lines = EventLog(conn).read(shard=(index, count) if count > 1 else None)
         done = replay(
             lines, workflows, memory, keep_log=True, progress=progress, every=PROGRESS_EVERY
         )
-        live_states = FeatureQueries(conn).shard(index, count)
+        queries = FeatureQueries(conn)
+        live_states = queries.shard(index, count) if count > 1 else queries.page()
     finally:
         conn.close()
     target = SqliteStore(scratch, cached=0)
