@@ -68,7 +68,7 @@ def default_shards() -> int:
     """One shard per processor the other jobs leave idle (the load average of the last
     minute against the processors this process may run on), at least one and at most
     :data:`MAX_SHARDS`. A shard costs a fork, a pass over the log and a copy of its part
-    into the new file: a quarter more CPU time in all (measured at two shards), which pays
+    into the new file: a fifth to a quarter more CPU time in all (measured at two), which pays
     only when the processors it runs on would otherwise sit idle."""
     processors = len(os.sched_getaffinity(0))
     idle = processors - os.getloadavg()[0]
