@@ -128,7 +128,8 @@ def cmd_apply(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     import sqlite3
 
-    from engine.evolve.apply import rebuild, recorded_workflow, with_workflow
+    from engine.evolve.apply import recorded_workflow, with_workflow
+    from engine.evolve.rebuild import rebuild
     from engine.stores.sqlite_log import EventLog
     from workflows.loader import Workflows, load_file, load_folder
 

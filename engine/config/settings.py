@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     keeps every event, as a replay needs (the topic is the streaming mode's event log)."""
     migrate_chunk: int = Field(default=500, ge=1)
     """Features a streaming worker migrates to a new workflow version per durable write."""
+    plan_replay_events: int = Field(default=1_000_000, ge=0)
+    """Events a streaming worker replays at most for the replay column of a workflow plan
+    (its partitions of the events topic); the plan says which partitions were cut short."""
+    plan_replay_seconds: float = Field(default=60.0, gt=0)
+    """Seconds a streaming worker spends at most replaying its partitions for a plan."""
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     app_id: str | None = None
     """A worker's Faust app id: its consumer group and the prefix of its changelog topic.

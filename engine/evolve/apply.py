@@ -10,24 +10,30 @@ The I/O around :mod:`engine.evolve.migration` and :mod:`engine.evolve.replay`:
   changes nothing.
 - :func:`plan_from_file` is the dry run of ``lifecycle workflow plan`` (read-only: it works
   while the engine serves the same file).
-- :func:`rebuild` is ``lifecycle replay``: the log into a fresh file, then a comparison.
+- ``lifecycle replay`` (the log into a fresh file, then a comparison) is
+  :mod:`engine.evolve.rebuild`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
-from engine.evolve.migration import Plan, make_plan, migrated, unmapped_message, unmapped_stages
-from engine.evolve.replay import Difference, Replayed, compare, replay
+from engine.evolve.migration import (
+    Plan,
+    dropped_stages,
+    make_plan,
+    migrated,
+    unmapped_message,
+    unmapped_stages,
+)
+from engine.evolve.replay import replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
-from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog, RecordedVersion
 from events.errors import StoreError
 from workflows.errors import WorkflowError
@@ -58,6 +64,30 @@ def version_problems(
                 f"already runs version {newest}: start with that file or a newer one"
             )
     return problems
+
+
+def dropped_unmapped(
+    workflows: Iterable[Workflow], recorded: dict[tuple[str, int], RecordedVersion]
+) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """For each workflow whose version was not recorded yet: the newest older version
+    recorded, and the stages of it the new one drops without a ``migrate`` entry (only
+    workflows with such stages; a recorded definition that no longer compiles tells
+    nothing and is skipped)."""
+    found = {}
+    for wf in workflows:
+        if (wf.name, wf.version) in recorded:
+            continue
+        older = max((v for (name, v) in recorded if name == wf.name and v < wf.version), default=0)
+        if not older:
+            continue
+        try:
+            old = compile_definition(recorded[(wf.name, older)].definition, f"version {older}")
+        except WorkflowError:
+            continue
+        stages = dropped_stages(old, wf)
+        if stages:
+            found[wf.name] = (older, stages)
+    return found
 
 
 def apply_workflows(store: SqliteStore, workflows: Workflows, now: datetime) -> list[Outcome]:
@@ -115,7 +145,7 @@ def with_workflow(workflows: Workflows, new: Workflow) -> Workflows:
     return Workflows({**workflows.by_name, new.name: new}, workflows.default.name)
 
 
-def _read_only(path: str | Path) -> sqlite3.Connection:
+def read_only(path: str | Path) -> sqlite3.Connection:
     """A read-only connection to an engine's file; works while the engine serves it."""
     if not Path(path).exists():
         raise StoreError(f"no database at {path}: set LIFECYCLE_DB or pass --db")
@@ -142,7 +172,9 @@ def plan_for(
 ) -> Plan:
     """The dry run of ``new`` over ``states``, with the replay column when a log is given."""
     replayed = (
-        replayed_states(log_lines, with_workflow(current, new)) if log_lines is not None else None
+        {fid: s.stage for fid, s in replayed_states(log_lines, with_workflow(current, new)).items()}
+        if log_lines is not None
+        else None
     )
     return make_plan(new, current, states, now, replayed)
 
@@ -153,7 +185,7 @@ def plan_from_file(db: str | Path, new: Workflow, current: Workflows, now: datet
     Raises:
         StoreError: the file is missing or unreadable.
     """
-    conn = _read_only(db)
+    conn = read_only(db)
     try:
         states = FeatureQueries(conn).page()
         return plan_for(new, current, states, EventLog(conn).read(), now)
@@ -161,52 +193,3 @@ def plan_from_file(db: str | Path, new: Workflow, current: Workflows, now: datet
         raise StoreError(f"cannot read the database {db}: {err}") from err
     finally:
         conn.close()
-
-
-class Rebuilt(NamedTuple):
-    """What ``lifecycle replay`` did: the replay, then how the rebuilt state compares."""
-
-    replayed: Replayed
-    features: int
-    same: int
-    differences: list[Difference]
-
-
-def rebuild(
-    live: str | Path,
-    into: str | Path,
-    workflows: Workflows,
-    now: datetime,
-    progress: Callable[[int], None] | None = None,
-) -> Rebuilt:
-    """Replay the log of the file ``live`` into the new file ``into`` and compare the two.
-
-    The replay runs in memory, then the rebuilt features, histories and log, and the live
-    file's release ledger (which features each release shipped: not in the log), are
-    written to ``into`` in one transaction (a whole engine file: serve it to switch over).
-
-    Raises:
-        StoreError: ``live`` is unreadable, or ``into`` exists already.
-    """
-    if Path(into).exists():
-        raise StoreError(f"{into} exists: replay builds a fresh file, give a new path")
-    conn = _read_only(live)
-    try:
-        memory = MemoryStore()
-        done = replay(EventLog(conn).read(), workflows, memory, keep_log=True, progress=progress)
-        live_states = FeatureQueries(conn).page()
-        releases = SqliteLedger(conn).pairs()  # not events: carried over, not replayed
-    finally:
-        conn.close()
-    target = SqliteStore(into)
-    try:
-        with target.transaction():
-            target.load((state, memory.history(state.id)) for state in memory.features())
-            target.log.append_many(done.log)
-            target.releases.add(releases)
-            for wf in workflows.by_name.values():
-                target.log.record_version(wf.name, wf.version, wf.fingerprint, wf.definition, now)
-    finally:
-        target.close()
-    same, diffs = compare(live_states, memory.features())
-    return Rebuilt(done, len(memory), same, diffs)

@@ -86,6 +86,28 @@ def unmapped_message(workflow: Workflow, unmapped: Mapping[str, int]) -> str:
     return "\n".join(lines)
 
 
+def dropped_stages(old: Workflow, new: Workflow) -> tuple[str, ...]:
+    """Stages of ``old`` that ``new`` neither has nor maps in ``migrate``: a feature there
+    would have nowhere to go (whether one sits there is another matter)."""
+    return tuple(s for s in old.stages if s not in new.stages and s not in new.migrate)
+
+
+def unseen_message(
+    workflow: Workflow, older: int, dropped: Iterable[str], owned: int, total: int
+) -> str:
+    """The start-up refusal of a worker that cannot count the features of the whole group
+    (it owns ``owned`` of ``total`` partitions): one line per stage the new version drops
+    without a ``migrate`` entry, whether or not features sit there on its own partitions."""
+    return "\n".join(
+        f"{workflow.source or workflow.name}: migrate: version {workflow.version} of workflow "
+        f"{workflow.name!r} drops stage {stage!r} of version {older} without a migrate entry, "
+        f"and this worker owns {owned} of the {total} partitions, so it cannot tell whether "
+        f"features sit there on the others: map it in migrate, e.g. "
+        f"{{{stage}: {workflow.initial}}} (or start one worker alone, which sees every feature)"
+        for stage in dropped
+    )
+
+
 def migrated(state: FeatureState, workflow: Workflow, now: datetime) -> Outcome | None:
     """The outcome of moving ``state`` to ``workflow``'s version; ``None``: nothing to do.
 
@@ -189,6 +211,8 @@ class Plan(NamedTuple):
     unmapped: dict[str, int]
     to_migrate: int
     replayed: bool
+    replay_incomplete: str | None = None
+    """What the replay column lacks and why (streaming: partitions cut short), else ``None``."""
 
     @property
     def ok(self) -> bool:
@@ -208,6 +232,7 @@ class Plan(NamedTuple):
             "to_migrate": self.to_migrate,
             "unmapped": self.unmapped,
             "replayed": self.replayed,
+            "replay_incomplete": self.replay_incomplete,
             "moves": [{"from": a, "to": b, "features": n} for (a, b), n in self.moves().items()],
             "changes": [f.to_dict() for f in self.features if f.changes],
         }
@@ -232,6 +257,8 @@ def render_plan(plan: Mapping[str, Any]) -> str:
         out.append(f"    {move['from']} -> {move['to'] or '?'}: {move['features']}")
     if not plan["replayed"]:
         out.append("  (no event log here: the stages after a full replay are not shown)")
+    elif plan.get("replay_incomplete"):
+        out.append(f"  ({plan['replay_incomplete']})")
     changing = plan["changes"]
     if not changing:
         out.append("  no feature changes stage or risk")
@@ -254,7 +281,8 @@ def make_plan(
     current: Workflows,
     states: Iterable[FeatureState],
     now: datetime,
-    replayed: Mapping[str, FeatureState] | None = None,
+    replayed: Mapping[str, str] | None = None,
+    replay_incomplete: str | None = None,
 ) -> Plan:
     """What ``new`` would do to every feature of its workflow, changing nothing.
 
@@ -263,8 +291,10 @@ def make_plan(
         current: the workflows the engine runs now (the risk reasons of today).
         states: every feature (others than ``new``'s workflow are skipped).
         now: the time risk is judged at.
-        replayed: each feature's state after replaying its log under ``new`` (``None``:
-            no log, the ``replayed`` column stays empty).
+        replayed: each feature's stage after replaying its log under ``new`` (``None``:
+            no log, the ``replayed`` column stays empty; a feature missing from it shows
+            none).
+        replay_incomplete: what the replay could not cover, and why (shown in the plan).
     """
     plans: list[FeaturePlan] = []
     unmapped: Counter[str] = Counter()
@@ -288,11 +318,13 @@ def make_plan(
                 state.id,
                 state.stage,
                 dest,
-                again.stage if again is not None else None,
+                again,
                 risk_now,
                 risk_after,
             )
         )
     plans.sort(key=lambda p: p.feature)
     gone = dict(sorted(unmapped.items()))
-    return Plan(new.name, new.version, plans, gone, to_migrate, replayed is not None)
+    return Plan(
+        new.name, new.version, plans, gone, to_migrate, replayed is not None, replay_incomplete
+    )

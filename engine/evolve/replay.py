@@ -26,8 +26,9 @@ from workflows.loader import Workflows
 MALFORMED = "malformed"
 """The count of logged lines the current rules refuse (counted, never applied)."""
 
-LogRow = tuple[str | None, str, str, str]
-"""A line of a new log: feature, arrival time (RFC 3339), outcome now, CloudEvent text."""
+LogRow = tuple[int, str | None, str, str, str]
+"""A line of a new log: its position in the old one, feature, arrival time (RFC 3339),
+outcome now, CloudEvent text."""
 
 
 class Replayed(NamedTuple):
@@ -75,7 +76,7 @@ def replay(
         if keep_log and outcome != MALFORMED:
             if line.received_at is not last_at:
                 last_at, last_text = line.received_at, iso(line.received_at) or ""
-            rows.append((line.feature_id, last_text, outcome, line.event))
+            rows.append((line.seq, line.feature_id, last_text, outcome, line.event))
         if progress is not None and n % every == 0:
             progress(n)
     if progress is not None:

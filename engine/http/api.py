@@ -32,7 +32,7 @@ from engine.http.limits import (
     PAGE,
 )
 from engine.http.openapi import openapi_document
-from engine.http.plan import Planner, add_plan_routes
+from engine.http.plan import Planner, Replayer, add_plan_routes
 from engine.http.ports import Incoming, Ingest, Reader
 from engine.http.serving import connection_middleware
 from engine.http.views import Assess, feature_view, workflow_view
@@ -73,6 +73,7 @@ def build_app(
     readiness: Readiness = always_ready,
     hooks: Hooks | None = None,
     planner: Planner | None = None,
+    replayer: Replayer | None = None,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -92,6 +93,8 @@ def build_app(
         hooks: the webhook connectors of ``POST /hooks/{connector}`` (``None``: none).
         planner: makes the dry run of ``/workflows/{name}/plan`` (see
             :func:`engine.http.plan.add_plan_routes`).
+        replayer: the replay column of that plan when ``planner`` is ``None`` (a streaming
+            worker replays the events topic).
     """
     app = web.Application(
         client_max_size=MAX_BODY, middlewares=[connection_middleware, error_middleware]
@@ -120,7 +123,9 @@ def build_app(
         ]
     )
     add_board_routes(app, reader=reader, workflows=workflows, clock=clock, assess=assess)
-    add_plan_routes(app, reader=reader, workflows=workflows, clock=clock, planner=planner)
+    add_plan_routes(
+        app, reader=reader, workflows=workflows, clock=clock, planner=planner, replayer=replayer
+    )
     add_hook_routes(
         app,
         hooks or Hooks(),

@@ -2,15 +2,16 @@
 
 The body is the new definition (YAML or JSON, at most the API's body limit); nothing is
 changed. The answer is :meth:`engine.evolve.migration.Plan.to_dict`: each feature of that workflow
-with its stage now, after migration, after a full replay of its log (where the engine keeps
-a log: the embedded mode) and the risk reasons that would appear or clear. 400 for a
-definition that does not compile or names another workflow.
+with its stage now, after migration, after a full replay of its log (embedded: the SQLite
+event log; streaming: the events topic, see :mod:`engine.streaming.replan`) and the risk
+reasons that would appear or clear. 400 for a definition that does not compile or names
+another workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import yaml
@@ -26,6 +27,9 @@ from workflows.model import Workflow
 
 Planner = Callable[[Workflow, Workflows, datetime], Plan]
 """Makes the plan from the engine's own data (embedded: its file, log included)."""
+Replayer = Callable[[Workflow], Awaitable[tuple[dict[str, str], str | None]]]
+"""Each feature's stage after a replay of the log under a new definition, and what the
+replay could not cover (``None``: nothing); the streaming workers' events topic."""
 
 
 def add_plan_routes(
@@ -35,12 +39,15 @@ def add_plan_routes(
     workflows: Workflows,
     clock: Callable[[], datetime],
     planner: Planner | None = None,
+    replayer: Replayer | None = None,
 ) -> None:
     """Serve the plan route on ``app``.
 
     Args:
         planner: runs in a thread of its own; ``None``: the plan is made from ``reader``'s
-            features, without the replay column (no log to read).
+            features, with the replay column from ``replayer``.
+        replayer: replays the log under the new definition (``None``: no log to read, the
+            replay column stays empty).
     """
 
     async def plan(request: web.Request) -> web.Response:
@@ -71,7 +78,9 @@ def add_plan_routes(
                 None, planner, new, workflows, now
             )
         else:
-            result = make_plan(new, workflows, await reader.features(), now)
+            states = await reader.features()
+            replayed, incomplete = await replayer(new) if replayer is not None else (None, None)
+            result = make_plan(new, workflows, states, now, replayed, incomplete)
         return web.json_response(result.to_dict())
 
     app.router.add_get("/workflows/{name}/plan", plan)

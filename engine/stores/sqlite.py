@@ -213,6 +213,14 @@ class FeatureQueries:
         row = self.db.execute("SELECT state FROM features WHERE id = ?", (feature_id,)).fetchone()
         return FeatureState.from_dict(_loads(row[0])) if row else None
 
+    def shard(self, index: int, count: int) -> list[FeatureState]:
+        """The features of shard ``index`` of ``count`` (see :func:`sqlite_log.shard_sql`)."""
+        where = sqlite_log.shard_sql("id", count)
+        rows = self.db.execute(
+            f"SELECT state FROM features WHERE {where} = ? ORDER BY id", (index,)
+        ).fetchall()
+        return [FeatureState.from_dict(_loads(raw)) for (raw,) in rows]
+
     def page(
         self,
         *,
@@ -669,6 +677,52 @@ class SqliteStore:
                 if len(lines) >= 20_000:
                     flush()
             flush()
+
+    @contextlib.contextmanager
+    def bulk(self, *, scratch: bool = False) -> Iterator[None]:
+        """Writes inside skip the wait for the disk at each commit (``synchronous=OFF``):
+        for a fresh file that is thrown away if the writing fails (``lifecycle replay``).
+        On a clean exit the file is made durable (synchronous again, WAL checkpointed).
+
+        Args:
+            scratch: a file that is never kept (a rebuild's shard): no journal at all, and
+                nothing made durable.
+        """
+        db = self._db
+        if scratch:
+            db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        yield
+        if not scratch:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # syncs the file
+
+    def absorb(self, shards: Sequence[str | Path]) -> None:
+        """Copy the features, histories, keys and log of engine files ``shards`` (built by a
+        sharded rebuild, no feature in two of them) into this fresh store, in one
+        transaction. Log lines keep their positions (the live log's), merged in that order.
+        SQL only: no row passes through Python."""
+        db = self._db
+        names = [f"shard{i}" for i in range(len(shards))]
+        for name, path in zip(names, shards, strict=True):
+            db.execute("ATTACH DATABASE ? AS " + name, (str(path),))
+        try:
+            with self.transaction():
+                for name in names:
+                    for table in ("features", "history", "seen"):
+                        db.execute(f"INSERT INTO main.{table} SELECT * FROM {name}.{table}")
+                # Each shard's lines are in position order: merged, not sorted again.
+                merged = " UNION ALL ".join(
+                    f"SELECT seq, feature_id, received_at, outcome, event FROM {name}.events"
+                    for name in names
+                )
+                db.execute(
+                    "INSERT INTO main.events (seq, feature_id, received_at, outcome, event) "
+                    f"{merged} ORDER BY 1"
+                )
+        finally:
+            for name in names:
+                db.execute(f"DETACH DATABASE {name}")
 
     @property
     def log(self) -> EventLog:

@@ -53,6 +53,17 @@ COLUMNS = {
 }
 
 
+def shard_sql(column: str, count: int) -> str:
+    """An SQL expression (in C, no Python per row) giving the shard, ``0`` to ``count - 1``,
+    of the feature id in ``column``: every row of one feature lands in one shard (a rebuild
+    replays each shard in a process of its own). From the id's last two characters, which
+    vary most in ids such as ``PROJ-1234``; a ``NULL`` id (an event without a subject, which
+    no workflow applies) is shard 0."""
+    last = f"unicode(substr({column}, -1))"
+    before = f"coalesce(unicode(substr({column}, -2, 1)), 0)"
+    return f"coalesce(({last} + 31 * {before}) % {count}, 0)"
+
+
 def compact_json(value: Any) -> str:
     """``value`` as compact JSON text: orjson, several times the standard library's speed
     (the same values; non-ASCII text as UTF-8 instead of escapes). What orjson does not take
@@ -131,14 +142,28 @@ class EventLog:
             rows,
         )
 
-    def read(self, after: int = 0, batch: int = 10_000) -> Iterator[LoggedEvent]:
-        """Every line after position ``after``, in arrival order, read ``batch`` at a time."""
+    def append_numbered(self, rows: list[tuple[int, str | None, str, str, str]]) -> None:
+        """Add lines at the positions given: ``(seq, feature_id, received_at, outcome,
+        event)`` (a rebuild's shard keeps the live log's positions, to merge in order)."""
+        self.db.executemany(
+            "INSERT INTO events (seq, feature_id, received_at, outcome, event) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def read(
+        self, after: int = 0, batch: int = 10_000, shard: tuple[int, int] | None = None
+    ) -> Iterator[LoggedEvent]:
+        """Every line after position ``after``, in arrival order, read ``batch`` at a time;
+        with ``shard`` ``(index, count)``, only the lines of the features of that shard
+        (see :func:`shard_sql`)."""
         parse = datetime.fromisoformat
         last_text, last_time = "", None
+        only = "" if shard is None else f"AND {shard_sql('feature_id', shard[1])} = {shard[0]} "
         while True:
             rows = self.db.execute(
                 "SELECT seq, feature_id, received_at, outcome, event FROM events "
-                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"WHERE seq > ? {only}ORDER BY seq LIMIT ?",
                 (after, batch),
             ).fetchall()
             for seq, fid, received, outcome, text in rows:

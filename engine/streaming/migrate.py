@@ -37,6 +37,7 @@ from engine.evolve.migration import (
     newer_versions,
     unmapped_message,
     unmapped_stages,
+    unseen_message,
 )
 from engine.stores.faust_table import is_part, part_owner
 from engine.streaming.codec import key_partition
@@ -83,6 +84,10 @@ class VersionSweep:
         self.recorded = False
         """Whether this worker recorded its workflow versions (once the first partitions
         it swept passed the checks)."""
+        self.dropped: dict[str, tuple[int, tuple[str, ...]]] = {}
+        """Workflow name -> (the newest version the group ran, the stages of it that the
+        new version drops without a ``migrate`` entry), for the versions this worker brings
+        that the group has not run yet (see :meth:`unseen`)."""
 
     def forget(self) -> None:
         """Partitions moved: sweep what is assigned next again (it may hold features another
@@ -118,6 +123,8 @@ class VersionSweep:
         if not todo:
             return SweepResult(todo, 0, 0)
         lapp = self.lapp
+        if not self.recorded:
+            self.unseen(lapp.assignment())
         looked_at, states, parts = self._candidates(todo)
         refusals(lapp.workflows.by_name.values(), states)
         if not self.recorded:
@@ -145,6 +152,32 @@ class VersionSweep:
                 looked_at,
             )
         return SweepResult(todo, looked_at, migrated)
+
+    def unseen(self, owned: frozenset[int]) -> None:
+        """Refuse a new version that drops stages without ``migrate`` entries when this
+        worker, before it records the version, does not own every partition.
+
+        Counting the features in a dropped stage is sound only over every partition: a
+        worker that owns some of them would find none in its own, record the new version
+        and migrate, while a worker owning the others refuses; the group would then run the
+        new version on half its features, and the fix needs yet another version. A worker
+        that owns every partition counts (:func:`refusals`); one that does not refuses
+        each such stage, whether or not features sit there. A version the group already
+        recorded was judged when it was recorded, and is not judged again.
+
+        Raises:
+            WorkflowRefused: such stages, and this worker does not own every partition.
+        """
+        total = self.lapp.config.partitions
+        if len(owned) >= total:
+            return
+        problems = [
+            unseen_message(self.lapp.workflows.by_name[name], older, stages, len(owned), total)
+            for name, (older, stages) in sorted(self.dropped.items())
+            if stages and name in self.lapp.workflows.by_name
+        ]
+        if problems:
+            raise WorkflowRefused("\n".join(problems))
 
     def _candidates(self, todo: frozenset[int]) -> tuple[int, list[FeatureState], list[str]]:
         """How many features ``todo`` holds; the state of each that may not run the

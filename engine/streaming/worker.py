@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from engine.config.kafka_security import check_connection
 from engine.config.settings import Settings
 from engine.config.tuning import tune_gc
-from engine.evolve.apply import version_problems
+from engine.evolve.apply import dropped_unmapped, version_problems
 from engine.http.api import build_app
 from engine.http.hook_wiring import build_hooks
 from engine.http.serving import ConnectionLimits, LimitedSite
@@ -37,7 +37,9 @@ from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_server
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
 from engine.streaming.ledger import KafkaLedger, ledger_topic
+from engine.streaming.replan import GroupReplay
 from engine.streaming.routing import (
+    INTERNAL,
     KafkaIngest,
     TableReader,
     internal_routes,
@@ -155,6 +157,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         config.security,
         replication=lapp.app.conf.topic_replication_factor,
     )
+    replay = GroupReplay(
+        lapp, reader.owners, limit=settings.plan_replay_events, seconds=settings.plan_replay_seconds
+    )
     web_app = build_app(
         ingest=ingest,
         reader=reader,
@@ -164,8 +169,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         assess=lapp.monitor.assessment,
         readiness=readiness(lapp, ingest),
         hooks=hooks,
+        replayer=replay,
     )
-    web_app.add_routes(internal_routes(lapp))
+    web_app.add_routes([*internal_routes(lapp), replay.route(INTERNAL)])
     hooks.warn_unset()
     housekeeping = Housekeeping(lapp, metrics)
 
@@ -237,6 +243,9 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     )
     if problems:
         raise WorkflowError("\n".join(problems))
+    # Stages a new version drops unmapped: judged on the features once restored, and
+    # refused outright by a worker that does not own every partition.
+    parts.lapp.sweep.dropped = dropped_unmapped(parts.lapp.workflows.by_name.values(), recorded)
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(
         parts, settings.http_host, settings.http_port, settings.connection_limits()

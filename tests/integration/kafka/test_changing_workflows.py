@@ -20,11 +20,16 @@ import pytest
 import yaml
 from kafka.admin import KafkaAdminClient
 
+from engine.cli.main import main
+from engine.config.kafka_security import PLAINTEXT
 from engine.streaming.agent import STAGE_CHANGED
+from engine.streaming.codec import key_partition
+from engine.streaming.replan import LogSource, replay_partitions
+from engine.streaming.versions import read_versions, versions_topic
 from engine.streaming.worker import default_app_id
 from events.builder import ENGINE_SOURCE
 from tests.integration.kafka.conftest import consume_all, produce, structured, wait_for
-from workflows.loader import builtin_folder
+from workflows.loader import Workflows, builtin_folder, load_folder
 
 pytestmark = pytest.mark.integration
 
@@ -382,3 +387,120 @@ def test_start_up_refuses_what_the_embedded_mode_refuses(
         make_worker("w", LIFECYCLE_WORKFLOWS=str(folder)),
         "is version 1, but 4 features run under version 2",
     )
+
+
+def gated(folder: Path) -> Path:
+    """Version 2 of the default workflow with a gate at ``defined``: a skip over it is
+    rejected, so the features that skipped it under version 1 would stay at ``idea``."""
+    doc = yaml.safe_load((builtin_folder() / "feature.yaml").read_text())
+    doc["version"] = 2
+    next(s for s in doc["stages"] if s["name"] == "defined")["gate"] = True
+    folder.mkdir(exist_ok=True)
+    path = folder / "feature.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_the_plan_replays_the_events_topic_of_the_whole_group(
+    make_worker: Any,
+    topics: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = v1_folder(tmp_path)
+    names = [f"G-{i}" for i in range(24)]
+    skipped = set(names[::2])  # idea -> development, over defined
+    records = []
+    for fid in names:
+        records.append(event(1, "idea.submitted", fid, 1))
+        if fid not in skipped:
+            records += [
+                event(2, "requirement.approved", fid, 2),
+                event(3, "feature.prioritized", fid, 3),
+            ]
+        records.append(event(4, "build.started", fid, 4))
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    first = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    second = make_worker("w2", LIFECYCLE_WORKFLOWS=str(folder))
+    for w in (first, second):
+        w.wait_ready(partitions=4)
+    wait_for(
+        lambda: all(feature(first, f).get("stage") == "development" for f in names),
+        120,
+        "v1 applied",
+        first,
+    )
+    owned = {p: w.port for w in (first, second) for p in w.partitions() or ()}
+    homes = {owned[key_partition(f, 8)] for f in skipped}
+    assert homes == {first.port, second.port}, "the skipped features must sit on both workers"
+
+    # The CLI asks one worker; it replays its partitions and asks the other for its own.
+    new = gated(tmp_path / "staged")
+    code = main(["workflow", "plan", str(new), "--url", first.url, "--json"])
+    plan = json.loads(capsys.readouterr().out)
+    assert code == 0 and plan["ok"] and plan["replayed"], plan
+    assert plan["replay_incomplete"] is None
+    changes = {c["feature"]: c for c in plan["changes"]}
+    assert set(changes) == skipped  # the others replay to where they are
+    for fid in skipped:
+        c = changes[fid]
+        assert (c["stage"], c["migrated"], c["replayed"]) == ("development", "development", "idea")
+    main(["workflow", "plan", str(new), "--url", second.url])
+    text = capsys.readouterr().out
+    assert "G-0: development -> development; replayed: idea" in text
+
+
+def test_a_plan_replay_cut_short_says_so_and_shows_no_partial_stage(
+    topics: Any, kafka_bootstrap: str
+) -> None:
+    names = [f"C-{i}" for i in range(40)]
+    records = [event(1, "idea.submitted", f, 1) for f in names]
+    records += [event(2, "requirement.approved", f, 2) for f in names]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    source = LogSource(kafka_bootstrap, topics.events, "read_uncommitted", {}, 8)
+    workflows = Workflows(load_folder())
+    whole = replay_partitions(source, range(8), workflows, limit=1000, seconds=60)
+    assert whole.done == set(range(8)) and not whole.cut and whole.events == 80
+    assert whole.stages == dict.fromkeys(names, "defined")
+    assert whole.note(8) is None
+
+    cut = replay_partitions(source, range(8), workflows, limit=30, seconds=60)
+    assert cut.cut and cut.done | set(cut.cut) == set(range(8))
+    assert all(key_partition(f, 8) in cut.done for f in cut.stages)
+    assert set(cut.stages.values()) == {"defined"}  # never a stage from part of a log
+    note = cut.note(8)
+    assert note is not None and "over the 30 events a plan replays" in note
+
+
+def test_a_worker_owning_part_of_the_group_refuses_a_stage_dropped_unmapped(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker counts the features in a dropped stage on its own partitions only: finding
+    none, it would record the new version while the owner of the others refuses. One that
+    does not own every partition refuses the unmapped stage whatever its own count."""
+    folder = v1_folder(tmp_path)
+    names = [f"U-{i}" for i in range(16)]
+    records = [event(1, "idea.submitted", f, 1) for f in names]
+    records += [event(2, "feature.prioritized", f, 2) for f in names]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    first = make_worker("w", LIFECYCLE_WORKFLOWS=str(folder))
+    first.wait_ready(partitions=8)
+    wait_for(lambda: first.processed() >= len(records), 90, "v1 applied", first)
+
+    unmapped = version_2(tmp_path / "unmapped", migrate=False)  # no feature sits in design
+    second = make_worker("w2", LIFECYCLE_WORKFLOWS=str(unmapped.parent))
+    exits_refusing(
+        second,
+        "drops stage 'design' of version 1 without a migrate entry",
+        "of the 8 partitions, so it cannot tell whether features sit there on the others",
+    )
+    group = versions_topic(default_app_id(topics.events))
+    assert ("feature", 2) not in read_versions(kafka_bootstrap, group, PLAINTEXT)
+    first.stop()
+
+    # Alone, a worker owns every partition and counts: nobody in design, so it is accepted.
+    alone = make_worker("w", port=first.port, LIFECYCLE_WORKFLOWS=str(unmapped.parent))
+    alone.wait_ready(partitions=8)
+    wait_for(lambda: all(len(migrations(alone, f)) == 1 for f in names), 90, "v2", alone)
+    assert ("feature", 2) in read_versions(kafka_bootstrap, group, PLAINTEXT)

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from connectors.mapping import ledger_key
-from engine.evolve.apply import apply_workflows, plan_from_file, rebuild
+from engine.evolve.apply import apply_workflows, plan_from_file
 from engine.evolve.migration import MIGRATED
+from engine.evolve.rebuild import rebuild
 from engine.http.local import EngineIngest
 from engine.http.ports import Incoming
 from engine.service import Engine

@@ -30,3 +30,31 @@ def test_what_is_not_a_version_record_is_skipped() -> None:
     assert parse_record(b"not json") is None
     assert parse_record(b'{"name": "feature"}') is None
     assert versions_topic("lifecycle") == "lifecycle-workflow-versions"
+
+
+def test_a_stage_dropped_without_migrate_is_found_against_the_version_the_group_ran(
+    feature_workflow: Workflow,
+) -> None:
+    from engine.evolve.apply import dropped_unmapped
+    from engine.streaming.versions import parse_record
+    from workflows.loader import compile_definition
+
+    doc = dict(feature_workflow.definition)
+    doc["version"] = 2
+    doc["stages"] = [s for s in doc["stages"] if s["name"] != "design"]
+    doc["transitions"] = [t for t in doc["transitions"] if t["event"] != "design.started"]
+    doc["transitions"] = [
+        {**t, "from": ["prioritized"]} if t["event"] == "build.started" else t
+        for t in doc["transitions"]
+    ]
+    doc["updates"] = [*doc["updates"], "design.started"]
+    v2 = compile_definition(doc, "v2")
+    recorded = parse_record(version_record(feature_workflow)[1])
+    assert recorded is not None
+    runs = {("feature", 1): recorded}
+    assert dropped_unmapped([v2], runs) == {"feature": (1, ("design",))}
+    mapped = compile_definition({**doc, "migrate": {"design": "prioritized"}}, "v2")
+    assert dropped_unmapped([mapped], runs) == {}
+    # A version the group recorded was judged then; none recorded before: nothing to say.
+    assert dropped_unmapped([v2], {**runs, ("feature", 2): recorded._replace(version=2)}) == {}
+    assert dropped_unmapped([v2], {}) == {}

@@ -1,0 +1,91 @@
+"""``lifecycle replay`` in shards: the file rebuilt by several processes is the file one
+process rebuilds, and a failed rebuild leaves nothing behind."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.core.state import iso
+from engine.evolve import rebuild as rebuild_module
+from engine.evolve.apply import apply_workflows
+from engine.evolve.rebuild import rebuild
+from engine.stores.sqlite import SqliteStore
+from events.errors import StoreError
+from tests.unit.engine.evolve.test_apply import NOW, V1, send
+
+FEATURES = [f"R-{i}" for i in range(60)]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """60 features at various stages, a line the rules refuse and one no workflow knows."""
+    path = tmp_path / "live.db"
+    store = SqliteStore(path)
+    apply_workflows(store, V1, NOW)
+    steps = ["idea.submitted", "feature.prioritized", "build.started", "build.shipped"]
+    events = [
+        (etype, fid, 30 - k)
+        for i, fid in enumerate(FEATURES)
+        for k, etype in enumerate(steps[: 1 + i % 4])
+    ]
+    send(store, V1, *events[: len(events) // 2])
+    at = iso(NOW) or ""
+    other = '{"specversion":"1.0","id":"o-1","source":"s","type":"other.thing"}'
+    with store.transaction():
+        store.log.append_many([(None, at, "ignored", "not json"), (None, at, "ignored", other)])
+    send(store, V1, *events[len(events) // 2 :])
+    store.close()
+    return path
+
+
+def dump(path: Path) -> dict[str, list[Any]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "features": conn.execute("SELECT * FROM features ORDER BY id").fetchall(),
+            "history": conn.execute("SELECT * FROM history ORDER BY feature_id, seq").fetchall(),
+            "seen": conn.execute("SELECT * FROM seen ORDER BY feature_id, key").fetchall(),
+            "events": conn.execute("SELECT * FROM events ORDER BY seq").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def test_a_rebuild_in_processes_writes_the_file_one_process_writes(
+    live: Path, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+    one = rebuild(live, tmp_path / "one.db", V1, NOW, shards=1)
+    three = rebuild(live, tmp_path / "three.db", V1, NOW, progress=seen.append, shards=3)
+    total = len(dump(live)["events"])
+    for done in (one, three):
+        assert done.replayed.events == total
+        assert (done.features, done.same, done.differences) == (60, 60, [])
+        assert done.replayed.outcomes["malformed"] == 1
+    assert one.replayed.outcomes == three.replayed.outcomes
+    assert seen[-1] == total
+    mine, theirs = dump(tmp_path / "one.db"), dump(tmp_path / "three.db")
+    assert mine == theirs
+    assert len(mine["features"]) == 60 and len(mine["events"]) == total - 1
+    # The log keeps the live positions, in order: the refused line leaves its gap.
+    refused = next(row[0] for row in dump(live)["events"] if row[4] == "not json")
+    live_positions = [row[0] for row in dump(live)["events"]]
+    assert [row[0] for row in mine["events"]] == [p for p in live_positions if p != refused]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".replay-")]
+
+
+def test_a_failed_rebuild_leaves_nothing_behind(
+    live: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(rebuild_module, "replay", broken)  # inherited by the forked shards
+    for shards in (1, 2):
+        with pytest.raises((StoreError, RuntimeError), match="disk on fire"):
+            rebuild(live, tmp_path / "new.db", V1, NOW, shards=shards)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(("new.db", ".replay-"))]
