@@ -19,9 +19,10 @@ re-evaluates a bounded slice of the features (:attr:`RiskMonitor.refresh_per_tic
 all have been refreshed.
 
 The monitor wires three pure parts and one listener: the reasons
-(:func:`engine.risk.reasons.assess`), the signals a change of reasons makes
+(:func:`engine.risk.reasons.reasons_of`, with :func:`engine.risk.reasons.assess` for
+features it keeps no record of), the signals a change of reasons makes
 (:func:`engine.risk.signals.signals_between`), the
-deadline (:func:`engine.risk.deadlines.next_deadline`), and the metrics
+deadline (:func:`engine.risk.deadlines.deadline_of`), and the metrics
 (:class:`engine.observe.RiskMetrics`, told what changed; it never steers).
 
 Every change is announced once: a :class:`RiskSignal` (its CloudEvent ``feature.at_risk`` or
