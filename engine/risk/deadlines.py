@@ -46,33 +46,23 @@ def next_deadline(
 ) -> float | None:
     """The earliest instant (a POSIX timestamp) after ``now`` at which time alone may change
     ``new``, the feature's assessment at ``now``; ``None`` when nothing can."""
-    forecast = new.forecast
-    holds_until = forecast.holds_until if forecast is not None else None
-    return deadline_of(state, workflow, holds_until, now)
-
-
-def deadline_of(
-    state: FeatureState, workflow: Workflow, holds_until: datetime | None, now: datetime
-) -> float | None:
-    """:func:`next_deadline` of an assessment whose forecast holds until ``holds_until``
-    (``None``: no forecast, or one that changes only with new observations)."""
-    stage = state.stage
-    if stage in workflow.terminal:
+    if state.stage in workflow.terminal:
         return None
     earliest: datetime | None = None
-    if stage not in workflow.done:
-        sla = workflow.slas.get(stage)
-        if sla is not None:
-            t = _after(state.entered_stage_at, sla)
-            if t > now:
-                earliest = t
-        target = state.target_launch
-        if target is not None and state.launched_at is None:
-            passed = _passed(target)
-            if passed > now and (earliest is None or passed < earliest):
-                earliest = passed
-    if holds_until is not None:
-        t = shifted(holds_until, EPSILON)
+    finished = state.stage in workflow.done
+    sla = workflow.slas.get(state.stage)
+    if sla is not None and not finished:
+        t = _after(state.entered_stage_at, sla)
+        if t > now:
+            earliest = t
+    target = state.target_launch
+    forecast = new.forecast
+    if target is not None and state.launched_at is None and not finished:
+        passed = _passed(target)
+        if passed > now and (earliest is None or passed < earliest):
+            earliest = passed
+    if forecast is not None and forecast.holds_until is not None:
+        t = shifted(forecast.holds_until, EPSILON)
         if t > now and (earliest is None or t < earliest):
             earliest = t
     return earliest.timestamp() if earliest is not None else None

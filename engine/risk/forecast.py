@@ -474,9 +474,6 @@ class _StageModel:
         self.tail_p85 = quantile(self.tail, 0.85)
 
 
-_new = tuple.__new__
-"""A named tuple from all its fields, without the keyword handling (a forecast is made per
-judged event)."""
 _SLA_ONLY = frozenset({SLA})
 _OBSERVED_ONLY = frozenset({OBSERVED})
 
@@ -705,19 +702,15 @@ class Forecaster:
         if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it leaves: it waits about as long again (Lindy).
             waited = max(elapsed, model.typical) if state.blocked else elapsed
-            made = _new(  # Forecast(p50, p85, observations, basis, made_at, moving, ...)
-                Forecast,
-                (
-                    seconds_after(start, elapsed + LINDY_P50 * waited + model.tail_p50),
-                    seconds_after(start, elapsed + LINDY_P85 * waited + model.tail_p85),
-                    model.observations,
-                    basis_name(model.basis),
-                    now,
-                    False,
-                    seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited)),
-                    LOW,
-                    state.blocked,
-                ),
+            made = Forecast(
+                p50=seconds_after(start, elapsed + LINDY_P50 * waited + model.tail_p50),
+                p85=seconds_after(start, elapsed + LINDY_P85 * waited + model.tail_p85),
+                observations=model.observations,
+                basis=basis_name(model.basis),
+                made_at=now,
+                holds_until=seconds_after(now, max(MIN_STEP, OUTSTAYED_STEP * waited)),
+                confidence=LOW,
+                blocked=state.blocked,
             )
             return made, None
         first = bisect_right(observed, elapsed) if observed else -1
@@ -735,19 +728,16 @@ class Forecaster:
                 confidence = HIGH
             else:
                 holds = None  # Its confidence rises with observations, not with the model.
-        made = _new(
-            Forecast,
-            (
-                shifted(start, to_p50),
-                shifted(start, to_p85),
-                model.observations,
-                basis,
-                now,
-                False,
-                holds_until,
-                confidence,
-                False,
-            ),
+        made = Forecast(
+            shifted(start, to_p50),
+            shifted(start, to_p85),
+            model.observations,
+            basis,
+            now,
+            False,
+            holds_until,
+            confidence,
+            False,
         )
         return made, holds
 

@@ -19,10 +19,9 @@ re-evaluates a bounded slice of the features (:attr:`RiskMonitor.refresh_per_tic
 all have been refreshed.
 
 The monitor wires three pure parts and one listener: the reasons
-(:func:`engine.risk.reasons.reasons_of`, with :func:`engine.risk.reasons.assess` for
-features it keeps no record of), the signals a change of reasons makes
+(:func:`engine.risk.reasons.assess`), the signals a change of reasons makes
 (:func:`engine.risk.signals.signals_between`), the
-deadline (:func:`engine.risk.deadlines.deadline_of`), and the metrics
+deadline (:func:`engine.risk.deadlines.next_deadline`), and the metrics
 (:class:`engine.observe.RiskMetrics`, told what changed; it never steers).
 
 Every change is announced once: a :class:`RiskSignal` (its CloudEvent ``feature.at_risk`` or
@@ -50,9 +49,9 @@ from datetime import datetime
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
 from engine.observe import RiskMetrics
-from engine.risk.deadlines import deadline_of
-from engine.risk.forecast import Forecast, Forecaster
-from engine.risk.reasons import Assessment, assess, reasons_of
+from engine.risk.deadlines import next_deadline
+from engine.risk.forecast import Forecaster
+from engine.risk.reasons import Assessment, assess, risk_reasons
 from engine.risk.signals import RiskSignal, SignalPort, signals_between
 from events.builder import ENGINE_SOURCE
 from metrics.bundle import LifecycleMetrics
@@ -63,9 +62,6 @@ log = logging.getLogger(__name__)
 REFRESH_PER_TICK = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
 _NONE: frozenset[str] = frozenset()
-_CALM = Assessment(())
-"""The assessment of most features: no reason, no forecast (one shared value)."""
-_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -157,18 +153,17 @@ class RiskMonitor:
         when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
         """
         state = outcome.state
-        if outcome.from_stage != outcome.to_stage:  # a move: a stay ended, another began
-            self.forecaster.durations.observe_outcome(
-                outcome.workflow,
-                outcome.from_stage,
-                outcome.to_stage,
-                outcome.stage_duration,
-                outcome.feature,
-                state.entered_stage_at if state is not None else None,
-            )
-        if state is None or state is outcome.previous:  # nothing changed (Outcome.changed)
+        self.forecaster.durations.observe_outcome(
+            outcome.workflow,
+            outcome.from_stage,
+            outcome.to_stage,
+            outcome.stage_duration,
+            outcome.feature,
+            state.entered_stage_at if state is not None else None,
+        )
+        if not outcome.changed or outcome.state is None:
             return []
-        return self._evaluate(state, now)
+        return self._evaluate(outcome.state, now)
 
     def tick(self, now: datetime) -> list[RiskSignal]:
         """Re-evaluate the features whose deadline has come, and a slice of those whose
@@ -281,17 +276,14 @@ class RiskMonitor:
     def _evaluate(
         self, state: FeatureState, now: datetime, announce: bool = True
     ) -> list[RiskSignal]:
-        # Runs for every event that changes a feature: each lookup and allocation counts
-        # (bench/core.py measures it against the engine without risk).
         fid = state.id
         old = self._watch.get(fid)
         workflow = self.workflows.by_name.get(state.workflow)
-        slim = state if old is not None and old.state is state else _slim(state)
+        slim = _slim(state) if old is None or old.state is not state else state
         holds_until: datetime | None = None
         generation = 0
-        forecast: Forecast | None = None
         if workflow is None:
-            reasons: tuple[str, ...] = ()
+            new = Assessment(())
         elif slim.target_launch is not None and slim.launched_at is None:
             # Reasons, with a forecast only where one can change them (a target to slip).
             generation = self.forecaster.current(workflow)
@@ -308,38 +300,26 @@ class RiskMonitor:
             else:
                 forecast, holds_until = self.forecaster.lookup(slim, workflow, now)
             p85 = forecast.p85_date(now) if forecast is not None else None
-            reasons = reasons_of(slim, workflow, now, p85)
+            new = Assessment(
+                tuple(risk_reasons(slim, workflow, now, forecast_launch=p85)), forecast
+            )
         else:
-            reasons = reasons_of(slim, workflow, now)
-        if old is None:
-            new = _new(Assessment, (reasons, forecast)) if reasons or forecast else _CALM
-            old_reasons: tuple[str, ...] = ()
-            old_stage = state.stage
-        else:
-            found = old.assessment
-            old_reasons = found.reasons
-            old_stage = old.state.stage
-            if found.forecast is forecast and old_reasons == reasons:
-                new = found  # The same assessment: kept, not made again.
-            else:
-                new = _new(Assessment, (reasons, forecast)) if reasons or forecast else _CALM
+            new = Assessment(tuple(risk_reasons(slim, workflow, now)))
+        old_reasons = old.assessment.reasons if old is not None else ()
+        old_stage = old.state.stage if old is not None else state.stage
         signals: list[RiskSignal] = []
-        if (old_reasons or reasons) and (old_reasons != reasons or old_stage != state.stage):
-            # without a reason before or after, no gauge moves and nothing is announced
+        if (old_reasons or new.reasons) and (
+            old_reasons != new.reasons or old_stage != state.stage
+        ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
                 was = (old.state.workflow, old.state.stage, old_reasons) if old else None
-                self.listener.reasons_changed(was, (slim.workflow, slim.stage, reasons))
+                self.listener.reasons_changed(was, (slim.workflow, slim.stage, new.reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
                 signals = signals_between(before, slim, new, now, workflow, self.source)
-        due = (
-            deadline_of(slim, workflow, forecast.holds_until if forecast is not None else None, now)
-            if workflow is not None
-            else None
-        )
-        if not reasons and forecast is None and due is None:
-            if old is not None:
-                del self._watch[fid]  # Nothing can change by time alone: no record needed.
+        due = next_deadline(slim, workflow, new, now) if workflow is not None else None
+        if not new.reasons and new.forecast is None and due is None:
+            self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
         elif old is None:
             self._watch[fid] = _Watch(slim, new, due, holds_until, generation)
             if due is not None:

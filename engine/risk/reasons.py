@@ -56,55 +56,29 @@ def risk_reasons(
         now: a timezone-aware time; the time in stage is ``now - state.entered_stage_at``.
         forecast_launch: the date the feature is forecast to launch, if known.
     """
-    return list(reasons_of(state, workflow, now, forecast_launch))
-
-
-def reasons_of(
-    state: FeatureState, workflow: Workflow, now: datetime, forecast_launch: date | None = None
-) -> tuple[str, ...]:
-    """:func:`risk_reasons` as a tuple: what :class:`~engine.risk.monitor.RiskMonitor` keeps,
-    made for every event it judges (most features hold no reason: the empty tuple, with
-    nothing allocated)."""
-    stage = state.stage
-    if stage in workflow.terminal:
-        return ()
-    finished = stage in workflow.done
-    reasons: tuple[str, ...] = ()
-    if not finished:
-        sla = workflow.slas.get(stage)
-        if sla is not None and (now - state.entered_stage_at).total_seconds() > sla:
-            reasons = _SLA_BREACHED
-    risks = state.open_risks
-    if risks:
-        severities = {risk.severity for risk in risks.values()}
+    if state.stage in workflow.terminal:
+        return []
+    finished = state.stage in workflow.done
+    reasons: list[str] = []
+    sla = workflow.slas.get(state.stage)
+    if not finished and sla is not None and (now - state.entered_stage_at).total_seconds() > sla:
+        reasons.append(SLA_BREACHED)
+    if state.open_risks:
+        severities = {risk.severity for risk in state.open_risks.values()}
         if "critical" in severities:
-            reasons += _CRITICAL_RISK
+            reasons.append(CRITICAL_RISK)
         if "high" in severities:
-            reasons += _HIGH_RISK
+            reasons.append(HIGH_RISK)
     if state.blocked:
-        reasons += _BLOCKED
-    if not finished:
-        target = state.target_launch
-        if (
-            target is not None
-            and state.launched_at is None
-            and (
-                (forecast_launch is not None and forecast_launch > target)
-                or now.astimezone(UTC).date() > target
-            )
-        ):
-            reasons += _TARGET_SLIP
-        if state.uat_failures >= REWORK_FAILURES:
-            reasons += _REWORK
+        reasons.append(BLOCKED)
+    target = state.target_launch
+    if not finished and state.launched_at is None and target is not None:
+        today = now.astimezone(UTC).date()
+        if today > target or (forecast_launch is not None and forecast_launch > target):
+            reasons.append(TARGET_SLIP)
+    if not finished and state.uat_failures >= REWORK_FAILURES:
+        reasons.append(REWORK)
     return reasons
-
-
-_SLA_BREACHED = (SLA_BREACHED,)
-_CRITICAL_RISK = (CRITICAL_RISK,)
-_HIGH_RISK = (HIGH_RISK,)
-_BLOCKED = (BLOCKED,)
-_TARGET_SLIP = (TARGET_SLIP,)
-_REWORK = (REWORK,)
 
 
 class Assessment(NamedTuple):
@@ -131,4 +105,4 @@ def assess(
     """
     forecast = forecaster.forecast(state, workflow, now) if forecaster is not None else None
     p85 = forecast.p85_date(now) if forecast is not None else None
-    return Assessment(reasons_of(state, workflow, now, p85), forecast)
+    return Assessment(tuple(risk_reasons(state, workflow, now, forecast_launch=p85)), forecast)
