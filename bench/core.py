@@ -6,7 +6,13 @@ several rounds and the ratio, then how much memory 1,000,000 features take. Time
 process's CPU time (``time.process_time``), so the other jobs of a shared machine do not count
 as the engine's; the ratio to the baseline is the figure to compare across machines.
 
-Run: ``make bench`` (or ``python bench/core.py [--rounds N] [--features N] [--memory N]``).
+``--baseline TREE`` measures the engine of another source tree (an export of an earlier
+commit, e.g. ``git archive main | tar -x -C /tmp/base``) by turns with this one: each round
+runs the rates with and without risk of both trees, each in a fresh process on the same
+events, alternating which goes first, and prints this tree's figures beside the baseline's.
+
+Run: ``make bench`` (or ``python bench/core.py [--rounds N] [--features N] [--memory N]
+[--baseline TREE]``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -152,6 +159,60 @@ def run_engine(
     return time.process_time() - t0, engine
 
 
+_TURN = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
+import core
+from engine.config.tuning import tune_gc
+from workflows.loader import Workflows, load_folder
+workflows = Workflows(load_folder())
+tune_gc()
+n = int(sys.argv[2])
+raw = core.make_events(n)
+live, arrivals = core.make_live_events(n)
+print(json.dumps([
+    core.run_engine(raw, workflows)[0],
+    core.run_engine(raw, workflows, risk=True)[0],
+    core.run_engine(live, workflows, received=arrivals)[0],
+    core.run_engine(live, workflows, risk=True, received=arrivals)[0],
+]))
+"""
+"""One turn of :func:`by_turns` in a fresh process: the tree's own ``bench/core.py`` helpers
+(every tree since issue 16 has them) on the same events; prints process CPU seconds of the
+runs without and with risk, all at once and live."""
+
+
+def by_turns(baseline: str, features: int, rounds: int) -> None:
+    """Print the risk ratios of ``baseline`` and of this tree, measured by turns."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"baseline": os.path.abspath(baseline), "this tree": here}
+    runs: dict[str, list[list[float]]] = {name: [] for name in trees}
+    for r in range(rounds):
+        order = list(trees) if r % 2 == 0 else list(reversed(trees))
+        for name in order:
+            out = subprocess.run(
+                [sys.executable, "-c", _TURN, trees[name], str(features)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=trees[name],
+            )
+            runs[name].append(json.loads(out.stdout))
+    n = features * 10
+    print(f"by turns, {rounds} rounds, fresh process per tree and round (medians):")
+    for name, results in runs.items():
+        once, once_risk, live, live_risk = (
+            statistics.median(r[i] for r in results) for i in range(4)
+        )
+        print(
+            f"  {name:9s}: all at once {n / once:,.0f} -> {n / once_risk:,.0f} events/s with "
+            f"risk ({once / once_risk:.2f}; risk {(once_risk - once) / n * 1e6:.1f} us/event); "
+            f"live {n / live:,.0f} -> {n / live_risk:,.0f} ({live / live_risk:.2f}; "
+            f"risk {(live_risk - live) / n * 1e6:.1f} us/event); ratio per round "
+            + ", ".join(f"{r[0] / r[1]:.2f}/{r[2] / r[3]:.2f}" for r in results)
+        )
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -164,7 +225,11 @@ def main() -> None:
     ap.add_argument(
         "--memory", type=int, default=1_000_000, help="features for the memory figure (0: skip)"
     )
+    ap.add_argument("--baseline", help="another source tree, measured by turns with this one")
     args = ap.parse_args()
+    if args.baseline:
+        by_turns(args.baseline, args.features, args.rounds)
+        return
 
     workflows = Workflows(load_folder())
     tune_gc()  # As the engine's composition roots do at start-up.
