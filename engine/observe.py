@@ -66,9 +66,7 @@ class Recorder:
         """Seed the gauges from features already stored (start-up of a restarted engine)."""
         for state in features:
             self._count(state, +1)
-            self._oldest.enter(
-                state.id, (state.workflow, state.stage), state.entered_stage_at.timestamp()
-            )
+            self._oldest.enter(state.id, (state.workflow, state.stage), state.entered_stage_at)
 
     def record(self, outcome: Outcome, event_type: str) -> None:
         """Count one outcome; ``event_type`` is labelled ``unknown`` outside the catalogue."""
@@ -96,7 +94,7 @@ class Recorder:
             left.value -= 1
             entered.value += 1
             self._oldest.leave(old.id, src)
-            self._oldest.enter(new.id, dest, new.entered_stage_at.timestamp())
+            self._oldest.enter(new.id, dest, new.entered_stage_at)
         else:
             if old is None:
                 self._count(new, +1)
@@ -107,7 +105,7 @@ class Recorder:
                 if old is not None:
                     self._oldest.leave(old.id, (old.workflow, old.stage))
                 labels = (new.workflow, new.stage)
-                self._oldest.enter(new.id, labels, new.entered_stage_at.timestamp())
+                self._oldest.enter(new.id, labels, new.entered_stage_at)
         src_stage, dest_stage = outcome.from_stage, outcome.to_stage
         if src_stage is None or dest_stage is None or src_stage == dest_stage:
             return

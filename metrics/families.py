@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from prometheus_client.core import (
@@ -175,10 +176,14 @@ class OldestTimestamp(Collector):
     """A gauge per label set: the smallest timestamp among the items there now.
 
     Items (feature ids, never labels) enter with :meth:`enter` and leave with :meth:`leave`,
-    each a dictionary operation or two. The smallest timestamp of a set is kept as long as
-    it stays true (an entering item can only lower it); when the item holding it leaves, the
+    each a dictionary operation or two. The smallest time of a set is kept as long as it
+    stays true (an entering item can only lower it); when the item holding it leaves, the
     set is marked and its minimum recomputed at the next scrape, once, by ``min`` over its
     values (C speed: milliseconds for a million items), never per event.
+
+    Items hold the (aware) time they entered as given, not a float made from it: the
+    caller's object is shared, where a float would cost 24 bytes per item, and the Unix
+    time of the earliest is the earliest of the Unix times.
     """
 
     def __init__(
@@ -191,31 +196,31 @@ class OldestTimestamp(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self.members: dict[tuple[str, ...], dict[str, float]] = {}
-        self.oldest: dict[tuple[str, ...], float | None] = {}  # None: recompute at scrape
+        self.members: dict[tuple[str, ...], dict[str, datetime]] = {}
+        self.oldest: dict[tuple[str, ...], datetime | None] = {}  # None: recompute at scrape
         if registry is not None:
             registry.register(self)
 
-    def enter(self, item: str, labels: tuple[str, ...], timestamp: float) -> None:
-        """``item`` is now in the set ``labels`` since ``timestamp``."""
+    def enter(self, item: str, labels: tuple[str, ...], since: datetime) -> None:
+        """``item`` is now in the set ``labels`` since ``since`` (an aware time)."""
         members = self.members.get(labels)
         if members is None:
             members = self.members[labels] = {}
-            self.oldest[labels] = timestamp
+            self.oldest[labels] = since
         elif item in members:  # entered again without leaving: the old time no longer holds
             self.leave(item, labels)
-        members[item] = timestamp
+        members[item] = since
         oldest = self.oldest[labels]
-        if oldest is not None and timestamp < oldest:
-            self.oldest[labels] = timestamp
+        if oldest is not None and since < oldest:
+            self.oldest[labels] = since
 
     def leave(self, item: str, labels: tuple[str, ...]) -> None:
         """``item`` left the set ``labels``."""
         members = self.members.get(labels)
         if members is None:
             return
-        timestamp = members.pop(item, None)
-        if timestamp is not None and timestamp == self.oldest[labels]:
+        since = members.pop(item, None)
+        if since is not None and since == self.oldest[labels]:
             self.oldest[labels] = None
 
     def clear(self) -> None:
@@ -234,5 +239,5 @@ class OldestTimestamp(Collector):
             oldest = self.oldest[labels]
             if oldest is None:
                 oldest = self.oldest[labels] = min(members.values())
-            family.add_metric(labels, oldest)
+            family.add_metric(labels, oldest.timestamp())
         yield family

@@ -166,3 +166,21 @@ def test_the_product_label_is_bounded_in_number_and_length() -> None:
     assert max(len(v) for v in values) <= 64
     assert metrics.registry.get_sample_value("lifecycle_products_folded_total") == 1990
     assert len(generate_latest(metrics.registry)) < 30_000
+
+
+def test_the_oldest_entry_shares_each_feature_s_time_and_scrapes_the_same_unix_time() -> None:
+    """The gauge holds the state's own entry time (no float of 24 bytes per feature, issue
+    16) and shows the Unix time of the earliest, to the microsecond, whatever the offset."""
+    eng, reg = engine()
+    late = datetime(2024, 1, 1, 12, 0, 0, 123457, tzinfo=UTC)
+    early = datetime.fromisoformat("2024-01-01T13:00:00.123456+02:00")  # 11:00:00.123456Z
+    apply(
+        eng, make_event("idea.submitted", "a", at=late), make_event("idea.submitted", "b", at=early)
+    )
+    state = eng.store.get("b")
+    assert state is not None
+    members = eng.recorder.m.stage_oldest_entry.members[("feature", "idea")]
+    assert members["b"] is state.entered_stage_at
+    assert oldest(reg, "idea") == early.timestamp() == min(late.timestamp(), early.timestamp())
+    apply(eng, make_event("discovery.started", "b", at=early + (late - early) * 2))
+    assert oldest(reg, "idea") == late.timestamp()
