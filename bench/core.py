@@ -11,6 +11,10 @@ commit, e.g. ``git archive main | tar -x -C /tmp/base``) by turns with this one:
 runs the rates with and without risk of both trees, each in a fresh process on the same
 events, alternating which goes first, and prints this tree's figures beside the baseline's.
 
+The memory figure is measured in a fresh process per tree, by RSS growth and by tracemalloc
+(on a tenth of the features), beside a baseline store that holds the states and histories as
+the processor hands them over, and beside ``--baseline``'s engine when one is given.
+
 Run: ``make bench`` (or ``python bench/core.py [--rounds N] [--features N] [--memory N]
 [--baseline TREE]``).
 """
@@ -26,13 +30,22 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The tree whose engine is measured: this one, or another (``--baseline`` sets it in the
+# process it starts).
+sys.path.insert(
+    0,
+    os.environ.get("LIFECYCLE_BENCH_TREE") or os.path.dirname(os.path.dirname(__file__)),
+)
 
 from prometheus_client import CollectorRegistry
 
 from engine.config.tuning import tune_gc
+from engine.core.processor import Outcome
+from engine.core.state import FeatureState, HistoryEntry
 from engine.observe import Recorder
 from engine.risk.forecast import Forecaster
 from engine.risk.monitor import RiskMonitor
@@ -42,6 +55,8 @@ from events.builder import cloud_event
 from events.envelope import decode_event
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LIFECYCLE = [
     (
@@ -135,11 +150,14 @@ def run_engine(
     *,
     risk: bool = False,
     received: list[datetime] | None = None,
+    plain: bool = False,
 ) -> tuple[float, Engine]:
     """Apply ``raw`` in order; ``received``: each event's receive time (default: one for all,
-    now). Returns the process CPU time it took and the engine."""
+    now); ``plain``: on a :class:`PlainStore`. Returns the process CPU time it took and the
+    engine."""
     metrics = LifecycleMetrics(CollectorRegistry())
-    engine = Engine(workflows, MemoryStore(), Recorder(metrics, workflows.event_types))
+    store = PlainStore() if plain else MemoryStore()
+    engine = Engine(workflows, store, Recorder(metrics, workflows.event_types))
     if risk:  # What a running engine adds per event: risk reasons and launch forecasts.
         engine.on_outcome = RiskMonitor(workflows, Forecaster(), metrics=metrics).observe
     known = workflows.event_types
@@ -218,6 +236,83 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class PlainStore:
+    """The baseline of the memory figure: states and histories held as the processor hands
+    them over, in two dictionaries (what the in-memory store did before issue 16)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, FeatureState] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+
+    def get(self, feature_id: str) -> FeatureState | None:
+        return self._states.get(feature_id)
+
+    def commit(self, outcome: Outcome) -> None:
+        if outcome.state is not None and (outcome.entries or outcome.changed):
+            self._states[outcome.state.id] = outcome.state
+            self._history.setdefault(outcome.state.id, []).extend(outcome.entries)
+
+    def history(self, feature_id: str) -> list[HistoryEntry]:
+        return list(self._history.get(feature_id, ()))
+
+    def features(self) -> Iterator[FeatureState]:
+        return iter(list(self._states.values()))
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def close(self) -> None:
+        pass
+
+
+def held_per_feature(
+    features: int, workflows: Workflows, plain: bool = False
+) -> tuple[float, float]:
+    """Bytes per one-event feature held by an engine on the in-memory store (state, history
+    line, idempotency key, metrics): by RSS growth with ``features`` features, and by
+    tracemalloc with a tenth of them. Measured in a process of its own (RSS only grows).
+
+    Args:
+        plain: on a :class:`PlainStore` instead.
+    """
+    run_engine(make_events(10, per_feature=1), workflows)  # shared structures, caches
+    gc.collect()
+    before = rss_bytes()
+    raw = make_events(features, per_feature=1)
+    _, engine = run_engine(raw, workflows, plain=plain)
+    del raw
+    gc.collect()
+    by_rss = (rss_bytes() - before) / len(engine.store)
+    del engine
+    raw = make_events(features // 10, per_feature=1)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        _, engine = run_engine(raw, workflows, plain=plain)
+        del raw
+        gc.collect()
+        by_trace = (tracemalloc.get_traced_memory()[0] - start) / len(engine.store)
+    finally:
+        tracemalloc.stop()
+    return by_rss, by_trace
+
+
+def measured_apart(tree: str, features: int, plain: bool = False) -> tuple[float, float]:
+    """:func:`held_per_feature` of ``tree``'s engine, in a fresh process."""
+    env = {**os.environ, "LIFECYCLE_BENCH_TREE": tree}
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--held", str(features)]
+        + (["--plain"] if plain else []),
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    by_rss, by_trace = json.loads(out.strip().splitlines()[-1])
+    return float(by_rss), float(by_trace)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=int, default=10_000)
@@ -226,29 +321,44 @@ def main() -> None:
         "--memory", type=int, default=1_000_000, help="features for the memory figure (0: skip)"
     )
     ap.add_argument("--baseline", help="another source tree, measured by turns with this one")
+    ap.add_argument("--held", type=int, help=argparse.SUPPRESS)  # one memory measurement
+    ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # ... on PlainStore
     args = ap.parse_args()
-    if args.baseline:
+    if args.baseline and not args.held:
         by_turns(args.baseline, args.features, args.rounds)
+        if args.memory:
+            memory(args.memory, args.baseline)
         return
 
     workflows = Workflows(load_folder())
     tune_gc()  # As the engine's composition roots do at start-up.
-    raw = make_events(args.features)
-    live, arrivals = make_live_events(args.features)
+    if args.held:
+        print(json.dumps(held_per_feature(args.held, workflows, args.plain)))
+        return
+    if args.rounds:
+        rates(args.features, args.rounds, workflows)
+    if args.memory:
+        memory(args.memory, None)
+
+
+def rates(features: int, rounds: int, workflows: Workflows) -> None:
+    """The event rates, without and with risk, beside ``json.loads`` of the same bytes."""
+    raw = make_events(features)
+    live, arrivals = make_live_events(features)
     n = len(raw)
     base, eng, risky, live_eng, live_risky = [], [], [], [], []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         base.append(run_baseline(raw))
         seconds, engine = run_engine(raw, workflows)
         eng.append(seconds)
         risky.append(run_engine(raw, workflows, risk=True)[0])
         launched = sum(1 for s in engine.store.features() if s.stage == "launched")
-        assert launched == args.features, f"only {launched} of {args.features} launched"
+        assert launched == features, f"only {launched} of {features} launched"
         del engine
         live_eng.append(run_engine(live, workflows, received=arrivals)[0])
         live_risky.append(run_engine(live, workflows, risk=True, received=arrivals)[0])
     b, e = statistics.median(base), statistics.median(eng)
-    print(f"core: {n:,} events over {args.features:,} features, median of {args.rounds} rounds")
+    print(f"core: {n:,} events over {features:,} features, median of {rounds} rounds")
     print(f"  baseline json.loads only : {n / b:>12,.0f} events/s")
     print(
         f"  parse+validate+apply+metrics: {n / e:>9,.0f} events/s  (ratio to baseline {b / e:.3f}; "
@@ -267,20 +377,28 @@ def main() -> None:
         f"(target 0.80: {'met' if le / lr >= 0.8 else 'NOT met'})"
     )
 
-    if args.memory:
-        gc.collect()
-        before = rss_bytes()
-        raw = make_events(args.memory, per_feature=1)
-        raw_size = sum(sys.getsizeof(r) for r in raw) + sys.getsizeof(raw)
-        _, engine = run_engine(raw, workflows)
-        del raw
-        gc.collect()
-        held = rss_bytes() - before
+
+def memory(features: int, against: str | None) -> None:
+    """Bytes per feature held, in fresh processes: this tree, the baseline (this tree's
+    engine on a :class:`PlainStore`), and ``against``'s engine."""
+    held = {"this tree": measured_apart(HERE, features)}
+    held["baseline, the states and histories as handed over (PlainStore)"] = measured_apart(
+        HERE, features, plain=True
+    )
+    if against:
+        held[f"baseline tree {against}"] = measured_apart(against, features)
+    for name, (by_rss, by_trace) in held.items():
         print(
-            f"memory: {len(engine.store):,} features held (state + history + metrics) in "
-            f"{held / 2**30:.2f} GiB RSS growth ({held / len(engine.store):,.0f} B/feature; "
-            f"target < 1.5 GB: {'met' if held < 1.5e9 else 'NOT met'}; "
-            f"input bytes {raw_size / 2**20:.0f} MiB freed)"
+            f"memory, {name}: {features:,} one-event features (state, history, idempotency "
+            f"key, metrics): {by_rss:,.0f} B/feature by RSS growth "
+            f"({by_rss * features / 2**30:.2f} GiB), {by_trace:,.0f} by tracemalloc "
+            f"({features // 10:,} features); target 600: {'met' if by_rss <= 600 else 'NOT met'}"
+        )
+    (mine_rss, mine_trace), *others = held.values()
+    for name, (theirs_rss, theirs_trace) in zip(list(held)[1:], others, strict=True):
+        print(
+            f"memory: this tree holds {mine_rss / theirs_rss:.2f} of the bytes per feature "
+            f"of the {name.split(',')[0]} by RSS, {mine_trace / theirs_trace:.2f} by tracemalloc"
         )
 
 
