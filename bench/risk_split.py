@@ -50,18 +50,9 @@ WAYS = ("none", "bookkeeping", "rebuilds", "all")
 
 def hook(way: str, workflows: Workflows, monitor: RiskMonitor) -> Callable[..., object] | None:
     """What the engine calls after each outcome for ``way`` (see the module doc)."""
-    durations = monitor.forecaster.durations
 
     def keep(outcome: Outcome, now: datetime) -> None:
-        state = outcome.state
-        durations.observe_outcome(
-            outcome.workflow,
-            outcome.from_stage,
-            outcome.to_stage,
-            outcome.stage_duration,
-            outcome.feature,
-            state.entered_stage_at if state is not None else None,
-        )
+        monitor.feed(outcome)
 
     def rebuild(outcome: Outcome, now: datetime) -> None:
         keep(outcome, now)

@@ -146,12 +146,9 @@ class RiskMonitor:
         self._refresh.clear()
         self._rebuilt.clear()
 
-    def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
-        """Take one outcome just committed; returns the signals it caused (already published).
-
-        Feeds the stage duration of a move to the forecaster and re-evaluates the feature
-        when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
-        """
+    def feed(self, outcome: Outcome) -> None:
+        """Feed the forecaster's stage durations from one outcome (a move's stay, a stay
+        begun), without judging anything."""
         state = outcome.state
         self.forecaster.durations.observe_outcome(
             outcome.workflow,
@@ -162,6 +159,14 @@ class RiskMonitor:
             state.entered_stage_at if state is not None else None,
             state.visited if state is not None else (),
         )
+
+    def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
+        """Take one outcome just committed; returns the signals it caused (already published).
+
+        Feeds the stage duration of a move to the forecaster and re-evaluates the feature
+        when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
+        """
+        self.feed(outcome)
         if not outcome.changed or outcome.state is None:
             return []
         return self._evaluate(outcome.state, now)

@@ -366,7 +366,7 @@ def test_launched_cards_show_launch_date_and_lead_time_newest_first(
 
 
 def span(seconds: float) -> str:
-    """The board's short form of a time span (board.js ``span``)."""
+    """The board's short form of a time span (board-common.js ``span``)."""
     s = max(0, int(seconds))
     d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
     if d >= 14:

@@ -17,6 +17,7 @@ import pytest
 
 from connectors.auth import signature
 from tests.embedded_server import EmbeddedServer
+from tests.integration.browser.test_board import span
 from tests.services import missing_service
 from tests.unit.connectors.payloads import payload
 
@@ -167,14 +168,3 @@ def test_the_deliveries_show_ages_on_the_engines_clock(browser: Any, tmp_path: P
         assert row.locator(".dl-age").inner_text() == "0m ago"  # received just now
         assert errors == []
         page.close()
-
-
-def span(seconds: float) -> str:
-    """The board's short form of a time span (board-common.js ``span``)."""
-    s = max(0, int(seconds))
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    if d >= 14:
-        return f"{d // 7}w {d % 7}d"
-    if d:
-        return f"{d}d {h}h"
-    return f"{h}h {m}m" if h else f"{m}m"
