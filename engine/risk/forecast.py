@@ -106,8 +106,38 @@ SPLIT_MIN = 20
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
 
+class _StageLog:
+    """What :class:`StageDurations` keeps of one stage of one workflow."""
+
+    __slots__ = ("cohort", "exits", "samples", "visits")
+
+    def __init__(self, capacity: int) -> None:
+        self.samples: deque[float] = deque(maxlen=capacity)  # the ended stays' durations
+        self.exits: deque[str] = deque(maxlen=capacity)  # where they went, where known
+        self.cohort: deque[_Stay] = deque(maxlen=capacity)  # the most recent stays by entry
+        # How many stays of the cohort entered with each ``visited`` (the processor shares
+        # the tuples, so there are few): a build looks at these, not at every stay, to see
+        # whether a stage has any rework to tell apart.
+        self.visits: dict[tuple[str, ...], int] = {}
+
+
+class _WorkflowLog:
+    """What :class:`StageDurations` keeps of one workflow: its stages' logs and how many
+    observations were added to them (the version of its reservoirs)."""
+
+    __slots__ = ("added", "stages")
+
+    def __init__(self) -> None:
+        self.stages: dict[str, _StageLog] = {}
+        self.added = 0
+
+
 class StageDurations:
     """Bounded reservoirs of observed stage durations, per (workflow, stage).
+
+    Everything kept of a stage is in one record per (workflow, stage), reached with two
+    lookups by name, not a dictionary per kind of observation keyed by a pair: a move
+    (:meth:`observe_outcome`) touches the records of the stage left and the stage entered.
 
     Args:
         capacity: how many of the most recent durations each stage keeps.
@@ -115,19 +145,26 @@ class StageDurations:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._samples: dict[tuple[str, str], deque[float]] = {}
-        self._exits: dict[tuple[str, str], deque[str]] = {}
+        self._workflows: dict[str, _WorkflowLog] = {}
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
-        self._added_by: dict[str, int] = {}
-        # The cohort of each stage: its most recent ``capacity`` stays by entry, per
-        # workflow and stage; and the stay each feature is in (feature ids are unique).
-        self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
+        # The stay each feature is in (feature ids are unique).
         self._open: dict[str, _Stay] = {}
-        # How many stays of each cohort entered with each ``visited`` (the processor shares
-        # the tuples, so there are few): a build looks at these, not at every stay, to see
-        # whether a stage has any rework to tell apart.
-        self._visits: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
+
+    def _log(self, workflow: str, stage: str) -> _StageLog:
+        """The record of ``stage`` of ``workflow``, made on first use."""
+        log = self._workflows.get(workflow)
+        if log is None:
+            log = self._workflows[workflow] = _WorkflowLog()
+        found = log.stages.get(stage)
+        if found is None:
+            found = log.stages[stage] = _StageLog(self.capacity)
+        return found
+
+    def _find(self, workflow: str, stage: str) -> _StageLog | None:
+        """The record of ``stage`` of ``workflow``; ``None`` while nothing was kept of it."""
+        log = self._workflows.get(workflow)
+        return log.stages.get(stage) if log is not None else None
 
     def enter(
         self,
@@ -146,31 +183,40 @@ class StageDurations:
         was counted already (stored histories seeded again after a rebalance) or its end
         was never seen.
         """
-        cohorts = self._cohorts.get(workflow)
-        if cohorts is None:
-            cohorts = self._cohorts[workflow] = {}
-        cohort = cohorts.get(stage)
-        if cohort is None:
-            cohort = cohorts[stage] = deque(maxlen=self.capacity)
-        elif len(cohort) == self.capacity:
+        self._begin(self._log(workflow, stage), workflow, stage, feature, at, visited, True)
+
+    def _begin(
+        self,
+        log: _StageLog,
+        workflow: str,
+        stage: str,
+        feature: str,
+        at: datetime,
+        visited: tuple[str, ...],
+        stale: bool,
+    ) -> None:
+        """:meth:`enter` into the stage's record ``log``; ``stale``: the feature may still
+        be in a stay (else it was just taken off it)."""
+        cohort = log.cohort
+        if len(cohort) == self.capacity:
             oldest = cohort[0]
             if oldest[1] is None and self._open.get(oldest[4]) is oldest:
                 del self._open[oldest[4]]
-            self._unvisit(oldest)
-        stale = self._open.get(feature)
-        if stale is not None:
-            self._drop(stale)
+            self._unvisit(log, oldest)
+        if stale:
+            found = self._open.get(feature)
+            if found is not None:
+                self._drop(found)
         stay = [at, None, stage, workflow, feature, visited, None]
         cohort.append(stay)
         self._open[feature] = stay
-        visits = self._visits.get((workflow, stage))
-        if visits is None:
-            visits = self._visits[(workflow, stage)] = {}
+        visits = log.visits
         visits[visited] = visits.get(visited, 0) + 1
 
-    def _unvisit(self, stay: _Stay) -> None:
+    @staticmethod
+    def _unvisit(log: _StageLog, stay: _Stay) -> None:
         """A stay left its cohort: one fewer with its ``visited``."""
-        visits = self._visits[(stay[3], stay[2])]
+        visits = log.visits
         left = visits[stay[5]] - 1
         if left:
             visits[stay[5]] = left
@@ -179,16 +225,18 @@ class StageDurations:
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
-        cohort = self._cohorts[stay[3]][stay[2]]
+        log = self._workflows[stay[3]].stages[stay[2]]
+        cohort = log.cohort
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
-                self._unvisit(stay)
+                self._unvisit(log, stay)
                 return
 
     def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
         """The distinct ``visited`` of the stays in the stage's cohort."""
-        return tuple(self._visits.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.visits) if log is not None else ()
 
     def leave(
         self, workflow: str, stage: str, feature: str, seconds: float, to: str | None = None
@@ -199,6 +247,14 @@ class StageDurations:
         if stay is not None and stay[2] == stage and stay[3] == workflow:
             stay[1] = seconds if seconds > 0.0 else 0.0
             stay[6] = to
+
+    def _asof(self, workflow: str) -> datetime | None:
+        """The latest entry into any of the workflow's stages that its cohorts still hold
+        the last of: the instant the censored stays are measured at (no clock needed)."""
+        log = self._workflows.get(workflow)
+        if log is None:
+            return None
+        return max((s.cohort[-1][0] for s in log.stages.values() if s.cohort), default=None)
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
@@ -212,11 +268,11 @@ class StageDurations:
         forecast draws from it as from observed durations. Empty while fewer than two stays
         have ended.
         """
-        cohorts = self._cohorts.get(workflow, {})
-        cohort = cohorts.get(stage)
-        if not cohort:
+        log = self._find(workflow, stage)
+        if log is None or not log.cohort:
             return ()
-        asof = max(c[-1][0] for c in cohorts.values() if c)
+        cohort = log.cohort
+        asof = self._asof(workflow)
         ended = [stay[1] for stay in cohort if stay[1] is not None]
         censored = [
             max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
@@ -235,12 +291,11 @@ class StageDurations:
             False: ([], [], []),
             True: ([], [], []),
         }
-        cohorts = self._cohorts.get(workflow, {})
-        cohort = cohorts.get(stage)
-        if not cohort:
+        log = self._find(workflow, stage)
+        if log is None or not log.cohort:
             return split
-        asof = max(c[-1][0] for c in cohorts.values() if c)
-        for stay in cohort:
+        asof = self._asof(workflow)
+        for stay in log.cohort:
             kind = rework(stay[5])
             if kind is None:
                 continue
@@ -256,22 +311,17 @@ class StageDurations:
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
         went next (``to``, when known: the forecast follows observed skips and rework)."""
-        key = (workflow, stage)
-        samples = self._samples.get(key)
-        if samples is None:
-            samples = self._samples[key] = deque(maxlen=self.capacity)
-        samples.append(max(0.0, seconds))
+        log = self._log(workflow, stage)
+        log.samples.append(seconds if seconds > 0.0 else 0.0)
         if to is not None:
-            exits = self._exits.get(key)
-            if exits is None:
-                exits = self._exits[key] = deque(maxlen=self.capacity)
-            exits.append(to)
+            log.exits.append(to)
         self.added += 1
-        self._added_by[workflow] = self._added_by.get(workflow, 0) + 1
+        self._workflows[workflow].added += 1
 
     def added_to(self, workflow: str) -> int:
         """Observations added to ``workflow``'s reservoirs since creation (its version)."""
-        return self._added_by.get(workflow, 0)
+        log = self._workflows.get(workflow)
+        return log.added if log is not None else 0
 
     def observe_outcome(
         self,
@@ -286,31 +336,52 @@ class StageDurations:
         """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
         ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
         one it began (the cohorts :meth:`survival` and :meth:`passes` read; ``visited``: the
-        new state's, which tells whether the new stay is rework)."""
+        new state's, which tells whether the new stay is rework).
+
+        This runs for every move: :meth:`observe`, :meth:`leave` and :meth:`enter` inlined,
+        each stage's record looked up once."""
         if from_stage == to_stage:
             return
+        flog = self._workflows.get(workflow)
+        if flog is None:
+            flog = self._workflows[workflow] = _WorkflowLog()
+        stages = flog.stages
+        left = False  # the feature's open stay was taken off: it is in no stay now
         if stage_duration is not None and from_stage is not None:
-            self.observe(workflow, from_stage, stage_duration, to_stage)
+            log = stages.get(from_stage)
+            if log is None:
+                log = stages[from_stage] = _StageLog(self.capacity)
+            seconds = stage_duration if stage_duration > 0.0 else 0.0
+            log.samples.append(seconds)
+            if to_stage is not None:
+                log.exits.append(to_stage)
+            self.added += 1
+            flog.added += 1
             if feature is not None:
-                # leave(), inlined: this runs for every move.
                 stay = self._open.pop(feature, None)
+                left = True
                 if stay is not None and stay[2] == from_stage and stay[3] == workflow:
-                    stay[1] = stage_duration if stage_duration > 0.0 else 0.0
+                    stay[1] = seconds
                     stay[6] = to_stage
         if feature is not None and entered is not None and to_stage is not None:
-            self.enter(workflow, to_stage, feature, entered, visited)
+            log = stages.get(to_stage)
+            if log is None:
+                log = stages[to_stage] = _StageLog(self.capacity)
+            self._begin(log, workflow, to_stage, feature, entered, visited, not left)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
-        return tuple(self._exits.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.exits) if log is not None else ()
 
     def samples(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The kept durations of ``stage``, oldest first."""
-        return tuple(self._samples.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.samples) if log is not None else ()
 
     def count(self, workflow: str, stage: str) -> int:
-        samples = self._samples.get((workflow, stage))
-        return len(samples) if samples is not None else 0
+        log = self._find(workflow, stage)
+        return len(log.samples) if log is not None else 0
 
     def full(self, workflow: Workflow) -> bool:
         """Every stage on the path to launch holds :attr:`capacity` durations."""
