@@ -367,7 +367,25 @@ class StageDurations:
             log = stages.get(to_stage)
             if log is None:
                 log = stages[to_stage] = _StageLog(self.capacity)
-            self._begin(log, workflow, to_stage, feature, entered, visited, not left)
+            if not left:
+                self._begin(log, workflow, to_stage, feature, entered, visited, True)
+                return
+            # _begin(), inlined for a feature just taken off its stay.
+            cohort, visits, opened = log.cohort, log.visits, self._open
+            if len(cohort) == self.capacity:
+                oldest = cohort[0]
+                if oldest[1] is None and opened.get(oldest[4]) is oldest:
+                    del opened[oldest[4]]
+                gone = oldest[5]
+                count = visits[gone] - 1
+                if count:
+                    visits[gone] = count
+                else:
+                    del visits[gone]
+            stay = [entered, None, to_stage, workflow, feature, visited, None]
+            cohort.append(stay)
+            opened[feature] = stay
+            visits[visited] = visits.get(visited, 0) + 1
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
