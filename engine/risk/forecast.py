@@ -57,7 +57,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -98,9 +98,11 @@ MIXED = "mixed"
 
 _Stay = list[Any]
 """One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
-workflow, feature, visited, to]`` (a list: one is made per move, the cheapest record).
-``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one of them
-lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until then)."""
+workflow, feature, visited, to, entered_us]`` (a list: one is made per move, the cheapest
+record). ``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one
+of them lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until
+then); ``entered_us``: ``entered_at`` in whole microseconds since the epoch, kept by the
+first rebuild that counts the stay as censored (see :func:`_censored`)."""
 SPLIT_MIN = 20
 """Ended stays a stage's first passes (or its rework) need before the forecast draws their
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
@@ -207,7 +209,7 @@ class StageDurations:
             found = self._open.get(feature)
             if found is not None:
                 self._drop(found)
-        stay = [at, None, stage, workflow, feature, visited, None]
+        stay = [at, None, stage, workflow, feature, visited, None, None]
         cohort.append(stay)
         self._open[feature] = stay
         visits = log.visits
@@ -248,13 +250,13 @@ class StageDurations:
             stay[1] = seconds if seconds > 0.0 else 0.0
             stay[6] = to
 
-    def _asof(self, workflow: str) -> datetime | None:
+    def _asof(self, workflow: str) -> datetime:
         """The latest entry into any of the workflow's stages that its cohorts still hold
-        the last of: the instant the censored stays are measured at (no clock needed)."""
-        log = self._workflows.get(workflow)
-        if log is None:
-            return None
-        return max((s.cohort[-1][0] for s in log.stages.values() if s.cohort), default=None)
+        the last of: the instant the censored stays are measured at (no clock needed).
+        One of its cohorts holds a stay."""
+        stages = self._workflows[workflow].stages.values()
+        at: datetime = max(log.cohort[-1][0] for log in stages if log.cohort)
+        return at
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
@@ -274,10 +276,7 @@ class StageDurations:
         cohort = log.cohort
         asof = self._asof(workflow)
         ended = [stay[1] for stay in cohort if stay[1] is not None]
-        censored = [
-            max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
-        ]
-        return product_limit(ended, censored)
+        return product_limit(ended, _censored(cohort, asof))
 
     def passes(
         self, workflow: str, stage: str, rework: Callable[[tuple[str, ...]], bool | None]
@@ -295,17 +294,27 @@ class StageDurations:
         if log is None or not log.cohort:
             return split
         asof = self._asof(workflow)
+        # The stays share few ``visited``: each judged once.
+        kinds = {visited: rework(visited) for visited in log.visits}
+        under_way: list[_Stay] = []
+        under_way_kinds: list[bool] = []
         for stay in log.cohort:
-            kind = rework(stay[5])
+            try:
+                kind = kinds[stay[5]]
+            except KeyError:  # a stay its visits no longer count (see enter)
+                kind = kinds[stay[5]] = rework(stay[5])
             if kind is None:
                 continue
-            ended, censored, exits = split[kind]
             if stay[1] is None:
-                censored.append(max(0.0, (asof - stay[0]).total_seconds()))
+                under_way.append(stay)
+                under_way_kinds.append(kind)
             else:
+                ended, _, exits = split[kind]
                 ended.append(stay[1])
                 if stay[6] is not None:
                     exits.append(stay[6])
+        for kind, seconds in zip(under_way_kinds, _censored(under_way, asof), strict=True):
+            split[kind][1].append(seconds)
         return split
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
@@ -382,7 +391,7 @@ class StageDurations:
                     visits[gone] = count
                 else:
                     del visits[gone]
-            stay = [entered, None, to_stage, workflow, feature, visited, None]
+            stay = [entered, None, to_stage, workflow, feature, visited, None, None]
             cohort.append(stay)
             opened[feature] = stay
             visits[visited] = visits.get(visited, 0) + 1
@@ -404,6 +413,39 @@ class StageDurations:
     def full(self, workflow: Workflow) -> bool:
         """Every stage on the path to launch holds :attr:`capacity` durations."""
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
+    """``max(0.0, (asof - entered_at).total_seconds())`` of each stay under way among
+    ``stays``, in order: how long it has lasted as of ``asof`` (see
+    :meth:`StageDurations.survival`).
+
+    A rebuild counts every stay under way of every stage, so the differences are taken in
+    whole microseconds, each stay's entry converted once and kept with it (``entered_us``):
+    ``total_seconds()`` divides the same whole microseconds by 10**6, so the seconds are the
+    same floats. Times in a zone other than ``datetime.UTC`` are subtracted as datetimes.
+    """
+    if asof.tzinfo is not UTC:
+        return [max(0.0, (asof - stay[0]).total_seconds()) for stay in stays if stay[1] is None]
+    now = (asof - _EPOCH) // _MICROSECOND
+    out: list[float] = []
+    for stay in stays:
+        if stay[1] is not None:
+            continue
+        entered = stay[7]
+        if entered is None:
+            at = stay[0]
+            if at.tzinfo is not UTC:
+                out.append(max(0.0, (asof - at).total_seconds()))
+                continue
+            entered = stay[7] = (at - _EPOCH) // _MICROSECOND
+        lasted = now - entered
+        out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
+    return out
 
 
 def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from engine.core.processor import Outcome
 from engine.demo.simulator import build_portfolio
-from engine.risk.forecast import Forecaster, StageDurations
+from engine.risk.forecast import Forecaster, StageDurations, product_limit
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from events.envelope import validate_event
@@ -80,3 +80,34 @@ PINNED = {
     (5, 0.8): "0d4f6b66feb1c5dd93ffb892b428ffcb8566ec6eef82ed061dbd46b1fa79c9b5",
     (20, 1.0): "21fb4c258cfb5fbfc7d6e19de4a140eafed9f96b8fcf4725ed7a80bd683c4785",
 }
+
+
+def _durations_entered_at(times: list[datetime]) -> StageDurations:
+    """A ``development`` cohort: stays entered at ``times``, every other one ended."""
+    durations = StageDurations()
+    for i, at in enumerate(times):
+        durations.enter("feature", "development", f"f{i}", at)
+        if i % 2:
+            durations.leave("feature", "development", f"f{i}", 3600.0 * i + 0.25, "uat")
+    return durations
+
+
+def test_stays_under_way_last_what_datetime_arithmetic_says() -> None:
+    """The censored seconds are taken in whole microseconds (each entry converted once):
+    the same floats as ``(asof - entered).total_seconds()``, in UTC and in other zones."""
+    rng = random.Random(5)
+    times = [
+        START + timedelta(seconds=rng.uniform(0, 90 * 86400), microseconds=rng.randrange(10**6))
+        for _ in range(300)
+    ]
+    asof = times[-1]  # the latest entry the cohorts hold the last of
+    expected = [max(0.0, (asof - at).total_seconds()) for i, at in enumerate(times) if not i % 2]
+    utc = _durations_entered_at(times)
+    ended = [3600.0 * i + 0.25 for i in range(len(times)) if i % 2]
+    assert utc.survival("feature", "development") == product_limit(ended, expected)
+    assert utc.survival("feature", "development") == product_limit(ended, expected)  # kept
+    zone = timezone(timedelta(hours=-5, minutes=-30))
+    shifted = _durations_entered_at([at.astimezone(zone) for at in times])
+    assert shifted.survival("feature", "development") == product_limit(ended, expected)
+    passes = utc.passes("feature", "development", lambda visited: False)
+    assert passes[False][1] == expected and passes[True] == ([], [], [])
