@@ -985,6 +985,9 @@ class Forecaster:
         name = workflow.name
         stages = path_stages(workflow)
         index = {stage: k for k, stage in enumerate(stages)}
+        # Where an exit leads on the path: a path stage's index, or past the path for a done
+        # stage (a launch); exits elsewhere (cancelled) are left out.
+        leads = {to: len(stages) for to in workflow.done} | index
         order = workflow.order
         passes = _Passes([], [], [], [order[s] for s in stages], order, 4 * len(stages))
         split = False
@@ -1001,11 +1004,7 @@ class Forecaster:
             # exits of each (skips ahead, rework back; exits to stages off the path, such as
             # cancelled, are left out: a forecast is of a launch), or on to the next stage
             # where no exit was observed.
-            found = [
-                index.get(to, len(stages))
-                for to in self.durations.exits(name, stage)
-                if to in index or to in workflow.done
-            ]
+            found = [leads[to] for to in self.durations.exits(name, stage) if to in leads]
             ways = found if len(found) >= self.min_observations else [k + 1]
             last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
             kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
@@ -1025,11 +1024,7 @@ class Forecaster:
                     own = product_limit(done, under_way)
                     kinds[rework] = (own, pooled[1])
                     lasts[rework] = min(own[-1], max(done))
-                    found = [
-                        index.get(to, len(stages))
-                        for to in exits
-                        if to in index or to in workflow.done
-                    ]
+                    found = [leads[to] for to in exits if to in leads]
                     if len(found) >= self.min_observations:
                         nexts[rework] = found
             passes.kinds.append((kinds[0], kinds[1]))
