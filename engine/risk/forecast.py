@@ -57,7 +57,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -98,16 +98,48 @@ MIXED = "mixed"
 
 _Stay = list[Any]
 """One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
-workflow, feature, visited, to]`` (a list: one is made per move, the cheapest record).
-``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one of them
-lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until then)."""
+workflow, feature, visited, to, entered_us]`` (a list: one is made per move, the cheapest
+record). ``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one
+of them lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until
+then); ``entered_us``: ``entered_at`` in whole microseconds since the epoch, kept by the
+first rebuild that counts the stay as censored (see :func:`_censored`)."""
 SPLIT_MIN = 20
 """Ended stays a stage's first passes (or its rework) need before the forecast draws their
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
 
+class _StageLog:
+    """What :class:`StageDurations` keeps of one stage of one workflow."""
+
+    __slots__ = ("cohort", "exits", "samples", "visits")
+
+    def __init__(self, capacity: int) -> None:
+        self.samples: deque[float] = deque(maxlen=capacity)  # the ended stays' durations
+        self.exits: deque[str] = deque(maxlen=capacity)  # where they went, where known
+        self.cohort: deque[_Stay] = deque(maxlen=capacity)  # the most recent stays by entry
+        # How many stays of the cohort entered with each ``visited`` (the processor shares
+        # the tuples, so there are few): a build looks at these, not at every stay, to see
+        # whether a stage has any rework to tell apart.
+        self.visits: dict[tuple[str, ...], int] = {}
+
+
+class _WorkflowLog:
+    """What :class:`StageDurations` keeps of one workflow: its stages' logs and how many
+    observations were added to them (the version of its reservoirs)."""
+
+    __slots__ = ("added", "stages")
+
+    def __init__(self) -> None:
+        self.stages: dict[str, _StageLog] = {}
+        self.added = 0
+
+
 class StageDurations:
     """Bounded reservoirs of observed stage durations, per (workflow, stage).
+
+    Everything kept of a stage is in one record per (workflow, stage), reached with two
+    lookups by name, not a dictionary per kind of observation keyed by a pair: a move
+    (:meth:`observe_outcome`) touches the records of the stage left and the stage entered.
 
     Args:
         capacity: how many of the most recent durations each stage keeps.
@@ -115,19 +147,26 @@ class StageDurations:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._samples: dict[tuple[str, str], deque[float]] = {}
-        self._exits: dict[tuple[str, str], deque[str]] = {}
+        self._workflows: dict[str, _WorkflowLog] = {}
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
-        self._added_by: dict[str, int] = {}
-        # The cohort of each stage: its most recent ``capacity`` stays by entry, per
-        # workflow and stage; and the stay each feature is in (feature ids are unique).
-        self._cohorts: dict[str, dict[str, deque[_Stay]]] = {}
+        # The stay each feature is in (feature ids are unique).
         self._open: dict[str, _Stay] = {}
-        # How many stays of each cohort entered with each ``visited`` (the processor shares
-        # the tuples, so there are few): a build looks at these, not at every stay, to see
-        # whether a stage has any rework to tell apart.
-        self._visits: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
+
+    def _log(self, workflow: str, stage: str) -> _StageLog:
+        """The record of ``stage`` of ``workflow``, made on first use."""
+        log = self._workflows.get(workflow)
+        if log is None:
+            log = self._workflows[workflow] = _WorkflowLog()
+        found = log.stages.get(stage)
+        if found is None:
+            found = log.stages[stage] = _StageLog(self.capacity)
+        return found
+
+    def _find(self, workflow: str, stage: str) -> _StageLog | None:
+        """The record of ``stage`` of ``workflow``; ``None`` while nothing was kept of it."""
+        log = self._workflows.get(workflow)
+        return log.stages.get(stage) if log is not None else None
 
     def enter(
         self,
@@ -146,31 +185,40 @@ class StageDurations:
         was counted already (stored histories seeded again after a rebalance) or its end
         was never seen.
         """
-        cohorts = self._cohorts.get(workflow)
-        if cohorts is None:
-            cohorts = self._cohorts[workflow] = {}
-        cohort = cohorts.get(stage)
-        if cohort is None:
-            cohort = cohorts[stage] = deque(maxlen=self.capacity)
-        elif len(cohort) == self.capacity:
+        self._begin(self._log(workflow, stage), workflow, stage, feature, at, visited, True)
+
+    def _begin(
+        self,
+        log: _StageLog,
+        workflow: str,
+        stage: str,
+        feature: str,
+        at: datetime,
+        visited: tuple[str, ...],
+        stale: bool,
+    ) -> None:
+        """:meth:`enter` into the stage's record ``log``; ``stale``: the feature may still
+        be in a stay (else it was just taken off it)."""
+        cohort = log.cohort
+        if len(cohort) == self.capacity:
             oldest = cohort[0]
             if oldest[1] is None and self._open.get(oldest[4]) is oldest:
                 del self._open[oldest[4]]
-            self._unvisit(oldest)
-        stale = self._open.get(feature)
-        if stale is not None:
-            self._drop(stale)
-        stay = [at, None, stage, workflow, feature, visited, None]
+            self._unvisit(log, oldest)
+        if stale:
+            found = self._open.get(feature)
+            if found is not None:
+                self._drop(found)
+        stay = [at, None, stage, workflow, feature, visited, None, None]
         cohort.append(stay)
         self._open[feature] = stay
-        visits = self._visits.get((workflow, stage))
-        if visits is None:
-            visits = self._visits[(workflow, stage)] = {}
+        visits = log.visits
         visits[visited] = visits.get(visited, 0) + 1
 
-    def _unvisit(self, stay: _Stay) -> None:
+    @staticmethod
+    def _unvisit(log: _StageLog, stay: _Stay) -> None:
         """A stay left its cohort: one fewer with its ``visited``."""
-        visits = self._visits[(stay[3], stay[2])]
+        visits = log.visits
         left = visits[stay[5]] - 1
         if left:
             visits[stay[5]] = left
@@ -179,16 +227,18 @@ class StageDurations:
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
-        cohort = self._cohorts[stay[3]][stay[2]]
+        log = self._workflows[stay[3]].stages[stay[2]]
+        cohort = log.cohort
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
-                self._unvisit(stay)
+                self._unvisit(log, stay)
                 return
 
     def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
         """The distinct ``visited`` of the stays in the stage's cohort."""
-        return tuple(self._visits.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.visits) if log is not None else ()
 
     def leave(
         self, workflow: str, stage: str, feature: str, seconds: float, to: str | None = None
@@ -199,6 +249,14 @@ class StageDurations:
         if stay is not None and stay[2] == stage and stay[3] == workflow:
             stay[1] = seconds if seconds > 0.0 else 0.0
             stay[6] = to
+
+    def _asof(self, workflow: str) -> datetime:
+        """The latest entry into any of the workflow's stages that its cohorts still hold
+        the last of: the instant the censored stays are measured at (no clock needed).
+        One of its cohorts holds a stay."""
+        stages = self._workflows[workflow].stages.values()
+        at: datetime = max(log.cohort[-1][0] for log in stages if log.cohort)
+        return at
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
@@ -212,16 +270,13 @@ class StageDurations:
         forecast draws from it as from observed durations. Empty while fewer than two stays
         have ended.
         """
-        cohorts = self._cohorts.get(workflow, {})
-        cohort = cohorts.get(stage)
-        if not cohort:
+        log = self._find(workflow, stage)
+        if log is None or not log.cohort:
             return ()
-        asof = max(c[-1][0] for c in cohorts.values() if c)
+        cohort = log.cohort
+        asof = self._asof(workflow)
         ended = [stay[1] for stay in cohort if stay[1] is not None]
-        censored = [
-            max(0.0, (asof - stay[0]).total_seconds()) for stay in cohort if stay[1] is None
-        ]
-        return product_limit(ended, censored)
+        return product_limit(ended, _censored(cohort, asof))
 
     def passes(
         self, workflow: str, stage: str, rework: Callable[[tuple[str, ...]], bool | None]
@@ -235,43 +290,47 @@ class StageDurations:
             False: ([], [], []),
             True: ([], [], []),
         }
-        cohorts = self._cohorts.get(workflow, {})
-        cohort = cohorts.get(stage)
-        if not cohort:
+        log = self._find(workflow, stage)
+        if log is None or not log.cohort:
             return split
-        asof = max(c[-1][0] for c in cohorts.values() if c)
-        for stay in cohort:
-            kind = rework(stay[5])
+        asof = self._asof(workflow)
+        # The stays share few ``visited``: each judged once.
+        kinds = {visited: rework(visited) for visited in log.visits}
+        under_way: list[_Stay] = []
+        under_way_kinds: list[bool] = []
+        for stay in log.cohort:
+            try:
+                kind = kinds[stay[5]]
+            except KeyError:  # a stay its visits no longer count (see enter)
+                kind = kinds[stay[5]] = rework(stay[5])
             if kind is None:
                 continue
-            ended, censored, exits = split[kind]
             if stay[1] is None:
-                censored.append(max(0.0, (asof - stay[0]).total_seconds()))
+                under_way.append(stay)
+                under_way_kinds.append(kind)
             else:
+                ended, _, exits = split[kind]
                 ended.append(stay[1])
                 if stay[6] is not None:
                     exits.append(stay[6])
+        for kind, seconds in zip(under_way_kinds, _censored(under_way, asof), strict=True):
+            split[kind][1].append(seconds)
         return split
 
     def observe(self, workflow: str, stage: str, seconds: float, to: str | None = None) -> None:
         """Keep one duration of ``stage`` (negative values count as 0), and where the feature
         went next (``to``, when known: the forecast follows observed skips and rework)."""
-        key = (workflow, stage)
-        samples = self._samples.get(key)
-        if samples is None:
-            samples = self._samples[key] = deque(maxlen=self.capacity)
-        samples.append(max(0.0, seconds))
+        log = self._log(workflow, stage)
+        log.samples.append(seconds if seconds > 0.0 else 0.0)
         if to is not None:
-            exits = self._exits.get(key)
-            if exits is None:
-                exits = self._exits[key] = deque(maxlen=self.capacity)
-            exits.append(to)
+            log.exits.append(to)
         self.added += 1
-        self._added_by[workflow] = self._added_by.get(workflow, 0) + 1
+        self._workflows[workflow].added += 1
 
     def added_to(self, workflow: str) -> int:
         """Observations added to ``workflow``'s reservoirs since creation (its version)."""
-        return self._added_by.get(workflow, 0)
+        log = self._workflows.get(workflow)
+        return log.added if log is not None else 0
 
     def observe_outcome(
         self,
@@ -286,35 +345,107 @@ class StageDurations:
         """Keep the duration of an outcome that left a stage (``Outcome`` fields); with the
         ``feature`` and when it ``entered`` its new stage, also the stay it ended and the
         one it began (the cohorts :meth:`survival` and :meth:`passes` read; ``visited``: the
-        new state's, which tells whether the new stay is rework)."""
+        new state's, which tells whether the new stay is rework).
+
+        This runs for every move: :meth:`observe`, :meth:`leave` and :meth:`enter` inlined,
+        each stage's record looked up once."""
         if from_stage == to_stage:
             return
+        flog = self._workflows.get(workflow)
+        if flog is None:
+            flog = self._workflows[workflow] = _WorkflowLog()
+        stages = flog.stages
+        left = False  # the feature's open stay was taken off: it is in no stay now
         if stage_duration is not None and from_stage is not None:
-            self.observe(workflow, from_stage, stage_duration, to_stage)
+            log = stages.get(from_stage)
+            if log is None:
+                log = stages[from_stage] = _StageLog(self.capacity)
+            seconds = stage_duration if stage_duration > 0.0 else 0.0
+            log.samples.append(seconds)
+            if to_stage is not None:
+                log.exits.append(to_stage)
+            self.added += 1
+            flog.added += 1
             if feature is not None:
-                # leave(), inlined: this runs for every move.
                 stay = self._open.pop(feature, None)
+                left = True
                 if stay is not None and stay[2] == from_stage and stay[3] == workflow:
-                    stay[1] = stage_duration if stage_duration > 0.0 else 0.0
+                    stay[1] = seconds
                     stay[6] = to_stage
         if feature is not None and entered is not None and to_stage is not None:
-            self.enter(workflow, to_stage, feature, entered, visited)
+            log = stages.get(to_stage)
+            if log is None:
+                log = stages[to_stage] = _StageLog(self.capacity)
+            if not left:
+                self._begin(log, workflow, to_stage, feature, entered, visited, True)
+                return
+            # _begin(), inlined for a feature just taken off its stay.
+            cohort, visits, opened = log.cohort, log.visits, self._open
+            if len(cohort) == self.capacity:
+                oldest = cohort[0]
+                if oldest[1] is None and opened.get(oldest[4]) is oldest:
+                    del opened[oldest[4]]
+                gone = oldest[5]
+                count = visits[gone] - 1
+                if count:
+                    visits[gone] = count
+                else:
+                    del visits[gone]
+            stay = [entered, None, to_stage, workflow, feature, visited, None, None]
+            cohort.append(stay)
+            opened[feature] = stay
+            visits[visited] = visits.get(visited, 0) + 1
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
-        return tuple(self._exits.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.exits) if log is not None else ()
 
     def samples(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The kept durations of ``stage``, oldest first."""
-        return tuple(self._samples.get((workflow, stage), ()))
+        log = self._find(workflow, stage)
+        return tuple(log.samples) if log is not None else ()
 
     def count(self, workflow: str, stage: str) -> int:
-        samples = self._samples.get((workflow, stage))
-        return len(samples) if samples is not None else 0
+        log = self._find(workflow, stage)
+        return len(log.samples) if log is not None else 0
 
     def full(self, workflow: Workflow) -> bool:
         """Every stage on the path to launch holds :attr:`capacity` durations."""
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
+    """``max(0.0, (asof - entered_at).total_seconds())`` of each stay under way among
+    ``stays``, in order: how long it has lasted as of ``asof`` (see
+    :meth:`StageDurations.survival`).
+
+    A rebuild counts every stay under way of every stage, so the differences are taken in
+    whole microseconds, each stay's entry converted once and kept with it (``entered_us``):
+    ``total_seconds()`` divides the same whole microseconds by 10**6, so the seconds are the
+    same floats. Times in a zone other than ``datetime.UTC`` are subtracted as datetimes.
+    """
+    if asof.tzinfo is not UTC:
+        return [max(0.0, (asof - stay[0]).total_seconds()) for stay in stays if stay[1] is None]
+    now = (asof - _EPOCH) // _MICROSECOND
+    out: list[float] = []
+    for stay in stays:
+        if stay[1] is not None:
+            continue
+        entered = stay[7]
+        if entered is None:
+            at = stay[0]
+            if at.tzinfo is not UTC:
+                out.append(max(0.0, (asof - at).total_seconds()))
+                continue
+            entered = stay[7] = (at - _EPOCH) // _MICROSECOND
+        lasted = now - entered
+        out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
+    return out
 
 
 def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
@@ -854,6 +985,9 @@ class Forecaster:
         name = workflow.name
         stages = path_stages(workflow)
         index = {stage: k for k, stage in enumerate(stages)}
+        # Where an exit leads on the path: a path stage's index, or past the path for a done
+        # stage (a launch); exits elsewhere (cancelled) are left out.
+        leads = {to: len(stages) for to in workflow.done} | index
         order = workflow.order
         passes = _Passes([], [], [], [order[s] for s in stages], order, 4 * len(stages))
         split = False
@@ -870,11 +1004,7 @@ class Forecaster:
             # exits of each (skips ahead, rework back; exits to stages off the path, such as
             # cancelled, are left out: a forecast is of a launch), or on to the next stage
             # where no exit was observed.
-            found = [
-                index.get(to, len(stages))
-                for to in self.durations.exits(name, stage)
-                if to in index or to in workflow.done
-            ]
+            found = [leads[to] for to in self.durations.exits(name, stage) if to in leads]
             ways = found if len(found) >= self.min_observations else [k + 1]
             last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
             kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
@@ -894,11 +1024,7 @@ class Forecaster:
                     own = product_limit(done, under_way)
                     kinds[rework] = (own, pooled[1])
                     lasts[rework] = min(own[-1], max(done))
-                    found = [
-                        index.get(to, len(stages))
-                        for to in exits
-                        if to in index or to in workflow.done
-                    ]
+                    found = [leads[to] for to in exits if to in leads]
                     if len(found) >= self.min_observations:
                         nexts[rework] = found
             passes.kinds.append((kinds[0], kinds[1]))
