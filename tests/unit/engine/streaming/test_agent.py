@@ -127,7 +127,12 @@ def make_lapp(
     lapp._probe = probe or FakeProbe(None)  # type: ignore[assignment]
     lapp.app.consumer = consumer or FakeConsumer()  # type: ignore[assignment]
     lapp.assigned = True  # the group assigned every partition to this worker
+    lapp.versions.maybe_declare = _declared  # type: ignore[method-assign]  # no broker here
     return lapp
+
+
+async def _declared() -> None:
+    """The versions topic's declaration, which would ask the broker to create it."""
 
 
 def record(event: dict[str, Any], offset: int, value: bytes | None = None) -> Record:
