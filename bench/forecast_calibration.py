@@ -139,15 +139,7 @@ def run(
         outcome = process(workflows, states.get(event.feature), event, at)
         new = outcome.state
         entered = new.entered_stage_at if new is not None else None
-        forecasters["by pass"].durations.observe_outcome(
-            outcome.workflow,
-            outcome.from_stage,
-            outcome.to_stage,
-            outcome.stage_duration,
-            outcome.feature,
-            entered,
-            new.visited if new is not None else (),
-        )
+        forecasters["by pass"].durations.take(outcome)
         forecasters["pooled"].durations.observe_outcome(
             outcome.workflow,
             outcome.from_stage,

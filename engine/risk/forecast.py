@@ -62,6 +62,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from engine.core.outcomes import OutcomeKind
+from engine.core.processor import Outcome
 from engine.core.state import FeatureState, HistoryEntry
 from engine.core.timemath import seconds_after, shifted, utc_date
 from workflows.loader import Workflows
@@ -331,6 +332,19 @@ class StageDurations:
         """Observations added to ``workflow``'s reservoirs since creation (its version)."""
         log = self._workflows.get(workflow)
         return log.added if log is not None else 0
+
+    def take(self, outcome: Outcome) -> None:
+        """:meth:`observe_outcome` of one outcome just committed (what the engine feeds)."""
+        state = outcome.state
+        self.observe_outcome(
+            outcome.workflow,
+            outcome.from_stage,
+            outcome.to_stage,
+            outcome.stage_duration,
+            outcome.feature,
+            state.entered_stage_at if state is not None else None,
+            state.visited if state is not None else (),
+        )
 
     def observe_outcome(
         self,

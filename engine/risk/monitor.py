@@ -149,16 +149,7 @@ class RiskMonitor:
     def feed(self, outcome: Outcome) -> None:
         """Feed the forecaster's stage durations from one outcome (a move's stay, a stay
         begun), without judging anything."""
-        state = outcome.state
-        self.forecaster.durations.observe_outcome(
-            outcome.workflow,
-            outcome.from_stage,
-            outcome.to_stage,
-            outcome.stage_duration,
-            outcome.feature,
-            state.entered_stage_at if state is not None else None,
-            state.visited if state is not None else (),
-        )
+        self.forecaster.durations.take(outcome)
 
     def observe(self, outcome: Outcome, now: datetime) -> list[RiskSignal]:
         """Take one outcome just committed; returns the signals it caused (already published).

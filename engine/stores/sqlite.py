@@ -711,7 +711,7 @@ class SqliteStore:
                 for name in names:
                     for table in ("features", "history", "seen"):
                         db.execute(f"INSERT INTO main.{table} SELECT * FROM {name}.{table}")
-                # Each shard's lines are in position order: merged, not sorted again.
+                # Each line keeps its live log's position: the merged log is in that order.
                 merged = " UNION ALL ".join(
                     f"SELECT seq, feature_id, received_at, outcome, event FROM {name}.events"
                     for name in names

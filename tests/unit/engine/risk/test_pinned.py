@@ -32,16 +32,7 @@ def model_digest(workflows: Workflows, split_min: int, cut: float) -> str:
     durations = StageDurations()
 
     def feed(outcome: Outcome, now: datetime) -> None:
-        state = outcome.state
-        durations.observe_outcome(
-            outcome.workflow,
-            outcome.from_stage,
-            outcome.to_stage,
-            outcome.stage_duration,
-            outcome.feature,
-            state.entered_stage_at if state is not None else None,
-            state.visited if state is not None else (),
-        )
+        durations.take(outcome)
 
     engine = Engine(workflows, MemoryStore(), on_outcome=feed)
     portfolio = build_portfolio(random.Random(7), features=300, days=240.0, start=START)
