@@ -394,14 +394,8 @@ class LifecycleApp:
         earlier one delivered again (see :mod:`engine.streaming.checkpoint`). A jump over
         records that exist makes the worker seek the partition back to the first of them."""
         partition, offset = message.partition, message.offset
-        known = self.checkpoint.knows(partition)  # then its own next offset decides
-        committed = (
-            None if known else committed_offset(self.app, self.config.events_topic, partition)
-        )
-        if committed is None and not known:
-            # Faust may deliver records before it has read the committed offsets (it
-            # resumes fetching before it seeks): ask the broker.
-            committed = await self.probe.committed(partition)
+        # Once the checkpoint knows the partition, its own next offset decides.
+        committed = None if self.checkpoint.knows(partition) else await self._committed(partition)
         verdict = self.checkpoint.admit(partition, offset, committed)
         if verdict == ADMIT:
             return True
@@ -431,6 +425,16 @@ class LifecycleApp:
         await seek_consumer(self.app, TP(self.config.events_topic, partition), resume)
         return False
 
+    async def _committed(self, partition: int) -> int | None:
+        """The group's committed offset of ``partition``, for a partition the checkpoint
+        does not know yet: Faust's copy, else the broker's. Faust may deliver records
+        before it has read the committed offsets (it resumes fetching before it seeks),
+        and the watch of :meth:`unstick` may look before any record came."""
+        committed = committed_offset(self.app, self.config.events_topic, partition)
+        if committed is None:
+            committed = await self.probe.committed(partition)
+        return committed
+
     async def unstick(self, partition: int, high: int) -> int | None:
         """The worker has admitted nothing for a while (:meth:`Checkpoint.quiet`), and
         ``partition`` has records up to ``high`` (its high watermark): if the record it
@@ -442,12 +446,7 @@ class LifecycleApp:
         fetched again and the first of them is awaited, as after any seek back."""
         if high <= 0:
             return None
-        known = self.checkpoint.knows(partition)
-        committed = (
-            None if known else committed_offset(self.app, self.config.events_topic, partition)
-        )
-        if committed is None and not known:
-            committed = await self.probe.committed(partition)
+        committed = None if self.checkpoint.knows(partition) else await self._committed(partition)
         resume = self.checkpoint.resume_at(partition, committed)
         if resume >= high:
             return None
