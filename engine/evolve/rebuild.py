@@ -174,6 +174,28 @@ def _in_processes(
     return [answers[i][1] for i in range(count)]
 
 
+def _put_in_place(staging: Path, into: Path) -> None:
+    """Give the finished file ``staging`` its name ``into`` (same directory tree, so one
+    link), durably, and never over a file that appeared meanwhile.
+
+    Raises:
+        StoreError: ``into`` exists now, or ``staging`` still has a write-ahead log (its
+            content would not come along).
+    """
+    wal = Path(f"{staging}-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise StoreError(f"the rebuilt file was not checkpointed ({wal} remains)")
+    try:
+        os.link(staging, into)
+    except FileExistsError:
+        raise StoreError(f"{into} exists: replay builds a fresh file, give a new path") from None
+    directory = os.open(into.resolve().parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def rebuild(
     live: str | Path,
     into: str | Path,
@@ -192,9 +214,12 @@ def rebuild(
         progress: called with the number of log lines replayed so far, now and then.
         shards: processes to replay in (default :func:`default_shards`; 1: this one).
 
+    The file is built under a scratch directory beside ``into`` and linked to its name only
+    once whole, so a replay killed at any point leaves no ``into`` (a later run may take the
+    same path); only the scratch directory ``.replay-*`` can remain.
+
     Raises:
-        StoreError: ``live`` is unreadable, ``into`` exists already, or the replay failed
-            (``into`` is then removed).
+        StoreError: ``live`` is unreadable, ``into`` exists already, or the replay failed.
     """
     if Path(into).exists():
         raise StoreError(f"{into} exists: replay builds a fresh file, give a new path")
@@ -206,12 +231,13 @@ def rebuild(
         conn.close()
     work = Path(tempfile.mkdtemp(prefix=".replay-", dir=Path(into).resolve().parent))
     scratch = [work / f"shard{i}.db" for i in range(count)]
+    staging = work / "rebuilt.db"  # becomes ``into`` only once whole: a kill leaves no half
     try:
         if count == 1:
-            parts = [_build_shard(live, Path(into), 0, 1, workflows, progress)]
+            parts = [_build_shard(live, staging, 0, 1, workflows, progress)]
         else:
             parts = _in_processes(live, scratch, workflows, progress)
-        target = SqliteStore(into, cached=0)
+        target = SqliteStore(staging, cached=0)
         try:
             with target.bulk():
                 if count > 1:
@@ -224,10 +250,7 @@ def rebuild(
                         )
         finally:
             target.close()
-    except BaseException:
-        for suffix in ("", "-wal", "-shm", ".lock"):
-            Path(f"{into}{suffix}").unlink(missing_ok=True)
-        raise
+        _put_in_place(staging, Path(into))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outcomes: Counter[str] = Counter()

@@ -3,6 +3,9 @@ process rebuilds, and a failed rebuild leaves nothing behind."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from engine.evolve import rebuild as rebuild_module
 from engine.evolve.apply import apply_workflows
 from engine.evolve.rebuild import rebuild
 from engine.stores.sqlite import SqliteStore
+from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 from tests.unit.engine.evolve.test_apply import NOW, V1, send
 
@@ -89,3 +93,34 @@ def test_a_failed_rebuild_leaves_nothing_behind(
         with pytest.raises((StoreError, RuntimeError), match="disk on fire"):
             rebuild(live, tmp_path / "new.db", V1, NOW, shards=shards)
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(("new.db", ".replay-"))]
+
+
+def test_a_rebuild_killed_before_its_last_write_leaves_no_file_and_can_run_again(
+    live: Path, tmp_path: Path
+) -> None:
+    """A kill -9 after the replayed rows are committed but before the workflow versions are:
+    the file must not exist under its name, or serving it would run without versions and a
+    second run would refuse the path."""
+    into = tmp_path / "new.db"
+    context = multiprocessing.get_context("fork")
+
+    def killed_at_the_versions() -> None:
+        def die(*args: Any, **kwargs: Any) -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        EventLog.record_version = die  # type: ignore[method-assign]  # this process only
+        rebuild(live, into, V1, NOW, shards=1)
+
+    child = context.Process(target=killed_at_the_versions)
+    child.start()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    assert not into.exists()
+    done = rebuild(live, into, V1, NOW, shards=1)
+    assert (done.features, done.differences) == (60, [])
+    conn = sqlite3.connect(into)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM workflow_versions").fetchone()[0] > 0
+    finally:
+        conn.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("new.db") and p != into]
