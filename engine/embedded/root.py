@@ -42,7 +42,7 @@ from engine.http.local import EngineIngest, SqliteReader
 from engine.http.serving import LimitedSite
 from engine.observe import Recorder
 from engine.risk.forecast import Forecaster, seed_forecasts
-from engine.risk.monitor import REFRESH_PER_TICK, RiskMonitor
+from engine.risk.monitor import REFRESH_PER_TICK, REFRESH_SLICE, RiskMonitor
 from engine.risk.signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.stores.sqlite import SqliteStore
@@ -51,10 +51,6 @@ from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows, load_folder
 
 log = logging.getLogger(__name__)
-
-REFRESH_SLICE = 500
-"""Features re-forecast at a time after a model rebuild, between requests (see
-:func:`watch_risks`): a few milliseconds of the event loop each."""
 
 Clock = Callable[[], datetime]
 

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 REFRESH_PER_TICK = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
+REFRESH_SLICE = 500
+"""Features re-evaluated at once by the engines' risk loops, which do a tick's share
+(:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
 _NONE: frozenset[str] = frozenset()
 
 

@@ -39,7 +39,7 @@ from faust.types import TP
 from engine.config.kafka_security import PLAINTEXT, KafkaSecurity
 from engine.observe import Recorder
 from engine.risk.forecast import Forecaster
-from engine.risk.monitor import RiskMonitor
+from engine.risk.monitor import REFRESH_SLICE, RiskMonitor
 from engine.risk.signals import RiskSignal, SignalHistory
 from engine.service import Engine
 from engine.stores.faust_table import FaustTableStore
@@ -214,6 +214,7 @@ class LifecycleApp:
             publish=self._signal,
             metrics=metrics,
             source=config.source,
+            refresh_per_tick=REFRESH_SLICE,  # Housekeeping.risks does the rest slice by slice
         )
         self.engine.on_outcome = self.monitor.observe
         self.direct = config.processing_guarantee != "exactly_once"

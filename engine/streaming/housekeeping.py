@@ -1,13 +1,15 @@
-"""The worker's per-second upkeep: its gauges (consumer lag, the feature gauges), and a
-watch for a partition that stopped delivering."""
+"""The worker's upkeep: its gauges (consumer lag, the feature gauges), a watch for a
+partition that stopped delivering, and the risk tick."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from faust.types import TP
 
 from engine.risk.forecast import seed_forecasts
+from engine.risk.monitor import REFRESH_PER_TICK, REFRESH_SLICE
 from engine.streaming.app import LifecycleApp
 from engine.streaming.routing import readable
 from metrics.bundle import LifecycleMetrics
@@ -65,6 +67,26 @@ class Housekeeping:
         for gone in self.lagged - owned:
             self.m.consumer_lag.remove(topic, str(gone))
         self.lagged = set(owned)
+
+    async def risks(self) -> None:
+        """The risk tick: features whose SLA or target passed with no event arriving, and
+        after a forecast model rebuild a tick's share of re-forecasts (:data:`REFRESH_PER_TICK`)
+        in slices of :data:`REFRESH_SLICE`. Each slice takes the worker's turn, so its table
+        writes never fall between a batch's (or a migration's) outputs and their records,
+        and gives it back between slices, so records keep flowing: at a million features a
+        tick's worth held the worker for tens of milliseconds."""
+        lapp = self.lapp
+        monitor = lapp.monitor
+        for n in range(REFRESH_PER_TICK // REFRESH_SLICE):
+            if lapp.app.rebalancing or (n and not monitor.refreshing):
+                return
+            async with lapp.turn:
+                if n == 0:
+                    monitor.tick(lapp.clock())
+                else:
+                    monitor.refresh(lapp.clock(), REFRESH_SLICE)
+                await lapp.send_signals()
+            await asyncio.sleep(0)
 
     async def _unstick(self, partition: int, high: int) -> None:
         """Seek ``partition`` back to its next record if the worker has stalled (see the

@@ -197,14 +197,8 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     @lapp.app.timer(settings.risk_interval)
     async def risk_tick() -> None:
         """Find features whose SLA or target passed with no event arriving."""
-        if lapp.app.rebalancing:
-            return
         try:
-            # Its turn: its table writes never fall between a batch's (or a migration's)
-            # outputs and their records.
-            async with lapp.turn:
-                lapp.monitor.tick(lapp.clock())
-                await lapp.send_signals()
+            await housekeeping.risks()
         except Exception:  # risk upkeep must never stop the worker
             log.exception("worker risk evaluation failed")
 

@@ -11,9 +11,9 @@ import asyncio
 from datetime import date, timedelta
 from itertools import pairwise
 
-from engine.embedded.root import REFRESH_SLICE, watch_risks
+from engine.embedded.root import watch_risks
 from engine.risk.forecast import Forecaster
-from engine.risk.monitor import REFRESH_PER_TICK, RiskMonitor
+from engine.risk.monitor import REFRESH_PER_TICK, REFRESH_SLICE, RiskMonitor
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from tests.factories import T0, make_event

@@ -9,6 +9,8 @@ and the partition waited forever. The housekeeping tick now looks for that.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +18,8 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from engine.risk.monitor import REFRESH_SLICE
+from engine.risk.signals import RiskSignal
 from engine.streaming import checkpoint, housekeeping
 from engine.streaming.app import LifecycleApp
 from engine.streaming.housekeeping import STALL_AFTER, Housekeeping
@@ -117,3 +121,53 @@ def test_no_seek_while_a_batch_holds_the_worker_or_with_nothing_to_deliver(
     clock[0] += STALL_AFTER
     asyncio.run(keeper.tick())
     assert consumer.sought == []
+
+
+def test_the_risk_tick_gives_the_turn_back_between_slices_of_re_forecasts(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """After a model rebuild the worker re-forecasts a tick's share of its features; holding
+    the turn for all of them kept every batch waiting (tens of milliseconds at a million)."""
+    lapp, _, keeper = _setup(workflows, tmp_path, committed=0, high=0, first=None)
+    count = 3 * REFRESH_SLICE
+    events = [
+        event
+        for i in range(count)
+        for event in (
+            cloud_event(f"F{i}", 0, "idea.submitted", {"title": "t"}),
+            cloud_event(f"F{i}", 1, "feature.prioritized", {"target_launch": "2099-01-01"}),
+        )
+    ]
+    asyncio.run(lapp.handle_batch([record(e, n) for n, e in enumerate(events)]))
+    monitor = lapp.monitor
+    monitor.tick(lapp.clock())
+    while monitor.refreshing:
+        monitor.refresh(lapp.clock(), count)
+    for _ in range(200):  # new observations: the model is stale, every forecast is redone
+        monitor.forecaster.durations.observe("feature", "idea", 3600.0, "prioritized")
+    order: list[str] = []
+    refresh = monitor.refresh
+
+    def sliced(now: datetime, limit: int) -> list[RiskSignal]:
+        order.append("slice")
+        return refresh(now, limit)
+
+    monitor.refresh = sliced  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async def batches() -> None:
+            while True:
+                async with lapp.turn:
+                    order.append("batch")
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(batches())
+        await keeper.risks()
+        other.cancel()
+
+    asyncio.run(run())
+    slices = [i for i, o in enumerate(order) if o == "slice"]
+    assert len(slices) == count // REFRESH_SLICE, "the tick's own and then the rest"
+    for a, b in pairwise(slices):
+        assert "batch" in order[a + 1 : b], "a batch took the turn between two slices"
+    assert not monitor.refreshing
