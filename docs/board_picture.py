@@ -11,9 +11,9 @@ Usage (from the repository root)::
     python docs/board_picture.py                        # writes docs/board.png (1440 x 900)
     python docs/board_picture.py --width 1920 --height 1080 --out /tmp/board.png
 
-With ``--detail PNG`` it also photographs the dialog of a blocked card in ``development``
-or later (``docs/board-detail.png`` in the README): its risks, its launch forecast ("no
-launch date while blocked; once unblocked, ...") and its timeline.
+With ``--detail PNG`` it also photographs the dialog of a blocked card
+(``docs/board-detail.png`` in the README): its risks, its launch forecast ("no launch date
+while blocked; once unblocked, ...") and its timeline.
 
 Exits 1 with a message on stderr when Chromium or Playwright is missing or the demo fails.
 """
@@ -119,18 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-LATE_STAGES = ("development", "uat", "launch_ready")
-"""Where a blocked card's forecast has the most ahead of it to tell."""
-
-
 def _photograph_detail(page: Any, out: Path) -> None:
-    """Open the first blocked card in :data:`LATE_STAGES` (else any blocked card) and
-    photograph its dialog once its forecast is in."""
-    blocked = [
-        f'section.column[data-stage="{stage}"] .card:has(.b-blocked) .card-btn'
-        for stage in LATE_STAGES
-    ]
-    for selector in [*blocked, ".card:has(.b-blocked) .card-btn"]:
+    """Open a blocked card and photograph its dialog once its forecast is in.
+
+    A card blocked within its stage's SLA comes first: its block came while the demo played
+    live, so its timeline reads as it happened (a card the demo backfilled got its events
+    late, each stage already past its SLA, which its timeline says too).
+    """
+    for selector in [
+        ".card:has(.b-blocked):not(:has(.b-sla_breached)) .card-btn",
+        ".card:has(.b-blocked) .card-btn",
+    ]:
         card = page.locator(selector).first
         if card.count():
             break
