@@ -12,11 +12,13 @@ it, and the product shows it no date. Features cancelled later are left out (a f
 of a launch), and so is one still in flight at the end whose forecast date lies past the end
 (it cannot be scored yet).
 
-Several cut-offs (``--cuts``) give enough features to read a rate. They lie between 30 % and
-45 % of the span (``--window``): the simulator deals its varieties (UAT failures, stalls,
-critical risks, cancellations) only to features arriving in the first 40-60 % of the span,
-so later the features in flight are not like those the forecaster learned from (it forecasts
-a UAT failure to some that the simulator will never fail), which no forecaster could know.
+Cut-offs are spread over most of the history: ``--windows`` windows side by side between 15 %
+and 75 % of the span (``--window``), ``--cuts`` in each. The simulator is stationary (each of
+its varieties, UAT failures, stalls, critical risks, cancellations, befalls the same share of
+the features whenever they arrive), so a calibrated forecaster reads the same in every
+window; the rates are printed per window beside those of all windows together. Before 15 %
+few features have launched yet; after 75 % the features in flight could not all launch by
+the end (features stop arriving at 90 %).
 
 Prints the p50 and p85 hit rates of the forecasts with a date, split by what the feature was
 doing at the cut-off (in its stage on a first pass or back in it for rework), by the
@@ -81,18 +83,26 @@ def run(
     seed: int,
     cuts: int,
     by_stage: bool = False,
-    window: tuple[float, float] = (0.3, 0.45),
+    window: tuple[float, float] = (0.15, 0.75),
+    windows: int = 4,
 ) -> Hits:
     """Per estimator, per group (``all``, a kind and, for those in stage, their pass,
     ``confidence:<c>``, ``stage:<s>`` with ``by_stage``, ``launched``: those
-    that launched before the end): was the p50 met, was the p85 met, for each forecast that
-    can be scored; and, for each forecast, whether its p85 could not be scored (the feature
-    still in flight at the end, the date past it)."""
+    that launched before the end, ``window:<i>``: those with a date made in the ``i``-th of
+    ``windows`` windows, each with ``cuts`` cut-offs): was the p50 met, was the p85 met, for
+    each forecast that can be scored; and, for each forecast, whether its p85 could not be
+    scored (the feature still in flight at the end, the date past it)."""
     workflows = Workflows(load_folder(None))
     portfolio = build_portfolio(random.Random(seed), features=features, days=days, start=START)
     end = START + timedelta(days=days)
     first, last = window
-    cut_days = [days * (first + (last - first) * i / max(1, cuts - 1)) for i in range(cuts)]
+    width = (last - first) / windows
+    # (day, window) of every cut-off, in order: ``cuts`` evenly inside each window.
+    cut_days = [
+        (days * (first + width * (w + (c + 0.5) / cuts)), w)
+        for w in range(windows)
+        for c in range(cuts)
+    ]
     forecasters = {name: Forecaster() for name in ESTIMATORS}
     states: dict[str, FeatureState] = {}
     # estimator, id, group, p50, p85 (dates shown)
@@ -104,8 +114,9 @@ def run(
     next_cut = 0
     for item in [*portfolio, None]:
         at = START + timedelta(seconds=item.offset) if item is not None else end
-        while next_cut < len(cut_days) and at > START + timedelta(days=cut_days[next_cut]):
-            now = START + timedelta(days=cut_days[next_cut])
+        while next_cut < len(cut_days) and at > START + timedelta(days=cut_days[next_cut][0]):
+            now = START + timedelta(days=cut_days[next_cut][0])
+            in_window = f"window:{cut_days[next_cut][1]}"
             for fid, state in states.items():
                 workflow = workflows.by_name[state.workflow]
                 if state.stage in workflow.terminal:
@@ -123,9 +134,10 @@ def run(
                         )  # fmt: skip
                         continue
                     kind = _kind(state, forecaster.durations, now)
-                    groups = ["all", kind, f"confidence:{forecast.confidence}"]
+                    groups = ["all", kind, f"confidence:{forecast.confidence}", in_window]
                     if kind == "in stage":
                         groups.append(f"in stage, {_pass(state, workflow)}")
+                        groups.append(f"{in_window}, {_pass(state, workflow)}")
                     if by_stage:
                         groups.append(f"stage:{state.stage}")
                     for group in groups:
@@ -208,21 +220,24 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=1500)
     parser.add_argument("--days", type=float, default=400.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--cuts", type=int, default=4)
+    parser.add_argument("--cuts", type=int, default=3, help="cut-offs in each window")
+    parser.add_argument("--windows", type=int, default=4, help="windows side by side")
     parser.add_argument("--by-stage", action="store_true", help="rates per stage too")
     parser.add_argument(
         "--window",
         type=float,
         nargs=2,
-        default=(0.3, 0.45),
+        default=(0.15, 0.75),
         metavar=("FROM", "TO"),
-        help="the first and last cut-off, as shares of the span (see the module)",
+        help="where the first window starts and the last ends, as shares of the span",
     )
     args = parser.parse_args()
-    hits = run(args.features, args.days, args.seed, args.cuts, args.by_stage, tuple(args.window))
+    window = tuple(args.window)
+    hits = run(args.features, args.days, args.seed, args.cuts, args.by_stage, window, args.windows)
     print(
         f"forecast calibration: {args.features} features over {args.days:g} simulated days, "
-        f"seed {args.seed}, {args.cuts} cut-offs; want p50 met ~50%, p85 met ~85%"
+        f"seed {args.seed}, {args.windows} windows from {window[0]:.0%} to {window[1]:.0%} "
+        f"of the span, {args.cuts} cut-offs in each; want p50 met ~50%, p85 met ~85%"
     )
     print(
         "(scored: forecasts whose p85 date could be scored; unscored: in flight at the end "
@@ -230,12 +245,26 @@ def main() -> None:
         "feature moved on (unblocked, left the stage), and 'waiting': never moved on)"
     )
     titles = ("by pass (engine)", "passes pooled (before)", "completed stays only")
-    print(f"{'':<22} " + "".join(f"{t:>42}  " for t in titles).rstrip())
+    print(f"{'':<26} " + "".join(f"{t:>42}  " for t in titles).rstrip())
     head = f"{'scored':>7} {'unscored':>9} {'waiting':>8} {'p50 met':>8} {'p85 met':>8}  "
-    print(f"{'group':<22} " + head * 3)
-    groups = sorted(hits["by pass"], key=lambda g: (g != "all", g != "launched", g))
-    for group in groups:
-        row = f"{'all with a date' if group == 'all' else group:<22} "
+    print(f"{'group':<26} " + head * 3)
+    width = (window[1] - window[0]) / args.windows
+
+    def label(group: str) -> str:
+        if group == "all":
+            return "all with a date"
+        if not group.startswith("window:"):
+            return group
+        index, _, rest = group.removeprefix("window:").partition(", ")
+        lo = window[0] + width * int(index)
+        name = f"window {lo:.0%}-{lo + width:.0%}"
+        return f"{name}, {rest}" if rest else name
+
+    def order(group: str) -> tuple[bool, bool, bool, str]:
+        return (group.startswith("window:"), group != "all", group != "launched", group)
+
+    for group in sorted(hits["by pass"], key=order):
+        row = f"{label(group):<26} "
         for name in ESTIMATORS:
             p50s, p85s, unscored, never = hits[name].get(group, ([], [], [], []))
             row += (

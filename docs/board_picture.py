@@ -11,6 +11,10 @@ Usage (from the repository root)::
     python docs/board_picture.py                        # writes docs/board.png (1440 x 900)
     python docs/board_picture.py --width 1920 --height 1080 --out /tmp/board.png
 
+With ``--detail PNG`` it also photographs the dialog of a blocked card
+(``docs/board-detail.png`` in the README): its risks, its launch forecast ("no launch date
+while blocked; once unblocked, ...") and its timeline.
+
 Exits 1 with a message on stderr when Chromium or Playwright is missing or the demo fails.
 """
 
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "board.png"
@@ -56,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument(
         "--live", type=float, default=8.0, help="seconds of the live demo before the picture"
+    )
+    parser.add_argument(
+        "--detail", type=Path, help="also the dialog of a blocked card, as this PNG"
     )
     args = parser.parse_args(argv)
     try:
@@ -99,12 +107,38 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_function("window.boardStats.firstRenderMs !== null")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))
+                if args.detail is not None:
+                    _photograph_detail(page, args.detail)
                 browser.close()
         finally:
             demo.send_signal(signal.SIGINT)
             demo.wait(timeout=30)
     print(f"wrote {args.out} ({args.width} x {args.height}) from lifecycle demo")
+    if args.detail is not None:
+        print(f"wrote {args.detail} (a blocked card's dialog)")
     return 0
+
+
+def _photograph_detail(page: Any, out: Path) -> None:
+    """Open a blocked card and photograph its dialog once its forecast is in.
+
+    A card blocked within its stage's SLA comes first: its block came while the demo played
+    live, so its timeline reads as it happened (a card the demo backfilled got its events
+    late, each stage already past its SLA, which its timeline says too).
+    """
+    for selector in [
+        ".card:has(.b-blocked):not(:has(.b-sla_breached)) .card-btn",
+        ".card:has(.b-blocked) .card-btn",
+    ]:
+        card = page.locator(selector).first
+        if card.count():
+            break
+    else:
+        raise SystemExit("board_picture: no blocked card on the board to open")
+    card.click()
+    page.wait_for_selector("dialog#detail .facts")
+    page.wait_for_selector("dialog#detail .timeline li")
+    page.locator("dialog#detail").screenshot(path=str(out))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ what a real portfolio does: features arriving over time across several products,
 stages, UAT failures and rework, risks raised and mitigated (critical ones holding a launch
 back until mitigated), blocked and stalled features, cancellations, target dates that slip,
 duplicates re-sent by retrying webhooks, feedback and KPIs after launch, and iterations.
+Each of them befalls a fixed share of the features whenever they arrive (the portfolio is
+stationary), so the first months of a portfolio are like its last ones.
 
 Event ``time`` is business time on a compressed clock: :mod:`engine.demo.run` lays the portfolio
 out so that its last simulated day ends *now* and replays it at ``speed`` simulated seconds
@@ -232,22 +234,26 @@ STAGES = ("idea", "defined", "prioritized", "development", "uat", "launch_ready"
 """Stages where a feature's story may end early (cancelled or left waiting)."""
 
 
-def _plans(rng: random.Random, arrivals: list[float], days: float) -> list[_Plan]:
-    """Deal each variety to a fixed share of the features, early enough to happen in time."""
-    n = len(arrivals)
+def _plans(rng: random.Random, n: int) -> list[_Plan]:
+    """Deal each variety to a fixed share of the ``n`` features, whenever they arrive.
 
-    def deal(share: float, eligible: list[int]) -> set[int]:
-        return set(rng.sample(eligible, min(len(eligible), round(share * n))))
+    Every kind of trouble can befall a feature arriving at any time, at the same rates: the
+    portfolio is stationary, so what the engine learns from early features (how long stages
+    take, how often UAT fails) holds for later ones, and a forecast can be checked against
+    any stretch of it (``bench/forecast_calibration.py``). A late feature's turn may lie past
+    the end of the period: it has not happened yet, as in a real portfolio.
+    """
 
-    def arriving_before(part: float, *, besides: Collection[int] = ()) -> list[int]:
-        return [i for i, t in enumerate(arrivals) if t < part * days and i not in besides]
+    def deal(share: float, eligible: Collection[int]) -> set[int]:
+        return set(rng.sample(sorted(eligible), min(len(eligible), round(share * n))))
 
-    cancelled = deal(P_CANCEL, arriving_before(0.4))
-    stalled = deal(P_STALL, arriving_before(0.6, besides=cancelled))
-    failing = deal(P_UAT_FAIL, arriving_before(0.6))
-    twice = deal(P_UAT_FAIL * P_UAT_FAIL_AGAIN, sorted(failing))
-    critical = deal(P_CRITICAL, arriving_before(0.4))
-    iterating = deal(P_ITERATION, arriving_before(0.45, besides=cancelled | stalled))
+    everyone = range(n)
+    cancelled = deal(P_CANCEL, everyone)
+    stalled = deal(P_STALL, set(everyone) - cancelled)
+    failing = deal(P_UAT_FAIL, everyone)
+    twice = deal(P_UAT_FAIL * P_UAT_FAIL_AGAIN, failing)
+    critical = deal(P_CRITICAL, everyone)
+    iterating = deal(P_ITERATION, set(everyone) - cancelled - stalled)
     return [
         _Plan(
             cancel_at=rng.choice(STAGES) if i in cancelled else None,
@@ -482,7 +488,7 @@ def build_portfolio(
     merged: list[tuple[float, int, dict[str, Any], bool]] = []
     order = 0
     arrivals = [rng.uniform(0, days * 0.9) for _ in range(features)]
-    plans = _plans(rng, arrivals, days)
+    plans = _plans(rng, features)
     for n in range(features):
         product = products[n % len(products)]
         prefix, titles, owners = PRODUCTS[product]

@@ -213,8 +213,10 @@ class LaunchOutlook:
     ``status`` is ``overdue`` (target passed), ``likely_late`` (p50 after target),
     ``at_risk`` (p85 after target), ``on_track`` (p85 on or before target) or
     ``no_forecast`` (target not passed, no forecast to judge by). A feature whose forecast
-    waits (blocked, or outstayed every stay of its stage: no date) is ``likely_late`` when
-    even moving on today its p50 would be after the target, else ``at_risk``.
+    waits (blocked, or outstayed every stay of its stage: no date) is judged by the dates it
+    would launch by if it moved on today (``Forecast.if_now``), as ``target_slip`` judges
+    it: the outlook is late or at risk exactly when the feature's risk reasons have
+    ``target_slip``. A blocked feature is at risk all the same, for being ``blocked``.
     """
 
     id: str
@@ -317,8 +319,9 @@ def _outlook(state: FeatureState, forecast: Forecast | None, today: date) -> Lau
     if target < today:
         status = "overdue"
     elif forecast is not None and forecast.if_now is not None:
-        # No date while it waits: late even if it moved on today, or at risk while it waits.
-        status = "likely_late" if forecast.if_now[0] > target else "at_risk"
+        # No date while it waits: judged by when it would launch if it moved on today.
+        p50, p85 = forecast.if_now
+        status = "likely_late" if p50 > target else "at_risk" if p85 > target else "on_track"
     elif forecast is not None and forecast.p50 is not None and forecast.p50 > target:
         status = "likely_late"
     elif forecast is not None and forecast.p85 is not None and forecast.p85 > target:

@@ -3,8 +3,9 @@
 A simulated portfolio is replayed into a real embedded engine; then the API
 (``GET /features?at_risk=true``), the CLI (``lifecycle list --at-risk --json``), the status
 report (``GET /report?format=json``) and ``/metrics`` (``lifecycle_features_at_risk``) must
-count the same features at risk, reason by reason. The board draws its counts from the API's
-``risk_reasons`` (checked in the browser tests).
+count the same features at risk, reason by reason, and the report's launch outlook must
+call late or at risk exactly the features whose target slips. The board draws its counts
+from the API's ``risk_reasons`` (checked in the browser tests).
 """
 
 from __future__ import annotations
@@ -76,5 +77,10 @@ def test_api_cli_report_and_metrics_count_the_same_features_at_risk(
     report_ids = {fid for ids in report["at_risk_now"].values() for fid in ids}
     assert report_ids == {f["id"] for f in api}
     assert Counter({r: len(ids) for r, ids in report["at_risk_now"].items()}) == api_reasons
+    # The launch outlook reads a target as slipping exactly where the API says target_slip
+    # (a feature without a date while it waits included: judged as if it moved on today).
+    late = ("overdue", "likely_late", "at_risk")
+    outlook = {o["id"] for o in report["outlook"] if o["status"] in late}
+    assert outlook == {f["id"] for f in api if "target_slip" in f["risk_reasons"]}
 
     assert _metrics_by_reason(server.get("/metrics").body.decode()) == api_reasons

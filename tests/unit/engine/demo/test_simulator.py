@@ -136,3 +136,41 @@ def test_stage_times_read_as_days_and_some_features_wait_past_their_sla(
         if s.stage in slas and (end - s.entered_stage_at).total_seconds() > slas[s.stage]
     ]
     assert len(breached) >= 3
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_trouble_befalls_features_arriving_late_as_often_as_early_ones(seed: int) -> None:
+    """The portfolio is stationary: a feature arriving in the middle of the period is as
+    likely to be cancelled, to fail UAT, to meet a critical risk or to stall as one arriving
+    at its start (forecast calibration is read on any stretch of it)."""
+    days = 400.0
+    portfolio = build_portfolio(random.Random(seed), features=1500, days=days, start=START)
+    arrived: dict[str, float] = {}
+    seen: dict[str, set[str]] = {}
+    last: dict[str, float] = {}
+    for s in portfolio:
+        fid = s.event["subject"]
+        if s.event["type"] == "idea.submitted":
+            arrived[fid] = s.offset / DAY
+        kind = s.event["type"]
+        if kind == "risk.raised" and s.event["data"]["severity"] == "critical":
+            kind = "critical"
+        seen.setdefault(fid, set()).add(kind)
+        last[fid] = max(last.get(fid, 0.0), s.offset / DAY)
+
+    def shares(first: float, end: float) -> dict[str, float]:
+        ids = [fid for fid, at in arrived.items() if first * days <= at < end * days]
+        ended = {"feature.launched", "feature.cancelled"}
+        troubles = {
+            "cancelled": [fid for fid in ids if "feature.cancelled" in seen[fid]],
+            "failed UAT": [fid for fid in ids if "uat.failed" in seen[fid]],
+            "critical risk": [fid for fid in ids if "critical" in seen[fid]],
+            # Stalled for good: neither launched nor cancelled, nothing heard for 60 days.
+            "stalled": [fid for fid in ids if not seen[fid] & ended and last[fid] < days - 60],
+        }
+        return {name: len(found) / len(ids) for name, found in troubles.items()}
+
+    early, late = shares(0.0, 0.3), shares(0.45, 0.65)
+    for name, share in early.items():
+        assert share > 0.03, (name, early)
+        assert abs(late[name] - share) < 0.05, (name, early, late)

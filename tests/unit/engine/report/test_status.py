@@ -360,3 +360,56 @@ def test_a_blocked_features_forecast_has_no_date_only_the_days_once_unblocked() 
         "low confidence"
     )
     assert launch.view(today)["then_days"] == {"p50": 12.0, "p85": 30.5}
+
+
+@pytest.mark.parametrize(
+    ("then_p50", "then_p85", "status"),
+    [(10, 20, "on_track"), (10, 40, "at_risk"), (40, 50, "likely_late")],
+)
+def test_a_waiting_forecast_is_judged_against_its_target_as_its_risk_reasons_judge_it(
+    workflows: Workflows, then_p50: int, then_p85: int, status: str
+) -> None:
+    """A feature blocked in development with its target 30 days off: its outlook reads
+    late or at risk exactly when its risk reasons say ``target_slip`` (if it moved on
+    today, would it miss the target?), so the report agrees with the board and the API."""
+    from engine.risk.reasons import TARGET_SLIP, risk_reasons
+
+    state: FeatureState | None = None
+    history: list[HistoryEntry] = []
+    story = [
+        (0, "idea.submitted", {"title": "Refund API", "product": "payments", "owner": "ann"}),
+        (2, "feature.prioritized", {"target_launch": target(60)}),
+        (4, "build.started", {}),
+        (20, "feature.blocked", {"reason": "waiting on legal review"}),
+    ]
+    for at, type_, data in story:
+        out = process(workflows, state, make_event(type_, "W", at=day(at), **data), day(at))
+        state, history = out.state, history + list(out.entries)
+    assert state is not None and state.blocked
+    made = NOW - timedelta(days=2)  # made earlier: its days count from today all the same
+    launch = LaunchForecast(
+        made + timedelta(days=then_p50),
+        made + timedelta(days=then_p85),
+        40,
+        "observed",
+        made,
+        confidence="low",
+        blocked=True,
+        waiting="unblock",
+    )
+    workflow = workflows.by_name[state.workflow]
+    reasons = risk_reasons(state, workflow, NOW, forecast_launch=launch.p85_date(NOW))
+    report = build_report(
+        [state],
+        {"W": history},
+        workflows.by_name,
+        now=NOW,
+        since=SINCE,
+        forecasts={"W": forecast_of(launch, NOW)},
+        reasons={"W": reasons},
+    )
+    assert [o.status for o in report.outlook] == [status]
+    late = status in ("overdue", "likely_late", "at_risk")
+    assert (TARGET_SLIP in reasons) is late
+    assert (state.id in report.at_risk_now.get(TARGET_SLIP, ())) is late
+    assert state.id in report.at_risk_now["blocked"]
