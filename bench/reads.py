@@ -321,7 +321,8 @@ def main(
             print(f"{n} features loaded in {_load(url, n):.1f} s")
             baseline = None
             if against is not None:
-                other, baseline = serve(Path(tmp) / "baseline.db", _export(against, Path(tmp)))
+                tree = Path(against) if Path(against).is_dir() else _export(against, Path(tmp))
+                other, baseline = serve(Path(tmp) / "baseline.db", tree)
                 print(f"  and into the code of {against}, in {_load(baseline, n):.1f} s")
             if writes_only:
                 _writes_while_polled(
@@ -357,7 +358,11 @@ def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("n", nargs="?", type=int, default=10_000, help="features")
-    parser.add_argument("--against", metavar="REF", help="git ref whose /report to time by turns")
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="git ref (or a source tree's directory) whose /report to time by turns",
+    )
     parser.add_argument(
         "--writes",
         action="store_true",
