@@ -297,7 +297,7 @@ async def list_features(request: web.Request) -> web.Response:
         states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
         for i, s in enumerate(states):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await writes_first()  # a page is ~50 ms of work
+                await writes_first()  # a page is tens of ms of work
             workflow = workflows.by_name.get(s.workflow)
             assessment = judge(s, now)
             if at_risk is None or bool(assessment.reasons) is at_risk:

@@ -8,6 +8,10 @@ loop (under load, those that arrived while the previous group was applied) are a
 arrival order in one store transaction, each in a part of its own, and each is answered
 once that transaction has committed. A commit (its WAL write) is a large share of a single
 event's cost, so many clients share it instead of each paying it.
+
+Reads go second: a long read on the loop (a page of ``GET /features``) awaits
+:meth:`EngineIngest.writes_first` between its steps, which lets the group of the requests
+that are ready be applied and answered before the read's next step.
 """
 
 from __future__ import annotations
