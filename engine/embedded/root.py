@@ -155,8 +155,9 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
     except BaseException:
         store.close()
         raise
+    ingest = EngineIngest(engine, store.transaction, store.log.append_all)
     app = build_app(
-        ingest=EngineIngest(engine, store.transaction, store.log.append_all),
+        ingest=ingest,
         reader=SqliteReader(store),
         workflows=workflows,
         metrics=metrics,
@@ -165,6 +166,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
         assess=monitor.assessment,
         hooks=hooks,
         planner=None if store.path == ":memory:" else partial(plan_from_file, store.path),
+        writes_first=ingest.writes_first,
     )
     return Wiring(app, engine, store, registry, monitor, clock, webhook)
 

@@ -14,7 +14,9 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -49,16 +51,24 @@ METRICS = web.AppKey("metrics", LifecycleMetrics)
 TOKEN = web.AppKey("api_token", str)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 ASSESS: web.AppKey[Assess] = web.AppKey("assess")
-YIELD_EVERY = 50
-"""Features whose views a page builds before it lets other requests run (event writes)."""
+YIELD_EVERY = 10
+"""Features whose views a page builds (about 1 ms of work) before it lets writes through."""
 Readiness = Callable[[], Awaitable[list[str]]]
 """What still keeps an engine from serving truthfully; empty when it is ready."""
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+WritesFirst = Callable[[], Awaitable[None]]
+"""What a long read awaits between its steps to let the writes that are ready go first."""
+WRITES_FIRST: web.AppKey[WritesFirst] = web.AppKey("writes_first")
 
 
 async def always_ready() -> list[str]:
     """The embedded engine's readiness: it serves once its database is open."""
     return []
+
+
+async def _one_turn() -> None:
+    """Let the other requests ready to run go (the default of ``writes_first``)."""
+    await asyncio.sleep(0)
 
 
 def build_app(
@@ -74,6 +84,7 @@ def build_app(
     hooks: Hooks | None = None,
     planner: Planner | None = None,
     replayer: Replayer | None = None,
+    writes_first: WritesFirst = _one_turn,
 ) -> web.Application:
     """The application serving every route of the API.
 
@@ -95,6 +106,10 @@ def build_app(
             :func:`engine.http.plan.add_plan_routes`).
         replayer: the replay column of that plan when ``planner`` is ``None`` (a streaming
             worker replays the events topic).
+        writes_first: what ``GET /features`` awaits every :data:`YIELD_EVERY` features to
+            let writes through (the embedded ingest's
+            :meth:`~engine.http.local.EngineIngest.writes_first`); default: one turn of
+            the event loop.
     """
     app = web.Application(
         client_max_size=MAX_BODY, middlewares=[connection_middleware, error_middleware]
@@ -107,6 +122,7 @@ def build_app(
     app[CLOCK] = clock
     app[ASSESS] = assess
     app[READINESS] = readiness
+    app[WRITES_FIRST] = writes_first
     app.on_response_prepare.append(_stamp_clock)
     app.add_routes(
         [
@@ -274,24 +290,36 @@ async def list_features(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     judge = request.app[ASSESS]
     reader = request.app[READER]
+    writes_first = request.app[WRITES_FIRST]
     views: list[bytes] = []
     last: str | None = None
     while len(views) <= limit:
         states = await reader.features(stage=stage, after=after, limit=limit + 1, **filters)
         for i, s in enumerate(states):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # a page is ~50 ms of work: let writes through
+                await writes_first()  # a page is tens of ms of work
             workflow = workflows.by_name.get(s.workflow)
             assessment = judge(s, now)
             if at_risk is None or bool(assessment.reasons) is at_risk:
                 if len(views) == limit:
                     return _page(views, last)
-                views.append(json.dumps(feature_view(s, workflow, now, assessment)).encode())
+                views.append(_encoded(feature_view(s, workflow, now, assessment)))
                 last = s.id
         if len(states) <= limit:
             break
         after = states[-1].id
     return _page(views, None)
+
+
+def _encoded(view: dict[str, Any]) -> bytes:
+    """A feature's view as JSON: orjson, about five times the standard library's speed on a
+    page of 500 (the same values; non-ASCII text as UTF-8 instead of escapes). What orjson
+    refuses (a lone surrogate in a row stored before such text was refused) goes to the
+    standard library's encoder."""
+    try:
+        return orjson.dumps(view)
+    except orjson.JSONEncodeError:
+        return json.dumps(view).encode()
 
 
 def _page(views: list[bytes], cursor: str | None) -> web.Response:

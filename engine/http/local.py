@@ -8,6 +8,10 @@ loop (under load, those that arrived while the previous group was applied) are a
 arrival order in one store transaction, each in a part of its own, and each is answered
 once that transaction has committed. A commit (its WAL write) is a large share of a single
 event's cost, so many clients share it instead of each paying it.
+
+Reads go second: a long read on the loop (a page of ``GET /features``) awaits
+:meth:`EngineIngest.writes_first` between its steps, which lets the group of the requests
+that are ready be applied and answered before the read's next step.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class EngineIngest:
         self.transaction = transaction
         self.log = log
         self._waiting: list[_Request] = []
+        self._answered: asyncio.Future[None] | None = None  # of the waiting group
 
     async def __call__(
         self, batch: Sequence[Incoming], received_at: datetime
@@ -86,12 +91,34 @@ class EngineIngest:
         request = _Request(batch, received_at, loop.create_future())
         self._waiting.append(request)
         if len(self._waiting) == 1:  # the first of a new group: apply it on the next turn
+            self._answered = loop.create_future()
             loop.call_soon(self._apply_group)
         return await request.answer
+
+    async def writes_first(self) -> None:
+        """Let the writes that are ready go first: what a long read awaits between its steps.
+
+        Returns once every request ready to reach the engine now has been applied and
+        answered (its handler resumed before the caller). A read that only yielded a turn
+        would run its next step before the group it let in is applied, and again before
+        the answers are written: each write would wait for two steps of every read. A read
+        waits for one group at most, so writes cannot starve it.
+        """
+        await asyncio.sleep(0)  # the requests whose handlers are ready reach __call__
+        if self._answered is not None:
+            await asyncio.shield(self._answered)
 
     def _apply_group(self) -> None:
         """Apply the waiting requests in one transaction, then answer each of them."""
         group, self._waiting = self._waiting, []
+        answered, self._answered = self._answered, None
+        try:
+            self._apply_all(group)
+        finally:
+            if answered is not None:  # after the answers: their handlers resume first
+                answered.set_result(None)
+
+    def _apply_all(self, group: list[_Request]) -> None:
         results: list[list[dict[str, Any]] | Exception] = []
         try:
             with self.transaction():

@@ -83,6 +83,11 @@ writer's commit (every 1,000 pages) finds most of its pages already copied. Copy
 little CPU (a batch's commit cost the same with checkpoints off); what the thread takes off
 the loop is the wait for the copy and the ``fsync``."""
 
+CHECKPOINT_NICENESS = 10
+"""How much lower than the process's the :class:`Checkpointer` thread's priority is (Linux's
+``nice``; 19 is the lowest). The thread holds the GIL only around its calls, so the loop
+never waits for it to be scheduled; its copy and ``fsync`` run when a processor is free."""
+
 WAL_KEPT = 64 * 1024 * 1024
 """``journal_size_limit``: the bytes of WAL file kept after a checkpoint lets it restart."""
 
@@ -149,6 +154,18 @@ def _loads(raw: str) -> Any:
         return json.loads(raw)
 
 
+def _yield_the_processor() -> None:
+    """Lower the calling thread's scheduling priority by :data:`CHECKPOINT_NICENESS` (a
+    thread of its own on Linux): on a busy machine the event loop's thread runs first, and
+    a checkpoint takes the processor time the loop leaves. Where it cannot be done, the
+    thread keeps its priority."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + CHECKPOINT_NICENESS
+        )
+
+
 class Checkpointer:
     """Copies the WAL into the database file in a thread of its own (see module docstring).
 
@@ -172,6 +189,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
+        _yield_the_processor()
         try:
             while True:
                 self._wake.wait()

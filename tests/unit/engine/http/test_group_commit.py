@@ -206,3 +206,56 @@ def test_a_request_alone_that_fails_is_stored_not_at_all(store: SqliteStore) -> 
     assert len(store.log) == 0
     again = asyncio.run(taker(request(cloud_event("a0", "idea.submitted", "F-1")), NOW))
     assert again[0]["outcome"] == "applied"
+
+
+async def read_in_steps(taker: EngineIngest, steps: int, seen: list[str]) -> None:
+    """A long read (as ``GET /features`` builds a page): ``steps`` steps, each noted in
+    ``seen``, letting writes through between them."""
+    for step in range(steps):
+        seen.append(f"read {step}")
+        await taker.writes_first()
+
+
+async def post_noted(taker: EngineIngest, raw: dict[str, object], seen: list[str]) -> None:
+    """A write that reaches the engine while the read is at its first step."""
+    answer = await taker(request(raw), NOW)
+    seen.append(f"answered {answer[0]['feature']}")
+
+
+def test_a_write_is_answered_before_the_next_step_of_a_long_read(store: SqliteStore) -> None:
+    """Group commit applies a request a turn after it arrives: a read that only yielded a
+    turn between its steps ran one step before the write was applied and one more before
+    its handler went on (bench/reads.py: the write p99 while the board polled)."""
+    taker = EngineIngest(Engine(WORKFLOWS, store), store.transaction, store.log.append_all)
+    seen: list[str] = []
+
+    async def both() -> None:
+        await asyncio.gather(
+            read_in_steps(taker, 4, seen),
+            post_noted(taker, cloud_event("w-1", "idea.submitted", "F-1", title="t"), seen),
+        )
+
+    asyncio.run(both())
+    assert seen == ["read 0", "answered F-1", "read 1", "read 2", "read 3"]
+
+
+def test_a_read_waits_for_one_group_at_most_while_writes_keep_coming(
+    store: SqliteStore,
+) -> None:
+    """Writes first, but a read still makes a step per group: a steady stream of writes
+    cannot starve it."""
+    taker = EngineIngest(Engine(WORKFLOWS, store), store.transaction, store.log.append_all)
+    seen: list[str] = []
+
+    async def writer(k: int) -> None:
+        for i in range(20):
+            raw = cloud_event(f"w-{k}-{i}", "kpi.reported", "F-1", name="nps", value=i)
+            await taker(request(raw), NOW)
+        seen.append(f"writer {k} done")
+
+    async def both() -> None:
+        await taker(request(cloud_event("w-0", "idea.submitted", "F-1", title="t")), NOW)
+        await asyncio.gather(read_in_steps(taker, 5, seen), writer(1), writer(2))
+
+    asyncio.run(both())
+    assert seen.index("read 4") < seen.index("writer 1 done")
