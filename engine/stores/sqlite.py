@@ -23,10 +23,12 @@ The store keeps the states it last wrote or read, with the length of each one's 
 a bounded cache (least recently used first out, :data:`CACHED_STATES`), so the next event of
 a feature does not read back and decode the state it just wrote. The cache only ever holds
 committed rows: what a transaction writes waits beside it until the commit, and is dropped
-if the transaction rolls back. Idempotency keys are never cached: every duplicate check asks
-the ``seen`` table. States, history lines and logged events are encoded with orjson (the
-same JSON as the standard library's, without spaces, several times faster; states and lines
-by :mod:`engine.stores.rows`).
+if the transaction rolls back. Idempotency keys themselves are not cached: a cached state of
+a feature with few keys carries their hashes (:class:`KnownKeys`), so an event whose key is
+new needs no query, and any key whose hash is found is confirmed by the ``seen`` table.
+States, history lines and logged events are encoded with orjson (the same JSON as the
+standard library's, without spaces, several times faster; states and lines by
+:mod:`engine.stores.rows`).
 
 Durability: WAL with ``synchronous=NORMAL``. A commit is in the WAL file (the operating
 system's cache) before the store returns, so killing the process (``kill -9``) loses nothing
@@ -51,8 +53,9 @@ import logging
 import os
 import sqlite3
 import threading
+from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,8 @@ SCHEMA_VERSION = 4
 CACHED_STATES = 20_000
 """States the store keeps in memory after writing or reading them (least recently used
 first out): about 700 bytes each for features like the benchmarks' (measured with
-tracemalloc), some 14 MiB when full; more for features with long texts. A feature whose
+tracemalloc), plus about 200 for the hashes of their keys (:class:`KnownKeys`, ten keys),
+some 18 MiB when full; more for features with long texts. A feature whose
 state is cached costs no read and no decode at its next event; one that is not is read
 from the file as before. ``SqliteStore(cached=0)`` turns the cache off."""
 
@@ -101,6 +105,11 @@ UPSERT_STATE = (
 )
 INSERT_KEY = "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)"
 INSERT_LINE = "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)"
+
+KNOWN_KEYS = 16
+"""Idempotency keys of a feature whose hashes its cached state keeps (:class:`KnownKeys`),
+8 bytes each: a feature with more asks the ``seen`` table at each event, as one whose state
+is not cached. A lifecycle is about a dozen events."""
 
 WAL_KEPT = 64 * 1024 * 1024
 """``journal_size_limit``: the bytes of WAL file kept after a checkpoint lets it restart."""
@@ -215,6 +224,47 @@ class Checkpointer:
         self._stopping.set()
         self._wake.set()
         self._thread.join()
+
+
+class KnownKeys:
+    """Every idempotency key of one feature, as hashes, while it has few (at most
+    :data:`KNOWN_KEYS`): the ``contains`` of its cached state's
+    :class:`~engine.core.state.ExternalKeys`.
+
+    Each event of a feature asks whether its key is known. With every key's hash at hand,
+    the answer "no" (an event seen for the first time, nearly every one) needs no query; a
+    hash found (a duplicate, or another key with the same hash) asks the ``seen`` table, so
+    the answer stays exact (DESIGN.md rule 2). A state holds one only when the store knows
+    all the feature's keys: it read them with the state, or wrote each of them since.
+
+    Args:
+        hashes: ``hash()`` of every key of the feature (an array: 8 bytes a key).
+        ask: asks the store for one key (held or in the ``seen`` table).
+    """
+
+    __slots__ = ("ask", "hashes")
+
+    def __init__(self, hashes: array[int], ask: Callable[[str], bool]) -> None:
+        self.hashes = hashes
+        self.ask = ask
+
+    @classmethod
+    def of(cls, keys: Sequence[str], ask: Callable[[str], bool]) -> KnownKeys | None:
+        """The known keys ``keys`` (``None``: too many to keep)."""
+        if len(keys) > KNOWN_KEYS:
+            return None
+        return cls(array("q", [hash(k) for k in keys]), ask)
+
+    def __call__(self, key: str) -> bool:
+        return hash(key) in self.hashes and self.ask(key)
+
+    def plus(self, keys: Sequence[str]) -> KnownKeys | None:
+        """These and ``keys`` (``None``: too many to keep)."""
+        if len(self.hashes) + len(keys) > KNOWN_KEYS:
+            return None
+        hashes = array("q", self.hashes)
+        hashes.extend([hash(k) for k in keys])
+        return KnownKeys(hashes, self.ask)
 
 
 class FeatureQueries:
@@ -602,6 +652,7 @@ class SqliteStore:
         self._lines.clear()
 
     def _has_key(self, feature_id: str, key: str) -> bool:
+        """Whether ``key`` is held or in the ``seen`` table for the feature."""
         if (feature_id, key) in self._keys:  # held back, not yet in the table
             return True
         row = self._db.execute(
@@ -609,16 +660,37 @@ class SqliteStore:
         ).fetchone()
         return row is not None
 
-    def _state(self, raw: str) -> FeatureState:
-        return self._asking(FeatureState.from_dict(_loads(raw)))
+    def _state(self, raw: str, *, known: bool = False) -> FeatureState:
+        """A state read from the file; with ``known``, its keys read too while few (see
+        :class:`KnownKeys`), for the events that follow."""
+        state = FeatureState.from_dict(_loads(raw))
+        ask = partial(self._has_key, state.id)
+        contains: Callable[[str], bool] = ask
+        if known:
+            rows = self._db.execute(
+                "SELECT key FROM seen WHERE feature_id = ? LIMIT ?", (state.id, KNOWN_KEYS + 1)
+            ).fetchall()
+            contains = KnownKeys.of([key for (key,) in rows], ask) or ask
+        return state.evolve(seen=ExternalKeys(contains))
 
-    def _asking(self, state: FeatureState, before: FeatureState | None = None) -> FeatureState:
-        """``state`` with its keys asked from the ``seen`` table, none added (those of
-        ``before``, the feature's cached state, when given)."""
-        seen = before.seen if before is not None else None
-        if not isinstance(seen, ExternalKeys) or seen.added:
-            seen = ExternalKeys(partial(self._has_key, state.id))
-        return state.evolve(seen=seen)
+    def _asking(self, state: FeatureState, new: bool = False) -> FeatureState:
+        """``state`` as the store holds it once written: its keys asked through
+        :class:`~engine.core.state.ExternalKeys`, none added; known by hash while few.
+
+        Args:
+            new: the feature had no row before this write, so ``state.seen`` (made by the
+                processor from no state) holds every key it has.
+        """
+        seen = state.seen
+        ask = partial(self._has_key, state.id)
+        if isinstance(seen, ExternalKeys):
+            if not seen.added:
+                return state
+            contains = seen.contains
+            known = contains.plus(seen.added) if isinstance(contains, KnownKeys) else None
+        else:
+            known = KnownKeys.of(list(seen), ask) if new else None
+        return state.evolve(seen=ExternalKeys(known or ask))
 
     def _cached(self, feature_id: str) -> tuple[FeatureState, int | None] | None:
         row = self._pending.get(feature_id)
@@ -653,7 +725,7 @@ class SqliteStore:
         ).fetchone()
         if found is None:
             return None
-        state = self._state(found[0])
+        state = self._state(found[0], known=True)
         self._remember(feature_id, (state, None))
         return state
 
@@ -685,6 +757,10 @@ class SqliteStore:
         held = self._batch > 0 and (fid in self._pending or len(self._pending) < self._capacity)
         if not held:
             self._flush()
+        if last is None and outcome.entries:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (fid,)
+            ).fetchone()
         if outcome.changed:
             seen = state.seen
             keys = seen.added if isinstance(seen, ExternalKeys) else seen
@@ -695,16 +771,13 @@ class SqliteStore:
                 db.execute(UPSERT_STATE, (fid, state.stage, state.product, state_json(state)))
                 if keys:
                     db.executemany(INSERT_KEY, [(fid, k) for k in keys])
-            stored = self._asking(state, cached[0] if cached is not None else None)
+            # No line before this write: the feature is new, all its keys are in its state.
+            stored = self._asking(state, new=last == 0)
         elif cached is not None:
             stored = cached[0]
         else:
             stored = self._asking(state)
         if outcome.entries:
-            if last is None:
-                (last,) = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (fid,)
-                ).fetchone()
             assert last is not None
             if held:
                 self._lines.extend((fid, last + i, e) for i, e in enumerate(outcome.entries, 1))
