@@ -3,7 +3,11 @@
 An event's new state, its history lines and its idempotency key are written in a single
 transaction, so a crash at any moment leaves either the whole event or none of it; a
 restart keeps everything, duplicates included. :meth:`SqliteStore.transaction` widens that
-to a whole batch of events (all stored or none).
+to a whole batch of events (all stored or none), and holds its writes back to its end: a
+feature changed several times in the batch has its row encoded and written once, as it last
+is, and each table gets one statement for the whole batch (:meth:`SqliteStore._flush`).
+Reads see what is held: the duplicate check asks the held keys first, and the store's own
+reads of its tables write what is held before they run.
 
 Idempotency keys live in a table of their own, indexed by feature and key: the processor
 asks for the one key it judges (:class:`~engine.core.state.ExternalKeys`), so an event costs the
@@ -19,9 +23,12 @@ The store keeps the states it last wrote or read, with the length of each one's 
 a bounded cache (least recently used first out, :data:`CACHED_STATES`), so the next event of
 a feature does not read back and decode the state it just wrote. The cache only ever holds
 committed rows: what a transaction writes waits beside it until the commit, and is dropped
-if the transaction rolls back. Idempotency keys are never cached: every duplicate check asks
-the ``seen`` table. States, history lines and logged events are encoded with orjson (the
-same JSON as the standard library's, without spaces, several times faster).
+if the transaction rolls back. Idempotency keys themselves are not cached: a cached state of
+a feature with few keys carries their hashes (:class:`KnownKeys`), so an event whose key is
+new needs no query, and any key whose hash is found is confirmed by the ``seen`` table.
+States, history lines and logged events are encoded with orjson (the same JSON as the
+standard library's, without spaces, several times faster; states and lines by
+:mod:`engine.stores.rows`).
 
 Durability: WAL with ``synchronous=NORMAL``. A commit is in the WAL file (the operating
 system's cache) before the store returns, so killing the process (``kill -9``) loses nothing
@@ -46,8 +53,9 @@ import logging
 import os
 import sqlite3
 import threading
+from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,7 @@ from pydantic_core import from_json, to_json
 from engine.core.processor import Outcome
 from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
 from engine.stores import sqlite_ledger, sqlite_log
+from engine.stores.rows import entry_json, state_json
 from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
@@ -72,7 +81,8 @@ SCHEMA_VERSION = 4
 CACHED_STATES = 20_000
 """States the store keeps in memory after writing or reading them (least recently used
 first out): about 700 bytes each for features like the benchmarks' (measured with
-tracemalloc), some 14 MiB when full; more for features with long texts. A feature whose
+tracemalloc), plus about 200 for the hashes of their keys (:class:`KnownKeys`, ten keys),
+some 18 MiB when full; more for features with long texts. A feature whose
 state is cached costs no read and no decode at its next event; one that is not is read
 from the file as before. ``SqliteStore(cached=0)`` turns the cache off."""
 
@@ -87,6 +97,24 @@ CHECKPOINT_NICENESS = 10
 """How much lower than the process's the :class:`Checkpointer` thread's priority is (Linux's
 ``nice``; 19 is the lowest). The thread holds the GIL only around its calls, so the loop
 never waits for it to be scheduled; its copy and ``fsync`` run when a processor is free."""
+
+HELD_LINES = 10_000
+"""History lines a transaction holds back at most before writing what it holds (see
+:meth:`SqliteStore._flush`): a batch of 10,000 events in one go; a migration of every
+feature in steps, not all in memory."""
+
+UPSERT_STATE = (
+    "INSERT INTO features (id, stage, product, state) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET stage = excluded.stage, "
+    "product = excluded.product, state = excluded.state"
+)
+INSERT_KEY = "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)"
+INSERT_LINE = "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)"
+
+KNOWN_KEYS = 16
+"""Idempotency keys of a feature whose hashes its cached state keeps (:class:`KnownKeys`),
+8 bytes each: a feature with more asks the ``seen`` table at each event, as one whose state
+is not cached. A lifecycle is about a dozen events."""
 
 WAL_KEPT = 64 * 1024 * 1024
 """``journal_size_limit``: the bytes of WAL file kept after a checkpoint lets it restart."""
@@ -214,6 +242,47 @@ class Checkpointer:
         self._stopping.set()
         self._wake.set()
         self._thread.join()
+
+
+class KnownKeys:
+    """Every idempotency key of one feature, as hashes, while it has few (at most
+    :data:`KNOWN_KEYS`): the ``contains`` of its cached state's
+    :class:`~engine.core.state.ExternalKeys`.
+
+    Each event of a feature asks whether its key is known. With every key's hash at hand,
+    the answer "no" (an event seen for the first time, nearly every one) needs no query; a
+    hash found (a duplicate, or another key with the same hash) asks the ``seen`` table, so
+    the answer stays exact (DESIGN.md rule 2). A state holds one only when the store knows
+    all the feature's keys: it read them with the state, or wrote each of them since.
+
+    Args:
+        hashes: ``hash()`` of every key of the feature (an array: 8 bytes a key).
+        ask: asks the store for one key (held or in the ``seen`` table).
+    """
+
+    __slots__ = ("ask", "hashes")
+
+    def __init__(self, hashes: array[int], ask: Callable[[str], bool]) -> None:
+        self.hashes = hashes
+        self.ask = ask
+
+    @classmethod
+    def of(cls, keys: Sequence[str], ask: Callable[[str], bool]) -> KnownKeys | None:
+        """The known keys ``keys`` (``None``: too many to keep)."""
+        if len(keys) > KNOWN_KEYS:
+            return None
+        return cls(array("q", [hash(k) for k in keys]), ask)
+
+    def __call__(self, key: str) -> bool:
+        return hash(key) in self.hashes and self.ask(key)
+
+    def plus(self, keys: Sequence[str]) -> KnownKeys | None:
+        """These and ``keys`` (``None``: too many to keep)."""
+        if len(self.hashes) + len(keys) > KNOWN_KEYS:
+            return None
+        hashes = array("q", self.hashes)
+        hashes.extend([hash(k) for k in keys])
+        return KnownKeys(hashes, self.ask)
 
 
 class FeatureQueries:
@@ -354,6 +423,12 @@ class SqliteStore:
         self._pending: dict[str, tuple[FeatureState, int | None]] = {}
         # In a savepoint (:meth:`_part`): each feature's ``_pending`` row before it.
         self._undo: dict[str, tuple[FeatureState, int | None] | None] | None = None
+        # Writes held back in a transaction until it (or its part) ends (see :meth:`_flush`):
+        # the features whose row to write, each its state in ``_pending`` (a dict, to write
+        # them in the order first written); the keys; the history lines.
+        self._dirty: dict[str, None] = {}
+        self._keys: set[tuple[str, str]] = set()
+        self._lines: list[tuple[str, int, HistoryEntry]] = []
         self._read_only: sqlite3.Connection | None = None
         self._checkpoints: Checkpointer | None = None
         memory = self.path == ":memory:"
@@ -486,13 +561,16 @@ class SqliteStore:
                 self._batch = 1
                 try:
                     yield
+                    self._flush()
                 finally:
                     self._batch = 0
         except sqlite3.Error as err:
             self._pending.clear()  # rolled back: none of it is in the file
+            self._drop_held()
             raise StoreError(f"the database {self.path} refused the write: {err}") from err
         except BaseException:
             self._pending.clear()
+            self._drop_held()
             raise
         self._keep(self._pending)
         self._pending.clear()
@@ -509,13 +587,16 @@ class SqliteStore:
         db = self._db
         if not db.in_transaction:  # lost to an earlier part's error: nothing more is stored
             raise StoreError(f"the database {self.path} rolled the transaction back")
+        self._flush()  # what is held belongs to the outer level: a part holds only its own
         name = f"part{self._batch}"
         db.execute(f"SAVEPOINT {name}")
         outer, self._undo = self._undo, {}
         self._batch += 1
         try:
             yield
+            self._flush()
         except BaseException:
+            self._drop_held()
             undo = self._undo
             self._undo = outer
             self._batch -= 1
@@ -545,22 +626,89 @@ class SqliteStore:
         while len(cache) > self._capacity:
             cache.popitem(last=False)
 
+    def _flush(self) -> None:
+        """Write what the open transaction (or its innermost part) holds back.
+
+        Inside a transaction, :meth:`commit` holds its writes back (when the feature's row
+        can wait in ``_pending``) and they go in here, a statement per table for all of
+        them: at the end of the transaction, before a part begins and as it ends (so a part
+        rolled back drops only its own), every :data:`HELD_LINES` history lines, and before
+        the store reads its own tables. A feature changed several times is written once,
+        as it last is, and encoded once.
+
+        Raises:
+            sqlite3.Error: the database refused a write. The whole transaction is then
+                rolled back (what was held cannot be told apart by part): it cannot commit.
+        """
+        if not (self._dirty or self._lines or self._keys):
+            return
+        db = self._db
+        try:
+            if self._dirty:
+                pending = self._pending
+                rows = []
+                for fid in self._dirty:
+                    state = pending[fid][0]
+                    rows.append((fid, state.stage, state.product, state_json(state)))
+                db.executemany(UPSERT_STATE, rows)
+            if self._keys:
+                db.executemany(INSERT_KEY, self._keys)
+            if self._lines:
+                db.executemany(
+                    INSERT_LINE, [(fid, seq, entry_json(e)) for fid, seq, e in self._lines]
+                )
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            self._drop_held()
+
+    def _drop_held(self) -> None:
+        self._dirty.clear()
+        self._keys.clear()
+        self._lines.clear()
+
     def _has_key(self, feature_id: str, key: str) -> bool:
+        """Whether ``key`` is held or in the ``seen`` table for the feature."""
+        if (feature_id, key) in self._keys:  # held back, not yet in the table
+            return True
         row = self._db.execute(
             "SELECT 1 FROM seen WHERE feature_id = ? AND key = ?", (feature_id, key)
         ).fetchone()
         return row is not None
 
-    def _state(self, raw: str) -> FeatureState:
-        return self._asking(FeatureState.from_dict(_loads(raw)))
+    def _state(self, raw: str, *, known: bool = False) -> FeatureState:
+        """A state read from the file; with ``known``, its keys read too while few (see
+        :class:`KnownKeys`), for the events that follow."""
+        state = FeatureState.from_dict(_loads(raw))
+        ask = partial(self._has_key, state.id)
+        contains: Callable[[str], bool] = ask
+        if known:
+            rows = self._db.execute(
+                "SELECT key FROM seen WHERE feature_id = ? LIMIT ?", (state.id, KNOWN_KEYS + 1)
+            ).fetchall()
+            contains = KnownKeys.of([key for (key,) in rows], ask) or ask
+        return state.evolve(seen=ExternalKeys(contains))
 
-    def _asking(self, state: FeatureState, before: FeatureState | None = None) -> FeatureState:
-        """``state`` with its keys asked from the ``seen`` table, none added (those of
-        ``before``, the feature's cached state, when given)."""
-        seen = before.seen if before is not None else None
-        if not isinstance(seen, ExternalKeys) or seen.added:
-            seen = ExternalKeys(partial(self._has_key, state.id))
-        return state.evolve(seen=seen)
+    def _asking(self, state: FeatureState, new: bool = False) -> FeatureState:
+        """``state`` as the store holds it once written: its keys asked through
+        :class:`~engine.core.state.ExternalKeys`, none added; known by hash while few.
+
+        Args:
+            new: the feature had no row before this write, so ``state.seen`` (made by the
+                processor from no state) holds every key it has.
+        """
+        seen = state.seen
+        ask = partial(self._has_key, state.id)
+        if isinstance(seen, ExternalKeys):
+            if not seen.added:
+                return state
+            contains = seen.contains
+            known = contains.plus(seen.added) if isinstance(contains, KnownKeys) else None
+        else:
+            known = KnownKeys.of(list(seen), ask) if new else None
+        return state.evolve(seen=ExternalKeys(known or ask))
 
     def _cached(self, feature_id: str) -> tuple[FeatureState, int | None] | None:
         row = self._pending.get(feature_id)
@@ -595,7 +743,7 @@ class SqliteStore:
         ).fetchone()
         if found is None:
             return None
-        state = self._state(found[0])
+        state = self._state(found[0], known=True)
         self._remember(feature_id, (state, None))
         return state
 
@@ -605,6 +753,8 @@ class SqliteStore:
             return
         if self._batch:
             self._remember(state.id, self._write(outcome, state))
+            if len(self._lines) >= HELD_LINES:
+                self._flush()
             return
         try:
             with self._transaction():
@@ -614,48 +764,46 @@ class SqliteStore:
         self._remember(state.id, row)
 
     def _write(self, outcome: Outcome, state: FeatureState) -> tuple[FeatureState, int | None]:
-        """Write ``outcome``; the cache row of its feature as it now is in the file."""
+        """Write ``outcome``, or hold it back (see :meth:`_flush`); the cache row of its
+        feature as it now is in the file, or will be once what is held is written."""
         db = self._db
         fid = state.id
         cached = self._cached(fid)
         last = cached[1] if cached is not None else None
+        # Held back only when its row waits in ``_pending`` (as :meth:`_remember` decides):
+        # a feature whose row is not cached is read from the file, which must then hold it.
+        held = self._batch > 0 and (fid in self._pending or len(self._pending) < self._capacity)
+        if not held:
+            self._flush()
+        if last is None and outcome.entries:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (fid,)
+            ).fetchone()
         if outcome.changed:
-            db.execute(
-                "INSERT INTO features (id, stage, product, state) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET stage = excluded.stage, "
-                "product = excluded.product, state = excluded.state",
-                (
-                    fid,
-                    state.stage,
-                    state.product,
-                    sqlite_log.compact_json(state.to_dict(keys=False)),
-                ),
-            )
             seen = state.seen
             keys = seen.added if isinstance(seen, ExternalKeys) else seen
-            if keys:
-                db.executemany(
-                    "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)",
-                    [(fid, k) for k in keys],
-                )
-            stored = self._asking(state, cached[0] if cached is not None else None)
+            if held:
+                self._dirty[fid] = None
+                self._keys.update([(fid, k) for k in keys])
+            else:
+                db.execute(UPSERT_STATE, (fid, state.stage, state.product, state_json(state)))
+                if keys:
+                    db.executemany(INSERT_KEY, [(fid, k) for k in keys])
+            # No line before this write: the feature is new, all its keys are in its state.
+            stored = self._asking(state, new=last == 0)
         elif cached is not None:
             stored = cached[0]
         else:
             stored = self._asking(state)
         if outcome.entries:
-            if last is None:
-                (last,) = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE feature_id = ?", (fid,)
-                ).fetchone()
             assert last is not None
-            db.executemany(
-                "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)",
-                [
-                    (fid, last + i, sqlite_log.compact_json(e.to_dict()))
-                    for i, e in enumerate(outcome.entries, 1)
-                ],
-            )
+            if held:
+                self._lines.extend((fid, last + i, e) for i, e in enumerate(outcome.entries, 1))
+            else:
+                db.executemany(
+                    INSERT_LINE,
+                    [(fid, last + i, entry_json(e)) for i, e in enumerate(outcome.entries, 1)],
+                )
             last += len(outcome.entries)
         return stored, last
 
@@ -756,6 +904,7 @@ class SqliteStore:
     @property
     def queries(self) -> FeatureQueries:
         """The read queries on the store's own connection (the writer's thread)."""
+        self._flush()
         return FeatureQueries(self._db)
 
     def read_only(self) -> FeatureQueries | None:
@@ -769,16 +918,19 @@ class SqliteStore:
         return FeatureQueries(self._read_only)
 
     def history(self, feature_id: str) -> list[HistoryEntry]:
+        self._flush()
         rows = self._db.execute(
             "SELECT entry FROM history WHERE feature_id = ? ORDER BY seq", (feature_id,)
         )
         return [HistoryEntry.from_dict(_loads(r[0])) for r in rows]
 
     def features(self) -> Iterator[FeatureState]:
+        self._flush()
         for (raw,) in self._db.execute("SELECT state FROM features").fetchall():
             yield self._state(raw)
 
     def __len__(self) -> int:
+        self._flush()
         (n,) = self._db.execute("SELECT COUNT(*) FROM features").fetchone()
         return int(n)
 
