@@ -14,9 +14,6 @@ HOT_FEATURES = 16_384
 the features touched most recently, between this many and twice as many, are held in their
 full form."""
 
-Lines = HistoryEntry | tuple[HistoryEntry, ...]
-"""A hot feature's history: its one line, or a tuple of its lines."""
-
 Record = tuple[Any, ...]
 """How the store holds a cold feature: see :func:`_compact`."""
 
@@ -30,7 +27,8 @@ class MemoryStore:
     - **Hot**: the features touched recently, as their state and their history (its one line
       while it has one, then a tuple: a list's spare capacity and header cost more than
       copying a short history per event). Committing to a hot feature is a dictionary
-      lookup and a store, as it was before the cold form existed.
+      lookup and a store, as it was before the cold form existed. A feature that was cold
+      keeps the lines it had then packed, so that it goes cold again at little cost.
     - **Cold**: every other feature, as one compact record (:func:`_compact`): no id (it is
       the dictionary's key), the rarely set fields and the idempotency keys left out while
       they hold their defaults or are exactly those read from the history, history lines
@@ -81,10 +79,10 @@ class MemoryStore:
             return
         if not lines:
             history[fid] = entries[0] if len(entries) == 1 else tuple(entries)
-        elif type(lines) is HistoryEntry:
-            history[fid] = (lines, *entries)
-        else:
+        elif type(lines) is tuple:
             history[fid] = (*lines, *entries)
+        else:  # its one line
+            history[fid] = (lines, *entries)  # type: ignore[arg-type]
 
     def history(self, feature_id: str) -> list[HistoryEntry]:
         lines = self._history.get(feature_id)
@@ -94,8 +92,10 @@ class MemoryStore:
                 held = self._features.get(feature_id)
                 if held is None:
                     return []
-                lines = _unpacked(held[0])
-        return [lines] if type(lines) is HistoryEntry else list(lines)  # type: ignore[arg-type]
+                lines = held[0]
+        if type(lines) is tuple:
+            return list(map(_unpack, lines))
+        return [_unpack(lines)]  # type: ignore[arg-type]
 
     def features(self) -> Iterator[FeatureState]:
         held = list(self._features.items())
@@ -120,7 +120,7 @@ class MemoryStore:
         lines = previous.pop(fid, None)
         if lines is None:
             held = features.get(fid)
-            lines = () if held is None else _unpacked(held[0])
+            lines = () if held is None else held[0]  # packed lines stay packed
         history[fid] = lines
         if previous:
             self._compact_one()
@@ -152,6 +152,10 @@ class PackedLine(tuple[Any, ...]):
     __slots__ = ()
 
 
+Lines = HistoryEntry | PackedLine | tuple[HistoryEntry | PackedLine, ...]
+"""A feature's history as held: its one line, or a tuple of its lines, each as handed over or
+packed (a cold feature's lines, which stay packed when it is committed again)."""
+
 _SHAPES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 SHARED_SHAPES = 4096
 """At most this many distinct line shapes are shared; a line of any other stays unpacked."""
@@ -171,10 +175,10 @@ def _keyed(line: HistoryEntry) -> bool:
 def _pack(line: HistoryEntry) -> HistoryEntry | PackedLine:
     """``line`` as a :class:`PackedLine`, or itself when its shape is not shared (too many
     shapes, or fields of other types than the processor's: read back as they were)."""
-    outcome, skipped = line[5], line[8]
-    if type(line) is not HistoryEntry or type(outcome) is not OutcomeKind:
+    if type(line) is not HistoryEntry:  # packed already, or not as the processor makes it
         return line
-    if type(skipped) is not tuple:
+    outcome, skipped = line[5], line[8]
+    if type(outcome) is not OutcomeKind or type(skipped) is not tuple:
         return line
     key = (line[1], line[2], outcome, line[6], line[7], skipped, line[9])
     try:
@@ -195,49 +199,49 @@ def _unpack(line: HistoryEntry | PackedLine) -> HistoryEntry:
     return _new(HistoryEntry, (line[0], s[0], s[1], line[1], line[2], s[2], s[3], s[4], s[5], s[6]))
 
 
-def _unpacked(lines: Any) -> Lines | tuple[()]:
-    """A cold record's lines in the hot form."""
-    kind = type(lines)
-    if kind is PackedLine or kind is HistoryEntry:
-        return _unpack(lines)
-    return tuple(map(_unpack, lines))
-
-
 def _keys(lines: Any) -> tuple[str, ...]:
     """The idempotency keys a cold record's lines give, in the order they were added."""
-    kind = type(lines)
-    if kind is PackedLine or kind is HistoryEntry:
+    if type(lines) is not tuple:
         lines = (lines,)
-    found = []
-    for line in lines:
-        if type(line) is PackedLine:
-            shape = line[3]
-            if shape[7]:
-                found.append(f"{shape[0]}\x1f{line[0]}")
-        elif _keyed(line):
-            found.append(f"{line[1]}\x1f{line[0]}")
-    return tuple(found)
+    return tuple(
+        [
+            f"{line[3][0]}\x1f{line[0]}" if type(line) is PackedLine else f"{line[1]}\x1f{line[0]}"
+            for line in lines
+            if (line[3][7] if type(line) is PackedLine else _keyed(line))
+        ]
+    )
 
 
 def _compact(state: FeatureState, lines: Lines | tuple[()]) -> Record:
     """The cold record of a feature: see :class:`MemoryStore`. Exact: :func:`_state` gives
     back a state equal to ``state`` field by field, with values of the same types."""
-    if type(lines) is HistoryEntry:
-        packed: Any = _pack(lines)
+    packed: Any
+    if type(lines) is tuple:
+        # A cold feature committed again holds its old lines packed and its new ones after.
+        start = len(lines)
+        while start and type(lines[start - 1]) is HistoryEntry:
+            start -= 1
+        packed = lines if start == len(lines) else lines[:start] + tuple(map(_pack, lines[start:]))
     else:
-        packed = tuple(map(_pack, lines))  # type: ignore[arg-type]
+        packed = _pack(lines)  # type: ignore[arg-type]
     seen = state[20]
     keys = None if type(seen) is tuple and seen == _keys(packed) else seen
     visited = state[19]
-    shared = None
-    if type(visited) is tuple and all(type(v) is str for v in visited):
-        shared = _VISITED.get(visited)
-        if shared is None and len(_VISITED) < SHARED_VISITED:
-            shared = _VISITED[visited] = visited
+    if type(visited) is tuple:
+        try:
+            shared = _VISITED.get(visited)
+        except TypeError:  # not hashable: kept as it is
+            shared = visited
+        if shared is None:
+            shared = visited
+            if len(_VISITED) < SHARED_VISITED and all(type(v) is str for v in visited):
+                _VISITED[visited] = visited
+        visited = shared
     rare: tuple[object, ...] = tuple.__getitem__(state, _RARE)
-    if keys is None and all(a is b for a, b in zip(rare, _RARE_DEFAULTS, strict=True)):
-        return (packed, *state[1:9], shared or visited, state[21])
-    return (packed, *state[1:9], shared or visited, state[21], *rare, keys)
+    # The defaults compared by value and type: 0 is not taken for False, nor 0.0 for 0.
+    if keys is None and rare == _RARE_DEFAULTS and rare[0] is False and type(rare[3]) is int:
+        return (packed, *state[1:9], visited, state[21])
+    return (packed, *state[1:9], visited, state[21], *rare, keys)
 
 
 def _state(fid: str, r: Record) -> FeatureState:
