@@ -32,8 +32,8 @@ class MemoryStore:
     - **Cold**: every other feature, as one compact record (:func:`_compact`): no id (it is
       the dictionary's key), the rarely set fields and the idempotency keys left out while
       they hold their defaults or are exactly those read from the history, history lines
-      packed in four fields with a shared shape. A million one-event features take about
-      550 bytes each by RSS (``bench/core.py``), against about 850 all hot.
+      packed in four fields with a shared shape. A million one-event features take 559
+      bytes each by RSS (``bench/core.py``), against 861 all hot.
 
     The hot tier is two generations: features committed since it last turned over, and those
     of the generation before. When the current one has taken in ``hot`` features it becomes
