@@ -87,7 +87,7 @@ def _build_shard(
     new file itself when there is one shard)."""
     conn = read_only(live)
     try:
-        memory = MemoryStore()
+        memory = MemoryStore(hot=None)  # a replay touches every feature again and again
         lines = EventLog(conn).read(shard=(index, count) if count > 1 else None)
         done = replay(
             lines, workflows, memory, keep_log=True, progress=progress, every=PROGRESS_EVERY
