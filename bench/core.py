@@ -325,7 +325,8 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # ... on PlainStore
     args = ap.parse_args()
     if args.baseline and not args.held:
-        by_turns(args.baseline, args.features, args.rounds)
+        if args.rounds:
+            by_turns(args.baseline, args.features, args.rounds)
         if args.memory:
             memory(args.memory, args.baseline)
         return

@@ -158,7 +158,7 @@ def read_only(path: str | Path) -> sqlite3.Connection:
 
 def replayed_states(lines: Iterable[object], workflows: Workflows) -> dict[str, FeatureState]:
     """Every feature's state after replaying ``lines`` (log lines) under ``workflows``."""
-    store = MemoryStore()
+    store = MemoryStore(hot=None)  # a replay touches every feature again and again
     replay(lines, workflows, store)  # type: ignore[arg-type]  # LoggedEvent lines
     return {s.id: s for s in store.features()}
 

@@ -152,7 +152,7 @@ def replay_partitions(
         auto_offset_reset="earliest",
         **source.security,
     )
-    store = MemoryStore()
+    store = MemoryStore(hot=None)  # a replay touches every feature again and again
     engine = Engine(workflows, store)
     known = workflows.event_types
     try:
