@@ -78,10 +78,15 @@ SEED = 20240601
 """The RNG seed: the same observations always give the same forecasts."""
 SEED_HISTORIES = 5000
 """At most this many feature histories are read at start-up to seed the reservoirs."""
-REBUILD_FRACTION = 0.05
+REBUILD_FRACTION = 0.10
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
+REBUILD_INTERVAL = timedelta(seconds=60)
+"""A mature model (every stage on the path to launch rests on :data:`CONFIDENT_OBSERVATIONS`
+ended stays or more) is kept at least this long in engine time (the ``now`` forecasts are
+made at), however fast observations come: a burst of events (a backlog caught up, a replay)
+rebuilds it once a minute, not once per :data:`REBUILD_FRACTION` of growth."""
 DAY = 86400.0
 UNBLOCK = "unblock"
 EXIT = "exit"
@@ -928,9 +933,11 @@ class Forecaster:
     The sampled model of a workflow is rebuilt lazily, when its own reservoirs grew by
     :data:`REBUILD_FRACTION` since its last build (at once while they are small) or by what
     they hold, so a busy stream of events does not rebuild it per event, and observations
-    of one workflow never rebuild another's. :attr:`generation` counts rebuilds of any
-    workflow and :meth:`generation_of` those of one: forecasts of a workflow made before a
-    rebuild of its model may differ from those made after.
+    of one workflow never rebuild another's. Once the model is mature it is also kept for
+    :data:`REBUILD_INTERVAL` of the ``now`` it is consulted at (a caller that passes no
+    ``now`` rebuilds as soon as it is stale by observations). :attr:`generation` counts
+    rebuilds of any workflow and :meth:`generation_of` those of one: forecasts of a workflow
+    made before a rebuild of its model may differ from those made after.
 
     Between rebuilds a forecast is a lookup: what a feature's forecast depends on besides
     where its stage started (the stage, how many observed stays it has outlasted, the model)
@@ -966,30 +973,51 @@ class Forecaster:
         self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
         self._confident: set[tuple[str, str]] = set()
         self._due: dict[str, float] = {}  # per workflow: added_to() at which it is stale
+        # Per workflow whose model is mature: the ``now`` it was built at (None: not given).
+        self._built_at: dict[str, datetime | None] = {}
 
     def generation_of(self, workflow: str) -> int:
         """How many times the model of ``workflow`` was built."""
         return self._generations.get(workflow, 0)
 
-    def stale(self, workflow: Workflow) -> bool:
-        """New observations would change the model of ``workflow`` at its next use."""
+    def stale(self, workflow: Workflow, now: datetime | None = None) -> bool:
+        """New observations would change the model of ``workflow`` at its next use at
+        ``now``."""
         name = workflow.name
-        return name not in self._models or self.durations.added_to(name) >= self._due[name]
+        return name not in self._models or self._expired(name, now)
 
-    def refresh(self, workflow: Workflow) -> None:
-        """Rebuild the model of ``workflow`` now if new observations made it stale."""
-        self._model(workflow)
+    def refresh(self, workflow: Workflow, now: datetime | None = None) -> None:
+        """Rebuild the model of ``workflow`` now if new observations made it stale (and,
+        once it is mature, :data:`REBUILD_INTERVAL` passed since it was built)."""
+        self._model(workflow, now)
 
-    def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
+    def _expired(self, name: str, now: datetime | None) -> bool:
+        """The model of workflow ``name`` (built) is due for a rebuild at ``now``."""
+        if self.durations.added_to(name) < self._due[name]:
+            return False
+        built_at = self._built_at.get(name)
+        if now is None or built_at is None:
+            return True
+        # A clock that went back by the interval counts as having moved as far.
+        return not -REBUILD_INTERVAL < now - built_at < REBUILD_INTERVAL
+
+    def _model(self, workflow: Workflow, now: datetime | None = None) -> dict[str, _StageModel]:
         name = workflow.name
         built = self._models.get(name)
-        if built is not None and self.durations.added_to(name) < self._due[name]:
+        if built is not None and (
+            self.durations.added_to(name) < self._due[name] or not self._expired(name, now)
+        ):
             return built[1]
         added = self.durations.added_to(name)
         self._models[name] = built = (added, self._build(workflow))
         # Stale again once its reservoirs grew by REBUILD_FRACTION, or by all they hold.
         turnover = self.durations.capacity * len(workflow.stages)
         self._due[name] = added + max(1.0, min(REBUILD_FRACTION * added, turnover))
+        count = self.durations.count
+        if all(count(name, s) >= CONFIDENT_OBSERVATIONS for s in path_stages(workflow)):
+            self._built_at[name] = now
+        else:
+            self._built_at.pop(name, None)
         self.generation += 1
         self._generations[name] = self._generations.get(name, 0) + 1
         return built[1]
@@ -1098,10 +1126,10 @@ class Forecaster:
         """
         return self.lookup(state, workflow, now)[0]
 
-    def current(self, workflow: Workflow) -> int:
-        """The generation of ``workflow``'s model as a forecast made now would use it
+    def current(self, workflow: Workflow, now: datetime | None = None) -> int:
+        """The generation of ``workflow``'s model as a forecast made at ``now`` would use it
         (rebuilding the model first if new observations made it stale)."""
-        self._model(workflow)
+        self._model(workflow, now)
         return self._generations[workflow.name]
 
     def lookup(
@@ -1116,7 +1144,7 @@ class Forecaster:
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
-        model = self._model(workflow).get(state.stage)
+        model = self._model(workflow, now).get(state.stage)
         if model is None:
             return None, None
         passes = model.passes
