@@ -558,12 +558,13 @@ def seed_durations(
     ids = iter(features) if features is not None else None
     for workflow, entries in histories:
         fid = next(ids) if ids is not None else None
-        for stage, at, s, to in _moves_from_history(entries):
+        replayed = list(_moves_from_history(entries))  # each history replayed once
+        for stage, at, s, to in replayed:
             found.append((at, 1, workflow, stage, s, to, fid, ()))
         if fid is not None:
             found.extend(
                 (at, 2, workflow, stage, None, stage, fid, visited)
-                for stage, at, visited in _entries_from_history(entries)
+                for stage, at, visited in _entries_from_history(entries, replayed)
             )
     found.sort(key=lambda item: (item[0], item[1]))
     moves = 0
@@ -580,12 +581,13 @@ def seed_durations(
 
 def _entries_from_history(
     entries: Iterable[HistoryEntry],
+    moves: list[tuple[str, datetime, float, str]],
 ) -> Iterator[tuple[str, datetime, tuple[str, ...]]]:
-    """``(stage, entered_at, visited)`` of every stay of a history, as
-    :func:`_moves_from_history` dates them (the first stage at creation); ``visited``: the
-    stages entered up to and with this one (the stages a skip passed over are left out:
-    they lie before the stage it reached, so they never make a stay rework)."""
-    entries = list(entries)
+    """``(stage, entered_at, visited)`` of every stay of a history whose
+    :func:`_moves_from_history` are ``moves``, dated as they are (the first stage at
+    creation); ``visited``: the stages entered up to and with this one (the stages a skip
+    passed over are left out: they lie before the stage it reached, so they never make a
+    stay rework)."""
     created = next(
         (e for e in entries if e.outcome == OutcomeKind.APPLIED and e.to_stage is not None),
         None,
@@ -594,7 +596,7 @@ def _entries_from_history(
     if created is not None and created.from_stage is None and created.to_stage is not None:
         visited = (created.to_stage,)
         yield created.to_stage, created.time, visited
-    for _, at, _, to in _moves_from_history(entries):
+    for _, at, _, to in moves:
         if to not in visited:
             visited = (*visited, to)
         yield to, at, visited
