@@ -757,6 +757,7 @@ class _StageModel:
         self.tail_p85 = quantile(self.tail, 0.85)
 
 
+_INTERVAL, _BACK = REBUILD_INTERVAL, -REBUILD_INTERVAL
 _SLA_ONLY = frozenset({SLA})
 _OBSERVED_ONLY = frozenset({OBSERVED})
 
@@ -986,28 +987,27 @@ class Forecaster:
         """New observations would change the model of ``workflow`` at its next use at
         ``now``."""
         name = workflow.name
-        return name not in self._models or self._expired(name, now)
+        if name not in self._models:
+            return True
+        return self.durations.added_to(name) >= self._due[name] and not self._held(name, now)
 
     def refresh(self, workflow: Workflow, now: datetime | None = None) -> None:
         """Rebuild the model of ``workflow`` now if new observations made it stale (and,
         once it is mature, :data:`REBUILD_INTERVAL` passed since it was built)."""
         self._model(workflow, now)
 
-    def _expired(self, name: str, now: datetime | None) -> bool:
-        """The model of workflow ``name`` (built) is due for a rebuild at ``now``."""
-        if self.durations.added_to(name) < self._due[name]:
-            return False
+    def _held(self, name: str, now: datetime | None) -> bool:
+        """The model of workflow ``name``, stale by observations, is kept at ``now``: it is
+        mature and was built less than :data:`REBUILD_INTERVAL` before (or after: a clock
+        that went back by the interval counts as having moved as far)."""
         built_at = self._built_at.get(name)
-        if now is None or built_at is None:
-            return True
-        # A clock that went back by the interval counts as having moved as far.
-        return not -REBUILD_INTERVAL < now - built_at < REBUILD_INTERVAL
+        return now is not None and built_at is not None and _BACK < now - built_at < _INTERVAL
 
     def _model(self, workflow: Workflow, now: datetime | None = None) -> dict[str, _StageModel]:
         name = workflow.name
         built = self._models.get(name)
         if built is not None and (
-            self.durations.added_to(name) < self._due[name] or not self._expired(name, now)
+            self.durations.added_to(name) < self._due[name] or self._held(name, now)
         ):
             return built[1]
         added = self.durations.added_to(name)
