@@ -58,7 +58,7 @@ def hook(way: str, workflows: Workflows, monitor: RiskMonitor) -> Callable[..., 
         keep(outcome, now)
         state = outcome.state
         if state is not None and state.target_launch is not None and state.launched_at is None:
-            monitor.forecaster.current(workflows.by_name[state.workflow])
+            monitor.forecaster.current(workflows.by_name[state.workflow], now)
 
     return {"none": None, "bookkeeping": keep, "rebuilds": rebuild, "all": monitor.observe}[way]
 

@@ -78,10 +78,15 @@ SEED = 20240601
 """The RNG seed: the same observations always give the same forecasts."""
 SEED_HISTORIES = 5000
 """At most this many feature histories are read at start-up to seed the reservoirs."""
-REBUILD_FRACTION = 0.05
+REBUILD_FRACTION = 0.10
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
+REBUILD_INTERVAL = timedelta(seconds=60)
+"""A mature model (every stage on the path to launch rests on :data:`CONFIDENT_OBSERVATIONS`
+ended stays or more) is kept at least this long in engine time (the ``now`` forecasts are
+made at), however fast observations come: a burst of events (a backlog caught up, a replay)
+rebuilds it once a minute, not once per :data:`REBUILD_FRACTION` of growth."""
 DAY = 86400.0
 UNBLOCK = "unblock"
 EXIT = "exit"
@@ -553,12 +558,13 @@ def seed_durations(
     ids = iter(features) if features is not None else None
     for workflow, entries in histories:
         fid = next(ids) if ids is not None else None
-        for stage, at, s, to in _moves_from_history(entries):
+        replayed = list(_moves_from_history(entries))  # each history replayed once
+        for stage, at, s, to in replayed:
             found.append((at, 1, workflow, stage, s, to, fid, ()))
         if fid is not None:
             found.extend(
                 (at, 2, workflow, stage, None, stage, fid, visited)
-                for stage, at, visited in _entries_from_history(entries)
+                for stage, at, visited in _entries_from_history(entries, replayed)
             )
     found.sort(key=lambda item: (item[0], item[1]))
     moves = 0
@@ -575,12 +581,13 @@ def seed_durations(
 
 def _entries_from_history(
     entries: Iterable[HistoryEntry],
+    moves: list[tuple[str, datetime, float, str]],
 ) -> Iterator[tuple[str, datetime, tuple[str, ...]]]:
-    """``(stage, entered_at, visited)`` of every stay of a history, as
-    :func:`_moves_from_history` dates them (the first stage at creation); ``visited``: the
-    stages entered up to and with this one (the stages a skip passed over are left out:
-    they lie before the stage it reached, so they never make a stay rework)."""
-    entries = list(entries)
+    """``(stage, entered_at, visited)`` of every stay of a history whose
+    :func:`_moves_from_history` are ``moves``, dated as they are (the first stage at
+    creation); ``visited``: the stages entered up to and with this one (the stages a skip
+    passed over are left out: they lie before the stage it reached, so they never make a
+    stay rework)."""
     created = next(
         (e for e in entries if e.outcome == OutcomeKind.APPLIED and e.to_stage is not None),
         None,
@@ -589,7 +596,7 @@ def _entries_from_history(
     if created is not None and created.from_stage is None and created.to_stage is not None:
         visited = (created.to_stage,)
         yield created.to_stage, created.time, visited
-    for _, at, _, to in _moves_from_history(entries):
+    for _, at, _, to in moves:
         if to not in visited:
             visited = (*visited, to)
         yield to, at, visited
@@ -750,6 +757,7 @@ class _StageModel:
         self.tail_p85 = quantile(self.tail, 0.85)
 
 
+_INTERVAL, _BACK = REBUILD_INTERVAL, -REBUILD_INTERVAL
 _SLA_ONLY = frozenset({SLA})
 _OBSERVED_ONLY = frozenset({OBSERVED})
 
@@ -928,9 +936,11 @@ class Forecaster:
     The sampled model of a workflow is rebuilt lazily, when its own reservoirs grew by
     :data:`REBUILD_FRACTION` since its last build (at once while they are small) or by what
     they hold, so a busy stream of events does not rebuild it per event, and observations
-    of one workflow never rebuild another's. :attr:`generation` counts rebuilds of any
-    workflow and :meth:`generation_of` those of one: forecasts of a workflow made before a
-    rebuild of its model may differ from those made after.
+    of one workflow never rebuild another's. Once the model is mature it is also kept for
+    :data:`REBUILD_INTERVAL` of the ``now`` it is consulted at (a caller that passes no
+    ``now`` rebuilds as soon as it is stale by observations). :attr:`generation` counts
+    rebuilds of any workflow and :meth:`generation_of` those of one: forecasts of a workflow
+    made before a rebuild of its model may differ from those made after.
 
     Between rebuilds a forecast is a lookup: what a feature's forecast depends on besides
     where its stage started (the stage, how many observed stays it has outlasted, the model)
@@ -966,30 +976,50 @@ class Forecaster:
         self._models: dict[str, tuple[int, dict[str, _StageModel]]] = {}
         self._confident: set[tuple[str, str]] = set()
         self._due: dict[str, float] = {}  # per workflow: added_to() at which it is stale
+        # Per workflow whose model is mature: the ``now`` it was built at (None: not given).
+        self._built_at: dict[str, datetime | None] = {}
 
     def generation_of(self, workflow: str) -> int:
         """How many times the model of ``workflow`` was built."""
         return self._generations.get(workflow, 0)
 
-    def stale(self, workflow: Workflow) -> bool:
-        """New observations would change the model of ``workflow`` at its next use."""
+    def stale(self, workflow: Workflow, now: datetime | None = None) -> bool:
+        """New observations would change the model of ``workflow`` at its next use at
+        ``now``."""
         name = workflow.name
-        return name not in self._models or self.durations.added_to(name) >= self._due[name]
+        if name not in self._models:
+            return True
+        return self.durations.added_to(name) >= self._due[name] and not self._held(name, now)
 
-    def refresh(self, workflow: Workflow) -> None:
-        """Rebuild the model of ``workflow`` now if new observations made it stale."""
-        self._model(workflow)
+    def refresh(self, workflow: Workflow, now: datetime | None = None) -> None:
+        """Rebuild the model of ``workflow`` now if new observations made it stale (and,
+        once it is mature, :data:`REBUILD_INTERVAL` passed since it was built)."""
+        self._model(workflow, now)
 
-    def _model(self, workflow: Workflow) -> dict[str, _StageModel]:
+    def _held(self, name: str, now: datetime | None) -> bool:
+        """The model of workflow ``name``, stale by observations, is kept at ``now``: it is
+        mature and was built less than :data:`REBUILD_INTERVAL` before (or after: a clock
+        that went back by the interval counts as having moved as far)."""
+        built_at = self._built_at.get(name)
+        return now is not None and built_at is not None and _BACK < now - built_at < _INTERVAL
+
+    def _model(self, workflow: Workflow, now: datetime | None = None) -> dict[str, _StageModel]:
         name = workflow.name
         built = self._models.get(name)
-        if built is not None and self.durations.added_to(name) < self._due[name]:
+        if built is not None and (
+            self.durations.added_to(name) < self._due[name] or self._held(name, now)
+        ):
             return built[1]
         added = self.durations.added_to(name)
         self._models[name] = built = (added, self._build(workflow))
         # Stale again once its reservoirs grew by REBUILD_FRACTION, or by all they hold.
         turnover = self.durations.capacity * len(workflow.stages)
         self._due[name] = added + max(1.0, min(REBUILD_FRACTION * added, turnover))
+        count = self.durations.count
+        if all(count(name, s) >= CONFIDENT_OBSERVATIONS for s in path_stages(workflow)):
+            self._built_at[name] = now
+        else:
+            self._built_at.pop(name, None)
         self.generation += 1
         self._generations[name] = self._generations.get(name, 0) + 1
         return built[1]
@@ -1098,10 +1128,10 @@ class Forecaster:
         """
         return self.lookup(state, workflow, now)[0]
 
-    def current(self, workflow: Workflow) -> int:
-        """The generation of ``workflow``'s model as a forecast made now would use it
+    def current(self, workflow: Workflow, now: datetime | None = None) -> int:
+        """The generation of ``workflow``'s model as a forecast made at ``now`` would use it
         (rebuilding the model first if new observations made it stale)."""
-        self._model(workflow)
+        self._model(workflow, now)
         return self._generations[workflow.name]
 
     def lookup(
@@ -1116,7 +1146,7 @@ class Forecaster:
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
-        model = self._model(workflow).get(state.stage)
+        model = self._model(workflow, now).get(state.stage)
         if model is None:
             return None, None
         passes = model.passes

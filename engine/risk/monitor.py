@@ -179,7 +179,7 @@ class RiskMonitor:
             watch.due = None
             signals += self._evaluate(watch.state, now)
         for workflow in self.workflows.by_name.values():
-            self.forecaster.refresh(workflow)
+            self.forecaster.refresh(workflow, now)
         generations = self._model_generations()
         if generations != self._generations:
             # Only the features of a workflow whose model was rebuilt can forecast anew. All
@@ -286,7 +286,7 @@ class RiskMonitor:
             new = Assessment(())
         elif slim.target_launch is not None and slim.launched_at is None:
             # Reasons, with a forecast only where one can change them (a target to slip).
-            generation = self.forecaster.current(workflow)
+            generation = self.forecaster.current(workflow, now)
             if (
                 old is not None
                 and old.holds_until is not None

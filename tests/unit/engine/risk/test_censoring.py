@@ -11,6 +11,7 @@ the stays that ended does not see the long stays still under way and forecasts t
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import timedelta
 
 from engine.core.state import HistoryEntry
@@ -126,3 +127,27 @@ def test_seeding_again_after_a_rebalance_counts_a_stay_under_way_once() -> None:
     assert durations.survival("feature", "idea") == product_limit(
         [2 * D] * 2 + [4 * D] * 2, [4 * D]
     )
+
+
+class CountedHistory(list[HistoryEntry]):
+    """A stored history that counts the lines read from it."""
+
+    read = 0
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        for entry in super().__iter__():
+            CountedHistory.read += 1
+            yield entry
+
+
+def test_seeding_replays_each_history_once() -> None:
+    """Start-up reads up to SEED_HISTORIES histories: each is replayed once, its stays and
+    its moves from the same pass (plus the line that created the feature, found again)."""
+    moves = [(None, "idea", 0.0), ("idea", "discovery", 1.0), ("discovery", "defined", 3.0)]
+    histories = [("feature", CountedHistory(history(*moves))) for _ in range(10)]
+    CountedHistory.read = 0
+    durations = StageDurations()
+    assert seed_durations(durations, histories, [f"f{i}" for i in range(10)]) == 20
+    assert CountedHistory.read == 10 * (len(moves) + 1)
+    assert [s / D for s in durations.survival("feature", "discovery")] == [2.0] * 10
+    assert len(durations.passes("feature", "defined", lambda visited: False)[False][1]) == 10
