@@ -12,9 +12,11 @@ once when the demo starts, through the same ``POST /events`` a live event takes 
 a few thousand events, a few seconds), so the board shows the whole portfolio in every stage,
 with its risks and a populated report, within seconds; the last days then play live.
 
-The engine runs on the replay's own clock (:class:`SimulatedClock`): business time starts at
-the end of the backfill and runs ``speed`` times faster than the wall clock until it catches
-up with it, after which it is the wall clock. So while the portfolio replays, the
+The engine runs on the replay's own clock (:class:`SimulatedClock`). While the backfill is
+sent it follows the backfill's events, each judged at its own time
+(:class:`~engine.demo.opening.Opening`), so timelines read as they happened; then business
+time runs on from the end of the backfill ``speed`` times faster than the wall clock until
+it catches up with it, after which it is the wall clock. So while the portfolio replays, the
 engine judges SLAs, targets and forecasts (and stamps ``received_at``) in simulated time, as
 the features' event times are; the board and the at-risk metrics read as they would in a
 company living through those months.
@@ -44,6 +46,7 @@ from typing import Any
 import aiohttp
 
 from engine.config.settings import Settings
+from engine.demo.opening import Opening
 from engine.demo.simulator import DAY, Scheduled, build_portfolio, is_simulated, next_number
 from engine.embedded.root import EmbeddedEngine, start_embedded
 from engine.stores.sqlite import SqliteStore, lock_database
@@ -64,18 +67,25 @@ RISK_INTERVAL = 1.0
 """Real seconds between two risk evaluations (at most): a simulated day at the default pace."""
 MAX_BATCH = 200
 """Events per batch request, far below the 1 MiB body limit."""
+OPENING_SPAN = timedelta(hours=1)
+"""Simulated time one request of the opening spans at most: the engine's clock moves to its
+first event before it is sent, so a backfilled event is received at most this long before
+its own time (rule 10 allows a day)."""
 P_STRUCTURED = 0.1
 P_BINARY = 0.05
 """Shares of events sent alone, in structured and in binary mode; the rest go in batches."""
 
 
 class SimulatedClock:
-    """The demo's business clock: compressed while the portfolio replays, then real.
+    """The demo's business clock: following the opening's events, then compressed while the
+    rest of the portfolio replays, then real.
 
-    Before :meth:`begin` it stands at the portfolio's start; after, it runs ``speed``
-    simulated seconds per real second until it reaches the wall clock, which it then follows
-    (so it never runs backwards and never passes real time). With ``speed=None`` (everything
-    sent at once) it is the wall clock.
+    Before :meth:`begin` it stands where :meth:`follow` last moved it (at first the
+    portfolio's start): while the opening is sent, :class:`~engine.demo.opening.Opening`
+    moves it to each event's time. After :meth:`begin`, it runs ``speed`` simulated seconds
+    per real second until it reaches the wall clock, which it then follows (so it never runs
+    backwards and never passes real time). With ``speed=None`` (everything sent at once) it
+    is the wall clock.
 
     Args:
         days: simulated days the portfolio spans.
@@ -100,6 +110,12 @@ class SimulatedClock:
         self.speed = speed
         self.began: float | None = None
         self.offset = 0.0
+        self.followed = self.start
+
+    def follow(self, at: datetime) -> None:
+        """Before :meth:`begin`: the clock moves to ``at`` (never back)."""
+        if at > self.followed:
+            self.followed = at
 
     def begin(self, offset: float = 0.0) -> None:
         """The replay starts now: business time is :attr:`start` plus ``offset`` simulated
@@ -113,7 +129,7 @@ class SimulatedClock:
         if self.speed is None:
             return real
         if self.began is None:
-            return min(self.start, real)
+            return min(self.followed, real)
         elapsed = (self.monotonic() - self.began) * self.speed
         simulated = self.start + timedelta(seconds=self.offset + elapsed)
         return min(simulated, real)
@@ -216,6 +232,7 @@ async def simulate(
     progress: Progress | None = None,
     clock: SimulatedClock | None = None,
     backfill: float = 0.0,
+    opening: Opening | None = None,
 ) -> Progress:
     """Replay a simulated portfolio against the engine at ``url`` through ``POST /events``.
 
@@ -238,6 +255,12 @@ async def simulate(
             begins when the first event is due, at the end of the backfill).
         backfill: simulated days from the start sent at once, before the pace applies
             (the same requests, as fast as the engine answers them).
+        opening: the backfill judged at its events' own times by an engine in this
+            process: its clock is moved to each request's first event before the request
+            is sent (:meth:`Opening.advance`; a request then spans at most
+            :data:`OPENING_SPAN`), and the opening closed at the backfill's end once it is
+            sent (:meth:`Opening.close`), after the deadlines up to that end were ticked;
+            ``clock`` begins then.
 
     Returns:
         ``progress`` (or a new one) with every outcome counted.
@@ -262,10 +285,16 @@ async def simulate(
         progress.days = days
         sender = _Sender(client, base + "/events", headers, random.Random(seed + 1))
         ahead = min(backfill, days) * DAY
-        began = time.monotonic()
-        if clock is not None:
-            clock.begin(ahead)
         i = 0
+        try:
+            if opening is not None:
+                i = await _open(portfolio, sender, progress, opening, start, ahead)
+        finally:  # on a failure too, the clock runs on and the engine judges on its own
+            if opening is not None:
+                opening.close()
+            began = time.monotonic()
+            if clock is not None:
+                clock.begin(ahead)
         while i < len(portfolio):
             until = float("inf") if speed is None else ahead + (time.monotonic() - began) * speed
             j = i
@@ -288,6 +317,35 @@ async def simulate(
         if own:
             await client.close()
     return progress
+
+
+async def _open(
+    portfolio: list[Scheduled],
+    sender: _Sender,
+    progress: Progress,
+    opening: Opening,
+    start: datetime,
+    ahead: float,
+) -> int:
+    """Send the portfolio's first ``ahead`` simulated seconds with the engine's clock at
+    their events (see :func:`simulate`); returns how many events that was."""
+    span = OPENING_SPAN.total_seconds()
+    i = 0
+    while i < len(portfolio) and portfolio[i].offset <= ahead:
+        first = portfolio[i].offset
+        last = min(ahead, first + span)
+        j = i
+        while j < len(portfolio) and portfolio[j].offset <= last and j - i < MAX_BATCH:
+            j += 1
+        opening.advance(start + timedelta(seconds=first))
+        for outcome in await sender.send(portfolio[i:j]):
+            progress.outcomes[outcome] += 1
+        progress.sent = j
+        progress.simulated = portfolio[j - 1].offset
+        i = j
+    opening.advance(start + timedelta(seconds=ahead))
+    progress.simulated = ahead
+    return i
 
 
 class _Sender:
@@ -404,8 +462,14 @@ async def _drive(
     clock: SimulatedClock | None = None,
     backfill: float = 0.0,
 ) -> None:
-    """Replay the portfolio, then say how it went and that the engine keeps serving."""
+    """Replay the portfolio, then say how it went and that the engine keeps serving.
+
+    With a ``clock`` the backfill is judged at its events' own times (:class:`Opening`).
+    """
     stages = handle.engine.workflows.default.stages
+    opening = None
+    if clock is not None and handle.monitor is not None and backfill > 0:
+        opening = Opening(handle.engine, handle.monitor, clock)
     shower = asyncio.create_task(_show(session, handle.url, stages, progress))
     try:
         await simulate(
@@ -419,6 +483,7 @@ async def _drive(
             progress=progress,
             clock=clock,
             backfill=backfill,
+            opening=opening,
         )
     except (SimulationError, aiohttp.ClientError) as err:
         _say(f"simulator stopped: {err}")

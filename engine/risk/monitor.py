@@ -44,7 +44,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
@@ -213,6 +213,25 @@ class RiskMonitor:
             done += 1
         if not queue:
             rebuilt.clear()
+        return signals
+
+    def tick_until(self, until: datetime) -> list[RiskSignal]:
+        """Tick at every deadline up to ``until``, each at its own instant; returns the
+        signals published.
+
+        For a past replayed at the events' own times (the demo's opening,
+        :class:`engine.demo.opening.Opening`): a reason that comes with time alone (an SLA
+        running out, a target passing) is announced at the moment it came, as a live
+        engine ticking often would, not when the replay reached the next event.
+        """
+        signals: list[RiskSignal] = []
+        heap, end = self._heap, until.timestamp()
+        while heap and heap[0][0] <= end:
+            due = heap[0][0]
+            at = datetime.fromtimestamp(due, UTC)
+            if at.timestamp() < due:  # rounded to the microsecond below: tick just after
+                at += timedelta(microseconds=1)
+            signals += self.tick(at)
         return signals
 
     @property
