@@ -26,6 +26,7 @@ from typing import Any
 from engine.core.outcomes import OutcomeKind
 from engine.core.state import FeatureState, HistoryEntry, iso
 from engine.core.timemath import day_after, seconds_after, utc_date
+from engine.risk.forecast import EXIT, HIGH, LOW, UNBLOCK
 from engine.risk.forecast import Forecast as LaunchForecast
 from engine.risk.reasons import (
     BLOCKED,
@@ -539,11 +540,37 @@ def _forecast_text(f: Forecast | None) -> str:
         parts.append(f"p85 {f.then_days[1]:g} days")
     else:
         parts = [f"p50 {f.p50 or '?'}", f"p85 {f.p85 or '?'}"]
-    if f.observations is not None:
-        parts.append(f"{f.observations} observations")
+    text = ", ".join(parts)
     if f.confidence is not None:
-        parts.append(f"{f.confidence} confidence")
-    return ", ".join(parts)
+        text += f"; {_confidence_text(f)}"
+    elif f.observations:
+        text += f"; based on {_stays(f.observations)}"
+    return text
+
+
+def _stays(n: int) -> str:
+    return f"{n:,} stay{'' if n == 1 else 's'} of earlier features"
+
+
+def _confidence_text(f: Forecast) -> str:
+    """What the confidence of ``f`` rests on, in a PM's words (the board's dialog says the
+    same)."""
+    seen = _stays(f.observations or 0)
+    if f.waiting == UNBLOCK:
+        return (
+            "low confidence: nobody can tell when a block ends; "
+            f"the days after it are based on {seen}"
+        )
+    if f.waiting == EXIT:
+        return (
+            "low confidence: nobody can tell when it leaves its stage; "
+            f"the days after are based on {seen}"
+        )
+    if f.confidence == LOW:
+        return "low confidence: too few earlier features to learn from, so the stage SLAs stand in"
+    if f.confidence == HIGH:
+        return f"high confidence: based on {seen} in the stages ahead, 20 or more in each"
+    return f"{f.confidence} confidence: based on {seen}, too few in some stage ahead"
 
 
 def _sla_text(s: Stuck) -> str:

@@ -23,6 +23,7 @@
     target_slip: "the target launch date has passed or is forecast to be missed",
     rework: "failed UAT two or more times",
   };
+  const RISK_LINES = { "feature.at_risk": "at risk", "feature.risk_cleared": "no longer at risk" };
   const REJECTIONS = {
     invalid_transition: "the feature cannot move back this way",
     terminal: "the feature is cancelled and takes no more events",
@@ -644,7 +645,11 @@
     let text;
     if (fc.waiting && fc.then_days) {
       // No date: nothing observed says when it moves on, only how long it takes from then.
-      const days = (n) => `${n} day${n === 1 ? "" : "s"}`;
+      // Whole days from ten on: "65.7 days" is a precision no forecast has.
+      const days = (n) => {
+        const shown = n >= 10 ? Math.round(n) : n;
+        return `${shown} day${shown === 1 ? "" : "s"}`;
+      };
       text = fc.waiting === "unblock"
         ? "no launch date while blocked; once unblocked, "
         : "no launch date: longer in this stage than any feature seen to leave it; once it moves on, ";
@@ -652,15 +657,30 @@
     } else {
       text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
     }
-    if (fc.confidence) text += `, ${fc.confidence} confidence`;
-    const basis = { observed: "observed stage times", sla: "stage SLAs", mixed: "observed times and SLAs" };
-    if (fc.observations != null) {
-      text += ` (from ${fc.observations} observations${fc.basis ? `, ${basis[fc.basis] || fc.basis}` : ""})`;
-    }
+    if (fc.confidence) text += `; ${confidenceText(fc)}`;
     if (f.target_launch && p85) {
       text += p85.slice(0, 10) > f.target_launch ? " — after the target" : " — within the target";
     }
     return text;
+  }
+
+  // What a forecast's confidence rests on, in a PM's words (engine/report/status.py says
+  // the same in the weekly report).
+  function confidenceText(fc) {
+    const n = fc.observations || 0;
+    const seen = `${n.toLocaleString("en-US")} stay${n === 1 ? "" : "s"} of earlier features`;
+    if (fc.waiting === "unblock") {
+      return `low confidence: nobody can tell when a block ends; the days after it are based on ${seen}`;
+    }
+    if (fc.waiting === "exit") {
+      return `low confidence: nobody can tell when it leaves this stage; the days after are based on ${seen}`;
+    }
+    if (fc.basis === "sla" || (!n && fc.confidence === "low")) {
+      return "low confidence: too few earlier features to learn from, so the stage SLAs stand in";
+    }
+    if (fc.confidence === "high") return `high confidence: based on ${seen} in the stages ahead, 20 or more in each`;
+    if (fc.basis === "mixed") return `${fc.confidence} confidence: based on ${seen}, and on the SLAs of stages with too few`;
+    return `${fc.confidence} confidence: based on ${seen} in the stages ahead, fewer than 20 in some`;
   }
 
   function why(f, entries) {
@@ -705,7 +725,10 @@
     if (moved) notes.push(e.from_stage ? `${label(e.from_stage)} → ${label(e.to_stage)}` : `created in ${label(e.to_stage)}`);
     if (e.skipped && e.skipped.length) notes.push(`skipped ${e.skipped.map(label).join(", ")}`);
     if (e.outcome === "rejected" && e.reason) notes.push(`rejected: ${REJECTIONS[e.reason] || e.reason} (${e.reason})`);
-    else if (e.reason) notes.push(e.reason);
+    else if (e.reason && RISK_LINES[e.type]) {
+      // The engine's own lines: what changed, in words, the reason's name after.
+      notes.push(`${RISK_LINES[e.type]}: ${REASON_HELP[e.reason] || e.reason} (${e.reason})`);
+    } else if (e.reason) notes.push(e.reason);
     notes.push(`from ${e.source}`);
     li.append(el("div", "tl-note", notes.join(" · ")));
     return li;

@@ -420,6 +420,12 @@ def test_a_blocked_features_forecast_gives_no_date_only_the_days_once_unblocked(
         facts = page.locator("dialog#detail .facts").inner_text()
         assert "no launch date while blocked; once unblocked, 50% within" in facts
         assert "% by " not in facts  # no date at all, so never "today"
+        # "low confidence (from 1024 observations, ...)" read as a contradiction: it says
+        # what the confidence rests on.
+        assert "low confidence: nobody can tell when a block ends" in facts
+        assert "observations" not in facts
+        timeline = page.locator("dialog#detail ol.timeline").inner_text()
+        assert "at risk: longer in this stage than its SLA (sla_breached)" in timeline
         page.close()
 
 

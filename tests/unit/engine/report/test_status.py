@@ -286,7 +286,7 @@ def test_markdown_states_each_number_with_its_feature_ids(report: Report) -> Non
     assert "2 UAT failures on 1 features: B." in text
     assert "- re-entered uat: 2 (B, J)" in text
     assert "overdue 1; at risk 1; on track 1; no forecast 1" in text
-    assert "p50 2024-02-25, p85 2024-03-06, 12 observations" in text
+    assert "p50 2024-02-25, p85 2024-03-06; based on 12 stays of earlier features" in text
 
 
 def test_html_is_a_page_with_the_same_sections_escaped(report: Report) -> None:
@@ -355,9 +355,12 @@ def test_a_blocked_features_forecast_has_no_date_only_the_days_once_unblocked() 
     )
     from engine.report.status import _forecast_text
 
+    # Issue 13: "7 observations, low confidence" read as a contradiction; the text says
+    # what the confidence rests on.
     assert _forecast_text(found) == (
-        "no date (blocked); once unblocked: p50 12 days, p85 30.5 days, 7 observations, "
-        "low confidence"
+        "no date (blocked); once unblocked: p50 12 days, p85 30.5 days; low confidence: "
+        "nobody can tell when a block ends; the days after it are based on 7 stays of "
+        "earlier features"
     )
     assert launch.view(today)["then_days"] == {"p50": 12.0, "p85": 30.5}
 
@@ -413,3 +416,27 @@ def test_a_waiting_forecast_is_judged_against_its_target_as_its_risk_reasons_jud
     assert (TARGET_SLIP in reasons) is late
     assert (state.id in report.at_risk_now.get(TARGET_SLIP, ())) is late
     assert state.id in report.at_risk_now["blocked"]
+
+
+@pytest.mark.parametrize(
+    ("confidence", "waiting", "says"),
+    [
+        ("high", None, "high confidence: based on 1,024 stays of earlier features in the "
+         "stages ahead, 20 or more in each"),
+        ("medium", None, "medium confidence: based on 1,024 stays of earlier features, too "
+         "few in some stage ahead"),
+        ("low", None, "low confidence: too few earlier features to learn from, so the stage "
+         "SLAs stand in"),
+        ("low", "exit", "low confidence: nobody can tell when it leaves its stage; the days "
+         "after are based on 1,024 stays of earlier features"),
+    ],
+)  # fmt: skip
+def test_a_forecasts_confidence_says_what_it_rests_on(
+    confidence: str, waiting: str | None, says: str
+) -> None:
+    """Issue 13: "1024 observations, low confidence" read as a contradiction to a PM."""
+    from engine.report.status import _forecast_text
+
+    then = (12.0, 30.5) if waiting else None
+    found = Forecast(None, None, 1024, confidence, False, waiting, then)
+    assert _forecast_text(found).endswith("; " + says)
