@@ -137,6 +137,11 @@ def run(
                     groups = ["all", kind, f"confidence:{forecast.confidence}", in_window]
                     if kind == "in stage":
                         groups.append(f"in stage, {_pass(state, workflow)}")
+                        if _pass(state, workflow) == "rework":
+                            # The simulator fails a feature's UAT again after one failure
+                            # 40 % of the time, never after two (README, "Launch forecasts").
+                            times = {1: "once", 2: "twice"}.get(state.uat_failures, "more")
+                            groups.append(f"rework, UAT failed {times}")
                         groups.append(f"{in_window}, {_pass(state, workflow)}")
                     if by_stage:
                         groups.append(f"stage:{state.stage}")
