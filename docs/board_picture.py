@@ -122,23 +122,24 @@ def main(argv: list[str] | None = None) -> int:
 def _photograph_detail(page: Any, out: Path) -> None:
     """Open a blocked card and photograph its dialog once its forecast is in.
 
-    A card blocked within its stage's SLA comes first: its block came while the demo played
-    live, so its timeline reads as it happened (a card the demo backfilled got its events
-    late, each stage already past its SLA, which its timeline says too).
+    A card blocked within its stage's SLA comes first (one risk, not two, to read). The demo
+    plays live meanwhile: a card unblocked between the click and the photograph is closed
+    and the next one tried.
     """
     for selector in [
         ".card:has(.b-blocked):not(:has(.b-sla_breached)) .card-btn",
         ".card:has(.b-blocked) .card-btn",
     ]:
-        card = page.locator(selector).first
-        if card.count():
-            break
-    else:
-        raise SystemExit("board_picture: no blocked card on the board to open")
-    card.click()
-    page.wait_for_selector("dialog#detail .facts")
-    page.wait_for_selector("dialog#detail .timeline li")
-    page.locator("dialog#detail").screenshot(path=str(out))
+        cards = page.locator(selector)
+        for i in range(min(cards.count(), 5)):
+            cards.nth(i).click()
+            page.wait_for_selector("dialog#detail .facts")
+            page.wait_for_selector("dialog#detail .timeline li")
+            if "while blocked" in page.locator("dialog#detail .facts").inner_text():
+                page.locator("dialog#detail").screenshot(path=str(out))
+                return
+            page.keyboard.press("Escape")
+    raise SystemExit("board_picture: no blocked card on the board to open")
 
 
 if __name__ == "__main__":

@@ -727,7 +727,8 @@
     if (e.outcome === "rejected" && e.reason) notes.push(`rejected: ${REJECTIONS[e.reason] || e.reason} (${e.reason})`);
     else if (e.reason && RISK_LINES[e.type]) {
       // The engine's own lines: what changed, in words, the reason's name after.
-      notes.push(`${RISK_LINES[e.type]}: ${REASON_HELP[e.reason] || e.reason} (${e.reason})`);
+      const help = REASON_HELP[e.reason] || e.reason;
+      notes.push(`${RISK_LINES[e.type]}: ${help}${help === e.reason ? "" : ` (${e.reason})`}`);
     } else if (e.reason) notes.push(e.reason);
     notes.push(`from ${e.source}`);
     li.append(el("div", "tl-note", notes.join(" · ")));
