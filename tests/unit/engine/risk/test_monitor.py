@@ -350,3 +350,20 @@ def test_the_monitor_counts_the_stays_still_under_way(rig: Rig) -> None:
     # Kaplan-Meier over a 1, b 2, c 3 (ended), d 30 and e 0 (still there): a quarter of the
     # mass outlasts every ended stay and sits on d's 30 days (Efron); without d, none would.
     assert days == [1, 2, 2, 3, 30]
+
+
+def test_ticking_until_a_time_announces_each_deadline_at_its_own_instant(rig: Rig) -> None:
+    """For a past replayed at its events' times (the demo's opening): an SLA that ran out
+    between two events is announced when it ran out, not when the replay got past it."""
+    rig.send("idea.submitted", "a", title="A", product="p")
+    rig.clock.now += 5 * DAY
+    rig.send("idea.submitted", "b", title="B", product="p")
+    signals = rig.monitor.tick_until(T0 + 50 * DAY)
+    assert [(s.feature, s.reason) for s in signals] == [
+        ("a", "sla_breached"),
+        ("b", "sla_breached"),
+    ]
+    a, b = (s.at for s in signals)
+    assert T0 + 30 * DAY < a < T0 + 30 * DAY + timedelta(seconds=1)  # idea's SLA is 30 days
+    assert T0 + 35 * DAY < b < T0 + 35 * DAY + timedelta(seconds=1)
+    assert rig.monitor.tick_until(T0 + 60 * DAY) == []  # announced once
