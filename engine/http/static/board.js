@@ -657,10 +657,10 @@
     } else {
       text = `50% by ${day(p50)}, 85% by ${day(p85)}`;
     }
-    if (fc.confidence) text += `; ${confidenceText(fc)}`;
-    if (f.target_launch && p85) {
+    if (f.target_launch && p85) {  // beside the dates it judges, before what they rest on
       text += p85.slice(0, 10) > f.target_launch ? " — after the target" : " — within the target";
     }
+    if (fc.confidence) text += `; ${confidenceText(fc)}`;
     return text;
   }
 
