@@ -187,6 +187,11 @@ def _media_type(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
+def _binary(request: web.Request) -> bool:
+    """Whether the request carries ``ce-*`` headers (binary mode)."""
+    return any(name.lower().startswith("ce-") for name in request.headers)
+
+
 async def _incoming(request: web.Request, received_at: datetime) -> tuple[list[Incoming], bool]:
     """Every event of the request, validated, and whether it was a batch.
 
@@ -203,8 +208,7 @@ async def _incoming(request: web.Request, received_at: datetime) -> tuple[list[I
             [Problem("body", f"{request.content_length} bytes; the limit is {MAX_BODY} (1 MiB)")],
         )
     media = _media_type(request)
-    binary = any(name.lower().startswith("ce-") for name in request.headers)
-    if media not in (STRUCTURED, BATCH) and not binary:
+    if media not in (STRUCTURED, BATCH) and not _binary(request):
         raise _refuse(
             request,
             415,
@@ -243,7 +247,16 @@ async def post_events(request: web.Request) -> web.Response:
         what = "batch" if _media_type(request) == BATCH else "event"
         raise _refuse(request, 400, "malformed", f"malformed {what}", err.problems) from err
     receipts = await request.app[INGEST](incoming, received_at)
-    return web.json_response(receipts if batch else receipts[0], status=202)
+    return _json(receipts if batch else receipts[0], 202)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    """``value`` as a JSON answer, encoded by :func:`_encoded` (``web.json_response``'s
+    standard library encoder took a tenth of a batch's answer time, and the answer is
+    built without its text round trip); the same ``Content-Type`` as ``json_response``."""
+    return web.Response(
+        body=_encoded(value), status=status, content_type="application/json", charset="utf-8"
+    )
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -311,15 +324,16 @@ async def list_features(request: web.Request) -> web.Response:
     return _page(views, None)
 
 
-def _encoded(view: dict[str, Any]) -> bytes:
-    """A feature's view as JSON: orjson, about five times the standard library's speed on a
-    page of 500 (the same values; non-ASCII text as UTF-8 instead of escapes). What orjson
-    refuses (a lone surrogate in a row stored before such text was refused) goes to the
-    standard library's encoder."""
+def _encoded(value: Any) -> bytes:
+    """``value`` (a feature's view, receipts) as JSON: orjson, about five times the standard
+    library's speed on a page of 500 (the same values, without spaces; non-ASCII text as
+    UTF-8 instead of escapes). What orjson refuses (a lone surrogate in a row stored before
+    such text was refused, an integer beyond 64 bits) goes to the standard library's
+    encoder, whose escapes keep the body valid UTF-8."""
     try:
-        return orjson.dumps(view)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(view).encode()
+        return json.dumps(value).encode()
 
 
 def _page(views: list[bytes], cursor: str | None) -> web.Response:

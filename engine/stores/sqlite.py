@@ -6,6 +6,9 @@ restart keeps everything, duplicates included. :meth:`SqliteStore.transaction` w
 to a whole batch of events (all stored or none), and holds its writes back to its end: a
 feature changed several times in the batch has its row encoded and written once, as it last
 is, and each table gets one statement for the whole batch (:meth:`SqliteStore._flush`).
+The parts of a transaction (the requests of one HTTP group commit) hold theirs with the
+rest: a part undone drops only what it held and puts back the states it changed, so a group
+of single events writes each table once, at its end (:meth:`SqliteStore._part`).
 Reads see what is held: the duplicate check asks the held keys first, and the store's own
 reads of its tables write what is held before they run.
 
@@ -55,7 +58,8 @@ import sqlite3
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,7 +71,8 @@ from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
 from engine.stores import sqlite_ledger, sqlite_log
 from engine.stores.rows import entry_json, state_json
 from engine.stores.sqlite_ledger import SqliteLedger
-from engine.stores.sqlite_log import EventLog
+from engine.stores.sqlite_log import EventLog, compact_json
+from events.builder import rfc3339
 from events.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,11 @@ UPSERT_STATE = (
 )
 INSERT_KEY = "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)"
 INSERT_LINE = "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)"
+INSERT_LOGGED = sqlite_log.INSERT
+
+LogLine = tuple[str | None, str, str, Mapping[str, Any] | str]
+"""A log line held back: feature id, arrival time (RFC 3339), outcome, the event as received
+(decoded, or its JSON text)."""
 
 KNOWN_KEYS = 16
 """Idempotency keys of a feature whose hashes its cached state keeps (:class:`KnownKeys`),
@@ -285,6 +295,92 @@ class KnownKeys:
         return KnownKeys(hashes, self.ask)
 
 
+class _Part:
+    """A part of a store transaction (see :meth:`SqliteStore._part`): its savepoint's name,
+    whether it is open yet, and how many held writes of each kind came before the part's
+    own (the part's own follow, to the end of each)."""
+
+    __slots__ = ("dirty", "keys", "lines", "logged", "name", "saved", "undo")
+
+    def __init__(self, name: str, dirty: int, keys: int, lines: int, logged: int) -> None:
+        self.name = name
+        self.saved = False
+        self.dirty = dirty
+        self.keys = keys
+        self.lines = lines
+        self.logged = logged
+        self.undo: dict[str, tuple[FeatureState, int | None] | None] = {}
+
+
+class StoreLog(EventLog):
+    """The event log on the store's own connection, in step with the store's held writes.
+
+    A request's lines (:meth:`append_all`) are held with the rest of the open transaction
+    (:meth:`SqliteStore.hold_log`): written at its end with everything else, dropped with a
+    part that is undone. Everything else that touches the file first has what is held
+    written (``flush``), so the log keeps arrival order and a part's savepoint covers it.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        hold: Callable[[Sequence[tuple[Mapping[str, Any] | str, str | None, str]], datetime], None],
+        flush: Callable[[], None],
+    ) -> None:
+        super().__init__(db)
+        self._hold = hold
+        self._flush = flush
+
+    def append_all(
+        self,
+        events: Sequence[tuple[Mapping[str, Any] | str, str | None, str]],
+        received_at: datetime,
+    ) -> None:
+        self._hold(events, received_at)
+
+    def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
+        self._flush()
+        super().append_many(rows)
+
+    def append_numbered(self, rows: list[tuple[int, str | None, str, str, str]]) -> None:
+        self._flush()
+        super().append_numbered(rows)
+
+    def read(
+        self, after: int = 0, batch: int = 10_000, shard: tuple[int, int] | None = None
+    ) -> Iterator[sqlite_log.LoggedEvent]:
+        self._flush()
+        return super().read(after, batch, shard)
+
+    def __len__(self) -> int:
+        self._flush()
+        return super().__len__()
+
+    def record_version(
+        self, name: str, version: int, fingerprint: str, definition: dict[str, Any], at: datetime
+    ) -> None:
+        self._flush()
+        super().record_version(name, version, fingerprint, definition, at)
+
+
+class StoreLedger(SqliteLedger):
+    """The release ledger on the store's own connection: what the store holds is written
+    before a pair is (see :class:`StoreLog`)."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        transaction: Callable[[], contextlib.AbstractContextManager[None]],
+        flush: Callable[[], None],
+    ) -> None:
+        super().__init__(db, transaction)
+        self._flush = flush
+
+    def add(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._flush()
+        super().add(pairs)
+
+
 class FeatureQueries:
     """The read queries of the store, over any connection to its file.
 
@@ -421,14 +517,18 @@ class SqliteStore:
         # open transaction wrote or read waits in ``_pending`` until it commits.
         self._cache: OrderedDict[str, tuple[FeatureState, int | None]] = OrderedDict()
         self._pending: dict[str, tuple[FeatureState, int | None]] = {}
-        # In a savepoint (:meth:`_part`): each feature's ``_pending`` row before it.
+        # The open parts of the transaction (:meth:`_part`), innermost last, and the undo
+        # of the innermost: each feature's ``_pending`` row before the part.
+        self._parts: list[_Part] = []
         self._undo: dict[str, tuple[FeatureState, int | None] | None] | None = None
-        # Writes held back in a transaction until it (or its part) ends (see :meth:`_flush`):
-        # the features whose row to write, each its state in ``_pending`` (a dict, to write
-        # them in the order first written); the keys; the history lines.
+        # Writes held back in a transaction until it ends (see :meth:`_flush`): the features
+        # whose row to write, each its state in ``_pending`` (a dict, to write them in the
+        # order first written); the keys (a dict: in the order held); the history lines;
+        # the log lines ``(feature_id, received_at, outcome, event)``.
         self._dirty: dict[str, None] = {}
-        self._keys: set[tuple[str, str]] = set()
+        self._keys: dict[tuple[str, str], None] = {}
         self._lines: list[tuple[str, int, HistoryEntry]] = []
+        self._logged: list[LogLine] = []
         self._read_only: sqlite3.Connection | None = None
         self._checkpoints: Checkpointer | None = None
         memory = self.path == ":memory:"
@@ -544,10 +644,11 @@ class SqliteStore:
     def transaction(self) -> Iterator[None]:
         """Every commit inside is one transaction: a batch is stored whole or not at all.
 
-        Inside another transaction it is a part of it (a SQLite savepoint): a part that
-        raises is undone alone, and the caller may go on with the rest and commit it (the
-        HTTP ingest groups the requests that arrive together this way, one part each); the
-        part's exception still propagates.
+        Inside another transaction it is a part of it: a part that raises is undone alone,
+        and the caller may go on with the rest and commit it (the HTTP ingest groups the
+        requests that arrive together this way, one part each); the part's exception still
+        propagates. Parts hold their writes too, so a group writes each table once, at its
+        end (see :meth:`_part`).
 
         Raises:
             StoreError: the database refused the batch (nothing of it is stored).
@@ -577,45 +678,117 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _part(self) -> Iterator[None]:
-        """A savepoint inside the open transaction; undone (file and cache) if it raises.
+        """A part of the open transaction, undone alone (file and cache) if it raises.
 
-        ``_undo`` remembers, for each feature the part caches, the row it had before
-        (``None``: none), so rolling the part back puts the transaction's cache back as
-        the file then is. If the database itself rolled the whole transaction back (disk
-        full does), the part's error propagates and the transaction cannot commit.
+        A part holds its writes with the rest of the transaction's (:meth:`_flush` writes
+        them all at its end), and remembers where its own begin (:class:`_Part`): undone,
+        it drops the rows, keys, lines and log lines it held, and puts back the ``_pending``
+        rows it changed (``_undo``: each feature's row before the part, ``None`` for none).
+        A part that writes nothing to the file itself (an HTTP request: everything held)
+        needs no SQL at all. One that must write (a read of the store's own tables, a
+        statement of its caller, more lines than :data:`HELD_LINES`) first has what the
+        levels outside it hold written, then opens a SQLite savepoint (:meth:`_settle`),
+        which it rolls back if it raises. A part inside a part starts once its enclosing
+        part has its savepoint, so only the innermost part holds writes without one.
+
+        If the database itself rolled the whole transaction back (disk full does), the
+        part's error propagates and the transaction cannot commit.
         """
         db = self._db
         if not db.in_transaction:  # lost to an earlier part's error: nothing more is stored
             raise StoreError(f"the database {self.path} rolled the transaction back")
-        self._flush()  # what is held belongs to the outer level: a part holds only its own
-        name = f"part{self._batch}"
-        db.execute(f"SAVEPOINT {name}")
-        outer, self._undo = self._undo, {}
+        if self._parts and not self._parts[-1].saved:
+            self._flush()  # the enclosing part's savepoint, before this part's marks
+        part = _Part(
+            f"part{self._batch}",
+            len(self._dirty),
+            len(self._keys),
+            len(self._lines),
+            len(self._logged),
+        )
+        self._parts.append(part)
+        outer, self._undo = self._undo, part.undo
         self._batch += 1
         try:
             yield
-            self._flush()
         except BaseException:
-            self._drop_held()
-            undo = self._undo
-            self._undo = outer
-            self._batch -= 1
-            if db.in_transaction:
-                db.execute(f"ROLLBACK TO {name}")
-                db.execute(f"RELEASE {name}")
-                for fid, row in undo.items():
-                    if row is None:
-                        self._pending.pop(fid, None)
-                    else:
-                        self._pending[fid] = row
+            self._close_part(outer)
+            self._drop_since(part)
+            if part.saved and db.in_transaction:
+                db.execute(f"ROLLBACK TO {part.name}")
+                db.execute(f"RELEASE {part.name}")
+            for fid, row in part.undo.items():
+                if row is None:
+                    self._pending.pop(fid, None)
+                else:
+                    self._pending[fid] = row
             raise
-        undo = self._undo
+        self._close_part(outer)
+        if part.saved:
+            db.execute(f"RELEASE {part.name}")
+        if outer is not None:
+            for fid, row in part.undo.items():
+                outer.setdefault(fid, row)
+
+    def _close_part(self, outer: dict[str, tuple[FeatureState, int | None] | None] | None) -> None:
+        self._parts.pop()
         self._undo = outer
         self._batch -= 1
-        db.execute(f"RELEASE {name}")
-        if outer is not None:
-            for fid, row in undo.items():
-                outer.setdefault(fid, row)
+
+    def _drop_since(self, part: _Part) -> None:
+        """Drop the writes held since ``part`` began (its own: it is undone)."""
+        del self._lines[part.lines :]
+        del self._logged[part.logged :]
+        keys, dirty = self._keys, self._dirty
+        while len(keys) > part.keys:
+            keys.popitem()  # the last held first: a dict pops in reverse order of insertion
+        while len(dirty) > part.dirty:
+            dirty.popitem()
+
+    def _settle(self, part: _Part) -> None:
+        """Write what the levels outside ``part`` hold, then open the part's savepoint.
+
+        What the part holds itself stays held, inside the savepoint from now on (its marks
+        go to zero). A row held before the part is written as it was before it (its
+        ``_undo`` row); the part's own change of it is held again. Called by
+        :meth:`_flush` for the innermost part, when that part is about to touch the file.
+
+        Raises:
+            sqlite3.Error: the database refused a write: the whole transaction is rolled
+                back, as in :meth:`_flush`.
+        """
+        db = self._db
+        dirty = list(self._dirty)
+        keys = list(self._keys)
+        undo = part.undo
+        try:
+            if part.dirty:
+                rows = []
+                for fid in dirty[: part.dirty]:
+                    row = undo[fid] if fid in undo else self._pending[fid]
+                    assert row is not None  # held before the part: it was pending then
+                    state = row[0]
+                    rows.append((fid, state.stage, state.product, state_json(state)))
+                db.executemany(UPSERT_STATE, rows)
+            if part.keys:
+                db.executemany(INSERT_KEY, keys[: part.keys])
+            if part.lines:
+                db.executemany(INSERT_LINE, self._line_rows(self._lines[: part.lines]))
+            if part.logged:
+                db.executemany(INSERT_LOGGED, self._log_rows(self._logged[: part.logged]))
+            db.execute(f"SAVEPOINT {part.name}")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._drop_held()
+            raise
+        part.saved = True
+        again = [fid for fid in dirty[: part.dirty] if fid in undo]
+        self._dirty = dict.fromkeys(again + dirty[part.dirty :])
+        self._keys = dict.fromkeys(keys[part.keys :])
+        del self._lines[: part.lines]
+        del self._logged[: part.logged]
+        part.dirty = part.keys = part.lines = part.logged = 0
 
     def _keep(self, rows: dict[str, tuple[FeatureState, int | None]]) -> None:
         """Cache committed ``rows``, dropping the least recently used beyond the bound."""
@@ -627,20 +800,24 @@ class SqliteStore:
             cache.popitem(last=False)
 
     def _flush(self) -> None:
-        """Write what the open transaction (or its innermost part) holds back.
+        """Write what the open transaction holds back; called before anything that touches
+        the file inside a transaction.
 
         Inside a transaction, :meth:`commit` holds its writes back (when the feature's row
-        can wait in ``_pending``) and they go in here, a statement per table for all of
-        them: at the end of the transaction, before a part begins and as it ends (so a part
-        rolled back drops only its own), every :data:`HELD_LINES` history lines, and before
-        the store reads its own tables. A feature changed several times is written once,
-        as it last is, and encoded once.
+        can wait in ``_pending``), and so does the log (:class:`StoreLog`); they go in
+        here, a statement per table for all of them: at the end of the transaction, every
+        :data:`HELD_LINES` history lines, before the store reads its own tables and before
+        a statement of a caller on its connection. A feature changed several times is
+        written once, as it last is, and encoded once. Inside a part without a savepoint
+        yet, :meth:`_settle` first writes the outer levels' share and opens one.
 
         Raises:
             sqlite3.Error: the database refused a write. The whole transaction is then
                 rolled back (what was held cannot be told apart by part): it cannot commit.
         """
-        if not (self._dirty or self._lines or self._keys):
+        if self._parts and not self._parts[-1].saved:
+            self._settle(self._parts[-1])
+        if not (self._dirty or self._lines or self._keys or self._logged):
             return
         db = self._db
         try:
@@ -654,9 +831,9 @@ class SqliteStore:
             if self._keys:
                 db.executemany(INSERT_KEY, self._keys)
             if self._lines:
-                db.executemany(
-                    INSERT_LINE, [(fid, seq, entry_json(e)) for fid, seq, e in self._lines]
-                )
+                db.executemany(INSERT_LINE, self._line_rows(self._lines))
+            if self._logged:
+                db.executemany(INSERT_LOGGED, self._log_rows(self._logged))
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -664,10 +841,37 @@ class SqliteStore:
         finally:
             self._drop_held()
 
+    @staticmethod
+    def _line_rows(lines: Sequence[tuple[str, int, HistoryEntry]]) -> list[tuple[str, int, str]]:
+        return [(fid, seq, entry_json(e)) for fid, seq, e in lines]
+
+    @staticmethod
+    def _log_rows(lines: Sequence[LogLine]) -> list[tuple[str | None, str, str, str]]:
+        return [
+            (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
+            for fid, at, outcome, raw in lines
+        ]
+
     def _drop_held(self) -> None:
         self._dirty.clear()
         self._keys.clear()
         self._lines.clear()
+        self._logged.clear()
+
+    def hold_log(
+        self,
+        events: Sequence[tuple[Mapping[str, Any] | str, str | None, str]],
+        received_at: datetime,
+    ) -> None:
+        """Add the accepted events of one request to the log (see
+        :meth:`~engine.stores.sqlite_log.EventLog.append_all`): held with the other writes
+        inside a transaction, at once outside one."""
+        at = rfc3339(received_at)
+        lines: list[LogLine] = [(fid, at, outcome, raw) for raw, fid, outcome in events]
+        if self._batch:
+            self._logged.extend(lines)
+        else:
+            self._db.executemany(INSERT_LOGGED, self._log_rows(lines))
 
     def _has_key(self, feature_id: str, key: str) -> bool:
         """Whether ``key`` is held or in the ``seen`` table for the feature."""
@@ -784,7 +988,7 @@ class SqliteStore:
             keys = seen.added if isinstance(seen, ExternalKeys) else seen
             if held:
                 self._dirty[fid] = None
-                self._keys.update([(fid, k) for k in keys])
+                self._keys.update(dict.fromkeys([(fid, k) for k in keys]))
             else:
                 db.execute(UPSERT_STATE, (fid, state.stage, state.product, state_json(state)))
                 if keys:
@@ -829,6 +1033,7 @@ class SqliteStore:
             del rows[:], keys[:], lines[:]
 
         with self.transaction():
+            self._flush()  # a part of an outer transaction: its savepoint before the rows
             for state, history in features:
                 fid = state.id
                 self._cache.pop(fid, None)  # written here in bulk: read back when asked
@@ -874,6 +1079,7 @@ class SqliteStore:
             db.execute("ATTACH DATABASE ? AS " + name, (str(path),))
         try:
             with self.transaction():
+                self._flush()  # as in load
                 for name in names:
                     for table in ("features", "history", "seen"):
                         db.execute(f"INSERT INTO main.{table} SELECT * FROM {name}.{table}")
@@ -891,15 +1097,16 @@ class SqliteStore:
                 db.execute(f"DETACH DATABASE {name}")
 
     @property
-    def log(self) -> EventLog:
+    def log(self) -> StoreLog:
         """The event log and workflow versions on the store's own connection; an append
-        inside :meth:`transaction` is stored with that transaction's states."""
-        return EventLog(self._db)
+        inside :meth:`transaction` is stored with that transaction's states (held with
+        them: see :class:`StoreLog`)."""
+        return StoreLog(self._db, self.hold_log, self._flush)
 
     @property
     def releases(self) -> SqliteLedger:
         """The connectors' release ledger, on the store's own connection."""
-        return SqliteLedger(self._db, self.transaction)
+        return StoreLedger(self._db, self.transaction, self._flush)
 
     @property
     def queries(self) -> FeatureQueries:

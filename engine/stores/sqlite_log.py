@@ -47,6 +47,9 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END""",
 )
 """Statements that create the log's tables (schema version 3)."""
 
+INSERT = "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)"
+"""A line of the log, at the next position."""
+
 COLUMNS = {
     "events": {"seq", "feature_id", "received_at", "outcome", "event"},
     "workflow_versions": {"name", "version", "fingerprint", "definition", "first_run"},
@@ -128,7 +131,7 @@ class EventLog:
         received at ``received_at``, in one statement (see :meth:`append`)."""
         at = iso(received_at)
         self.db.executemany(
-            "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
+            INSERT,
             [
                 (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
                 for raw, fid, outcome in events
@@ -137,10 +140,7 @@ class EventLog:
 
     def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
         """Add many lines at once: ``(feature_id, received_at RFC 3339, outcome, event)``."""
-        self.db.executemany(
-            "INSERT INTO events (feature_id, received_at, outcome, event) VALUES (?, ?, ?, ?)",
-            rows,
-        )
+        self.db.executemany(INSERT, rows)
 
     def append_numbered(self, rows: list[tuple[int, str | None, str, str, str]]) -> None:
         """Add lines at the positions given: ``(seq, feature_id, received_at, outcome,

@@ -5,7 +5,7 @@ per event stored: atomic, duplicates found, every read answering the same."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -176,21 +176,45 @@ def test_a_write_refused_at_the_end_of_a_batch_stores_none_of_it(store: SqliteSt
     assert store.get("f1") is None and [e.outcome for e in store.history("f0")] == ["applied"]
 
 
-def test_a_part_refused_when_written_fails_the_whole_transaction(store: SqliteStore) -> None:
-    """What a part held cannot be told from the rest once refused: the transaction fails."""
-    engine = Engine(WORKFLOWS, store)
-    first, second = lifecycle("f1")[:2]
+def no_inserts_into(table: str) -> Callable[..., int]:
+    """An authorizer refusing inserts into ``table``."""
 
-    def no_features(action: int, table: str | None, *_: object) -> int:
-        refused = action == sqlite3.SQLITE_INSERT and table == "features"
+    def refuse(action: int, name: str | None, *_: object) -> int:
+        refused = action == sqlite3.SQLITE_INSERT and name == table
         return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
 
+    return refuse
+
+
+def test_parts_refused_when_their_writes_go_in_at_the_end_fail_the_whole_transaction(
+    store: SqliteStore,
+) -> None:
+    """Parts hold their writes to the transaction's end: refused there, none is stored."""
+    engine = Engine(WORKFLOWS, store)
+    first, second = lifecycle("f1")[:2]
+    with pytest.raises(StoreError), store.transaction():
+        with store.transaction():
+            engine.apply(first, first.time)
+        with store.transaction():
+            engine.apply(second, second.time)
+        store._db.set_authorizer(no_inserts_into("features"))
+    store._db.set_authorizer(None)
+    assert store.get("f1") is None and store.history("f1") == []
+    assert engine.apply(first, first.time).outcome == "applied"
+
+
+def test_a_part_refused_when_it_writes_fails_the_whole_transaction(store: SqliteStore) -> None:
+    """A part that touches the file has the earlier parts' writes go in first: refused,
+    what was held cannot be told apart by part, and the transaction fails."""
+    engine = Engine(WORKFLOWS, store)
+    first, second = lifecycle("f1")[:2]
     with pytest.raises(StoreError), store.transaction():
         with store.transaction():
             engine.apply(first, first.time)
         with pytest.raises(sqlite3.DatabaseError), store.transaction():
             engine.apply(second, second.time)
-            store._db.set_authorizer(no_features)
+            store._db.set_authorizer(no_inserts_into("features"))
+            store.history("f1")  # a read of the file: what is held goes in first
         store._db.set_authorizer(None)
     assert store.get("f1") is None and store.history("f1") == []
     assert engine.apply(first, first.time).outcome == "applied"
