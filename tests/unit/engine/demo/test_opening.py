@@ -7,6 +7,7 @@ card's timeline read ``sla_breached`` raised at every move and cleared at the ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -62,39 +63,39 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Opened:
         return histories, handle.engine.workflows.default, clock()
 
 
-def test_a_stay_within_its_sla_shows_no_breach(
+def _stays_with_an_sla(
     opened: Opened,
-) -> None:
+) -> Iterator[tuple[str, str, datetime, float, list[datetime]]]:
+    """Every stay in a stage with an SLA: (feature, stage, entered, seconds stayed so far or
+    in all, the times of the ``sla_breached`` lines that fall within the stay)."""
     histories, workflow, now = opened
-    within = 0
     for fid, history in histories.items():
-        breaches = [e for e in history if e.type == AT_RISK and e.reason == SLA_BREACHED]
+        breaches = [e.time for e in history if e.type == AT_RISK and e.reason == SLA_BREACHED]
         for stage, entered, left in _stays(history):
             sla = workflow.slas.get(stage)
             if sla is None or stage in workflow.done:
                 continue
-            if ((left or now) - entered).total_seconds() <= sla:
-                within += 1
-                inside = [b for b in breaches if entered <= b.time <= (left or now)]
-                assert not inside, f"{fid} stayed in {stage} within its SLA: {inside}"
+            end = left or now
+            inside = [t for t in breaches if entered <= t <= end]
+            yield fid, stage, entered, (end - entered).total_seconds() - sla, inside
+
+
+def test_a_stay_within_its_sla_shows_no_breach(opened: Opened) -> None:
+    within = 0
+    for fid, stage, _, past_sla, inside in _stays_with_an_sla(opened):
+        if past_sla <= 0:
+            within += 1
+            assert not inside, f"{fid} stayed in {stage} within its SLA: {inside}"
     assert within > 300  # the portfolio is not empty of honest stays
 
 
-def test_an_outstayed_stage_shows_one_breach_at_the_moment_it_passed(
-    opened: Opened,
-) -> None:
-    histories, workflow, now = opened
+def test_an_outstayed_stage_shows_one_breach_at_the_moment_it_passed(opened: Opened) -> None:
+    _, workflow, _ = opened
     outstayed = 0
-    for fid, history in histories.items():
-        breaches = [e for e in history if e.type == AT_RISK and e.reason == SLA_BREACHED]
-        for stage, entered, left in _stays(history):
-            sla = workflow.slas.get(stage)
-            if sla is None or stage in workflow.done:
-                continue
-            if ((left or now) - entered).total_seconds() > sla:
-                outstayed += 1
-                passed = entered + timedelta(seconds=sla)
-                inside = [b.time for b in breaches if entered <= b.time <= (left or now)]
-                assert len(inside) == 1, f"{fid} in {stage}: {inside}"
-                assert passed <= inside[0] < passed + timedelta(seconds=1), (fid, stage)
+    for fid, stage, entered, past_sla, inside in _stays_with_an_sla(opened):
+        if past_sla > 0:
+            outstayed += 1
+            passed = entered + timedelta(seconds=workflow.slas[stage])
+            assert len(inside) == 1, f"{fid} in {stage}: {inside}"
+            assert passed <= inside[0] < passed + timedelta(seconds=1), (fid, stage)
     assert outstayed > 5
