@@ -340,6 +340,8 @@ class StageDurations:
 
     def take(self, outcome: Outcome) -> None:
         """:meth:`observe_outcome` of one outcome just committed (what the engine feeds)."""
+        if outcome.from_stage == outcome.to_stage:
+            return  # Not a move (as observe_outcome answers), without its seven arguments.
         state = outcome.state
         self.observe_outcome(
             outcome.workflow,
