@@ -21,13 +21,13 @@ _EPSILON_S = EPSILON.total_seconds()
 
 
 @lru_cache(maxsize=1024)
-def _passed(target: date) -> datetime:
+def target_passed(target: date) -> datetime:
     """:func:`day_after`, remembered: features share a few hundred target dates."""
     return day_after(target)
 
 
 @lru_cache(maxsize=1024)
-def _sla_span(sla: float) -> timedelta | None:
+def sla_span(sla: float) -> timedelta | None:
     """An SLA and :data:`EPSILON` as one span (``None``: past the range of a timedelta)."""
     try:
         return timedelta(seconds=sla + _EPSILON_S)
@@ -35,9 +35,9 @@ def _sla_span(sla: float) -> timedelta | None:
         return None
 
 
-def _after(entered: datetime, sla: float) -> datetime:
+def sla_expiry(entered: datetime, sla: float) -> datetime:
     """``seconds_after(entered, sla + EPSILON)``, with the span made once per SLA."""
-    span = _sla_span(sla)
+    span = sla_span(sla)
     return seconds_after(entered, sla + _EPSILON_S) if span is None else shifted(entered, span)
 
 
@@ -52,13 +52,13 @@ def next_deadline(
     finished = state.stage in workflow.done
     sla = workflow.slas.get(state.stage)
     if sla is not None and not finished:
-        t = _after(state.entered_stage_at, sla)
+        t = sla_expiry(state.entered_stage_at, sla)
         if t > now:
             earliest = t
     target = state.target_launch
     forecast = new.forecast
     if target is not None and state.launched_at is None and not finished:
-        passed = _passed(target)
+        passed = target_passed(target)
         if passed > now and (earliest is None or passed < earliest):
             earliest = passed
     if forecast is not None and forecast.holds_until is not None:

@@ -340,6 +340,8 @@ class StageDurations:
 
     def take(self, outcome: Outcome) -> None:
         """:meth:`observe_outcome` of one outcome just committed (what the engine feeds)."""
+        if outcome.from_stage == outcome.to_stage:
+            return  # Not a move (as observe_outcome answers), without its seven arguments.
         state = outcome.state
         self.observe_outcome(
             outcome.workflow,
@@ -758,6 +760,11 @@ class _StageModel:
 
 
 _INTERVAL, _BACK = REBUILD_INTERVAL, -REBUILD_INTERVAL
+_new = tuple.__new__
+"""A :class:`Forecast` from all its fields, without the keyword handling (one is made per
+judged event of a feature with a target)."""
+_Models = tuple[int, dict[str, "_StageModel"]]
+"""A workflow's model generation and its stage models (:meth:`Forecaster.models`)."""
 _SLA_ONLY = frozenset({SLA})
 _OBSERVED_ONLY = frozenset({OBSERVED})
 
@@ -1134,8 +1141,18 @@ class Forecaster:
         self._model(workflow, now)
         return self._generations[workflow.name]
 
+    def models(self, workflow: Workflow, now: datetime | None = None) -> _Models:
+        """What :meth:`current` answers, and the model itself, to hand to :meth:`lookup`
+        (the monitor asks once per evaluation, not twice)."""
+        models = self._model(workflow, now)
+        return self._generations[workflow.name], models
+
     def lookup(
-        self, state: FeatureState, workflow: Workflow, now: datetime
+        self,
+        state: FeatureState,
+        workflow: Workflow,
+        now: datetime,
+        models: dict[str, _StageModel] | None = None,
     ) -> tuple[Forecast | None, datetime | None]:
         """:meth:`forecast`, and until when it holds for these inputs.
 
@@ -1143,10 +1160,16 @@ class Forecaster:
         not blocked) under the same model generation forecasts the same dates, the same
         everything but ``made_at``; ``None`` when no instant is known (a blocked or
         outstayed feature's forecast, which waits, moves with the clock; no forecast at all).
+
+        Args:
+            models: the workflow's model as :meth:`models` gave it at this ``now``
+                (``None``: looked up here).
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
-        model = self._model(workflow, now).get(state.stage)
+        if models is None:
+            models = self._model(workflow, now)
+        model = models.get(state.stage)
         if model is None:
             return None, None
         passes = model.passes
@@ -1169,16 +1192,28 @@ class Forecaster:
             # Its dates move with the clock; what is judged of them (the p85 date against a
             # target) changes when the p85 date turns to the next (UTC) day.
             to_next_day = DAY - (now.timestamp() + then_p85) % DAY
-            made = Forecast(
-                p50=seconds_after(now, then_p50),
-                p85=seconds_after(now, then_p85),
-                observations=model.observations,
-                basis=basis_name(model.basis),
-                made_at=now,
-                holds_until=seconds_after(now, to_next_day),
-                confidence=LOW,
-                blocked=state.blocked,
-                waiting=UNBLOCK if state.blocked else EXIT,
+            try:  # seconds_after() three times, inlined while nothing saturates
+                p50 = now + timedelta(seconds=then_p50)
+                p85 = now + timedelta(seconds=then_p85)
+                turn = now + timedelta(seconds=to_next_day)
+            except OverflowError:
+                p50 = seconds_after(now, then_p50)
+                p85 = seconds_after(now, then_p85)
+                turn = seconds_after(now, to_next_day)
+            made = _new(
+                Forecast,
+                (
+                    p50,
+                    p85,
+                    model.observations,
+                    basis_name(model.basis),
+                    now,  # made_at
+                    False,  # moving
+                    turn,  # holds_until
+                    LOW,  # confidence
+                    state.blocked,
+                    UNBLOCK if state.blocked else EXIT,  # waiting
+                ),
             )
             return made, None
         first = bisect_right(observed, elapsed) if observed else -1
@@ -1196,16 +1231,20 @@ class Forecaster:
                 confidence = HIGH
             else:
                 holds = None  # Its confidence rises with observations, not with the model.
-        made = Forecast(
-            shifted(start, to_p50),
-            shifted(start, to_p85),
-            model.observations,
-            basis,
-            now,
-            False,
-            holds_until,
-            confidence,
-            False,
+        made = _new(
+            Forecast,
+            (
+                shifted(start, to_p50),
+                shifted(start, to_p85),
+                model.observations,
+                basis,
+                now,
+                False,
+                holds_until,
+                confidence,
+                False,
+                None,
+            ),
         )
         return made, holds
 

@@ -44,18 +44,30 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
+from engine.core.timemath import shifted, utc_date
 from engine.observe import RiskMetrics
-from engine.risk.deadlines import next_deadline
-from engine.risk.forecast import Forecaster
-from engine.risk.reasons import Assessment, assess, risk_reasons
+from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
+from engine.risk.forecast import Forecast, Forecaster
+from engine.risk.reasons import (
+    BLOCKED,
+    CRITICAL_RISK,
+    HIGH_RISK,
+    REWORK,
+    REWORK_FAILURES,
+    SLA_BREACHED,
+    TARGET_SLIP,
+    Assessment,
+    assess,
+)
 from engine.risk.signals import RiskSignal, SignalPort, signals_between
 from events.builder import ENGINE_SOURCE
 from metrics.bundle import LifecycleMetrics
 from workflows.loader import Workflows
+from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,30 @@ REFRESH_SLICE = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
 _NONE: frozenset[str] = frozenset()
+_CALM = Assessment(())
+"""The assessment of a feature with no reason and no forecast (shared: most are)."""
+_Row = tuple[bool, bool, float | None, timedelta | None]
+"""A stage as :meth:`RiskMonitor._evaluate` reads it (see :meth:`RiskMonitor._row`)."""
+
+
+def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast | None) -> bool:
+    """``target_slip`` as :func:`~engine.risk.reasons.risk_reasons` judges it (today, UTC,
+    after ``target``, or the p85 date of ``forecast`` as of ``now`` after it), compared as
+    instants against ``passed``, the midnight UTC after ``target``, where both are UTC."""
+    if target >= date.max:
+        return False  # No date is later.
+    if now.tzinfo is UTC:
+        if now >= passed:
+            return True
+    elif now.astimezone(UTC).date() > target:
+        return True
+    if forecast is None:
+        return False
+    # A forecast with dates, or a waiting one made at ``now``, is where it was made.
+    p85 = forecast.p85 if forecast.waiting is None or forecast.made_at == now else None
+    if p85 is not None and p85.tzinfo is UTC:
+        return p85 >= passed
+    return utc_date(forecast.at(now)[1]) > target
 
 
 @dataclass(slots=True)
@@ -123,6 +159,7 @@ class RiskMonitor:
         self._generations = self._model_generations()
         self._refresh: deque[str] = deque()
         self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
+        self._rows: dict[str, tuple[Workflow, dict[str, _Row]]] = {}
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -160,10 +197,11 @@ class RiskMonitor:
         Feeds the stage duration of a move to the forecaster and re-evaluates the feature
         when the outcome changed it. ``now`` is the edge's clock (the event's receive time).
         """
-        self.feed(outcome)
-        if not outcome.changed or outcome.state is None:
+        self.forecaster.durations.take(outcome)  # feed(), inlined: once per event
+        state = outcome.state
+        if state is None or state is outcome.previous:  # nothing changed
             return []
-        return self._evaluate(outcome.state, now)
+        return self._evaluate(state, now)
 
     def tick(self, now: datetime) -> list[RiskSignal]:
         """Re-evaluate the features whose deadline has come, and a slice of those whose
@@ -295,40 +333,91 @@ class RiskMonitor:
     def _evaluate(
         self, state: FeatureState, now: datetime, announce: bool = True
     ) -> list[RiskSignal]:
+        """Judge ``state`` at ``now``: its reasons (:func:`~engine.risk.reasons.risk_reasons`,
+        ``target_slip`` by the p85 forecast), its forecast and its deadline
+        (:func:`~engine.risk.deadlines.next_deadline`), announce what changed and re-arm it.
+
+        This runs once per event that changed a feature, so the two pure functions are
+        done here in one pass over the stage's row (:meth:`_row`: its SLA, whether it is
+        terminal or done), with the same datetimes and comparisons they make.
+        ``tests/unit/engine/risk/test_incremental.py`` holds every evaluation of two
+        portfolios to what the pure functions answer.
+        """
         fid = state.id
         old = self._watch.get(fid)
         workflow = self.workflows.by_name.get(state.workflow)
         slim = _slim(state) if old is None or old.state is not state else state
         holds_until: datetime | None = None
         generation = 0
+        due: float | None = None
         if workflow is None:
-            new = Assessment(())
-        elif slim.target_launch is not None and slim.launched_at is None:
-            # Reasons, with a forecast only where one can change them (a target to slip).
-            generation = self.forecaster.current(workflow, now)
-            if (
-                old is not None
-                and old.holds_until is not None
-                and now < old.holds_until
-                and old.generation == generation
-                and old.state.stage == slim.stage
-                and old.state.entered_stage_at == slim.entered_stage_at
-                and not slim.blocked
-            ):  # Its forecast's inputs are unchanged: so is the forecast.
-                forecast, holds_until = old.assessment.forecast, old.holds_until
-            else:
-                forecast, holds_until = self.forecaster.lookup(slim, workflow, now)
-            p85 = forecast.p85_date(now) if forecast is not None else None
-            new = Assessment(
-                tuple(risk_reasons(slim, workflow, now, forecast_launch=p85)), forecast
-            )
+            new = _CALM
         else:
-            new = Assessment(tuple(risk_reasons(slim, workflow, now)))
+            rows = self._rows.get(workflow.name)
+            row = rows[1].get(slim.stage) if rows is not None and rows[0] is workflow else None
+            terminal, finished, sla, span = row or self._row(workflow, slim.stage)
+            target = slim.target_launch
+            forecast: Forecast | None = None
+            if target is not None and slim.launched_at is None:
+                # A forecast only where one can change the reasons (a target to slip).
+                generation, models = self.forecaster.models(workflow, now)
+                if (
+                    old is not None
+                    and old.holds_until is not None
+                    and now < old.holds_until
+                    and old.generation == generation
+                    and old.state.stage == slim.stage
+                    and old.state.entered_stage_at == slim.entered_stage_at
+                    and not slim.blocked
+                ):  # Its forecast's inputs are unchanged: so is the forecast.
+                    forecast, holds_until = old.assessment.forecast, old.holds_until
+                else:
+                    forecast, holds_until = self.forecaster.lookup(slim, workflow, now, models)
+            if terminal:
+                new = _CALM if forecast is None else Assessment((), forecast)
+            else:
+                entered = slim.entered_stage_at
+                earliest: datetime | None = None
+                reasons: list[str] = []
+                if sla is not None and not finished:
+                    # The SLA runs out just after entry + SLA (deadlines.EPSILON later).
+                    if (now - entered).total_seconds() > sla:
+                        reasons.append(SLA_BREACHED)
+                    t = shifted(entered, span) if span is not None else sla_expiry(entered, sla)
+                    if t > now:
+                        earliest = t
+                risks = slim.open_risks
+                if risks:
+                    severities = {risk.severity for risk in risks.values()}
+                    if "critical" in severities:
+                        reasons.append(CRITICAL_RISK)
+                    if "high" in severities:
+                        reasons.append(HIGH_RISK)
+                if slim.blocked:
+                    reasons.append(BLOCKED)
+                if target is not None and slim.launched_at is None and not finished:
+                    passed = target_passed(target)  # midnight UTC after the target
+                    if _slipped(target, passed, now, forecast):
+                        reasons.append(TARGET_SLIP)
+                    if passed > now and (earliest is None or passed < earliest):
+                        earliest = passed
+                if not finished and slim.uat_failures >= REWORK_FAILURES:
+                    reasons.append(REWORK)
+                new = (
+                    Assessment(tuple(reasons), forecast)
+                    if reasons or forecast is not None
+                    else _CALM
+                )
+                if forecast is not None and forecast.holds_until is not None:
+                    t = shifted(forecast.holds_until, EPSILON)
+                    if t > now and (earliest is None or t < earliest):
+                        earliest = t
+                if earliest is not None:
+                    due = earliest.timestamp()
         old_reasons = old.assessment.reasons if old is not None else ()
-        old_stage = old.state.stage if old is not None else state.stage
         signals: list[RiskSignal] = []
         if (old_reasons or new.reasons) and (
-            old_reasons != new.reasons or old_stage != state.stage
+            old_reasons != new.reasons or (old is not None and old.state.stage != state.stage)
         ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
                 was = (old.state.workflow, old.state.stage, old_reasons) if old else None
@@ -336,9 +425,9 @@ class RiskMonitor:
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
                 signals = signals_between(before, slim, new, now, workflow, self.source)
-        due = next_deadline(slim, workflow, new, now) if workflow is not None else None
         if not new.reasons and new.forecast is None and due is None:
-            self._watch.pop(fid, None)  # Nothing can change by time alone: no record needed.
+            if old is not None:
+                del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
             self._watch[fid] = _Watch(slim, new, due, holds_until, generation)
             if due is not None:
@@ -351,6 +440,24 @@ class RiskMonitor:
         for signal in signals:
             self._announce(signal)
         return signals
+
+    def _row(self, workflow: Workflow, stage: str) -> _Row:
+        """What :meth:`_evaluate` reads of ``stage`` of ``workflow``: terminal, done, its
+        SLA and the SLA plus :data:`~engine.risk.deadlines.EPSILON` as a span (``None``
+        past the range of a timedelta), made once per workflow object and stage."""
+        rows = self._rows.get(workflow.name)
+        if rows is None or rows[0] is not workflow:  # a workflow loaded again: new rows
+            rows = self._rows[workflow.name] = (workflow, {})
+        row = rows[1].get(stage)
+        if row is None:
+            sla = workflow.slas.get(stage)
+            row = rows[1][stage] = (
+                stage in workflow.terminal,
+                stage in workflow.done,
+                sla,
+                sla_span(sla) if sla is not None else None,
+            )
+        return row
 
     def _model_generations(self) -> dict[str, int]:
         return {w: self.forecaster.generation_of(w) for w in self.workflows.by_name}

@@ -19,6 +19,7 @@ from typing import Any
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
+from engine.risk.deadlines import next_deadline
 from engine.risk.forecast import (
     SPLIT_MIN,
     Forecast,
@@ -28,6 +29,7 @@ from engine.risk.forecast import (
     path_stages,
 )
 from engine.risk.monitor import RiskMonitor
+from engine.risk.reasons import Assessment, risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
@@ -43,7 +45,11 @@ class ScratchForecaster(Forecaster):
     """Forgets every memo of its models before each forecast: each is computed afresh."""
 
     def lookup(
-        self, state: FeatureState, workflow: Workflow, now: datetime
+        self,
+        state: FeatureState,
+        workflow: Workflow,
+        now: datetime,
+        models: dict[str, _StageModel] | None = None,
     ) -> tuple[Forecast | None, datetime | None]:
         for model in self._model(workflow).values():
             model.looks.clear()
@@ -52,7 +58,7 @@ class ScratchForecaster(Forecaster):
                 model.passes.models.clear()
                 model.passes.reaches.clear()
         self._confident.clear()
-        return super().lookup(state, workflow, now)
+        return super().lookup(state, workflow, now, models)
 
 
 class ScratchMonitor(RiskMonitor):
@@ -98,6 +104,18 @@ def judged(monitor: RiskMonitor, states: list[FeatureState]) -> list[Any]:
     return out
 
 
+def by_the_pure_parts(monitor: RiskMonitor, state: FeatureState, now: datetime) -> None:
+    """What the monitor holds of ``state`` is what :func:`risk_reasons` and
+    :func:`next_deadline` answer for it at ``now`` (the monitor works both out inline)."""
+    workflow = monitor.workflows.by_name[state.workflow]
+    watch = monitor._watch.get(state.id)
+    held = watch.assessment if watch is not None else Assessment(())
+    p85 = held.forecast.p85_date(now) if held.forecast is not None else None
+    assert held.reasons == tuple(risk_reasons(state, workflow, now, forecast_launch=p85))
+    due = next_deadline(state, workflow, held, now)
+    assert (watch.due if watch is not None else None) == due, state.id
+
+
 def reworked(forecaster: Forecaster, state: FeatureState) -> bool:
     """``state`` is forecast from its stage's rework model (it was back for rework, and the
     model tells rework from first passes). Reads the model as built: a rebuild here would
@@ -110,6 +128,12 @@ def reworked(forecaster: Forecaster, state: FeatureState) -> bool:
         and state.launched_at is None
         and model.passes.reach(state.visited) > model.index
     )
+
+
+def _due(monitor: RiskMonitor, state: FeatureState, now: datetime) -> bool:
+    """The tick at ``now`` judges ``state`` again (its deadline has come)."""
+    watch = monitor._watch.get(state.id)
+    return watch is not None and watch.due is not None and watch.due <= now.timestamp()
 
 
 def run_side_by_side(
@@ -137,8 +161,11 @@ def run_side_by_side(
     for item in portfolio:
         at = START + timedelta(seconds=item.offset)
         while next_tick <= at:
+            due = [s for s in engine.store.features() if _due(incremental, s, next_tick)]
             a, b = incremental.tick(next_tick), scratch.tick(next_tick)
             assert signal_facts(a) == signal_facts(b), next_tick
+            for state in due:  # judged again by the tick
+                by_the_pure_parts(incremental, state, next_tick)
             states = sorted(engine.store.features())
             assert judged(incremental, states) == judged(scratch, states)
             next_tick += TICK
@@ -150,6 +177,8 @@ def run_side_by_side(
         assert signal_facts(a) == signal_facts(b), item.event
         if outcome.state is not None:
             assert judged(incremental, [outcome.state]) == judged(scratch, [outcome.state])
+            if outcome.changed and outcome.workflow in workflows.by_name:
+                by_the_pure_parts(incremental, outcome.state, at)
             compared += 1
             rework += reworked(incremental.forecaster, outcome.state)
     assert incremental.forecaster.generation > 3  # the models were rebuilt as they grew

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.risk.forecast import Forecaster, StageDurations
 from engine.risk.monitor import RiskMonitor
+from engine.risk.reasons import risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
@@ -367,3 +369,32 @@ def test_ticking_until_a_time_announces_each_deadline_at_its_own_instant(rig: Ri
     assert T0 + 30 * DAY < a < T0 + 30 * DAY + timedelta(seconds=1)  # idea's SLA is 30 days
     assert T0 + 35 * DAY < b < T0 + 35 * DAY + timedelta(seconds=1)
     assert rig.monitor.tick_until(T0 + 60 * DAY) == []  # announced once
+
+
+def test_the_monitor_judges_a_target_as_the_reasons_do_to_the_microsecond(
+    workflows: Workflows,
+) -> None:
+    """The monitor judges ``target_slip`` as instants (the midnight UTC after the target),
+    :func:`risk_reasons` by dates: both agree on the last microsecond of the target day, on
+    the midnight after it, and on a far date."""
+    durations = StageDurations()
+    for _ in range(5):
+        durations.observe("feature", "prioritized", 2.5 * 86400.0)
+        for stage in ("design", "development", "uat", "launch_ready"):
+            durations.observe("feature", stage, 3600.0)
+    rig = Rig(workflows, Forecaster(durations))
+    rig.send("requirement.approved")
+    target = (rig.clock.now + 2 * DAY).date()
+    rig.send("feature.prioritized", priority=1, target_launch=target.isoformat())
+    passed = datetime.combine(target + DAY, dt_time(), tzinfo=UTC)
+    workflow = workflows.by_name["feature"]
+    for at in (passed - timedelta(microseconds=1), passed):
+        rig.clock.now = at
+        rig.send("kpi.reported", name="adoption", value=1.0)  # judged again, at ``at``
+        state = rig.engine.store.get("feat-1")
+        assert state is not None
+        held = rig.monitor.assessment(state, at)
+        p85 = held.forecast.p85_date(at) if held.forecast is not None else None
+        assert held.reasons == tuple(risk_reasons(state, workflow, at, forecast_launch=p85))
+    rig.send("launch.scheduled", target_launch="9999-12-31")
+    assert rig.monitor.reasons("feat-1") == ()
