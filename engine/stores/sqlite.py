@@ -71,8 +71,7 @@ from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
 from engine.stores import sqlite_ledger, sqlite_log
 from engine.stores.rows import entry_json, state_json
 from engine.stores.sqlite_ledger import SqliteLedger
-from engine.stores.sqlite_log import EventLog, compact_json
-from events.builder import rfc3339
+from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ INSERT_KEY = "INSERT OR IGNORE INTO seen (feature_id, key) VALUES (?, ?)"
 INSERT_LINE = "INSERT INTO history (feature_id, seq, entry) VALUES (?, ?, ?)"
 INSERT_LOGGED = sqlite_log.INSERT
 
-LogLine = tuple[str | None, str, str, Mapping[str, Any] | str]
+LogLine = tuple[str | None, str, str, str]
 """A log line held back: feature id, arrival time (RFC 3339), outcome, the event as received
 (decoded, or its JSON text)."""
 
@@ -775,7 +774,7 @@ class SqliteStore:
             if part.lines:
                 db.executemany(INSERT_LINE, self._line_rows(self._lines[: part.lines]))
             if part.logged:
-                db.executemany(INSERT_LOGGED, self._log_rows(self._logged[: part.logged]))
+                db.executemany(INSERT_LOGGED, self._logged[: part.logged])
             db.execute(f"SAVEPOINT {part.name}")
         except sqlite3.Error:
             if db.in_transaction:
@@ -833,7 +832,7 @@ class SqliteStore:
             if self._lines:
                 db.executemany(INSERT_LINE, self._line_rows(self._lines))
             if self._logged:
-                db.executemany(INSERT_LOGGED, self._log_rows(self._logged))
+                db.executemany(INSERT_LOGGED, self._logged)
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -844,13 +843,6 @@ class SqliteStore:
     @staticmethod
     def _line_rows(lines: Sequence[tuple[str, int, HistoryEntry]]) -> list[tuple[str, int, str]]:
         return [(fid, seq, entry_json(e)) for fid, seq, e in lines]
-
-    @staticmethod
-    def _log_rows(lines: Sequence[LogLine]) -> list[tuple[str | None, str, str, str]]:
-        return [
-            (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
-            for fid, at, outcome, raw in lines
-        ]
 
     def _drop_held(self) -> None:
         self._dirty.clear()
@@ -866,12 +858,11 @@ class SqliteStore:
         """Add the accepted events of one request to the log (see
         :meth:`~engine.stores.sqlite_log.EventLog.append_all`): held with the other writes
         inside a transaction, at once outside one."""
-        at = rfc3339(received_at)
-        lines: list[LogLine] = [(fid, at, outcome, raw) for raw, fid, outcome in events]
+        lines = sqlite_log.log_rows(events, received_at)
         if self._batch:
             self._logged.extend(lines)
         else:
-            self._db.executemany(INSERT_LOGGED, self._log_rows(lines))
+            self._db.executemany(INSERT_LOGGED, lines)
 
     def _has_key(self, feature_id: str, key: str) -> bool:
         """Whether ``key`` is held or in the ``seen`` table for the feature."""

@@ -103,6 +103,18 @@ class RecordedVersion(NamedTuple):
     definition: dict[str, Any]
 
 
+def log_rows(
+    events: Sequence[tuple[Mapping[str, Any] | str, str | None, str]], received_at: datetime
+) -> list[tuple[str | None, str, str, str]]:
+    """The log's rows of one request's accepted events, ``(raw, feature_id, outcome)`` each,
+    all received at ``received_at``: ``(feature_id, received_at, outcome, event)``."""
+    at = iso(received_at) or ""
+    return [
+        (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
+        for raw, fid, outcome in events
+    ]
+
+
 class EventLog:
     """Appends to and reads the log on one connection (the store's, or a read-only one).
 
@@ -129,14 +141,7 @@ class EventLog:
     ) -> None:
         """Add the accepted events of one request, ``(raw, feature_id, outcome)`` each, all
         received at ``received_at``, in one statement (see :meth:`append`)."""
-        at = iso(received_at)
-        self.db.executemany(
-            INSERT,
-            [
-                (fid, at, outcome, raw if isinstance(raw, str) else compact_json(raw))
-                for raw, fid, outcome in events
-            ],
-        )
+        self.db.executemany(INSERT, log_rows(events, received_at))
 
     def append_many(self, rows: list[tuple[str | None, str, str, str]]) -> None:
         """Add many lines at once: ``(feature_id, received_at RFC 3339, outcome, event)``."""
