@@ -31,6 +31,7 @@ from connectors.mapping import (
     source_pattern,
 )
 from connectors.model import Connector
+from engine.http import jsonbody
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
 from events.envelope import decode_json, validate_event
@@ -138,7 +139,7 @@ async def list_connectors(request: web.Request) -> web.Response:
         }
         for _, c in sorted(request.app[HOOKS].connectors.items())
     ]
-    return web.json_response({"connectors": connectors})
+    return jsonbody.answer({"connectors": connectors})
 
 
 def _connector(request: web.Request) -> Connector:
@@ -241,7 +242,7 @@ async def post_hook(request: web.Request) -> web.Response:
             "events": events,
         },
     )
-    return web.json_response(answer, status=202)
+    return jsonbody.answer(answer, 202)
 
 
 def _incoming(
@@ -281,7 +282,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
             : hooks.deliveries.kept
         ]
         unanswered = gathered.unanswered
-    return web.json_response(
+    return jsonbody.answer(
         {"connector": connector.name, "deliveries": deliveries, "unanswered": unanswered}
     )
 
