@@ -44,6 +44,7 @@ from engine.evolve.apply import read_only
 from engine.evolve.replay import Difference, Replayed, compare, replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
+from engine.stores.sqlite_deliveries import SqliteDeliveries
 from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
@@ -286,8 +287,8 @@ def rebuild(
     """Replay the log of the file ``live`` into the new file ``into`` and compare the two.
 
     The rebuilt features, histories and log, and the live file's release ledger (which
-    features each release shipped: not in the log), are written to ``into`` in one
-    transaction (a whole engine file: serve it to switch over).
+    features each release shipped: not in the log) and webhook deliveries list, are written
+    to ``into`` in one transaction (a whole engine file: serve it to switch over).
 
     Args:
         progress: called with the number of log lines replayed so far, now and then.
@@ -307,6 +308,7 @@ def rebuild(
     conn = read_only(live)
     try:
         releases = SqliteLedger(conn).pairs()  # not events: carried over, not replayed
+        deliveries = SqliteDeliveries(conn).rows()  # the same
     finally:
         conn.close()
     parent = Path(into).resolve().parent
@@ -326,6 +328,7 @@ def rebuild(
                     target.absorb(scratch)
                 with target.transaction():
                     target.releases.add(releases)
+                    target.deliveries.insert(deliveries)
                     for wf in workflows.by_name.values():
                         target.log.record_version(
                             wf.name, wf.version, wf.fingerprint, wf.definition, now

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.auth import refusal
-from connectors.deliveries import DeliveryLog, DeliveryOutcome
+from connectors.deliveries import DeliveryLog, DeliveryOutcome, MemoryDeliveries
 from connectors.ledger import Ledger, ReleaseLedger
 from connectors.mapping import (
     Delivery,
@@ -35,7 +35,7 @@ from engine.http import jsonbody
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
 from events.envelope import decode_json, validate_event
-from events.errors import MalformedEvent, Problem, Unavailable
+from events.errors import MalformedEvent, Problem, StoreError, Unavailable
 from metrics.bundle import LifecycleMetrics
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class Hooks:
         secrets: connector name -> its secret; a connector without one refuses everything.
         ledger: which features each release shipped (for production deployments): the
             composition root gives a durable one (SQLite, or a Kafka topic).
-        deliveries: the last deliveries of each connector this engine received.
+        deliveries: the last deliveries of each connector this engine received: the
+            composition root gives a durable list (the SQLite file; a worker's own file).
         others: where the other engines' deliveries are read (streaming: every other worker
             of the group); ``None``: this engine is alone (embedded).
     """
@@ -79,7 +80,7 @@ class Hooks:
     connectors: Mapping[str, Connector] = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
     ledger: ReleaseLedger = field(default_factory=Ledger)
-    deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+    deliveries: DeliveryLog = field(default_factory=MemoryDeliveries)
     others: Gather | None = None
 
     def warn_unset(self) -> None:
@@ -156,8 +157,20 @@ def _connector(request: web.Request) -> Connector:
 def _record(
     request: web.Request, connector: Connector, outcome: DeliveryOutcome, entry: dict[str, Any]
 ) -> None:
+    """Count the delivery and keep it in the deliveries list. A list that cannot be written
+    is logged, and the delivery answered as if it had been: its events are in by then, and
+    an error would make the tool send them again for nothing."""
     request.app[_METRICS].webhook_deliveries.labels(connector.name, outcome.value).inc()
-    request.app[HOOKS].deliveries.add(connector.name, {**entry, "outcome": outcome.value})
+    try:
+        request.app[HOOKS].deliveries.add(connector.name, {**entry, "outcome": outcome.value})
+    except StoreError as err:
+        log.error(
+            "connector %s: delivery %s (%s) is missing from its deliveries list: %s",
+            connector.name,
+            entry["delivery"],
+            outcome.value,
+            err,
+        )
 
 
 async def post_hook(request: web.Request) -> web.Response:

@@ -190,3 +190,23 @@ def test_the_sweep_removes_only_what_a_replay_left(tmp_path: Path) -> None:
     os.utime(theirs, (long_ago, long_ago))
     assert rebuild_module.sweep_scratch(tmp_path) == [old]
     assert _scratch(tmp_path) == {".replay-young", ".replay-notes", ".replay-file"}
+
+
+def test_the_rebuilt_file_keeps_the_webhook_deliveries_list(live: Path, tmp_path: Path) -> None:
+    """Not events, so not replayed: carried over, as the release ledger is, so serving the
+    rebuilt file still shows the tools' recent deliveries."""
+    store = SqliteStore(live)
+    try:
+        for n in range(3):
+            store.deliveries.add("github", {"delivery": f"g-{n}", "outcome": "mapped"})
+        kept = store.deliveries.last("github")
+    finally:
+        store.close()
+    for shards in (1, 2):
+        into = tmp_path / f"new{shards}.db"
+        rebuild(live, into, V1, NOW, shards=shards)
+        rebuilt = SqliteStore(into)
+        try:
+            assert rebuilt.deliveries.last("github") == kept
+        finally:
+            rebuilt.close()
