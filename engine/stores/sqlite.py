@@ -383,24 +383,6 @@ class StoreLedger(SqliteLedger):
         super().add(pairs)
 
 
-class StoreDeliveries(SqliteDeliveries):
-    """The webhook deliveries list on the store's own connection: what the store holds is
-    written before a delivery is (see :class:`StoreLog`)."""
-
-    def __init__(
-        self,
-        db: sqlite3.Connection,
-        transaction: Callable[[], contextlib.AbstractContextManager[None]],
-        flush: Callable[[], None],
-    ) -> None:
-        super().__init__(db, transaction)
-        self._flush = flush
-
-    def insert(self, rows: Iterable[tuple[str, str]]) -> None:
-        self._flush()
-        super().insert(rows)
-
-
 class FeatureQueries:
     """The read queries of the store, over any connection to its file.
 
@@ -1130,8 +1112,9 @@ class SqliteStore:
     @property
     def deliveries(self) -> SqliteDeliveries:
         """The webhook deliveries list, on the store's own connection: each delivery in a
-        transaction of its own (a part of the open one, inside another)."""
-        return StoreDeliveries(self._db, self.transaction, self._flush)
+        transaction of its own (a part of the open one, inside another), what the store
+        holds written first (see :class:`StoreLog`)."""
+        return SqliteDeliveries(self._db, self.transaction, before_write=self._flush)
 
     @property
     def queries(self) -> FeatureQueries:

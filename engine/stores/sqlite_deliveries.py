@@ -76,6 +76,8 @@ class SqliteDeliveries:
         transaction: the store's :meth:`~engine.stores.sqlite.SqliteStore.transaction`
             (default none: reads only, e.g. on a read-only connection).
         kept: deliveries kept per connector.
+        before_write: called before each write (the store's: write what it holds back,
+            so a part of its transaction has its savepoint first).
     """
 
     def __init__(
@@ -83,10 +85,12 @@ class SqliteDeliveries:
         db: sqlite3.Connection,
         transaction: Callable[[], AbstractContextManager[None]] = nullcontext,
         kept: int = KEPT,
+        before_write: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.transaction = transaction
         self.kept = kept
+        self._before_write = before_write
 
     def add(self, connector: str, entry: dict[str, Any]) -> None:
         """Record ``entry`` in its own transaction.
@@ -100,6 +104,7 @@ class SqliteDeliveries:
     def insert(self, rows: Iterable[tuple[str, str]]) -> None:
         """Add ``(connector, entry JSON)`` rows in the caller's transaction (a rebuilt file
         takes the live file's :meth:`rows` this way)."""
+        self._before_write()
         _insert(self.db, rows, self.kept)
 
     def last(self, connector: str) -> list[dict[str, Any]]:

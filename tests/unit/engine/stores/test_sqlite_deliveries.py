@@ -39,13 +39,18 @@ def test_the_store_list_keeps_the_contract_and_a_restart(tmp_path: Path) -> None
         again.close()
 
 
-def test_a_delivery_waits_for_nothing_the_store_holds(tmp_path: Path) -> None:
-    """Recorded inside an open transaction (a part of it), the delivery is stored with it."""
+def test_a_delivery_in_a_transaction_is_stored_or_undone_with_its_part(tmp_path: Path) -> None:
+    """Recorded inside the store's open transaction, a delivery is a part of it: stored
+    with it, undone with the part around it."""
     store = SqliteStore(tmp_path / "l.db")
     try:
         with store.transaction():
             store.deliveries.add("github", entry(1))
-        assert store.deliveries.last("github") == [entry(1)]
+            with pytest.raises(RuntimeError), store.transaction():
+                store.deliveries.add("github", entry(2))
+                raise RuntimeError("the request failed")
+            store.deliveries.add("github", entry(3))
+        assert [e["delivery"] for e in store.deliveries.last("github")] == ["d-3", "d-1"]
     finally:
         store.close()
 
