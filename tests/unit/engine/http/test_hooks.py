@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from connectors.auth import signature
 from engine.config.settings import Settings
 from engine.embedded.root import build_embedded
 from engine.http.hooks import HOOKS
+from events.envelope import utc_now
 from events.errors import Unavailable
 from tests.unit.connectors.payloads import payload
 
@@ -44,9 +46,12 @@ def _settings(tmp_path: Path) -> Settings:
 Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
 
 
-def _serve(tmp_path: Path, scenario: Scenario) -> None:
+def _serve(tmp_path: Path, scenario: Scenario, clock: Callable[[], datetime] = utc_now) -> None:
+    """Run ``scenario`` against an embedded engine on ``tmp_path``'s file, judging time by
+    ``clock``."""
+
     async def main() -> None:
-        wiring = build_embedded(_settings(tmp_path))
+        wiring = build_embedded(_settings(tmp_path), clock=clock)
         try:
             async with TestClient(TestServer(wiring.app)) as client:
                 await scenario(client)

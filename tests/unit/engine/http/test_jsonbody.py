@@ -8,17 +8,15 @@ or hashing bodies saw two encodings of one feature.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from engine.config.settings import Settings
-from engine.embedded.root import build_embedded
+from tests.unit.engine.http.test_hooks import _serve
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 WORKFLOW = Path(__file__).parents[4] / "workflows" / "definitions" / "feature.yaml"
@@ -77,16 +75,7 @@ def test_every_json_answer_has_one_encoding(tmp_path: Path) -> None:
         await keep("DELETE /features", "DELETE", "/features")
         await keep("POST plan", "POST", "/workflows/feature/plan", data=WORKFLOW.read_bytes())
 
-    async def main() -> None:
-        settings = Settings(db=tmp_path / "lifecycle.db", github_secret="s")
-        wiring = build_embedded(settings, clock=lambda: NOW)
-        try:
-            async with TestClient(TestServer(wiring.app)) as client:
-                await scenario(client)
-        finally:
-            wiring.store.close()
-
-    asyncio.run(main())
+    _serve(tmp_path, scenario, clock=lambda: NOW)
     assert answers["/features/nope"][0] == 404 and answers["DELETE /features"][0] == 405
     assert answers["/features?limit=0"][0] == 400 and answers["POST plan"][0] == 200
     for name, (status, content_type, body) in answers.items():
