@@ -8,8 +8,7 @@ older rows deleted as a new one is written. Two homes:
   connection and in its transactions (the table is created by schema version 5 of
   :mod:`engine.stores.sqlite`), so a rebuilt file carries it over (:meth:`rows`).
 - :class:`FileDeliveries`, a streaming worker's: a file of its own in the worker's data
-  folder (each worker keeps the deliveries it received, and the route gathers the others'),
-  opened for each call: deliveries come seconds apart, and nothing stays open to close.
+  folder (each worker keeps the deliveries it received, and the route gathers the others').
 """
 
 from __future__ import annotations
@@ -124,7 +123,9 @@ class SqliteDeliveries:
 
 class FileDeliveries:
     """A :class:`~connectors.deliveries.DeliveryLog` in a file of its own (a streaming
-    worker's, in its data folder), created on first use.
+    worker's, in its data folder), opened and created on first use and kept open for the
+    process's life (WAL, ``synchronous=NORMAL``: a delivery costs tens of microseconds; a
+    connection opened per delivery cost 14 ms, its close checkpointing the WAL).
 
     Args:
         path: the file; its folder is created if missing.
@@ -134,26 +135,28 @@ class FileDeliveries:
     def __init__(self, path: str | Path, kept: int = KEPT) -> None:
         self.path = Path(path)
         self.kept = kept
-        self._created = False
+        self._db: sqlite3.Connection | None = None
 
     @contextlib.contextmanager
     def _connected(self) -> Iterator[sqlite3.Connection]:
         try:
-            if not self._created:
+            if self._db is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+                db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    create(db)
+                except sqlite3.Error:
+                    db.close()
+                    raise
+                self._db = db
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the deliveries file {self.path}: {err}") from err
         try:
-            if not self._created:
-                db.execute("PRAGMA journal_mode=WAL")
-                create(db)
-                self._created = True
-            yield db
+            yield self._db
         except sqlite3.Error as err:
             raise StoreError(f"the deliveries file {self.path} refused: {err}") from err
-        finally:
-            db.close()
 
     def add(self, connector: str, entry: dict[str, Any]) -> None:
         """Record ``entry`` in a transaction of its own.
@@ -179,3 +182,9 @@ class FileDeliveries:
         """
         with self._connected() as db:
             return _last(db, connector, self.kept)
+
+    def close(self) -> None:
+        """Close the file (a later call opens it again)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None

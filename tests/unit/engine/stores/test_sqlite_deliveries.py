@@ -57,8 +57,15 @@ def test_a_delivery_in_a_transaction_is_stored_or_undone_with_its_part(tmp_path:
 
 def test_a_workers_file_keeps_the_contract_and_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "worker" / "app.deliveries.db"
-    check_deliveries(FileDeliveries(path))
-    assert [e["delivery"] for e in FileDeliveries(path).last("jira")] == ["d-1"]
+    first = FileDeliveries(path)
+    check_deliveries(first)
+    first.close()  # the worker stops
+    again = FileDeliveries(path)
+    try:
+        assert [e["delivery"] for e in again.last("jira")] == ["d-1"]
+        assert len(again.last("github")) == again.kept
+    finally:
+        again.close()
 
 
 def test_a_workers_file_that_cannot_be_written_says_so(tmp_path: Path) -> None:
