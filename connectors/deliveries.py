@@ -1,15 +1,21 @@
 """The last deliveries of each connector and what became of them (``GET /hooks/{c}/deliveries``).
 
-In memory and bounded (:data:`KEPT` per connector, the oldest dropped first): it answers "why
-did my feature not move?" for recent deliveries, it is not an audit log. Entries never hold a
-secret or a payload, only what the engine decided.
+Bounded (:data:`KEPT` per connector, the oldest dropped first): it answers "why did my
+feature not move?" for recent deliveries, like a tool's "recent deliveries" page; it is not
+an audit log. Entries never hold a secret or a payload, only what the engine decided.
+
+:class:`DeliveryLog` is the port the hook route uses; the logs sit beside each other:
+:class:`MemoryDeliveries` here (``lifecycle connectors try``, unit tests), and the SQLite ones
+of :mod:`engine.stores.sqlite_deliveries`, which a restart keeps: in the store's file in the
+embedded mode, in a file of each worker's data folder in the streaming mode. All pass one
+contract suite (``tests/unit/connectors/deliveries_contract.py``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 KEPT = 100
 """Deliveries kept per connector."""
@@ -32,8 +38,32 @@ class DeliveryOutcome(StrEnum):
     delivers it again."""
 
 
-class DeliveryLog:
-    """The last :data:`KEPT` deliveries per connector, newest first when read."""
+class DeliveryLog(Protocol):
+    """The last :attr:`kept` deliveries of each connector, newest first when read.
+
+    The hook route calls :meth:`add` once per delivery, after its events were handed to the
+    engine (or it was refused), and :meth:`last` for ``GET /hooks/{c}/deliveries``.
+    """
+
+    kept: int
+    """Deliveries kept per connector."""
+
+    def add(self, connector: str, entry: dict[str, Any]) -> None:
+        """Record ``entry`` (JSON-able) as the newest delivery of ``connector``, dropping the
+        oldest beyond :attr:`kept`.
+
+        Raises:
+            StoreError: a durable log could not write it (nothing of it is kept).
+        """
+        ...
+
+    def last(self, connector: str) -> list[dict[str, Any]]:
+        """The deliveries of ``connector``, newest first (at most :attr:`kept`)."""
+        ...
+
+
+class MemoryDeliveries:
+    """A :class:`DeliveryLog` in memory; a restart forgets everything."""
 
     def __init__(self, kept: int = KEPT) -> None:
         self.kept = kept

@@ -128,6 +128,7 @@ def build_embedded(settings: Settings, *, clock: Clock = utc_now) -> Wiring:
     hooks = build_hooks(settings, workflows.event_types)
     store = SqliteStore(settings.db)
     hooks.ledger = store.releases  # a deployment after a restart still finds its release
+    hooks.deliveries = store.deliveries  # and the deliveries list is still there
     try:
         registry = CollectorRegistry()
         metrics = LifecycleMetrics(registry)

@@ -14,14 +14,24 @@ line the current rules refuse, left out, leaves a gap).
 The new file is written without waiting for the disk at each step and made durable at the
 end; if anything fails it is removed, with the scratch files, so a failed rebuild leaves
 nothing behind.
+
+Scratch directories. A rebuild works in a directory ``.replay-*`` beside the new file and
+holds an exclusive lock (``flock``) on that directory while it lives; its forked shards
+inherit the lock, so it is held until the last process of the rebuild ends, whichever way.
+A rebuild killed with ``-9`` leaves its directory behind with no holder, and the next rebuild
+into the same folder removes it (:func:`sweep_scratch`); one another rebuild still holds is
+never touched, so two rebuilds into different files of one folder can run at once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -34,10 +44,13 @@ from engine.evolve.apply import read_only
 from engine.evolve.replay import Difference, Replayed, compare, replay
 from engine.stores.memory import MemoryStore
 from engine.stores.sqlite import FeatureQueries, SqliteStore
+from engine.stores.sqlite_deliveries import SqliteDeliveries
 from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 from workflows.loader import Workflows
+
+log = logging.getLogger(__name__)
 
 MAX_SHARDS = 8
 PROGRESS_EVERY = 10_000
@@ -62,6 +75,73 @@ class _Shard(NamedTuple):
     features: int
     same: int
     differences: list[Difference]
+
+
+SCRATCH = ".replay-"
+"""The prefix of a rebuild's scratch directory (beside the new file)."""
+
+OWNED = "owner"
+"""The file a rebuild writes in its scratch directory once it holds the directory's lock
+(its pid): a directory with it and no holder belongs to a rebuild that died."""
+
+SCRATCH_FILES = ("shard", "rebuilt.db", OWNED)
+"""What a scratch directory holds (names start so): a directory holding anything else is
+not a rebuild's, and is never removed."""
+
+UNCLAIMED_FOR = 60.0
+"""Seconds after which a scratch directory without :data:`OWNED` and without a holder is
+removed (one that old was left by a rebuild that died before writing it, or by a version
+from before the lock); a younger one may be a rebuild between creating it and locking it."""
+
+
+def _claim_scratch(parent: Path) -> tuple[Path, int]:
+    """A new scratch directory in ``parent``, locked by this process (and the shards it
+    forks); the descriptor holding the lock, to close once the directory is removed."""
+    work = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=parent))
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a sweeper holds it only while it looks
+        (work / OWNED).write_text(f"{os.getpid()}\n")
+    except BaseException:
+        os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return work, fd
+
+
+def sweep_scratch(parent: Path, now: float | None = None) -> list[Path]:
+    """Remove the scratch directories in ``parent`` no live rebuild holds (see the module
+    docstring); called by :func:`rebuild` before it makes its own. Returns those removed.
+
+    A directory is removed only while this call holds its lock (so its owner is gone and
+    no other sweeper is at it), only when it holds nothing but a rebuild's files, and,
+    without :data:`OWNED`, only once :data:`UNCLAIMED_FOR` old.
+    """
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    for path in sorted(parent.glob(SCRATCH + "*")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # not a directory, or removed meanwhile
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live rebuild's
+                continue
+            names = os.listdir(fd)
+            if not all(name.startswith(SCRATCH_FILES) for name in names):
+                continue
+            if OWNED not in names and now - os.fstat(fd).st_mtime < UNCLAIMED_FOR:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            log.info("removed %s, left by a replay that was stopped", path)
+        except OSError:  # removed by another sweeper meanwhile
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def default_shards() -> int:
@@ -207,8 +287,8 @@ def rebuild(
     """Replay the log of the file ``live`` into the new file ``into`` and compare the two.
 
     The rebuilt features, histories and log, and the live file's release ledger (which
-    features each release shipped: not in the log), are written to ``into`` in one
-    transaction (a whole engine file: serve it to switch over).
+    features each release shipped: not in the log) and webhook deliveries list, are written
+    to ``into`` in one transaction (a whole engine file: serve it to switch over).
 
     Args:
         progress: called with the number of log lines replayed so far, now and then.
@@ -216,7 +296,8 @@ def rebuild(
 
     The file is built under a scratch directory beside ``into`` and linked to its name only
     once whole, so a replay killed at any point leaves no ``into`` (a later run may take the
-    same path); only the scratch directory ``.replay-*`` can remain.
+    same path); only the scratch directory ``.replay-*`` can remain, and the next rebuild
+    into that folder removes it (:func:`sweep_scratch`).
 
     Raises:
         StoreError: ``live`` is unreadable, ``into`` exists already, or the replay failed.
@@ -227,9 +308,12 @@ def rebuild(
     conn = read_only(live)
     try:
         releases = SqliteLedger(conn).pairs()  # not events: carried over, not replayed
+        deliveries = SqliteDeliveries(conn).rows()  # the same
     finally:
         conn.close()
-    work = Path(tempfile.mkdtemp(prefix=".replay-", dir=Path(into).resolve().parent))
+    parent = Path(into).resolve().parent
+    sweep_scratch(parent)
+    work, held = _claim_scratch(parent)
     scratch = [work / f"shard{i}.db" for i in range(count)]
     staging = work / "rebuilt.db"  # becomes ``into`` only once whole: a kill leaves no half
     try:
@@ -244,6 +328,7 @@ def rebuild(
                     target.absorb(scratch)
                 with target.transaction():
                     target.releases.add(releases)
+                    target.deliveries.insert(deliveries)
                     for wf in workflows.by_name.values():
                         target.log.record_version(
                             wf.name, wf.version, wf.fingerprint, wf.definition, now
@@ -253,6 +338,7 @@ def rebuild(
         _put_in_place(staging, Path(into))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        os.close(held)  # after the removal: no sweeper sees it half removed
     outcomes: Counter[str] = Counter()
     for part in parts:
         outcomes.update(part.outcomes)
@@ -266,4 +352,4 @@ def rebuild(
     )
 
 
-__all__ = ["Rebuilt", "default_shards", "rebuild"]
+__all__ = ["Rebuilt", "default_shards", "rebuild", "sweep_scratch"]

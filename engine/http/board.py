@@ -13,7 +13,6 @@ API itself is built on.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.core.state import FeatureState, HistoryEntry
+from engine.http import jsonbody
 from engine.http.errors import api_error
 from engine.http.ports import Reader, all_histories
 from engine.http.views import Assess
@@ -169,7 +169,7 @@ async def get_report(request: web.Request) -> web.Response:
         forecasts=forecasts,
         reasons=reasons,
     )
-    return web.Response(text=body, content_type=FORMATS[fmt], charset="utf-8")
+    return web.Response(body=body, content_type=FORMATS[fmt], charset="utf-8")
 
 
 def _report_body(
@@ -178,9 +178,10 @@ def _report_body(
     histories: Mapping[str, Sequence[HistoryEntry]],
     workflows: Mapping[str, Workflow],
     **window: Any,
-) -> str:
-    """The report in ``fmt`` (a key of :data:`FORMATS`)."""
+) -> bytes:
+    """The report in ``fmt`` (a key of :data:`FORMATS`), encoded (JSON as every answer of
+    the API, :func:`jsonbody.encode`)."""
     report = build_report(states, histories, workflows, **window)
     if fmt == "json":
-        return json.dumps(report_json(report))
-    return render_html(report) if fmt == "html" else render_markdown(report)
+        return jsonbody.encode(report_json(report))
+    return (render_html(report) if fmt == "html" else render_markdown(report)).encode()

@@ -7,7 +7,6 @@ the same shape, so a client never sees an HTML error page or a stack trace.
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 from collections.abc import Iterable, Mapping
@@ -16,12 +15,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from engine.http import jsonbody
 from engine.http.serving import SlowBody
 from events.errors import Problem, Unavailable
 
 log = logging.getLogger(__name__)
-
-JSON = "application/json"
 
 
 def error_body(error: str, details: Iterable[Problem] = ()) -> dict[str, Any]:
@@ -41,7 +39,9 @@ class ApiError(web.HTTPException):
     ) -> None:
         self.status_code = status
         super().__init__(
-            text=json.dumps(error_body(error, details)), content_type=JSON, headers=headers
+            text=jsonbody.encode(error_body(error, details)).decode(),
+            content_type=jsonbody.CONTENT_TYPE,
+            headers=headers,
         )
         self.error = error
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.auth import refusal
-from connectors.deliveries import DeliveryLog, DeliveryOutcome
+from connectors.deliveries import DeliveryLog, DeliveryOutcome, MemoryDeliveries
 from connectors.ledger import Ledger, ReleaseLedger
 from connectors.mapping import (
     Delivery,
@@ -31,10 +31,11 @@ from connectors.mapping import (
     source_pattern,
 )
 from connectors.model import Connector
+from engine.http import jsonbody
 from engine.http.errors import api_error
 from engine.http.ports import Incoming, Ingest
 from events.envelope import decode_json, validate_event
-from events.errors import MalformedEvent, Problem, Unavailable
+from events.errors import MalformedEvent, Problem, StoreError, Unavailable
 from metrics.bundle import LifecycleMetrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class Hooks:
         secrets: connector name -> its secret; a connector without one refuses everything.
         ledger: which features each release shipped (for production deployments): the
             composition root gives a durable one (SQLite, or a Kafka topic).
-        deliveries: the last deliveries of each connector this engine received.
+        deliveries: the last deliveries of each connector this engine received: the
+            composition root gives a durable list (the SQLite file; a worker's own file).
         others: where the other engines' deliveries are read (streaming: every other worker
             of the group); ``None``: this engine is alone (embedded).
     """
@@ -78,7 +80,7 @@ class Hooks:
     connectors: Mapping[str, Connector] = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
     ledger: ReleaseLedger = field(default_factory=Ledger)
-    deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+    deliveries: DeliveryLog = field(default_factory=MemoryDeliveries)
     others: Gather | None = None
 
     def warn_unset(self) -> None:
@@ -138,7 +140,7 @@ async def list_connectors(request: web.Request) -> web.Response:
         }
         for _, c in sorted(request.app[HOOKS].connectors.items())
     ]
-    return web.json_response({"connectors": connectors})
+    return jsonbody.answer({"connectors": connectors})
 
 
 def _connector(request: web.Request) -> Connector:
@@ -155,8 +157,20 @@ def _connector(request: web.Request) -> Connector:
 def _record(
     request: web.Request, connector: Connector, outcome: DeliveryOutcome, entry: dict[str, Any]
 ) -> None:
+    """Count the delivery and keep it in the deliveries list. A list that cannot be written
+    is logged, and the delivery answered as if it had been: its events are in by then, and
+    an error would make the tool send them again for nothing."""
     request.app[_METRICS].webhook_deliveries.labels(connector.name, outcome.value).inc()
-    request.app[HOOKS].deliveries.add(connector.name, {**entry, "outcome": outcome.value})
+    try:
+        request.app[HOOKS].deliveries.add(connector.name, {**entry, "outcome": outcome.value})
+    except StoreError as err:
+        log.error(
+            "connector %s: delivery %s (%s) is missing from its deliveries list: %s",
+            connector.name,
+            entry["delivery"],
+            outcome.value,
+            err,
+        )
 
 
 async def post_hook(request: web.Request) -> web.Response:
@@ -241,7 +255,7 @@ async def post_hook(request: web.Request) -> web.Response:
             "events": events,
         },
     )
-    return web.json_response(answer, status=202)
+    return jsonbody.answer(answer, 202)
 
 
 def _incoming(
@@ -281,7 +295,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
             : hooks.deliveries.kept
         ]
         unanswered = gathered.unanswered
-    return web.json_response(
+    return jsonbody.answer(
         {"connector": connector.name, "deliveries": deliveries, "unanswered": unanswered}
     )
 

@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from engine.evolve.migration import Plan, make_plan
+from engine.http import jsonbody
 from engine.http.errors import api_error
 from engine.http.ports import Reader
 from events.errors import Problem
@@ -81,7 +82,7 @@ def add_plan_routes(
             states = await reader.features()
             replayed, incomplete = await replayer(new) if replayer is not None else (None, None)
             result = make_plan(new, workflows, states, now, replayed, incomplete)
-        return web.json_response(result.to_dict())
+        return jsonbody.answer(result.to_dict())
 
     app.router.add_get("/workflows/{name}/plan", plan)
     app.router.add_post("/workflows/{name}/plan", plan)

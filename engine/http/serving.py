@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import resource
 from collections import Counter
@@ -41,6 +40,8 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from engine.http import jsonbody
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,14 @@ class Tally:
             self.flush()
 
 
-REFUSED_BODY = json.dumps(
+REFUSED_BODY = jsonbody.encode(
     {
         "error": "too many connections",
         "details": [{"field": "", "reason": "every connection is busy; try again in a second"}],
     }
-).encode()
+)
 REFUSED = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
     b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
     + str(len(REFUSED_BODY)).encode()
     + b"\r\n\r\n"

@@ -68,19 +68,21 @@ from pydantic_core import from_json, to_json
 
 from engine.core.processor import Outcome
 from engine.core.state import ExternalKeys, FeatureState, HistoryEntry
-from engine.stores import sqlite_ledger, sqlite_log
+from engine.stores import sqlite_deliveries, sqlite_ledger, sqlite_log
 from engine.stores.rows import entry_json, state_json
+from engine.stores.sqlite_deliveries import SqliteDeliveries
 from engine.stores.sqlite_ledger import SqliteLedger
 from engine.stores.sqlite_log import EventLog
 from events.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: features and history, keys inside each state (before versioning, ``user_version`` 0).
 2: keys in the ``seen`` table, out of the state.
 3: the event log and the workflow versions (:mod:`engine.stores.sqlite_log`).
-4: the release ledger of the webhook connectors (:mod:`engine.stores.sqlite_ledger`)."""
+4: the release ledger of the webhook connectors (:mod:`engine.stores.sqlite_ledger`).
+5: the webhook deliveries list (:mod:`engine.stores.sqlite_deliveries`)."""
 
 CACHED_STATES = 20_000
 """States the store keeps in memory after writing or reading them (least recently used
@@ -154,6 +156,7 @@ COLUMNS = {
     "seen": {"feature_id", "key"},
     **sqlite_log.COLUMNS,
     **sqlite_ledger.COLUMNS,
+    **sqlite_deliveries.COLUMNS,
 }
 """The columns this engine reads, per table (a file missing one is refused)."""
 
@@ -471,7 +474,12 @@ class FeatureQueries:
         return found
 
 
-MIGRATIONS = {1: _migrate_1_to_2, 2: sqlite_log.create, 3: sqlite_ledger.create}
+MIGRATIONS = {
+    1: _migrate_1_to_2,
+    2: sqlite_log.create,
+    3: sqlite_ledger.create,
+    4: sqlite_deliveries.create,
+}
 """Version -> the step that brings a file of that version to the next one."""
 
 
@@ -579,6 +587,7 @@ class SqliteStore:
                         db.execute(statement)
                 sqlite_log.create(db)
                 sqlite_ledger.create(db)
+                sqlite_deliveries.create(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version == 0 and {"features", "history"} <= tables:
@@ -607,6 +616,7 @@ class SqliteStore:
             "seen": 2,
             **dict.fromkeys(sqlite_log.COLUMNS, 3),
             **dict.fromkeys(sqlite_ledger.COLUMNS, 4),
+            **dict.fromkeys(sqlite_deliveries.COLUMNS, 5),
         }
         wanted = {k: v for k, v in COLUMNS.items() if since.get(k, 1) <= version}
         for table, columns in wanted.items():
@@ -1098,6 +1108,13 @@ class SqliteStore:
     def releases(self) -> SqliteLedger:
         """The connectors' release ledger, on the store's own connection."""
         return StoreLedger(self._db, self.transaction, self._flush)
+
+    @property
+    def deliveries(self) -> SqliteDeliveries:
+        """The webhook deliveries list, on the store's own connection: each delivery in a
+        transaction of its own (a part of the open one, inside another), what the store
+        holds written first (see :class:`StoreLog`)."""
+        return SqliteDeliveries(self._db, self.transaction, before_write=self._flush)
 
     @property
     def queries(self) -> FeatureQueries:

@@ -33,6 +33,7 @@ from engine.evolve.apply import dropped_unmapped, version_problems
 from engine.http.api import build_app
 from engine.http.hook_wiring import build_hooks
 from engine.http.serving import ConnectionLimits, LimitedSite
+from engine.stores.sqlite_deliveries import FileDeliveries
 from engine.streaming.app import LifecycleApp, StreamingConfig, bootstrap_servers, create_app
 from engine.streaming.checkpoint import check_faust
 from engine.streaming.housekeeping import Housekeeping
@@ -150,7 +151,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     lapp = create_app(config, workflows, metrics)
     ingest = KafkaIngest(bootstrap_servers(config.broker), config.events_topic, config.security)
     reader = TableReader(lapp)
-    hooks.others = reader.deliveries  # each worker keeps the deliveries it received
+    hooks.others = reader.deliveries  # each worker keeps the deliveries it received,
+    # in its own data folder (a pod's volume): a restart keeps them
+    hooks.deliveries = FileDeliveries(Path(settings.data_dir) / f"{config.app_id}.deliveries.db")
     hooks.ledger = ledger = KafkaLedger(
         bootstrap_servers(config.broker),
         ledger_topic(config.app_id),

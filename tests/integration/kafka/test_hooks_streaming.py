@@ -159,3 +159,39 @@ def test_the_release_ledger_is_shared_by_workers_and_survives_an_empty_data_dir(
     c.wait_ready()
     again = _deploy(c, "dep-2")  # a second production deployment of the same ref
     assert [e["subject"] for e in again["events"]] == features, again
+
+
+def test_a_workers_deliveries_list_and_idempotency_survive_its_restart(make_worker: Any) -> None:
+    """A worker keeps the deliveries it received in its data folder: restarted on it (a pod
+    with its volume), it lists them again; a tool redelivering then changes nothing."""
+    env = {"LIFECYCLE_GITHUB_SECRET": GITHUB_SECRET}
+    worker = make_worker("r", **env)
+    worker.wait_ready()
+    label = payload("github", "issues.labeled")
+    label["label"]["name"] = "uat:passed"
+    label["issue"]["title"] = f"[{FEATURE}] UAT"
+    headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "r-1"}
+    _deliver(worker, "github", label, dict(headers))
+    wait_for(lambda: _stage(worker) == "launch_ready", 60, "the feature moved", worker)
+    _, before = worker.get("/hooks/github/deliveries?scope=local")
+    assert [d["delivery"] for d in before["deliveries"]] == ["r-1"]
+    _, feature = worker.get(f"/features/{FEATURE}")
+    worker.kill()
+
+    again = make_worker("r", **env)  # the same data folder
+    again.wait_ready()
+    _, after = again.get("/hooks/github/deliveries?scope=local")
+    assert after["deliveries"] == before["deliveries"]
+    _deliver(again, "github", label, dict(headers))
+
+    def redelivered() -> bool:
+        status, history = again.get(f"/features/{FEATURE}/history")
+        return status == 200 and any(
+            e["event_id"] == "r-1" and e["outcome"] == "duplicate" for e in history["entries"]
+        )
+
+    wait_for(redelivered, 60, "the redelivery judged a duplicate", again)
+    _, now = again.get(f"/features/{FEATURE}")
+    assert (now["stage"], now["version"]) == ("launch_ready", feature["version"])
+    _, listed = again.get("/hooks/github/deliveries?scope=local")
+    assert [d["delivery"] for d in listed["deliveries"]] == ["r-1", "r-1"]

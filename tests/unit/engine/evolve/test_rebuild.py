@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,88 @@ def test_a_rebuild_killed_before_its_last_write_leaves_no_file_and_can_run_again
     finally:
         conn.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("new.db") and p != into]
+
+
+def _scratch(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name.startswith(".replay-")}
+
+
+def test_a_replay_killed_with_9_leaves_scratch_the_next_one_removes_never_a_live_ones(
+    live: Path, tmp_path: Path
+) -> None:
+    """A replay killed with -9 leaves its ``.replay-*``; a later replay into the same folder
+    removes it, while the scratch of a replay still running there is left alone."""
+    context = multiprocessing.get_context("fork")
+    working = context.Event()
+
+    def stalls(done: int) -> None:
+        working.set()
+        signal.pause()  # killed here, mid-rebuild
+
+    child = context.Process(
+        target=rebuild, args=(live, tmp_path / "a.db", V1, NOW, stalls), kwargs={"shards": 1}
+    )
+    child.start()
+    assert working.wait(60)
+    os.kill(child.pid or 0, signal.SIGKILL)
+    child.join()
+    left = _scratch(tmp_path)
+    assert len(left) == 1 and not (tmp_path / "a.db").exists()
+
+    seen: dict[str, set[str]] = {}
+
+    def meanwhile(done: int) -> None:
+        """B's replay runs; C replays into the same folder now."""
+        if "during" in seen:
+            return
+        seen["during"] = _scratch(tmp_path)
+        rebuild(live, tmp_path / "c.db", V1, NOW, shards=1)
+        seen["after c"] = _scratch(tmp_path)
+
+    done = rebuild(live, tmp_path / "b.db", V1, NOW, meanwhile, shards=1)
+    assert (done.features, done.differences) == (60, [])
+    b_scratch = seen["during"] - left
+    assert len(b_scratch) == 1  # B's own, beside A's remains
+    assert seen["after c"] == b_scratch  # C removed A's, not B's (live) nor left its own
+    assert _scratch(tmp_path) == set()
+    assert (tmp_path / "b.db").exists() and (tmp_path / "c.db").exists()
+
+
+def test_the_sweep_removes_only_what_a_replay_left(tmp_path: Path) -> None:
+    """Without an owner file (a replay killed before writing it, or one from before the
+    lock), a scratch directory is removed once a minute old; anything else is kept."""
+    old = tmp_path / ".replay-old"
+    old.mkdir()
+    (old / "shard0.db").write_bytes(b"x")
+    (old / "rebuilt.db-wal").write_bytes(b"x")
+    young = tmp_path / ".replay-young"
+    young.mkdir()
+    theirs = tmp_path / ".replay-notes"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    (tmp_path / ".replay-file").write_text("not a directory")
+    long_ago = time.time() - rebuild_module.UNCLAIMED_FOR - 1
+    os.utime(old, (long_ago, long_ago))
+    os.utime(theirs, (long_ago, long_ago))
+    assert rebuild_module.sweep_scratch(tmp_path) == [old]
+    assert _scratch(tmp_path) == {".replay-young", ".replay-notes", ".replay-file"}
+
+
+def test_the_rebuilt_file_keeps_the_webhook_deliveries_list(live: Path, tmp_path: Path) -> None:
+    """Not events, so not replayed: carried over, as the release ledger is, so serving the
+    rebuilt file still shows the tools' recent deliveries."""
+    store = SqliteStore(live)
+    try:
+        for n in range(3):
+            store.deliveries.add("github", {"delivery": f"g-{n}", "outcome": "mapped"})
+        kept = store.deliveries.last("github")
+    finally:
+        store.close()
+    for shards in (1, 2):
+        into = tmp_path / f"new{shards}.db"
+        rebuild(live, into, V1, NOW, shards=shards)
+        rebuilt = SqliteStore(into)
+        try:
+            assert rebuilt.deliveries.last("github") == kept
+        finally:
+            rebuilt.close()

@@ -7,10 +7,12 @@ shipped connectors alone, with the tools' own payloads, and checks its stage and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from connectors.auth import signature
 from engine.config.settings import Settings
 from engine.embedded.root import build_embedded
 from engine.http.hooks import HOOKS
+from events.envelope import utc_now
 from events.errors import Unavailable
 from tests.unit.connectors.payloads import payload
 
@@ -43,9 +46,12 @@ def _settings(tmp_path: Path) -> Settings:
 Scenario = Callable[[TestClient[Any, Any]], Awaitable[None]]
 
 
-def _serve(tmp_path: Path, scenario: Scenario) -> None:
+def _serve(tmp_path: Path, scenario: Scenario, clock: Callable[[], datetime] = utc_now) -> None:
+    """Run ``scenario`` against an embedded engine on ``tmp_path``'s file, judging time by
+    ``clock``."""
+
     async def main() -> None:
-        wiring = build_embedded(_settings(tmp_path))
+        wiring = build_embedded(_settings(tmp_path), clock=clock)
         try:
             async with TestClient(TestServer(wiring.app)) as client:
                 await scenario(client)
@@ -341,3 +347,64 @@ def test_a_ledger_that_does_not_answer_is_503_counted_and_logged(tmp_path: Path)
             wiring.store.close()
 
     asyncio.run(main())
+
+
+def test_the_deliveries_list_and_idempotency_survive_a_restart(tmp_path: Path) -> None:
+    """``GET /hooks/{c}/deliveries`` answers the same after a restart (the list is in the
+    SQLite file), and a tool redelivering after the restart changes nothing: the delivery id
+    is the events' id, and the idempotency keys are in the file too, whether the tool names
+    its delivery or the body's hash does."""
+    created = _jira(payload("jira", "issue_created"), "j-1")
+    unnamed = payload("jira", "issue_updated")
+    unnamed["changelog"]["items"] = [
+        {"field": "status", "fromString": "To Do", "toString": "In Progress"}
+    ]
+    raw = json.dumps(unnamed).encode()
+    anonymous = (
+        raw,
+        {  # no delivery id: the body's hash names it
+            "Content-Type": "application/json",
+            "X-Hub-Signature": "sha256=" + signature(JIRA_SECRET, raw),
+        },
+    )
+    before: dict[str, Any] = {}
+
+    async def first(client: TestClient[Any, Any]) -> None:
+        await _post(client, "jira", created)
+        started = await _post(client, "jira", anonymous)
+        assert started["events"][0]["outcome"] == "applied"
+        body, headers = _jira(payload("jira", "issue_created"), "j-9")
+        headers["X-Hub-Signature"] = "sha256=" + signature("wrong", body)
+        assert (await client.post("/hooks/jira", data=body, headers=headers)).status == 401
+        resp = await client.get("/hooks/jira/deliveries")
+        before["deliveries"] = await resp.read()
+        history = await (await client.get(f"/features/{FEATURE}/history")).json()
+        before["history"] = history["entries"]
+        before["feature"] = await (await client.get(f"/features/{FEATURE}")).json()
+
+    async def after_restart(client: TestClient[Any, Any]) -> None:
+        kept = await (await client.get("/hooks/jira/deliveries")).read()
+        assert kept == before["deliveries"]  # the same answer, byte for byte
+        listed = json.loads(kept)["deliveries"]
+        assert [(d["delivery"], d["outcome"]) for d in listed] == [
+            ("j-9", "unauthorized"),
+            (anonymous_id, "mapped"),
+            ("j-1", "mapped"),
+        ]
+        again = await _post(client, "jira", created)
+        assert [e["outcome"] for e in again["events"]] == ["duplicate", "duplicate"]
+        again = await _post(client, "jira", anonymous)
+        assert again["delivery"] == anonymous_id
+        assert [e["outcome"] for e in again["events"]] == ["duplicate"]
+        history = await (await client.get(f"/features/{FEATURE}/history")).json()
+        assert [e for e in history["entries"] if e["outcome"] != "duplicate"] == before["history"]
+        feature = await (await client.get(f"/features/{FEATURE}")).json()
+        assert (
+            feature["stage"] == "development" and feature["version"] == before["feature"]["version"]
+        )
+        now = (await (await client.get("/hooks/jira/deliveries")).json())["deliveries"]
+        assert [d["delivery"] for d in now] == [anonymous_id, "j-1", "j-9", anonymous_id, "j-1"]
+
+    anonymous_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+    _serve(tmp_path, first)
+    _serve(tmp_path, after_restart)  # a new engine on the same file
