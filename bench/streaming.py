@@ -255,13 +255,16 @@ def by_turns(
     bootstrap: str, topic: str, expected: int, timeout: float, baseline: Path, rounds: int
 ) -> int:
     """The bare agent (stock and with the direct delivery), the worker of ``baseline`` and
-    this worker, one after the other, ``rounds`` times; prints each round and the medians."""
+    this worker, one after the other (the workers' order alternating), ``rounds`` times;
+    prints each round and the medians."""
     figures: dict[str, list[float]] = {"bare": [], "direct": [], "before": [], "worker": []}
     for n in range(1, rounds + 1):
         figures["bare"].append(ceiling_rate(bootstrap, topic, expected, timeout))
-        figures["before"].append(worker_rate(bootstrap, topic, expected, timeout, baseline))
+        # The two workers in turns, the first of them alternating from round to round.
+        workers = [("before", baseline), ("worker", ROOT)]
+        for name, root in workers if n % 2 else workers[::-1]:
+            figures[name].append(worker_rate(bootstrap, topic, expected, timeout, root))
         figures["direct"].append(ceiling_rate(bootstrap, topic, expected, timeout, "worker"))
-        figures["worker"].append(worker_rate(bootstrap, topic, expected, timeout))
         bare, direct, before, worker = (
             figures[k][-1] for k in ("bare", "direct", "before", "worker")
         )
