@@ -277,7 +277,7 @@ def by_turns(
         )
     median = {k: statistics.median(v) for k, v in figures.items()}
     ratios = [w / b for w, b in zip(figures["worker"], figures["bare"], strict=True)]
-    before = [w / b for w, b in zip(figures["before"], figures["bare"], strict=True)]
+    baseline_ratios = [w / b for w, b in zip(figures["before"], figures["bare"], strict=True)]
     gain = [w / b for w, b in zip(figures["worker"], figures["before"], strict=True)]
     print(
         f"medians of {rounds} rounds: bare agent {median['bare']:,.0f}, direct "
@@ -286,7 +286,7 @@ def by_turns(
     )
     print(
         f"worker/bare agent: median {statistics.median(ratios):.2f} (target >= 0.70; baseline "
-        f"{statistics.median(before):.2f}); worker/baseline worker: median "
+        f"{statistics.median(baseline_ratios):.2f}); worker/baseline worker: median "
         f"{statistics.median(gain):.2f}"
     )
     return 0
