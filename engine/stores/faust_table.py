@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 
 from engine.core.processor import Outcome
-from engine.core.state import FeatureState, HistoryEntry
+from engine.core.state import ExternalKeys, FeatureState, HistoryEntry, iso
 from events.errors import StoreError
 
 FORMAT = 2
@@ -63,39 +63,87 @@ PART_MARK = "/"
 """Separates a feature id from its part's name in a part's key (never in a feature id)."""
 _HEADER = b'{"parts":'
 
-_DEFAULTS: dict[str, Any] = {
-    "version": 1,
-    "title": None,
-    "product": None,
-    "owner": None,
-    "blocked": False,
-    "blocked_reason": None,
-    "open_risks": {},
-    "uat_failures": 0,
-    "target_launch": None,
-    "priority": None,
-    "acceptance_criteria": None,
-    "feedback": {},
-    "kpis": {},
-    "launched_at": None,
-    "visited": [],
-    "seen": [],
-}
-"""State fields with the value ``FeatureState.from_dict`` gives them when they are absent.
-
-``workflow_version`` is always written, last, whatever its value: the start-up sweep reads
-it from the raw record without decoding it (:func:`engine.streaming.migrate.runs_current`),
-and a KPI of that name must never stand in for it."""
-_MISSING = object()
-
 
 def _lean(state: FeatureState) -> dict[str, Any]:
-    """The state's dict without the fields that hold their default."""
-    return {
-        k: v
-        for k, v in state.to_dict().items()
-        if _DEFAULTS.get(k, _MISSING) != v or type(v) is not type(_DEFAULTS[k])
+    """The state's dict without the fields that hold the value ``FeatureState.from_dict``
+    gives them when they are absent (compared by value and type: ``0`` is not taken for
+    ``False``): :meth:`FeatureState.to_dict` less those fields, key for key and in its
+    order, so the record's bytes are those of the first lean format. Built field by field
+    rather than from ``to_dict``, for the worker encodes one per event (issue 16).
+
+    ``workflow_version`` is always written, whatever its value: the start-up sweep reads it
+    from the raw record without decoding it (:func:`engine.streaming.migrate.runs_current`),
+    and a KPI of that name must never stand in for it.
+    """
+    (
+        fid,
+        workflow,
+        stage,
+        created_at,
+        entered_stage_at,
+        version,
+        title,
+        product,
+        owner,
+        blocked,
+        blocked_reason,
+        risks,
+        uat_failures,
+        target_launch,
+        priority,
+        criteria,
+        feedback,
+        kpis,
+        launched_at,
+        visited,
+        seen,
+        workflow_version,
+    ) = state
+    d: dict[str, Any] = {
+        "id": fid,
+        "workflow": workflow,
+        "stage": stage,
+        "created_at": iso(created_at),
+        "entered_stage_at": iso(entered_stage_at),
     }
+    if version != 1 or type(version) is not int:
+        d["version"] = version
+    if title is not None:
+        d["title"] = title
+    if product is not None:
+        d["product"] = product
+    if owner is not None:
+        d["owner"] = owner
+    if blocked is not False:
+        d["blocked"] = blocked
+    if blocked_reason is not None:
+        d["blocked_reason"] = blocked_reason
+    if risks:
+        d["open_risks"] = {
+            k: {"severity": r.severity, "title": r.title, "raised_at": iso(r.raised_at)}
+            for k, r in risks.items()
+        }
+    if uat_failures != 0 or type(uat_failures) is not int:
+        d["uat_failures"] = uat_failures
+    if target_launch:
+        d["target_launch"] = target_launch.isoformat()
+    if priority is not None:
+        d["priority"] = priority
+    if criteria is not None:
+        d["acceptance_criteria"] = list(criteria)
+    if feedback:
+        d["feedback"] = dict(feedback)
+    if kpis:
+        d["kpis"] = dict(kpis)
+    if launched_at is not None:
+        d["launched_at"] = iso(launched_at)
+    if visited:
+        d["visited"] = list(visited)
+    d["workflow_version"] = workflow_version
+    keys = seen.added if isinstance(seen, ExternalKeys) else seen
+    if keys:
+        d["seen"] = list(keys)
+    return d
 
 
 @dataclass(slots=True)

@@ -22,8 +22,8 @@ from aiokafka.partitioner import murmur2
 from events.envelope import (
     Event,
     binary_attributes,
-    decode_event,
     decode_json,
+    decode_typed,
     validate_event,
 )
 from events.errors import MalformedEvent
@@ -94,9 +94,10 @@ def decode_record(
     """The event in a record of the events topic: the one way a Kafka record comes in.
 
     A structured-mode record keyed by its subject (the common case) is decoded and checked
-    in one pass (:func:`events.envelope.decode_event`); anything else (binary mode, and
-    every fault, so the dead letter names it exactly) goes through
-    :func:`events.envelope.validate_event`, the validator behind every transport.
+    in one pass (:func:`events.envelope.decode_typed`); anything else (binary mode, a type
+    outside the workflows, and every fault, so the dead letter names it exactly) is decoded
+    once more and goes through :func:`events.envelope.validate_event`, the validator behind
+    every transport.
 
     The record key must be the feature id: a record without a key is ``no_key``, and a key
     that differs from the event's ``subject`` is ``key_mismatch`` (the event would be applied
@@ -112,9 +113,9 @@ def decode_record(
     binary = is_binary(items)
     if key and value is not None and not binary:
         try:
-            fast = decode_event(value, known_types, received_at)
+            fast = decode_typed(value, known_types, received_at)
         except Exception:
-            fast = None  # the full path below says why, with the exact reason
+            fast = None  # not taken at once: the full path below decides, and says why
         if fast is not None and fast.feature.encode("utf-8") == key:
             return fast
     try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from events.builder import ENGINE_SOURCE, cloud_event, rfc3339
 from events.catalogue import CATALOGUE
 from events.envelope import validate_event
@@ -37,6 +40,20 @@ def test_extensions_and_text_times_pass_as_given() -> None:
         extensions={"workflow": "hotfix"},
     )  # fmt: skip
     assert event["time"] == "2026-05-01T10:00:00Z" and event["workflow"] == "hotfix"
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_rfc3339_of_a_utc_time_is_its_isoformat_with_a_z(moment: datetime) -> None:
+    """Stores, histories and the API have always written ``isoformat`` with a ``Z``: the same
+    text for every UTC time, years 1 to 9999, with and without microseconds."""
+    assert rfc3339(moment) == moment.isoformat().removesuffix("+00:00") + "Z"
+
+
+def test_rfc3339_leaves_out_zero_microseconds_and_pads_the_year() -> None:
+    assert rfc3339(datetime(999, 5, 5, 1, 2, 3, tzinfo=UTC)) == "0999-05-05T01:02:03Z"
+    assert rfc3339(datetime(9999, 12, 31, 23, 59, 59, 7, tzinfo=UTC)) == (
+        "9999-12-31T23:59:59.000007Z"
+    )
 
 
 def test_rfc3339_is_utc_with_a_z() -> None:

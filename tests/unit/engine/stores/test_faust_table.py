@@ -6,15 +6,20 @@ the worker's changelog sees it) and buffering (reads before a flush see the chan
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.processor import Outcome
+from engine.core.state import ExternalKeys, FeatureState, Risk
 from engine.stores.base import FeatureStore
 from engine.stores.faust_table import (
     FaustTableStore,
+    _Record,
     decode_record,
     encode_record,
     is_part,
@@ -267,3 +272,88 @@ def test_the_parts_of_a_feature_changed_since_the_flush_are_left_for_later() -> 
     table[part_key("f1", orjson.loads(table["f1"])["generation"] + 1, 0)] = b"left over"
     apply(store, make_event("kpi.reported", "f1", at=30, name="a", value=1.0, id="later"))
     assert store.stray_parts(k for k in table if is_part(k)) == []
+
+
+_UTC_TIMES = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+)
+_TEXT = st.none() | st.text(max_size=8)
+_KEYS = st.lists(st.text(max_size=6), max_size=20)
+
+
+@st.composite
+def _states(draw: st.DrawFn) -> FeatureState:
+    """Feature states with every field at its default or not, of the types the processor
+    and ``from_dict`` give (and a few others: ``0`` for ``blocked``, ``True`` for a number)."""
+    number = st.integers(-2, 3) | st.booleans()
+    risks = st.dictionaries(
+        st.text(max_size=4),
+        st.builds(Risk, st.sampled_from(["low", "critical"]), _TEXT, _UTC_TIMES),
+        max_size=2,
+    )
+    keys = _KEYS.map(tuple) | _KEYS.map(frozenset) | _KEYS.map(lambda k: ExternalKeys(bool, k))
+    return FeatureState(
+        id=draw(st.text(min_size=1, max_size=8)),
+        workflow=draw(st.sampled_from(["feature", "w"])),
+        stage=draw(st.sampled_from(["idea", "uat"])),
+        created_at=draw(_UTC_TIMES),
+        entered_stage_at=draw(_UTC_TIMES),
+        version=draw(number),
+        title=draw(_TEXT),
+        product=draw(_TEXT),
+        owner=draw(_TEXT),
+        blocked=draw(st.sampled_from([False, True, 0])),
+        blocked_reason=draw(_TEXT),
+        open_risks=draw(st.none() | risks),
+        uat_failures=draw(number),
+        target_launch=draw(st.none() | st.dates()),
+        priority=draw(st.none() | st.floats(allow_nan=False) | st.integers(-1, 1)),
+        acceptance_criteria=draw(st.none() | st.lists(st.text(max_size=4), max_size=2).map(tuple)),
+        feedback=draw(st.none() | st.dictionaries(st.text(max_size=3), st.integers(0, 3))),
+        kpis=draw(st.none() | st.dictionaries(st.text(max_size=3), st.floats(allow_nan=False))),
+        launched_at=draw(st.none() | _UTC_TIMES),
+        visited=tuple(draw(st.lists(st.sampled_from(["idea", "uat"]), max_size=3))),
+        seen=draw(keys),
+        workflow_version=draw(number),
+    )
+
+
+_DEFAULTS_OF_THE_FIRST_LEAN_FORMAT: dict[str, object] = {
+    "version": 1,
+    "title": None,
+    "product": None,
+    "owner": None,
+    "blocked": False,
+    "blocked_reason": None,
+    "open_risks": {},
+    "uat_failures": 0,
+    "target_launch": None,
+    "priority": None,
+    "acceptance_criteria": None,
+    "feedback": {},
+    "kpis": {},
+    "launched_at": None,
+    "visited": [],
+    "seen": [],
+}
+
+
+@given(_states(), _KEYS)
+def test_the_record_is_byte_for_byte_the_lean_format_workers_already_wrote(
+    state: FeatureState, lines: list[str]
+) -> None:
+    """The record is built field by field now (issue 16); a table written before restores
+    as it did, and a record written now is what the earlier worker wrote for the same state:
+    ``to_dict`` less the fields that hold their default, by value and by type."""
+    defaults = _DEFAULTS_OF_THE_FIRST_LEAN_FORMAT
+    missing = object()
+    earlier = {
+        k: v
+        for k, v in state.to_dict().items()
+        if defaults.get(k, missing) != v or type(v) is not type(defaults[k])
+    }
+    history = [{"event_id": line} for line in lines]
+    expected = orjson.dumps({"v": 2, "state": earlier, "history": history, "offset": 7})
+    assert encode_record(state, history, 7) == expected
+    record = _Record(state, history, 7)
+    assert record.encode() == expected

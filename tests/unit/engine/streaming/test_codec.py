@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.streaming import codec
+from events import envelope
 from events.catalogue import CATALOGUE, BuildShipped
 from events.envelope import Event
 
@@ -131,3 +132,42 @@ def test_encode_writes_the_json_the_standard_library_writes() -> None:
     assert json.loads(codec.encode({k: v for k, v in event.items() if k != "big"})) == {
         k: v for k, v in expected.items() if k != "big"
     }
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "answer"),
+    [
+        ({"type": "deploy.finished"}, b"feat-1", None),  # outside the catalogue: ignored
+        ({"type": "deploy.finished"}, b"other", codec.KEY_MISMATCH),
+        ({"type": "build.started", "subject": "bad subject"}, b"feat-1", codec.INVALID_EVENT),
+    ],
+)
+def test_a_record_off_the_one_pass_path_is_validated_once(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, object], key: bytes, answer: str | None
+) -> None:
+    """A record the one validation pass does not take (a type outside the catalogue, a
+    fault) is decoded and validated once more, not twice (issue 16: each record once)."""
+    calls = []
+    full = envelope.validate_event
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return full(*args, **kwargs)
+
+    monkeypatch.setattr(envelope, "validate_event", counted)
+    monkeypatch.setattr(codec, "validate_event", counted)
+    found = decode(key, json.dumps(event(**changes)).encode(), [])
+    assert (found if found is None else found.reason) == answer
+    assert len(calls) == 1
+
+
+def test_a_valid_record_of_the_catalogue_takes_the_one_pass_path_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full validation ran for a valid catalogue record")
+
+    monkeypatch.setattr(envelope, "validate_event", refused)
+    monkeypatch.setattr(codec, "validate_event", refused)
+    found = decode(b"feat-1", json.dumps(event()).encode(), [])
+    assert isinstance(found, Event) and found.type == "build.started"
