@@ -9,16 +9,31 @@ then restores every feature from the changelog and has nothing left to apply.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.streaming.agent import STAGE_CHANGED
-from tests.integration.kafka.conftest import Topics, expected_outcome, produce, structured
+from engine.streaming.worker import default_app_id
+from tests.integration.kafka.conftest import (
+    Topics,
+    expected_outcome,
+    produce,
+    structured,
+    wait_for,
+)
 from tests.integration.kafka.faults import committed_offsets, group_id, settle
+from tests.integration.kafka.test_changing_workflows import (
+    migrations,
+    to_design,
+    v1_folder,
+    version_2,
+)
 from tests.integration.kafka.test_faults import targets
 from tests.integration.kafka.workload import lifecycles
 from workflows.loader import Workflows
@@ -110,3 +125,41 @@ def test_a_clean_stop_right_after_the_last_record_commits_everything_it_applied(
     verdict = settle([successor], expected, timeout=60)
     assert verdict.clean, str(verdict)
     assert successor.processed() == 0, "records applied again after a clean stop"
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_clean_stop_commits_the_writes_no_record_caused(
+    make_worker: Any, topics: Topics, kafka_bootstrap: str, tmp_path: Path, guarantee: str
+) -> None:
+    """A worker started with a new workflow version migrates its restored features with no
+    record arriving: no input offset moves, so under exactly-once Faust's last commit left
+    their transactions open, and the stop aborted the migration."""
+    folder = v1_folder(tmp_path)
+    env = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_PROCESSING_GUARANTEE": guarantee}
+    names = [f"M-{i}" for i in range(8)]
+    records = [e for fid in names for e in to_design(fid)]
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in records))
+    worker = make_worker("w", **env)
+    worker.wait_ready()
+    wait_for(lambda: worker.processed() >= len(records), 90, "v1 applied", worker)
+    worker.stop()
+    assert committed_offsets(kafka_bootstrap, group_id(topics.events), topics.events) == targets(
+        kafka_bootstrap, topics.events
+    )
+
+    shutil.copy(version_2(tmp_path / "staged"), folder / "feature.yaml")
+    worker = make_worker("w", port=worker.port, **env)
+    worker.wait_ready()
+    wait_for(lambda: all(len(migrations(worker, f)) == 1 for f in names), 60, "migrated", worker)
+    worker.stop()
+    lines = stop_log(worker)
+    errors = [ln for ln in lines if "[ERROR]" in ln or "[CRITICAL]" in ln or "Traceback" in ln]
+    assert not errors, "the stop logged errors:\n" + "\n".join(lines[:60])
+
+    changelog = f"{default_app_id(topics.events)}-features-changelog"
+    last = {}
+    for record in committed_records(kafka_bootstrap, changelog):
+        last[json.loads(record.key)] = json.loads(record.value)
+    assert sorted(last) == sorted(names)
+    versions = {fid: r["state"]["workflow_version"] for fid, r in last.items()}
+    assert versions == dict.fromkeys(names, 2), "the migration was not committed"
