@@ -381,6 +381,9 @@ class LifecycleApp:
         acknowledged): commits everything this worker applied, with its outputs, and ends
         the worker's writes.
 
+        Faust also calls it before a rebalance revokes partitions, with the worker going
+        on: then it is Faust's commit alone, as before.
+
         Holding :attr:`turn`, so no batch, migration or risk tick is half-way: under
         exactly-once what the producer buffer still holds (a timer's writes) is handed to
         the transactions first; Faust's commit then commits the offsets done and ends their
@@ -389,6 +392,9 @@ class LifecycleApp:
         risk signals and migrations) are committed too, where Faust would let them be
         aborted. Afterwards :meth:`_write` writes nothing.
         """
+        if not self.app.should_stop:  # a rebalance: the worker goes on
+            await commit()
+            return
         async with self.turn:
             if self.closed:  # Faust's consumer calls it again as it stops
                 await commit()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import IllegalOperation
+from faust.exceptions import NotReady
 
 from engine.streaming.app import StreamingConfig, create_app
 from engine.streaming.checkpoint import around_last_commit, handed_over
@@ -119,6 +120,7 @@ def test_after_the_last_commit_the_worker_writes_nothing(
 
     async def run() -> None:
         lapp.app.consumer._filter_tps_with_pending_acks = lambda: []
+        lapp.app._stopped.set()  # as App.stop does before its on_stop
         await lapp._last_commit(commit)
         assert lapp.closed
         await lapp._last_commit(commit)  # Faust's consumer calls it again as it stops
@@ -126,3 +128,25 @@ def test_after_the_last_commit_the_worker_writes_nothing(
 
     asyncio.run(run())
     assert commits == [1, 1]
+
+
+def test_the_commit_before_a_rebalance_leaves_the_worker_writing(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Faust commits through the same call before partitions are revoked (its wait_empty);
+    closing then stopped every write of a worker that went on (test_faults' rolling
+    restart: offsets of the partitions it kept never committed again)."""
+    lapp = create_app(StreamingConfig(store="memory://", data_dir=tmp_path), workflows)
+    commits: list[int] = []
+
+    async def commit() -> None:
+        commits.append(1)
+
+    async def run() -> None:
+        await lapp._last_commit(commit)
+        assert not lapp.closed
+        with pytest.raises(NotReady):  # it goes on writing: here to a producer not started
+            await lapp.write_changes()
+
+    asyncio.run(run())
+    assert commits == [1]
