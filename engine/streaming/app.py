@@ -19,15 +19,20 @@ Per batch of records from ``Stream.take_events``:
 
 Delivery is at least once; the per-feature input offset kept in the table record makes a
 redelivered record a no-op. Under ``exactly_once`` the outputs keep Faust's transactional
-path (slower, and without the ordering of step 4). Concurrency stays 1 (faust-streaming
-issue 606).
+path (slower, and without the ordering of step 4): a batch's offsets are done only once
+Faust's producer buffer has handed its outputs to the open transactions, so a commit of
+the offsets commits the outputs too. Concurrency stays 1 (faust-streaming issue 606).
+
+A clean stop (SIGTERM) ends with :meth:`LifecycleApp._last_commit`: everything applied is
+committed, with its outputs, before the worker leaves the group, and nothing is written
+after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,8 +55,12 @@ from engine.streaming.checkpoint import (
     Checkpoint,
     Committer,
     aiokafka_producer,
+    around_last_commit,
     committed_offset,
+    end_transactions,
+    handed_over,
     make_current,
+    pending_commits,
     read_any_partition,
     seek_consumer,
     started_consumer,
@@ -238,6 +247,8 @@ class LifecycleApp:
         )
         self.assigned = False
         """Whether the group has assigned this worker its partitions at least once."""
+        self.closed = False
+        """Set by the stop's last commit: nothing is written afterwards."""
         self.turn = asyncio.Lock()
         """Held by the agent for each batch, by the workflow migration sweep and by the
         risk timer: each writes the table through the outbox, and none may interleave."""
@@ -292,6 +303,7 @@ class LifecycleApp:
     async def _run(self, stream: Any) -> None:
         """The Faust agent: batches of records in, outcomes stored, outputs sent."""
         self.checkpoint.install(self.app.consumer)
+        around_last_commit(self.app.consumer, self._last_commit)
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
@@ -323,7 +335,16 @@ class LifecycleApp:
     async def _write(self, last_of: dict[str, Any], admitted: Sequence[Any]) -> None:
         """Queue the changed table records and the signals, and make them durable in the
         checkpoint's order (a table write no record caused, a risk signal's history line,
-        is placed on the partition that owns its feature)."""
+        is placed on the partition that owns its feature).
+
+        Under exactly-once the records go through Faust's producer buffer; the batch's
+        offsets are marked done only once the buffer has handed them to their transactional
+        producers, so a commit of those offsets commits them too. After the stop's last
+        commit (:meth:`_last_commit`) nothing is written: the records are not done, so the
+        next worker applies them, and a timer's risk signals are raised again there."""
+        if self.closed:
+            log.debug("stopping: %s records left to the next worker", len(admitted))
+            return
         if self.direct:
             writes = await self.queue_changelog(last_of)
             await self.queue_signals()
@@ -337,7 +358,61 @@ class LifecycleApp:
 
             self.store.flush(current)
             await self.queue_signals()
+            await self._in_transaction()
             self.checkpoint.done_all(admitted)
+
+    async def _in_transaction(self) -> None:
+        """Wait until Faust's producer buffer has handed what was queued so far to the
+        transactional producers (exactly once). If it cannot, the worker stops (as when the
+        outbox fails, :meth:`Committer.delivered`), so the batch is delivered again.
+
+        Raises:
+            RuntimeError: the producer buffer stopped or crashed.
+        """
+        try:
+            await handed_over(self.app)
+        except RuntimeError as err:
+            log.error("the batch's records were not sent (%s); stopping the worker", err)
+            await self.app.crash(err)
+            raise
+
+    async def _last_commit(self, commit: Callable[[], Awaitable[None]]) -> None:
+        """The stop's last commit (Faust calls it once every delivered record is
+        acknowledged): commits everything this worker applied, with its outputs, and ends
+        the worker's writes.
+
+        Faust also calls it before a rebalance revokes partitions, with the worker going
+        on: then it is Faust's commit alone, as before.
+
+        Holding :attr:`turn`, so no batch, migration or risk tick is half-way: under
+        exactly-once what the producer buffer still holds (a timer's writes) is handed to
+        the transactions first; Faust's commit then commits the offsets done and ends their
+        transactions; a commit Faust skipped because its periodic one was running is made
+        again; and the transactions still open (records written with no new offset, such as
+        risk signals and migrations) are committed too, where Faust would let them be
+        aborted. Afterwards :meth:`_write` writes nothing.
+        """
+        if not self.app.should_stop:  # a rebalance: the worker goes on
+            await commit()
+            return
+        async with self.turn:
+            if self.closed:  # Faust's consumer calls it again as it stops
+                await commit()
+                return
+            if not self.direct:
+                try:
+                    await handed_over(self.app)
+                except RuntimeError:
+                    log.exception("stopping: the producer buffer failed; committing the rest")
+            await commit()
+            consumer = self.app.consumer
+            for _ in range(3):
+                if not pending_commits(consumer):
+                    break
+                await commit()
+            if not self.direct:
+                await end_transactions(self.app)
+            self.closed = True
 
     async def migrate(self, partitions: Iterable[int]) -> bool:
         """Sweep ``partitions`` (restored) to the current workflow versions; the caller holds

@@ -43,7 +43,7 @@ import inspect
 import logging
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -51,6 +51,8 @@ import faust.streams as faust_streams
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Producer as FaustProducer
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from engine.streaming.outbox import Outbox
@@ -67,8 +69,14 @@ FAUST_NEEDS = {
         "wait_first",
         "seek",
         "getmany",
+        "commit",
+        "commit_and_end_transactions",
+        "_filter_tps_with_pending_acks",
+        "_filter_committable_offsets",
     ),
     AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
+    ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait"),
+    FaustProducer: ("_transaction_producers", "commit_transaction"),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -202,6 +210,95 @@ def committed_offset(app: Any, topic: str, partition: int) -> int | None:
 def aiokafka_producer(app: Any) -> Any:
     """The started aiokafka producer under the app's Faust producer."""
     return app.producer._ensure_producer()
+
+
+class _Barrier:
+    """A stand-in for a message in Faust's producer buffer: "publishing" it resolves
+    ``reached``. The buffer publishes its messages one at a time and in order, each handed
+    to its producer before the next is taken, so once the barrier is reached every message
+    put before it is in its producer (under exactly-once: in that producer's open
+    transaction, which a commit then flushes before it ends)."""
+
+    def __init__(self, reached: asyncio.Future[None]) -> None:
+        self.message = self  # the buffer publishes ``fut.message.channel.publish_message``
+        self.channel = self
+        self.reached = reached
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        if not self.reached.done():
+            self.reached.set_result(None)
+
+
+async def handed_over(app: Any) -> None:
+    """Wait until Faust's producer buffer has handed every message queued so far (the
+    table's changelog writes and every ``send_soon``) to its producer.
+
+    Faust's own ``ProducerBuffer.flush`` gives up after 0.1 s without a message sent, and
+    Faust's transactional commit does not flush the buffer at all: under exactly-once, a
+    batch's outputs still in the buffer when its offsets were committed went into the next
+    transaction (lost if that one was aborted), or, after the stop's last commit ended the
+    transactions, crashed the buffer (``Can't send messages while not in transaction``).
+
+    Raises:
+        RuntimeError: the buffer stopped or crashed first, so those messages may never be
+            sent.
+    """
+    buffer = app.producer.buffer
+    if app.conf.producer_threaded:
+        raise RuntimeError("producer_threaded is not supported: its buffer has no order")
+    if buffer.state != "running":
+        if buffer.pending.empty():
+            return  # stopped with nothing left to send
+        raise RuntimeError("Faust's producer buffer stopped with messages not sent")
+    reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    buffer.put(_Barrier(reached))
+    if (await buffer.wait(reached)).stopped:
+        raise RuntimeError("Faust's producer buffer stopped before it sent what was queued")
+
+
+async def end_transactions(app: Any) -> list[str]:
+    """Commit every transaction still open on the app's transactional producers (exactly
+    once), and begin none; returns their transactional ids.
+
+    Faust's last commit on stop ends only the transactions of partitions whose offsets
+    moved since the previous commit. Records written without a new input record (risk
+    signals' history lines, workflow migrations) sit in the transaction of their
+    partition's producer until then, and a stop would abort them. An empty transaction
+    costs no request (aiokafka completes it locally).
+    """
+    producer = app.producer
+    ended = []
+    for tid, transactional in list(producer._transaction_producers.items()):
+        txn = getattr(transactional, "_txn_manager", None)
+        if txn is not None and txn.is_in_transaction():
+            await producer.commit_transaction(tid)
+            ended.append(tid)
+    return ended
+
+
+def pending_commits(consumer: Any) -> dict[TP, int]:
+    """The offsets Faust's consumer would commit now (empty: everything done is committed)."""
+    found: dict[TP, int] = consumer._filter_committable_offsets(
+        list(consumer._filter_tps_with_pending_acks())
+    )
+    return found
+
+
+def around_last_commit(
+    consumer: Any, last_commit: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
+) -> None:
+    """Make the stop's last commit of Faust's ``consumer`` (``commit_and_end_transactions``,
+    which its ``wait_empty`` calls once every delivered record is acknowledged, and its
+    ``on_stop`` again) run as ``last_commit(commit)``, where ``commit`` is Faust's own."""
+    if getattr(consumer, "_lifecycle_last_commit", None) is last_commit:
+        return  # the agent restarted: already installed
+    original: Callable[[], Awaitable[None]] = consumer.commit_and_end_transactions
+
+    async def commit_and_end_transactions() -> None:
+        await last_commit(original)
+
+    consumer.commit_and_end_transactions = commit_and_end_transactions
+    consumer._lifecycle_last_commit = last_commit
 
 
 ADMIT = "admit"
@@ -588,9 +685,13 @@ __all__ = [
     "Checkpoint",
     "Committer",
     "aiokafka_producer",
+    "around_last_commit",
     "check_faust",
     "committed_offset",
+    "end_transactions",
+    "handed_over",
     "make_current",
+    "pending_commits",
     "read_any_partition",
     "seek_consumer",
     "started_consumer",
