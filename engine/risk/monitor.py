@@ -113,13 +113,16 @@ class _Watch:
 
 
 def _slim(state: FeatureState) -> FeatureState:
-    """``state`` without what no risk reason or forecast reads (the monitor keeps it)."""
+    """``state`` without what no risk reason or forecast reads (the monitor keeps it).
+
+    ``visited`` stays: a forecast reads it to tell a feature back in a stage for rework
+    (the processor shares the tuples, so keeping it costs a reference)."""
     (fid, workflow, stage, created, entered, version, _, product, _, blocked, _, risks,
-     uat, target, priority, _, _, _, launched, _, _, wf_version) = state  # fmt: skip
+     uat, target, priority, _, _, _, launched, visited, _, wf_version) = state  # fmt: skip
     return tuple.__new__(
         FeatureState,
         (fid, workflow, stage, created, entered, version, None, product, None, blocked, None,
-         risks, uat, target, priority, None, None, None, launched, _NONE, _NONE, wf_version),
+         risks, uat, target, priority, None, None, None, launched, visited, _NONE, wf_version),
     )  # fmt: skip
 
 
