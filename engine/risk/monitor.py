@@ -113,6 +113,10 @@ _Kept = tuple[
     str, str, str, datetime, datetime, int, str | None, bool, dict[str, Risk] | None, int,
     date | None, float | None, datetime | None, tuple[str, ...], int,
 ]  # fmt: skip
+_judged = itemgetter(1, 2, 4, 9, 11, 12, 13, 18, 19, 21)
+"""What a judgement reads of a state: workflow, stage and its entry, block, open risks, UAT
+failures, target, launch, visited stages and workflow version (not its id, version or
+texts)."""
 # Where _Kept holds what is read of it by name:
 _WORKFLOW: Final = 1
 _STAGE: Final = 2
@@ -218,6 +222,15 @@ class RiskMonitor:
         self.forecaster.durations.take(outcome)  # feed(), inlined: once per event
         state = outcome.state
         if state is None or state is outcome.previous:  # nothing changed
+            return []
+        previous = outcome.previous
+        if (
+            previous is not None
+            and state.id not in self._watch
+            and _judged(previous) == _judged(state)
+        ):
+            # Judged calm with nothing to come by time alone (else it would have a record),
+            # and nothing a judgement reads changed (a KPI, feedback, a title): still so.
             return []
         return self._evaluate(state, now)
 

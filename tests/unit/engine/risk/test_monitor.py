@@ -439,3 +439,33 @@ def test_a_feature_back_for_rework_is_forecast_from_the_rework_model(
         assert held._replace(made_at=at) == expected._replace(made_at=at), state.id
         compared += 1
     assert compared > 20
+
+
+def test_an_event_changing_nothing_risk_reads_is_not_judged_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launched feature, calm with nothing to come by time alone, is not judged again for a
+    KPI or feedback; an event that changes what risk reads still is."""
+    for etype, data in [
+        ("idea.submitted", {}),
+        ("build.started", {}),
+        ("build.shipped", {"build": "b"}),
+        ("uat.passed", {}),
+        ("feature.launched", {}),
+    ]:
+        rig.send(etype, **data)
+    assert len(rig.monitor) == 0  # launched and calm: no record
+    judged: list[str] = []
+    evaluate = rig.monitor._evaluate
+
+    def counted(state: Any, now: datetime, announce: bool = True) -> list[RiskSignal]:
+        judged.append(state.id)
+        return evaluate(state, now, announce)
+
+    monkeypatch.setattr(rig.monitor, "_evaluate", counted)
+    rig.send("kpi.reported", name="adoption", value=0.5)
+    rig.send("feedback.received", sentiment="positive")
+    assert judged == []
+    rig.send("risk.raised", risk_id="r1", severity="high")
+    assert judged == ["feat-1"]
+    assert rig.monitor.reasons("feat-1") == ("high_risk",)
