@@ -985,6 +985,11 @@ class Forecaster:
         self._due: dict[str, float] = {}  # per workflow: added_to() at which it is stale
         # Per workflow whose model is mature: the ``now`` it was built at (None: not given).
         self._built_at: dict[str, datetime | None] = {}
+        # Per workflow: its reservoirs' record, the count of observations at which its model
+        # is stale, the model's generation and the model (what :meth:`models` answers while
+        # the record's count is below: one integer compare per consult, the rebuild decided
+        # by the count the observations raise).
+        self._fresh: dict[str, tuple[_WorkflowLog, float, int, dict[str, _StageModel]]] = {}
 
     def generation_of(self, workflow: str) -> int:
         """How many times the model of ``workflow`` was built."""
@@ -1028,7 +1033,10 @@ class Forecaster:
         else:
             self._built_at.pop(name, None)
         self.generation += 1
-        self._generations[name] = self._generations.get(name, 0) + 1
+        generation = self._generations[name] = self._generations.get(name, 0) + 1
+        log = self.durations._workflows.get(name)
+        if log is not None:
+            self._fresh[name] = (log, self._due[name], generation, built[1])
         return built[1]
 
     def _build(self, workflow: Workflow) -> dict[str, _StageModel]:
@@ -1144,6 +1152,9 @@ class Forecaster:
     def models(self, workflow: Workflow, now: datetime | None = None) -> _Models:
         """What :meth:`current` answers, and the model itself, to hand to :meth:`lookup`
         (the monitor asks once per evaluation, not twice)."""
+        fresh = self._fresh.get(workflow.name)
+        if fresh is not None and fresh[0].added < fresh[1]:
+            return fresh[2], fresh[3]  # No observation since the build made it stale.
         models = self._model(workflow, now)
         return self._generations[workflow.name], models
 

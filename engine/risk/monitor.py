@@ -45,9 +45,11 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import Final
 
 from engine.core.processor import Outcome
-from engine.core.state import FeatureState
+from engine.core.state import FeatureState, Risk
 from engine.core.timemath import shifted, utc_date
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
@@ -103,24 +105,44 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
     return utc_date(forecast.at(now)[1]) > target
 
 
+_kept = itemgetter(0, 1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 14, 18, 19, 21)
+"""What the monitor keeps of a state: the fields a risk reason or a forecast reads (one
+call in C per evaluation; the state itself holds what nothing here reads, its keys and
+texts among them)."""
+_Kept = tuple[
+    str, str, str, datetime, datetime, int, str | None, bool, dict[str, Risk] | None, int,
+    date | None, float | None, datetime | None, tuple[str, ...], int,
+]  # fmt: skip
+_judged = itemgetter(1, 2, 4, 9, 11, 12, 13, 18, 19, 21)
+"""What a judgement reads of a state: workflow, stage and its entry, block, open risks, UAT
+failures, target, launch, visited stages and workflow version (not its id, version or
+texts)."""
+# Where _Kept holds what is read of it by name:
+_WORKFLOW: Final = 1
+_STAGE: Final = 2
+_ENTERED: Final = 4
+_VERSION: Final = 5
+
+
 @dataclass(slots=True)
 class _Watch:
-    state: FeatureState  # slim: only what risk reasons and forecasts read
+    kept: _Kept
     assessment: Assessment
     due: float | None = None
     holds_until: datetime | None = None  # the forecast holds for this stage entry until
     generation: int = 0  # of the workflow's forecast model the forecast came from
 
-
-def _slim(state: FeatureState) -> FeatureState:
-    """``state`` without what no risk reason or forecast reads (the monitor keeps it)."""
-    (fid, workflow, stage, created, entered, version, _, product, _, blocked, _, risks,
-     uat, target, priority, _, _, _, launched, _, _, wf_version) = state  # fmt: skip
-    return tuple.__new__(
-        FeatureState,
-        (fid, workflow, stage, created, entered, version, None, product, None, blocked, None,
-         risks, uat, target, priority, None, None, None, launched, _NONE, _NONE, wf_version),
-    )  # fmt: skip
+    @property
+    def state(self) -> FeatureState:
+        """The state judged, without what no risk reason or forecast reads."""
+        (fid, workflow, stage, created, entered, version, product, blocked, risks, uat,
+         target, priority, launched, visited, wf_version) = self.kept  # fmt: skip
+        return tuple.__new__(
+            FeatureState,
+            (fid, workflow, stage, created, entered, version, None, product, None, blocked,
+             None, risks, uat, target, priority, None, None, None, launched, visited, _NONE,
+             wf_version),
+        )  # fmt: skip
 
 
 class RiskMonitor:
@@ -201,6 +223,15 @@ class RiskMonitor:
         state = outcome.state
         if state is None or state is outcome.previous:  # nothing changed
             return []
+        previous = outcome.previous
+        if (
+            previous is not None
+            and state.id not in self._watch
+            and _judged(previous) == _judged(state)
+        ):
+            # Judged calm with nothing to come by time alone (else it would have a record),
+            # and nothing a judgement reads changed (a KPI, feedback, a title): still so.
+            return []
         return self._evaluate(state, now)
 
     def tick(self, now: datetime) -> list[RiskSignal]:
@@ -244,7 +275,7 @@ class RiskMonitor:
             if (
                 watch is None
                 or watch.assessment.forecast is None
-                or watch.state.workflow not in rebuilt
+                or watch.kept[_WORKFLOW] not in rebuilt
             ):
                 continue
             signals += self._evaluate(watch.state, now)
@@ -299,7 +330,7 @@ class RiskMonitor:
             return Assessment(())
         watch = self._watch.get(state.id)
         shown = forecast or state.target_launch is not None
-        if watch is None or watch.state.version != state.version:
+        if watch is None or watch.kept[_VERSION] != state.version:
             return assess(state, workflow, now, self.forecaster if shown else None)
         found = watch.assessment
         if found.forecast is None and state.target_launch is None and shown:
@@ -317,7 +348,7 @@ class RiskMonitor:
         counts: dict[tuple[str, str, str], int] = {}
         for watch in self._watch.values():
             for reason in watch.assessment.reasons:
-                key = (watch.state.workflow, watch.state.stage, reason)
+                key = (watch.kept[_WORKFLOW], watch.kept[_STAGE], reason)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -346,7 +377,7 @@ class RiskMonitor:
         fid = state.id
         old = self._watch.get(fid)
         workflow = self.workflows.by_name.get(state.workflow)
-        slim = _slim(state) if old is None or old.state is not state else state
+        kept: _Kept = _kept(state)
         holds_until: datetime | None = None
         generation = 0
         due: float | None = None
@@ -354,11 +385,12 @@ class RiskMonitor:
             new = _CALM
         else:
             rows = self._rows.get(workflow.name)
-            row = rows[1].get(slim.stage) if rows is not None and rows[0] is workflow else None
-            terminal, finished, sla, span = row or self._row(workflow, slim.stage)
-            target = slim.target_launch
+            stage = state.stage
+            row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
+            terminal, finished, sla, span = row or self._row(workflow, stage)
+            target = state.target_launch
             forecast: Forecast | None = None
-            if target is not None and slim.launched_at is None:
+            if target is not None and state.launched_at is None:
                 # A forecast only where one can change the reasons (a target to slip).
                 generation, models = self.forecaster.models(workflow, now)
                 if (
@@ -366,17 +398,17 @@ class RiskMonitor:
                     and old.holds_until is not None
                     and now < old.holds_until
                     and old.generation == generation
-                    and old.state.stage == slim.stage
-                    and old.state.entered_stage_at == slim.entered_stage_at
-                    and not slim.blocked
+                    and old.kept[_STAGE] == stage
+                    and old.kept[_ENTERED] == state.entered_stage_at
+                    and not state.blocked
                 ):  # Its forecast's inputs are unchanged: so is the forecast.
                     forecast, holds_until = old.assessment.forecast, old.holds_until
                 else:
-                    forecast, holds_until = self.forecaster.lookup(slim, workflow, now, models)
+                    forecast, holds_until = self.forecaster.lookup(state, workflow, now, models)
             if terminal:
                 new = _CALM if forecast is None else Assessment((), forecast)
             else:
-                entered = slim.entered_stage_at
+                entered = state.entered_stage_at
                 earliest: datetime | None = None
                 reasons: list[str] = []
                 if sla is not None and not finished:
@@ -386,22 +418,22 @@ class RiskMonitor:
                     t = shifted(entered, span) if span is not None else sla_expiry(entered, sla)
                     if t > now:
                         earliest = t
-                risks = slim.open_risks
+                risks = state.open_risks
                 if risks:
                     severities = {risk.severity for risk in risks.values()}
                     if "critical" in severities:
                         reasons.append(CRITICAL_RISK)
                     if "high" in severities:
                         reasons.append(HIGH_RISK)
-                if slim.blocked:
+                if state.blocked:
                     reasons.append(BLOCKED)
-                if target is not None and slim.launched_at is None and not finished:
+                if target is not None and state.launched_at is None and not finished:
                     passed = target_passed(target)  # midnight UTC after the target
                     if _slipped(target, passed, now, forecast):
                         reasons.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
                         earliest = passed
-                if not finished and slim.uat_failures >= REWORK_FAILURES:
+                if not finished and state.uat_failures >= REWORK_FAILURES:
                     reasons.append(REWORK)
                 new = (
                     Assessment(tuple(reasons), forecast)
@@ -417,25 +449,25 @@ class RiskMonitor:
         old_reasons = old.assessment.reasons if old is not None else ()
         signals: list[RiskSignal] = []
         if (old_reasons or new.reasons) and (
-            old_reasons != new.reasons or (old is not None and old.state.stage != state.stage)
+            old_reasons != new.reasons or (old is not None and old.kept[_STAGE] != state.stage)
         ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
-                was = (old.state.workflow, old.state.stage, old_reasons) if old else None
-                self.listener.reasons_changed(was, (slim.workflow, slim.stage, new.reasons))
+                was = (old.kept[_WORKFLOW], old.kept[_STAGE], old_reasons) if old else None
+                self.listener.reasons_changed(was, (state.workflow, state.stage, new.reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
-                signals = signals_between(before, slim, new, now, workflow, self.source)
+                signals = signals_between(before, state, new, now, workflow, self.source)
         if not new.reasons and new.forecast is None and due is None:
             if old is not None:
                 del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
-            self._watch[fid] = _Watch(slim, new, due, holds_until, generation)
+            self._watch[fid] = _Watch(kept, new, due, holds_until, generation)
             if due is not None:
                 heapq.heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due != due:
                 heapq.heappush(self._heap, (due, fid))
-            old.state, old.assessment, old.due = slim, new, due
+            old.kept, old.assessment, old.due = kept, new, due
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -10,12 +11,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from engine.demo.simulator import build_portfolio
 from engine.risk.forecast import Forecaster, StageDurations
 from engine.risk.monitor import RiskMonitor
 from engine.risk.reasons import risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
+from events.envelope import validate_event
 from metrics.bundle import LifecycleMetrics
 from tests.factories import T0, make_event
 from workflows.loader import Workflows
@@ -398,3 +401,71 @@ def test_the_monitor_judges_a_target_as_the_reasons_do_to_the_microsecond(
         assert held.reasons == tuple(risk_reasons(state, workflow, at, forecast_launch=p85))
     rig.send("launch.scheduled", target_launch="9999-12-31")
     assert rig.monitor.reasons("feat-1") == ()
+
+
+def test_a_feature_back_for_rework_is_forecast_from_the_rework_model(
+    workflows: Workflows,
+) -> None:
+    """The monitor forecasts what the forecaster forecasts for the feature itself: a feature
+    back in a stage for rework from the stage's rework model, where the model has one.
+
+    The monitor keeps a slimmed copy of each state; it once dropped ``visited`` from it, so
+    every feature it judged looked like a first pass."""
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    forecaster = Forecaster(StageDurations(), split_min=5)
+    monitor = RiskMonitor(workflows, forecaster)
+    engine = Engine(workflows, MemoryStore(), on_outcome=monitor.observe)
+    compared = 0
+    for item in build_portfolio(random.Random(7), features=180, days=180.0, start=start):
+        at = start + timedelta(seconds=item.offset)
+        event = validate_event(item.event, workflows.event_types, at)
+        assert event is not None
+        outcome = engine.apply(event, at)
+        state = outcome.state
+        if state is None or state is outcome.previous:
+            continue  # not judged at this instant
+        if state.target_launch is None or state.launched_at is not None:
+            continue  # no forecast judged
+        model = forecaster._models[state.workflow][1].get(state.stage)
+        if (
+            model is None
+            or model.passes is None
+            or model.passes.reach(state.visited) <= model.index
+        ):
+            continue  # not judged from a rework model
+        held = monitor.assessment(state, at).forecast
+        expected = forecaster.forecast(state, workflows.by_name[state.workflow], at)
+        assert held is not None and expected is not None
+        assert held._replace(made_at=at) == expected._replace(made_at=at), state.id
+        compared += 1
+    assert compared > 20
+
+
+def test_an_event_changing_nothing_risk_reads_is_not_judged_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launched feature, calm with nothing to come by time alone, is not judged again for a
+    KPI or feedback; an event that changes what risk reads still is."""
+    for etype, data in [
+        ("idea.submitted", {}),
+        ("build.started", {}),
+        ("build.shipped", {"build": "b"}),
+        ("uat.passed", {}),
+        ("feature.launched", {}),
+    ]:
+        rig.send(etype, **data)
+    assert len(rig.monitor) == 0  # launched and calm: no record
+    judged: list[str] = []
+    evaluate = rig.monitor._evaluate
+
+    def counted(state: Any, now: datetime, announce: bool = True) -> list[RiskSignal]:
+        judged.append(state.id)
+        return evaluate(state, now, announce)
+
+    monkeypatch.setattr(rig.monitor, "_evaluate", counted)
+    rig.send("kpi.reported", name="adoption", value=0.5)
+    rig.send("feedback.received", sentiment="positive")
+    assert judged == []
+    rig.send("risk.raised", risk_id="r1", severity="high")
+    assert judged == ["feat-1"]
+    assert rig.monitor.reasons("feat-1") == ("high_risk",)
