@@ -120,6 +120,7 @@ class WorkerServices(Service):
         await self.parts.ingest.stop()
         await self.parts.ledger.stop()
         await self.parts.lapp.close()
+        self.parts.deliveries.close()
 
 
 @dataclass
@@ -133,6 +134,7 @@ class WorkerParts:
     metrics: LifecycleMetrics
     housekeeping: Housekeeping
     ledger: KafkaLedger
+    deliveries: FileDeliveries
 
 
 def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerParts:
@@ -153,7 +155,9 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
     reader = TableReader(lapp)
     hooks.others = reader.deliveries  # each worker keeps the deliveries it received,
     # in its own data folder (a pod's volume): a restart keeps them
-    hooks.deliveries = FileDeliveries(Path(settings.data_dir) / f"{config.app_id}.deliveries.db")
+    hooks.deliveries = deliveries = FileDeliveries(
+        Path(settings.data_dir) / f"{config.app_id}.deliveries.db"
+    )
     hooks.ledger = ledger = KafkaLedger(
         bootstrap_servers(config.broker),
         ledger_topic(config.app_id),
@@ -205,7 +209,7 @@ def build_worker(settings: Settings, *, app_id: str | None = None) -> WorkerPart
         except Exception:  # risk upkeep must never stop the worker
             log.exception("worker risk evaluation failed")
 
-    return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping, ledger)
+    return WorkerParts(lapp, web_app, ingest, reader, metrics, housekeeping, ledger, deliveries)
 
 
 def use_event_loop(settings: Settings) -> None:

@@ -195,3 +195,6 @@ def test_a_workers_deliveries_list_and_idempotency_survive_its_restart(make_work
     assert (now["stage"], now["version"]) == ("launch_ready", feature["version"])
     _, listed = again.get("/hooks/github/deliveries?scope=local")
     assert [d["delivery"] for d in listed["deliveries"]] == ["r-1", "r-1"]
+    again.stop()  # a clean stop closes the list's file: SQLite folds its WAL in and removes it
+    files = sorted(p.name for p in again.data_dir.glob("*.deliveries.db*"))
+    assert len(files) == 1 and files[0].endswith(".deliveries.db"), files
