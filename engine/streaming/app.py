@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +64,7 @@ from engine.streaming.checkpoint import (
     pending_commits,
     read_any_partition,
     seek_consumer,
+    send_in_transaction,
     started_consumer,
 )
 from engine.streaming.codec import key_partition
@@ -78,6 +80,9 @@ from workflows.loader import Workflows
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "features"
+COMMITTED_MARK = "committed"
+"""A file in the table's folder (Faust's ``tabledir``), present while the local RocksDB
+holds only writes the broker has committed (see :meth:`LifecycleApp.prepare_local_state`)."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,6 @@ class LifecycleApp:
             value_serializer="raw",
         )
         """The workflow versions the group ran (see :mod:`engine.streaming.versions`)."""
-        self._topics = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
-        """The output topics by name, for Faust's transactional sends (exactly once)."""
         self.table = self.app.Table(
             TABLE_NAME,
             key_type=str,
@@ -232,6 +235,9 @@ class LifecycleApp:
         self.checkpoint = Checkpoint(config.events_topic)
         """The last input offset durably processed, per partition: what Faust commits."""
         self._outbox: Outbox | None = None
+        self._input: int | None = None
+        """The events-topic partition of the record being applied (exactly once: its
+        outputs join that partition's transaction); ``None`` between records."""
         self._probe: GapProbe | None = None
         self._placements: dict[int, _Placed] = {}
         self.committer = Committer(self.app, self.table, self.checkpoint, lambda: self.outbox)
@@ -326,8 +332,12 @@ class LifecycleApp:
                 continue
             admitted.append(message)
             make_current(record)
-            # Engine.apply times each event and marks the last one processed.
-            fid = await self.agent.handle(message, received_at)
+            self._input = message.partition
+            try:
+                # Engine.apply times each event and marks the last one processed.
+                fid = await self.agent.handle(message, received_at)
+            finally:
+                self._input = None
             if fid is not None:
                 last_of[fid] = record
         await self._write(last_of, admitted)
@@ -357,7 +367,16 @@ class LifecycleApp:
                 make_current(placed[-1])
 
             self.store.flush(current)
-            await self.queue_signals()
+            pending = self.signals[:]
+            self.signals.clear()
+            for signal in pending:  # in the transaction of the partition of its history line
+                self._input = (
+                    last_of.get(signal.feature) or self._placed(signal.feature)
+                ).message.partition
+                try:
+                    await self.agent.signal(signal)
+                finally:
+                    self._input = None
             await self._in_transaction()
             self.checkpoint.done_all(admitted)
 
@@ -399,11 +418,13 @@ class LifecycleApp:
             if self.closed:  # Faust's consumer calls it again as it stops
                 await commit()
                 return
+            handed = True
             if not self.direct:
                 try:
                     await handed_over(self.app)
                 except RuntimeError:
                     log.exception("stopping: the producer buffer failed; committing the rest")
+                    handed = False
             await commit()
             consumer = self.app.consumer
             for _ in range(3):
@@ -413,6 +434,46 @@ class LifecycleApp:
             if not self.direct:
                 await end_transactions(self.app)
             self.closed = True
+            if not self.direct and handed:
+                self._mark_committed()
+
+    def prepare_local_state(self) -> bool:
+        """Discard the local table unless it holds only committed writes; called once before
+        Faust opens it. Returns whether it was discarded (Faust then restores it from the
+        changelog alone).
+
+        At least once, the local table is written only after the broker acknowledged its
+        changelog records, so it is never ahead of the changelog. Exactly once, Faust
+        writes RocksDB as the record is applied and the changelog record goes into an open
+        transaction: a ``kill -9`` aborts that transaction, and a restart on the same data
+        dir would hold state the changelog never had and take its input records, delivered
+        again, for applied (their changelog records and stage changes lost for good). So,
+        as Kafka Streams does under exactly-once, the local table is trusted only with the
+        mark of a clean stop (:meth:`_last_commit`); a worker at least once trusts its own
+        writes, and marks the table at once."""
+        tables = Path(self.app.conf.tabledir)
+        mark = tables / COMMITTED_MARK
+        discarded = False
+        if tables.exists() and not mark.exists():
+            log.warning(
+                "%s: the last run did not stop cleanly under exactly-once; the local table "
+                "may hold writes of aborted transactions: restoring it from the changelog",
+                tables,
+            )
+            shutil.rmtree(tables)
+            discarded = True
+        if self.direct:
+            tables.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        else:
+            mark.unlink(missing_ok=True)
+        return discarded
+
+    def _mark_committed(self) -> None:
+        """The stop committed every transaction: the local table holds nothing else."""
+        tables = Path(self.app.conf.tabledir)
+        if tables.exists():
+            (tables / COMMITTED_MARK).touch()
 
     async def migrate(self, partitions: Iterable[int]) -> bool:
         """Sweep ``partitions`` (restored) to the current workflow versions; the caller holds
@@ -582,12 +643,20 @@ class LifecycleApp:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[Any]
     ) -> None:
-        """The agent's outputs: into the outbox (at least once), or Faust's transactional
-        buffer (exactly once: Faust flushes it before it commits the offsets)."""
+        """The agent's outputs: into the outbox (at least once), or (exactly once) into the
+        open transaction of the input partition they come from: the record being applied,
+        else the partition that owns the feature (the key: a risk signal, a migration)."""
         if self.direct:
             await self.outbox.add(topic, key, value, headers)
             return
-        self._topics[topic].send_soon(key=key, value=value, headers=list(headers))
+        partition = self._input
+        if partition is None:
+            if key is None:
+                raise ValueError(f"a record for {topic} with no input and no key")
+            partition = key_partition(key.decode("utf-8"), self.config.partitions)
+        tp = TP(self.config.events_topic, partition)
+        if not await send_in_transaction(self.app, tp, topic, key, value, headers):
+            log.info("%s: partition %s not ours any more; its new owner sends it", topic, partition)
 
     @property
     def outbox(self) -> Outbox:

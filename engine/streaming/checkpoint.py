@@ -50,6 +50,7 @@ import faust
 import faust.streams as faust_streams
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
@@ -76,7 +77,8 @@ FAUST_NEEDS = {
     ),
     AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
     ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait"),
-    FaustProducer: ("_transaction_producers", "commit_transaction"),
+    FaustProducer: ("_transaction_producers", "commit_transaction", "send"),
+    TransactionManager: ("_tps_to_transactional_ids",),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -274,6 +276,35 @@ async def end_transactions(app: Any) -> list[str]:
             await producer.commit_transaction(tid)
             ended.append(tid)
     return ended
+
+
+async def send_in_transaction(
+    app: Any,
+    input_tp: TP,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[Any],
+) -> bool:
+    """Send a record in the open transaction that commits ``input_tp``'s offsets (exactly
+    once); returns ``False`` when this worker has no such transaction (the partition is
+    not actively assigned to it: its new owner applies the input again and sends it).
+
+    Faust's own transactional send picks the transaction from the partition the record
+    goes to, which it looks up in the *consumer's* metadata and topic groups: for a topic
+    the worker only writes (the transitions and dead-letter topics) it finds none and
+    sends the record outside any transaction, visible at once and again after a
+    ``kill -9`` (measured: stage changes committed up to three times). Here the
+    transaction is the input's, so the record is committed with the offset that caused
+    it, or aborted with it. The send is awaited until the record is in the transactional
+    producer, so a commit of that transaction then includes it.
+    """
+    tids = app.consumer.transactions._tps_to_transactional_ids({input_tp})
+    if not tids:
+        return False
+    (tid,) = tids
+    await app.producer.send(topic, key, value, None, None, list(headers), transactional_id=tid)
+    return True
 
 
 def pending_commits(consumer: Any) -> dict[TP, int]:
@@ -694,5 +725,6 @@ __all__ = [
     "pending_commits",
     "read_any_partition",
     "seek_consumer",
+    "send_in_transaction",
     "started_consumer",
 ]

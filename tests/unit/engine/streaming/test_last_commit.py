@@ -150,3 +150,45 @@ def test_the_commit_before_a_rebalance_leaves_the_worker_writing(
 
     asyncio.run(run())
     assert commits == [1]
+
+
+def local_state_app(workflows: Workflows, tmp_path: Path, guarantee: str) -> Any:
+    config = StreamingConfig(store="memory://", data_dir=tmp_path, processing_guarantee=guarantee)
+    return create_app(config, workflows)
+
+
+def test_exactly_once_discards_a_local_table_no_clean_stop_marked(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """A kill -9 under exactly-once leaves RocksDB holding writes of aborted transactions:
+    the next start restores from the changelog alone (test_worker.py runs it on a broker)."""
+    lapp = local_state_app(workflows, tmp_path, "exactly_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    assert lapp.prepare_local_state() is True
+    assert not tables.exists()
+
+
+def test_exactly_once_keeps_a_local_table_a_clean_stop_marked_and_unmarks_it_while_running(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    lapp = local_state_app(workflows, tmp_path, "exactly_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    lapp._mark_committed()
+    assert lapp.prepare_local_state() is False
+    assert (tables / "features-0.db").exists()
+    assert not (tables / "committed").exists(), "a kill from now on must not find the mark"
+
+
+def test_at_least_once_marks_its_local_table_at_once_and_discards_an_unmarked_one(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Its table is never ahead of the changelog, so it is marked from the start; one left
+    unmarked (a killed run under exactly-once) is discarded all the same."""
+    lapp = local_state_app(workflows, tmp_path, "at_least_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    assert lapp.prepare_local_state() is True
+    assert (tables / "committed").exists()
+    assert lapp.prepare_local_state() is False
