@@ -496,12 +496,17 @@ class LifecycleApp:
     async def record_versions(self) -> None:
         """Record the workflow versions this worker runs in the group's versions topic and
         wait until the broker has them (a later start with a changed file under the same
-        version, or an older one, is then refused)."""
+        version, or an older one, is then refused).
+
+        Through the outbox in both guarantees, outside any transaction: a version record
+        is the same bytes however often it is written (a compacted topic), and under
+        exactly-once Faust's buffer would only hand it to the producer, sent outside a
+        transaction or not at all before a ``kill -9``, with no wait for the broker."""
         await self.versions.maybe_declare()
         topic = self.versions.get_topic_name()
         for workflow in self.workflows.by_name.values():
             key, value = version_record(workflow)
-            await self._publish(topic, key, value, ())
+            await self.outbox.add(topic, key, value, ())
         await self.committer.delivered()
 
     def _signal(self, signal: RiskSignal) -> None:
