@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,7 @@ from engine.streaming.checkpoint import (
     Checkpoint,
     Committer,
     aiokafka_producer,
+    around_commit,
     around_last_commit,
     committed_offset,
     end_transactions,
@@ -256,6 +258,9 @@ class LifecycleApp:
         self.closed = False
         """Set by the stop's last commit: nothing is written afterwards."""
         self.turn = asyncio.Lock()
+        self._turn_holder: asyncio.Task[Any] | None = None
+        """The task of the stop's last commit while it holds :attr:`turn` (its commits are
+        Faust's, which must not wait for the turn again)."""
         """Held by the agent for each batch, by the workflow migration sweep and by the
         risk timer: each writes the table through the outbox, and none may interleave."""
         self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
@@ -310,6 +315,8 @@ class LifecycleApp:
         """The Faust agent: batches of records in, outcomes stored, outputs sent."""
         self.checkpoint.install(self.app.consumer)
         around_last_commit(self.app.consumer, self._last_commit)
+        if not self.direct:
+            around_commit(self.app.consumer, self._between_batches)
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
@@ -415,27 +422,46 @@ class LifecycleApp:
             await commit()
             return
         async with self.turn:
-            if self.closed:  # Faust's consumer calls it again as it stops
-                await commit()
-                return
-            handed = True
-            if not self.direct:
-                try:
-                    await handed_over(self.app)
-                except RuntimeError:
-                    log.exception("stopping: the producer buffer failed; committing the rest")
-                    handed = False
+            self._turn_holder = asyncio.current_task()
+            try:
+                await self._last_commit_holding_turn(commit)
+            finally:
+                self._turn_holder = None
+
+    @asynccontextmanager
+    async def _between_batches(self) -> AsyncIterator[None]:
+        """Under exactly-once, where Faust's commits wait (:func:`around_commit`): until
+        no batch, migration chunk or risk tick is half-way, so a transaction holds every
+        output of a batch or none."""
+        if self._turn_holder is not None and self._turn_holder is asyncio.current_task():
+            yield  # the stop's last commit, which holds the turn already
+            return
+        async with self.turn:
+            yield
+
+    async def _last_commit_holding_turn(self, commit: Callable[[], Awaitable[None]]) -> None:
+        """:meth:`_last_commit` once it holds :attr:`turn`."""
+        if self.closed:  # Faust's consumer calls it again as it stops
             await commit()
-            consumer = self.app.consumer
-            for _ in range(3):
-                if not pending_commits(consumer):
-                    break
-                await commit()
-            if not self.direct:
-                await end_transactions(self.app)
-            self.closed = True
-            if not self.direct and handed:
-                self._mark_committed()
+            return
+        handed = True
+        if not self.direct:
+            try:
+                await handed_over(self.app)
+            except RuntimeError:
+                log.exception("stopping: the producer buffer failed; committing the rest")
+                handed = False
+        await commit()
+        consumer = self.app.consumer
+        for _ in range(3):
+            if not pending_commits(consumer):
+                break
+            await commit()
+        if not self.direct:
+            await end_transactions(self.app)
+        self.closed = True
+        if not self.direct and handed:
+            self._mark_committed()
 
     def prepare_local_state(self) -> bool:
         """Discard the local table unless it holds only committed writes; called once before

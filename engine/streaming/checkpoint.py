@@ -44,6 +44,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import faust
@@ -321,7 +322,7 @@ def around_last_commit(
     """Make the stop's last commit of Faust's ``consumer`` (``commit_and_end_transactions``,
     which its ``wait_empty`` calls once every delivered record is acknowledged, and its
     ``on_stop`` again) run as ``last_commit(commit)``, where ``commit`` is Faust's own."""
-    if getattr(consumer, "_lifecycle_last_commit", None) is last_commit:
+    if getattr(consumer, "_lifecycle_last_commit", None) == last_commit:
         return  # the agent restarted: already installed
     original: Callable[[], Awaitable[None]] = consumer.commit_and_end_transactions
 
@@ -330,6 +331,30 @@ def around_last_commit(
 
     consumer.commit_and_end_transactions = commit_and_end_transactions
     consumer._lifecycle_last_commit = last_commit
+
+
+def around_commit(
+    consumer: Any, between_batches: Callable[[], AbstractAsyncContextManager[Any]]
+) -> None:
+    """Make every commit of Faust's ``consumer`` (its timer's, its fetch loop's every
+    ``broker_commit_every`` records, a rebalance's, the stop's) run inside
+    ``between_batches()``, which the worker uses to keep a commit out of a batch half-way.
+
+    Under exactly-once a commit ends the open transactions, with whatever the batch in
+    progress has put in them so far: its stage changes, sent as each record is applied,
+    were committed while its changelog records, queued at its end, went into the next
+    transaction, and a ``kill -9`` then aborted those and kept the stage changes, which the
+    next worker, applying the records again, published a second time."""
+    if getattr(consumer, "_lifecycle_between_batches", None) == between_batches:
+        return  # the agent restarted: already installed
+    original: Callable[..., Awaitable[bool]] = consumer.commit
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        async with between_batches():
+            return await original(*args, **kwargs)
+
+    consumer.commit = commit
+    consumer._lifecycle_between_batches = between_batches
 
 
 ADMIT = "admit"
@@ -716,6 +741,7 @@ __all__ = [
     "Checkpoint",
     "Committer",
     "aiokafka_producer",
+    "around_commit",
     "around_last_commit",
     "check_faust",
     "committed_offset",
