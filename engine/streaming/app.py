@@ -18,10 +18,14 @@ Per batch of records from ``Stream.take_events``:
    outputs acknowledged, local table written, offsets done (Faust then commits them).
 
 Delivery is at least once; the per-feature input offset kept in the table record makes a
-redelivered record a no-op. Under ``exactly_once`` the outputs keep Faust's transactional
-path (slower, and without the ordering of step 4): a batch's offsets are done only once
-Faust's producer buffer has handed its outputs to the open transactions, so a commit of
-the offsets commits the outputs too. Concurrency stays 1 (faust-streaming issue 606).
+redelivered record a no-op. Under ``exactly_once`` the outputs go into the open
+transaction of their input partition (the changelog through Faust's producer buffer, stage
+changes and dead letters directly,
+:func:`~engine.streaming.checkpoint.send_in_transaction`); a batch's offsets are
+done only once the buffer has handed its records over, and Faust's commits wait until no
+batch is half-way, so a commit of the offsets commits all of the batch's outputs. The local
+table is trusted after a clean stop only (:meth:`LifecycleApp.prepare_local_state`).
+Concurrency stays 1 (faust-streaming issue 606).
 
 A clean stop (SIGTERM) ends with :meth:`LifecycleApp._last_commit`: everything applied is
 committed, with its outputs, before the worker leaves the group, and nothing is written
