@@ -18,10 +18,14 @@ Per batch of records from ``Stream.take_events``:
    outputs acknowledged, local table written, offsets done (Faust then commits them).
 
 Delivery is at least once; the per-feature input offset kept in the table record makes a
-redelivered record a no-op. Under ``exactly_once`` the outputs keep Faust's transactional
-path (slower, and without the ordering of step 4): a batch's offsets are done only once
-Faust's producer buffer has handed its outputs to the open transactions, so a commit of
-the offsets commits the outputs too. Concurrency stays 1 (faust-streaming issue 606).
+redelivered record a no-op. Under ``exactly_once`` the outputs go into the open
+transaction of their input partition (the changelog through Faust's producer buffer, stage
+changes and dead letters directly,
+:func:`~engine.streaming.checkpoint.send_in_transaction`); a batch's offsets are
+done only once the buffer has handed its records over, and Faust's commits wait until no
+batch is half-way, so a commit of the offsets commits all of the batch's outputs. The local
+table is trusted after a clean stop only (:meth:`LifecycleApp.prepare_local_state`).
+Concurrency stays 1 (faust-streaming issue 606).
 
 A clean stop (SIGTERM) ends with :meth:`LifecycleApp._last_commit`: everything applied is
 committed, with its outputs, before the worker leaves the group, and nothing is written
@@ -32,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +61,7 @@ from engine.streaming.checkpoint import (
     Checkpoint,
     Committer,
     aiokafka_producer,
+    around_commit,
     around_last_commit,
     committed_offset,
     end_transactions,
@@ -63,6 +70,7 @@ from engine.streaming.checkpoint import (
     pending_commits,
     read_any_partition,
     seek_consumer,
+    send_in_transaction,
     started_consumer,
 )
 from engine.streaming.codec import key_partition
@@ -78,6 +86,9 @@ from workflows.loader import Workflows
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "features"
+COMMITTED_MARK = "committed"
+"""A file in the table's folder (Faust's ``tabledir``), present while the local RocksDB
+holds only writes the broker has committed (see :meth:`LifecycleApp.prepare_local_state`)."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +205,6 @@ class LifecycleApp:
             value_serializer="raw",
         )
         """The workflow versions the group ran (see :mod:`engine.streaming.versions`)."""
-        self._topics = {t.get_topic_name(): t for t in (self.transitions, self.dlq, self.versions)}
-        """The output topics by name, for Faust's transactional sends (exactly once)."""
         self.table = self.app.Table(
             TABLE_NAME,
             key_type=str,
@@ -232,6 +241,9 @@ class LifecycleApp:
         self.checkpoint = Checkpoint(config.events_topic)
         """The last input offset durably processed, per partition: what Faust commits."""
         self._outbox: Outbox | None = None
+        self._input: int | None = None
+        """The events-topic partition of the record being applied (exactly once: its
+        outputs join that partition's transaction); ``None`` between records."""
         self._probe: GapProbe | None = None
         self._placements: dict[int, _Placed] = {}
         self.committer = Committer(self.app, self.table, self.checkpoint, lambda: self.outbox)
@@ -250,6 +262,9 @@ class LifecycleApp:
         self.closed = False
         """Set by the stop's last commit: nothing is written afterwards."""
         self.turn = asyncio.Lock()
+        self._turn_holder: asyncio.Task[Any] | None = None
+        """The task of the stop's last commit while it holds :attr:`turn` (its commits are
+        Faust's, which must not wait for the turn again)."""
         """Held by the agent for each batch, by the workflow migration sweep and by the
         risk timer: each writes the table through the outbox, and none may interleave."""
         self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
@@ -304,6 +319,8 @@ class LifecycleApp:
         """The Faust agent: batches of records in, outcomes stored, outputs sent."""
         self.checkpoint.install(self.app.consumer)
         around_last_commit(self.app.consumer, self._last_commit)
+        if not self.direct:
+            around_commit(self.app.consumer, self._between_batches)
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
@@ -326,8 +343,12 @@ class LifecycleApp:
                 continue
             admitted.append(message)
             make_current(record)
-            # Engine.apply times each event and marks the last one processed.
-            fid = await self.agent.handle(message, received_at)
+            self._input = message.partition
+            try:
+                # Engine.apply times each event and marks the last one processed.
+                fid = await self.agent.handle(message, received_at)
+            finally:
+                self._input = None
             if fid is not None:
                 last_of[fid] = record
         await self._write(last_of, admitted)
@@ -357,7 +378,16 @@ class LifecycleApp:
                 make_current(placed[-1])
 
             self.store.flush(current)
-            await self.queue_signals()
+            pending = self.signals[:]
+            self.signals.clear()
+            for signal in pending:  # in the transaction of the partition of its history line
+                self._input = (
+                    last_of.get(signal.feature) or self._placed(signal.feature)
+                ).message.partition
+                try:
+                    await self.agent.signal(signal)
+                finally:
+                    self._input = None
             await self._in_transaction()
             self.checkpoint.done_all(admitted)
 
@@ -396,23 +426,84 @@ class LifecycleApp:
             await commit()
             return
         async with self.turn:
-            if self.closed:  # Faust's consumer calls it again as it stops
-                await commit()
-                return
-            if not self.direct:
-                try:
-                    await handed_over(self.app)
-                except RuntimeError:
-                    log.exception("stopping: the producer buffer failed; committing the rest")
+            self._turn_holder = asyncio.current_task()
+            try:
+                await self._last_commit_holding_turn(commit)
+            finally:
+                self._turn_holder = None
+
+    @asynccontextmanager
+    async def _between_batches(self) -> AsyncIterator[None]:
+        """Under exactly-once, where Faust's commits wait (:func:`around_commit`): until
+        no batch, migration chunk or risk tick is half-way, so a transaction holds every
+        output of a batch or none."""
+        if self._turn_holder is not None and self._turn_holder is asyncio.current_task():
+            yield  # the stop's last commit, which holds the turn already
+            return
+        async with self.turn:
+            yield
+
+    async def _last_commit_holding_turn(self, commit: Callable[[], Awaitable[None]]) -> None:
+        """:meth:`_last_commit` once it holds :attr:`turn`."""
+        if self.closed:  # Faust's consumer calls it again as it stops
             await commit()
-            consumer = self.app.consumer
-            for _ in range(3):
-                if not pending_commits(consumer):
-                    break
-                await commit()
-            if not self.direct:
-                await end_transactions(self.app)
-            self.closed = True
+            return
+        handed = True
+        if not self.direct:
+            try:
+                await handed_over(self.app)
+            except RuntimeError:
+                log.exception("stopping: the producer buffer failed; committing the rest")
+                handed = False
+        await commit()
+        consumer = self.app.consumer
+        for _ in range(3):
+            if not pending_commits(consumer):
+                break
+            await commit()
+        if not self.direct:
+            await end_transactions(self.app)
+        self.closed = True
+        if not self.direct and handed:
+            self._mark_committed()
+
+    def prepare_local_state(self) -> bool:
+        """Discard the local table unless it holds only committed writes; called once before
+        Faust opens it. Returns whether it was discarded (Faust then restores it from the
+        changelog alone).
+
+        At least once, the local table is written only after the broker acknowledged its
+        changelog records, so it is never ahead of the changelog. Exactly once, Faust
+        writes RocksDB as the record is applied and the changelog record goes into an open
+        transaction: a ``kill -9`` aborts that transaction, and a restart on the same data
+        dir would hold state the changelog never had and take its input records, delivered
+        again, for applied (their changelog records and stage changes lost for good). So,
+        as Kafka Streams does under exactly-once, the local table is trusted only with the
+        mark of a clean stop (:meth:`_last_commit`); a worker at least once trusts its own
+        writes, and marks the table at once."""
+        tables = Path(self.app.conf.tabledir)
+        mark = tables / COMMITTED_MARK
+        discarded = False
+        if tables.exists() and not mark.exists():
+            log.warning(
+                "%s: the last run did not stop cleanly under exactly-once; the local table "
+                "may hold writes of aborted transactions: restoring it from the changelog",
+                tables,
+            )
+            shutil.rmtree(tables)
+            discarded = True
+        if self.direct:
+            tables.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        else:
+            mark.unlink(missing_ok=True)
+        return discarded
+
+    def _mark_committed(self) -> None:
+        """The stop committed every transaction: the local table holds nothing else."""
+        tables = Path(self.app.conf.tabledir)
+        if tables.exists():
+            (tables / COMMITTED_MARK).touch()
 
     async def migrate(self, partitions: Iterable[int]) -> bool:
         """Sweep ``partitions`` (restored) to the current workflow versions; the caller holds
@@ -435,12 +526,17 @@ class LifecycleApp:
     async def record_versions(self) -> None:
         """Record the workflow versions this worker runs in the group's versions topic and
         wait until the broker has them (a later start with a changed file under the same
-        version, or an older one, is then refused)."""
+        version, or an older one, is then refused).
+
+        Through the outbox in both guarantees, outside any transaction: a version record
+        is the same bytes however often it is written (a compacted topic), and under
+        exactly-once Faust's buffer would only hand it to the producer, sent outside a
+        transaction or not at all before a ``kill -9``, with no wait for the broker."""
         await self.versions.maybe_declare()
         topic = self.versions.get_topic_name()
         for workflow in self.workflows.by_name.values():
             key, value = version_record(workflow)
-            await self._publish(topic, key, value, ())
+            await self.outbox.add(topic, key, value, ())
         await self.committer.delivered()
 
     def _signal(self, signal: RiskSignal) -> None:
@@ -582,12 +678,20 @@ class LifecycleApp:
     async def _publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[Any]
     ) -> None:
-        """The agent's outputs: into the outbox (at least once), or Faust's transactional
-        buffer (exactly once: Faust flushes it before it commits the offsets)."""
+        """The agent's outputs: into the outbox (at least once), or (exactly once) into the
+        open transaction of the input partition they come from: the record being applied,
+        else the partition that owns the feature (the key: a risk signal, a migration)."""
         if self.direct:
             await self.outbox.add(topic, key, value, headers)
             return
-        self._topics[topic].send_soon(key=key, value=value, headers=list(headers))
+        partition = self._input
+        if partition is None:
+            if key is None:
+                raise ValueError(f"a record for {topic} with no input and no key")
+            partition = key_partition(key.decode("utf-8"), self.config.partitions)
+        tp = TP(self.config.events_topic, partition)
+        if not await send_in_transaction(self.app, tp, topic, key, value, headers):
+            log.info("%s: partition %s not ours any more; its new owner sends it", topic, partition)
 
     @property
     def outbox(self) -> Outbox:

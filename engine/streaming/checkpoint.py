@@ -44,12 +44,14 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import faust
 import faust.streams as faust_streams
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
@@ -76,7 +78,8 @@ FAUST_NEEDS = {
     ),
     AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
     ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait"),
-    FaustProducer: ("_transaction_producers", "commit_transaction"),
+    FaustProducer: ("_transaction_producers", "commit_transaction", "send"),
+    TransactionManager: ("_tps_to_transactional_ids",),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -276,6 +279,35 @@ async def end_transactions(app: Any) -> list[str]:
     return ended
 
 
+async def send_in_transaction(
+    app: Any,
+    input_tp: TP,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[Any],
+) -> bool:
+    """Send a record in the open transaction that commits ``input_tp``'s offsets (exactly
+    once); returns ``False`` when this worker has no such transaction (the partition is
+    not actively assigned to it: its new owner applies the input again and sends it).
+
+    Faust's own transactional send picks the transaction from the partition the record
+    goes to, which it looks up in the *consumer's* metadata and topic groups: for a topic
+    the worker only writes (the transitions and dead-letter topics) it finds none and
+    sends the record outside any transaction, visible at once and again after a
+    ``kill -9`` (measured: stage changes committed up to three times). Here the
+    transaction is the input's, so the record is committed with the offset that caused
+    it, or aborted with it. The send is awaited until the record is in the transactional
+    producer, so a commit of that transaction then includes it.
+    """
+    tids = app.consumer.transactions._tps_to_transactional_ids({input_tp})
+    if not tids:
+        return False
+    (tid,) = tids
+    await app.producer.send(topic, key, value, None, None, list(headers), transactional_id=tid)
+    return True
+
+
 def pending_commits(consumer: Any) -> dict[TP, int]:
     """The offsets Faust's consumer would commit now (empty: everything done is committed)."""
     found: dict[TP, int] = consumer._filter_committable_offsets(
@@ -290,7 +322,7 @@ def around_last_commit(
     """Make the stop's last commit of Faust's ``consumer`` (``commit_and_end_transactions``,
     which its ``wait_empty`` calls once every delivered record is acknowledged, and its
     ``on_stop`` again) run as ``last_commit(commit)``, where ``commit`` is Faust's own."""
-    if getattr(consumer, "_lifecycle_last_commit", None) is last_commit:
+    if getattr(consumer, "_lifecycle_last_commit", None) == last_commit:
         return  # the agent restarted: already installed
     original: Callable[[], Awaitable[None]] = consumer.commit_and_end_transactions
 
@@ -299,6 +331,30 @@ def around_last_commit(
 
     consumer.commit_and_end_transactions = commit_and_end_transactions
     consumer._lifecycle_last_commit = last_commit
+
+
+def around_commit(
+    consumer: Any, between_batches: Callable[[], AbstractAsyncContextManager[Any]]
+) -> None:
+    """Make every commit of Faust's ``consumer`` (its timer's, its fetch loop's every
+    ``broker_commit_every`` records, a rebalance's, the stop's) run inside
+    ``between_batches()``, which the worker uses to keep a commit out of a batch half-way.
+
+    Under exactly-once a commit ends the open transactions, with whatever the batch in
+    progress has put in them so far: its stage changes, sent as each record is applied,
+    were committed while its changelog records, queued at its end, went into the next
+    transaction, and a ``kill -9`` then aborted those and kept the stage changes, which the
+    next worker, applying the records again, published a second time."""
+    if getattr(consumer, "_lifecycle_between_batches", None) == between_batches:
+        return  # the agent restarted: already installed
+    original: Callable[..., Awaitable[bool]] = consumer.commit
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        async with between_batches():
+            return await original(*args, **kwargs)
+
+    consumer.commit = commit
+    consumer._lifecycle_between_batches = between_batches
 
 
 ADMIT = "admit"
@@ -685,6 +741,7 @@ __all__ = [
     "Checkpoint",
     "Committer",
     "aiokafka_producer",
+    "around_commit",
     "around_last_commit",
     "check_faust",
     "committed_offset",
@@ -694,5 +751,6 @@ __all__ = [
     "pending_commits",
     "read_any_partition",
     "seek_consumer",
+    "send_in_transaction",
     "started_consumer",
 ]

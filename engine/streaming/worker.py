@@ -247,6 +247,7 @@ def run_worker(settings: Settings, *, app_id: str | None = None, loglevel: str =
     # Stages a new version drops unmapped: judged on the features once restored, and
     # refused outright by a worker that does not own every partition.
     parts.lapp.sweep.dropped = dropped_unmapped(parts.lapp.workflows.by_name.values(), recorded)
+    parts.lapp.prepare_local_state()  # before Faust opens the table
     tune_gc()  # tens of thousands of cached table records make default GC cost ~20%
     services = WorkerServices(
         parts, settings.http_host, settings.http_port, settings.connection_limits()

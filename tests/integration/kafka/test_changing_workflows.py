@@ -25,7 +25,7 @@ from engine.config.kafka_security import PLAINTEXT
 from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.codec import key_partition
 from engine.streaming.replan import LogSource, replay_partitions
-from engine.streaming.versions import read_versions, versions_topic
+from engine.streaming.versions import parse_record, read_versions, versions_topic
 from engine.streaming.worker import default_app_id
 from events.builder import ENGINE_SOURCE
 from tests.integration.kafka.conftest import consume_all, produce, structured, wait_for
@@ -517,3 +517,73 @@ def test_a_worker_owning_part_of_the_group_refuses_a_stage_dropped_unmapped(
     alone.wait_ready(partitions=8)
     wait_for(lambda: all(len(migrations(alone, f)) == 1 for f in names), 90, "v2", alone)
     assert ("feature", 2) in read_versions(kafka_bootstrap, group, PLAINTEXT)
+
+
+def test_a_worker_killed_right_after_start_up_under_exactly_once_has_recorded_its_versions(
+    make_worker: Any, topics: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The worker records its workflow versions before it applies its first record: killed
+    with -9 the moment a record is applied, it has left them where every reader sees them
+    (read_committed too), and a successor with the file changed under the same version is
+    refused. (Faust's buffer sends within milliseconds, so this passed before the wait held
+    too; the test below catches the wait itself.)"""
+    from tests.integration.kafka.test_clean_stop import committed_records
+
+    folder = v1_folder(tmp_path)
+    env = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_PROCESSING_GUARANTEE": "exactly_once"}
+    produce(kafka_bootstrap, topics.events, (structured(e) for e in to_design("K-0")))
+    worker = make_worker("w", **env)
+    deadline = time.monotonic() + 60
+    while worker.processed() < 1:  # polled closely: kill at the first record applied
+        worker.check_alive()
+        assert time.monotonic() < deadline, f"nothing applied in 60 s\n{worker.tail()}"
+        time.sleep(0.01)
+    worker.kill()
+
+    group = versions_topic(default_app_id(topics.events))
+    assert ("feature", 1) in read_versions(kafka_bootstrap, group, PLAINTEXT)
+    committed = [parse_record(r.value) for r in committed_records(kafka_bootstrap, group)]
+    assert ("feature", 1) in {(v.name, v.version) for v in committed if v is not None}
+
+    doc = yaml.safe_load((folder / "feature.yaml").read_text())
+    next(s for s in doc["stages"] if s["name"] == "design")["sla"] = "7d"
+    (folder / "feature.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    exits_refusing(
+        make_worker("w", port=worker.port, **env),
+        "workflow 'feature' changed but is still version 1",
+    )
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_recording_the_versions_returns_once_the_broker_has_them(
+    topics: Any, kafka_bootstrap: str, workflows: Workflows, tmp_path: Path, guarantee: str
+) -> None:
+    """What the start-up relies on (a worker killed a moment later must have left them):
+    read the moment ``record_versions`` returns, before the worker's loop runs on, the
+    topic holds the versions. Under exactly-once they went through Faust's producer buffer
+    and the wait flushed only the at-least-once outbox: nothing was on the broker yet."""
+    from engine.streaming.app import StreamingConfig, create_app
+
+    config = StreamingConfig(
+        app_id=default_app_id(topics.events),
+        broker=f"kafka://{kafka_bootstrap}",
+        data_dir=tmp_path,
+        events_topic=topics.events,
+        transitions_topic=topics.transitions,
+        dlq_topic=topics.dlq,
+        processing_guarantee=guarantee,
+    )
+    lapp = create_app(config, workflows)
+    group = versions_topic(config.app_id)
+
+    async def record_then_read() -> set[tuple[str, int]]:
+        await lapp.app.producer.start()
+        try:
+            await lapp.record_versions()
+            # Blocking read: nothing else of the loop runs until it is done.
+            return set(read_versions(kafka_bootstrap, group, PLAINTEXT, timeout=10))
+        finally:
+            await lapp.app.producer.stop()
+
+    found = lapp.app.loop.run_until_complete(record_then_read())
+    assert found == {(name, w.version) for name, w in workflows.by_name.items()}

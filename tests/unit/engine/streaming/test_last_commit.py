@@ -13,7 +13,7 @@ from aiokafka.errors import IllegalOperation
 from faust.exceptions import NotReady
 
 from engine.streaming.app import StreamingConfig, create_app
-from engine.streaming.checkpoint import around_last_commit, handed_over
+from engine.streaming.checkpoint import around_commit, around_last_commit, handed_over
 from workflows.loader import Workflows
 
 
@@ -150,3 +150,108 @@ def test_the_commit_before_a_rebalance_leaves_the_worker_writing(
 
     asyncio.run(run())
     assert commits == [1]
+
+
+def local_state_app(workflows: Workflows, tmp_path: Path, guarantee: str) -> Any:
+    config = StreamingConfig(store="memory://", data_dir=tmp_path, processing_guarantee=guarantee)
+    return create_app(config, workflows)
+
+
+def test_exactly_once_discards_a_local_table_no_clean_stop_marked(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """A kill -9 under exactly-once leaves RocksDB holding writes of aborted transactions:
+    the next start restores from the changelog alone (test_worker.py runs it on a broker)."""
+    lapp = local_state_app(workflows, tmp_path, "exactly_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    assert lapp.prepare_local_state() is True
+    assert not tables.exists()
+
+
+def test_exactly_once_keeps_a_local_table_a_clean_stop_marked_and_unmarks_it_while_running(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    lapp = local_state_app(workflows, tmp_path, "exactly_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    lapp._mark_committed()
+    assert lapp.prepare_local_state() is False
+    assert (tables / "features-0.db").exists()
+    assert not (tables / "committed").exists(), "a kill from now on must not find the mark"
+
+
+def test_at_least_once_marks_its_local_table_at_once_and_discards_an_unmarked_one(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """Its table is never ahead of the changelog, so it is marked from the start; one left
+    unmarked (a killed run under exactly-once) is discarded all the same."""
+    lapp = local_state_app(workflows, tmp_path, "at_least_once")
+    tables = Path(lapp.app.conf.tabledir)
+    (tables / "features-0.db").mkdir(parents=True)
+    assert lapp.prepare_local_state() is True
+    assert (tables / "committed").exists()
+    assert lapp.prepare_local_state() is False
+
+
+class CommittingConsumer:
+    """Faust's consumer as far as the commit guard sees it: ``commit`` and the stop's
+    ``commit_and_end_transactions`` going through it, as Faust's does."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        self.log.append("commit")
+        return True
+
+    async def commit_and_end_transactions(self) -> None:
+        await self.commit(start_new_transaction=False)
+
+
+def test_under_exactly_once_a_commit_waits_for_the_batch_half_way(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """A commit in the middle of a batch ended its transactions with the batch's stage
+    changes and without its changelog records (test_worker's kill -9 case: stage changes
+    committed twice); it now waits until the batch is done."""
+    lapp = local_state_app(workflows, tmp_path, "exactly_once")
+    log: list[str] = []
+    consumer = CommittingConsumer(log)
+    around_commit(consumer, lapp._between_batches)
+    around_commit(consumer, lapp._between_batches)  # the agent restarted
+
+    async def batch() -> None:
+        async with lapp.turn:
+            log.append("batch begins")
+            await asyncio.sleep(0.02)
+            log.append("batch ends")
+
+    async def run() -> None:
+        task = asyncio.create_task(batch())
+        await asyncio.sleep(0.005)
+        await consumer.commit()
+        await task
+
+    lapp.app.loop.run_until_complete(run())
+    assert log == ["batch begins", "batch ends", "commit"]
+
+
+def test_the_stop_s_last_commit_holding_the_turn_commits_without_waiting_for_itself(
+    workflows: Workflows, tmp_path: Path
+) -> None:
+    """The stop's last commit holds the turn and calls Faust's commit, which waits for
+    the turn: it must not wait for itself (the handing over and the transactions are
+    at-least-once's no-ops here: no producer runs)."""
+    lapp = local_state_app(workflows, tmp_path, "at_least_once")
+    log: list[str] = []
+    consumer = CommittingConsumer(log)
+    around_commit(consumer, lapp._between_batches)
+
+    async def run() -> None:
+        lapp.app.consumer._filter_tps_with_pending_acks = lambda: []
+        lapp.app._stopped.set()  # as App.stop does before its on_stop
+        await asyncio.wait_for(lapp._last_commit(consumer.commit_and_end_transactions), 2)
+
+    lapp.app.loop.run_until_complete(run())
+    assert log == ["commit"] and lapp.closed
