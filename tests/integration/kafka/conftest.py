@@ -249,12 +249,19 @@ def produce(
     return count
 
 
-def consume_all(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
-    """Every record of ``topic`` now (no group), reading until ``timeout`` of silence."""
+def consume_all(
+    bootstrap: str, topic: str, timeout: float = 5.0, *, committed: bool = False
+) -> list[Any]:
+    """Every record of ``topic`` now (no group), reading until ``timeout`` of silence.
+
+    ``committed``: only the records of committed transactions, as a ``read_committed``
+    reader sees them (records of aborted transactions, or sent outside one, are not there).
+    """
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         consumer_timeout_ms=int(timeout * 1000),
+        isolation_level="read_committed" if committed else "read_uncommitted",
     )
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     consumer.assign(parts)

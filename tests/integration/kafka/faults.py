@@ -282,3 +282,15 @@ class PrivateBroker:
 
     def wipe(self) -> None:
         self._run("down", "--wipe")
+
+
+def stage_changes(expected: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+    """How many stage changes the processor made of the events (one CloudEvent each)."""
+    return sum(
+        1
+        for _, history in expected.values()
+        for entry in history
+        if entry["outcome"] == "applied"
+        and entry["from_stage"] is not None
+        and entry["from_stage"] != entry["to_stage"]
+    )

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.worker import default_app_id
 from tests.integration.kafka.conftest import (
     Topics,
+    consume_all,
     expected_outcome,
     produce,
     structured,
     wait_for,
 )
-from tests.integration.kafka.faults import committed_offsets, group_id, settle
+from tests.integration.kafka.faults import committed_offsets, group_id, settle, stage_changes
 from tests.integration.kafka.test_changing_workflows import (
     migrations,
     to_design,
@@ -42,35 +42,6 @@ pytestmark = pytest.mark.integration
 
 STOP_SECONDS = 10.0
 """A clean stop takes about a second; this leaves room for a loaded machine."""
-
-
-def committed_records(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of committed transactions in ``topic`` (what a read_committed reader
-    sees: records of aborted transactions, or sent outside one, are not there)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        consumer_timeout_ms=3000,
-    )
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    records = list(consumer)
-    consumer.close()
-    return records
-
-
-def stage_changes(expected: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
-    """How many stage changes the processor made of the events (one CloudEvent each)."""
-    return sum(
-        1
-        for _, history in expected.values()
-        for entry in history
-        if entry["outcome"] == "applied"
-        and entry["from_stage"] is not None
-        and entry["from_stage"] != entry["to_stage"]
-    )
 
 
 def stop_log(worker: Any) -> list[str]:
@@ -114,7 +85,10 @@ def test_a_clean_stop_right_after_the_last_record_commits_everything_it_applied(
     want = targets(kafka_bootstrap, topics.events)
     got = committed_offsets(kafka_bootstrap, group_id(topics.events), topics.events)
     assert got == want, f"committed {got}, applied {want}"
-    changes = [json.loads(r.value) for r in committed_records(kafka_bootstrap, topics.transitions)]
+    changes = [
+        json.loads(r.value)
+        for r in consume_all(kafka_bootstrap, topics.transitions, 3, committed=True)
+    ]
     ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
     assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
     assert max(ids.values()) == 1, "a stage change published twice"
@@ -158,7 +132,7 @@ def test_a_clean_stop_commits_the_writes_no_record_caused(
 
     changelog = f"{default_app_id(topics.events)}-features-changelog"
     last = {}
-    for record in committed_records(kafka_bootstrap, changelog):
+    for record in consume_all(kafka_bootstrap, changelog, 3, committed=True):
         last[json.loads(record.key)] = json.loads(record.value)
     assert sorted(last) == sorted(names)
     versions = {fid: r["state"]["workflow_version"] for fid, r in last.items()}

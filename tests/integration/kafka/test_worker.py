@@ -26,8 +26,7 @@ from tests.integration.kafka.conftest import (
     structured,
     wait_for,
 )
-from tests.integration.kafka.faults import settle
-from tests.integration.kafka.test_clean_stop import committed_records, stage_changes
+from tests.integration.kafka.faults import settle, stage_changes
 from tests.integration.kafka.workload import cloud_event, lifecycles
 from workflows.loader import Workflows
 
@@ -84,7 +83,8 @@ def test_crash_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     assert_same(successor, expected)
     if guarantee == "exactly_once":
         changes = [
-            json.loads(r.value) for r in committed_records(kafka_bootstrap, topics.transitions)
+            json.loads(r.value)
+            for r in consume_all(kafka_bootstrap, topics.transitions, 3, committed=True)
         ]
         ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
         assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
