@@ -527,8 +527,6 @@ def test_a_worker_killed_right_after_start_up_under_exactly_once_has_recorded_it
     (read_committed too), and a successor with the file changed under the same version is
     refused. (Faust's buffer sends within milliseconds, so this passed before the wait held
     too; the test below catches the wait itself.)"""
-    from tests.integration.kafka.test_clean_stop import committed_records
-
     folder = v1_folder(tmp_path)
     env = {"LIFECYCLE_WORKFLOWS": str(folder), "LIFECYCLE_PROCESSING_GUARANTEE": "exactly_once"}
     produce(kafka_bootstrap, topics.events, (structured(e) for e in to_design("K-0")))
@@ -542,7 +540,9 @@ def test_a_worker_killed_right_after_start_up_under_exactly_once_has_recorded_it
 
     group = versions_topic(default_app_id(topics.events))
     assert ("feature", 1) in read_versions(kafka_bootstrap, group, PLAINTEXT)
-    committed = [parse_record(r.value) for r in committed_records(kafka_bootstrap, group)]
+    committed = [
+        parse_record(r.value) for r in consume_all(kafka_bootstrap, group, 3, committed=True)
+    ]
     assert ("feature", 1) in {(v.name, v.version) for v in committed if v is not None}
 
     doc = yaml.safe_load((folder / "feature.yaml").read_text())
