@@ -25,7 +25,15 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from tests.integration.kafka.conftest import ENGINE_SOURCE, ROOT, Topics, Worker, structured
+from engine.streaming.agent import STAGE_CHANGED
+from tests.integration.kafka.conftest import (
+    ENGINE_SOURCE,
+    ROOT,
+    Topics,
+    Worker,
+    consume_all,
+    structured,
+)
 
 FULL = os.environ.get("LIFECYCLE_FAULT_SCALE", "ci") == "full"
 SEEDS = [int(s) for s in os.environ.get("LIFECYCLE_FAULT_SEEDS", "1").split(",") if s.strip()]
@@ -294,3 +302,14 @@ def stage_changes(expected: dict[str, tuple[dict[str, Any], list[dict[str, Any]]
         and entry["from_stage"] is not None
         and entry["from_stage"] != entry["to_stage"]
     )
+
+
+def assert_each_stage_change_once(
+    bootstrap: str, topic: str, expected: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
+) -> None:
+    """The committed (read_committed) stage changes of ``topic`` are those the processor
+    made of the events, each exactly once."""
+    changes = [json.loads(r.value) for r in consume_all(bootstrap, topic, 3, committed=True)]
+    ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
+    assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
+    assert max(ids.values()) == 1, "a stage change published twice"

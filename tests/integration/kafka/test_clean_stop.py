@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.worker import default_app_id
 from tests.integration.kafka.conftest import (
     Topics,
@@ -27,7 +25,12 @@ from tests.integration.kafka.conftest import (
     structured,
     wait_for,
 )
-from tests.integration.kafka.faults import committed_offsets, group_id, settle, stage_changes
+from tests.integration.kafka.faults import (
+    assert_each_stage_change_once,
+    committed_offsets,
+    group_id,
+    settle,
+)
 from tests.integration.kafka.test_changing_workflows import (
     migrations,
     to_design,
@@ -85,13 +88,7 @@ def test_a_clean_stop_right_after_the_last_record_commits_everything_it_applied(
     want = targets(kafka_bootstrap, topics.events)
     got = committed_offsets(kafka_bootstrap, group_id(topics.events), topics.events)
     assert got == want, f"committed {got}, applied {want}"
-    changes = [
-        json.loads(r.value)
-        for r in consume_all(kafka_bootstrap, topics.transitions, 3, committed=True)
-    ]
-    ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
-    assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
-    assert max(ids.values()) == 1, "a stage change published twice"
+    assert_each_stage_change_once(kafka_bootstrap, topics.transitions, expected)
 
     # A worker with an empty data dir restores every feature and applies nothing again.
     successor = make_worker("next", **env)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from engine.streaming.agent import STAGE_CHANGED
 from events import Emitter
 from tests.integration.kafka.conftest import (
     ENGINE_SOURCE,
@@ -26,7 +24,7 @@ from tests.integration.kafka.conftest import (
     structured,
     wait_for,
 )
-from tests.integration.kafka.faults import settle, stage_changes
+from tests.integration.kafka.faults import assert_each_stage_change_once, settle
 from tests.integration.kafka.workload import cloud_event, lifecycles
 from workflows.loader import Workflows
 
@@ -82,13 +80,7 @@ def test_crash_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     assert verdict.clean, str(verdict)
     assert_same(successor, expected)
     if guarantee == "exactly_once":
-        changes = [
-            json.loads(r.value)
-            for r in consume_all(kafka_bootstrap, topics.transitions, 3, committed=True)
-        ]
-        ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
-        assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
-        assert max(ids.values()) == 1, "a stage change published twice"
+        assert_each_stage_change_once(kafka_bootstrap, topics.transitions, expected)
 
 
 def binary_record(event: dict[str, Any]) -> list[str]:
