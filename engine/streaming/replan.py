@@ -31,6 +31,7 @@ from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.evolve.apply import with_workflow
+from engine.http.jsonbody import answer
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from engine.streaming import codec
@@ -297,7 +298,7 @@ class GroupReplay:
             except (WorkflowError, yaml.YAMLError, KeyError, TypeError) as err:
                 raise web.HTTPBadRequest(text=f"bad workflow: {err}") from err
             found = await self.local(new, readable(self.lapp))
-            return web.json_response(found.to_dict())
+            return answer(found.to_dict())
 
         return web.post(f"{prefix}/replay", replay)
 

@@ -29,6 +29,7 @@ from engine.core.processor import IGNORED
 from engine.core.state import FeatureState, HistoryEntry
 from engine.http.api import Readiness
 from engine.http.hooks import LOCAL, Gathered
+from engine.http.jsonbody import answer
 from engine.http.local import UNKNOWN_TYPE, receipt
 from engine.http.ports import HistoryPage, Incoming, history_page, select_page
 from engine.streaming import codec
@@ -315,20 +316,18 @@ def internal_routes(lapp: LifecycleApp) -> list[web.RouteDef]:
         found = local_record(lapp, fid)
         if found is None:
             raise web.HTTPNotFound()
-        return web.json_response(found)
+        return answer(found)
 
     async def many(request: web.Request) -> web.Response:
         stage = request.query.get("stage") or None
         product = request.query.get("product") or None
         mine = readable(lapp)
         states = local_features(lapp, mine, stage, product)
-        return web.json_response(
-            {"partitions": sorted(mine), "features": [s.to_dict() for s in states]}
-        )
+        return answer({"partitions": sorted(mine), "features": [s.to_dict() for s in states]})
 
     async def assignment(request: web.Request) -> web.Response:
         mine = sorted(readable(lapp))
-        return web.json_response({"partitions": mine, "features": len(lapp.store)})
+        return answer({"partitions": mine, "features": len(lapp.store)})
 
     return [
         web.get(f"{INTERNAL}/features", many),
