@@ -61,6 +61,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 from engine.core.outcomes import OutcomeKind
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, HistoryEntry
@@ -937,6 +939,7 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses
 class Forecaster:
     """Forecasts launch dates from a :class:`StageDurations`.
 
