@@ -3,11 +3,11 @@
 The risk package (``engine.risk``: reasons, signals, deadlines, forecasts and the monitor)
 runs on every event a live engine applies; compiled with mypyc, what it adds to an event
 costs about half of what it costs as Python (``bench/risk_split.py``: the judging a seventh,
-the model rebuilds half, the bookkeeping the same). :mod:`engine.native.build` (``make native``, run by ``make demo``, ``make
-test`` and the Docker image's build) compiles it into ``engine/native/built/``, a directory
-of its own, with a manifest of what it was built from: the SHA-256 of each compiled module's
-source and of every project module those import (mypyc bakes their types and constants into
-the compiled code).
+the model rebuilds half, the bookkeeping the same). :mod:`engine.native.build` (``make
+native``, run by ``make demo``, ``make test`` and the Docker image's build) compiles it into
+``engine/native/built/``, a directory of its own, with a manifest of what it was built
+from: the SHA-256 of each compiled module's source and of every project module those import
+(mypyc bakes their types and constants into the compiled code).
 
 Never stale. A compiled module next to its ``.py`` would shadow it silently: a developer who
 edits ``engine/risk/monitor.py`` would go on running the old build. So :func:`load`, called

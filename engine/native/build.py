@@ -5,7 +5,8 @@ Run: ``python -m engine.native.build`` (``make native``). A build whose manifest
 matches the sources is kept (a no-op of about a millisecond, so every ``make`` target that
 runs code calls it). Needs mypy (its mypyc), setuptools, a C compiler and the Python
 headers; without them it says why in one line and exits 0, and the engine runs as pure
-Python (``--require``: exit 1 instead, for CI and the Docker image). The C code and the
+Python (``--require``: the compiler's last lines and exit 1 instead, for CI and the Docker
+image). The C code and the
 compiler's objects go to a temporary directory; only the shared libraries and the manifest
 are kept, written aside and moved into place at once.
 """
@@ -138,12 +139,13 @@ def main() -> int:
     try:
         print(build(RISK, force=args.force))
     except (RuntimeError, OSError) as err:
-        print(f"native build: {err}", file=sys.stderr)
         if args.require:
+            print(f"native build: {err}", file=sys.stderr)
             return 1
+        why = str(err).strip().splitlines()[-1]
         print(
-            "native build: not built; the engine runs as pure Python (the same behaviour, "
-            "slower risk)",
+            f"native build: not built ({why}); the engine runs as pure Python, the same "
+            "behaviour with slower risk",
             file=sys.stderr,
         )
     return 0

@@ -166,3 +166,20 @@ def test_the_hashed_sources_are_what_the_compiled_modules_import() -> None:
         "engine/native/__init__.py",
     } <= found
     assert "engine/streaming/app.py" not in found  # not imported: edits there do not matter
+
+
+def test_without_a_c_compiler_the_build_says_so_and_the_engine_runs_as_python(
+    tmp_path: Path,
+) -> None:
+    """``make demo`` on a machine without gcc: the build fails, says why in one line, exits
+    0, and leaves nothing that would be loaded."""
+    root = copy_tree(tmp_path)
+    build = [sys.executable, "-m", "engine.native.build"]
+    env = {**os.environ, "PYTHONPATH": str(root), "CC": str(tmp_path / "no-such-gcc")}
+    done = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("\n") == 1 and "no-such-gcc" in done.stderr
+    assert "runs as pure Python" in done.stderr
+    assert not list((root / "engine" / "native" / "built").glob("*/*"))
+    file, status, _ = imported(root)
+    assert status == native.PURE_NOT_BUILT and file.endswith(".py")
