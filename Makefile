@@ -4,15 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench faults kafka-up kafka-down system-deps clean
+.PHONY: demo test unit integration lint bench faults kafka-up kafka-down system-deps clean native
 
 RUNTIME := $(VENV)/.runtime
 
-# What running needs (make demo) ...
+# What running needs (make demo), and mypy to compile the risk package (the `native` extra) ...
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[native]'
 	touch $(RUNTIME)
 
 # ... and what developing needs on top (lint, tests, benchmarks: Playwright, mypy, ...).
@@ -22,8 +22,21 @@ $(STAMP): $(RUNTIME)
 
 venv: $(STAMP)
 
+# The risk package compiled by mypyc into engine/native/built/ (see engine/native): a no-op
+# while the build matches the sources, a rebuild (about 30 s) once one changed. Without a C
+# compiler it says so and the engine runs as pure Python; under CI=true that fails instead.
+NATIVE_FLAGS := $(if $(filter true,$(CI)),--require,)
+native: $(RUNTIME)
+	$(BIN)/python -m engine.native.build $(NATIVE_FLAGS)
+
+# The tests that also run once on pure Python (LIFECYCLE_NATIVE=0): risk and its callers.
+PURE_PYTHON_TESTS := tests/unit/engine/risk tests/unit/engine/native \
+	tests/unit/engine/embedded/test_risk_slices.py tests/unit/engine/streaming/test_housekeeping.py \
+	tests/unit/engine/core/test_far_dates.py tests/unit/engine/demo/test_opening.py \
+	tests/unit/engine/report/test_status.py
+
 # A fresh portfolio each time; DEMO_ARGS=--keep keeps the features of earlier runs.
-demo: $(RUNTIME)
+demo: native
 	$(BIN)/lifecycle demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -32,8 +45,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) native
 	$(BIN)/pytest tests/unit -q
+	LIFECYCLE_NATIVE=0 $(BIN)/pytest $(PURE_PYTHON_TESTS) -q
 
 system-deps:
 	bash deploy/system-deps.sh
@@ -47,12 +61,13 @@ kafka-down:
 
 # Everything: lint, unit tests, then integration tests against a real Kafka broker,
 # a real Prometheus and a real headless Chromium, which this target installs and starts.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps native
 	$(MAKE) lint
+	LIFECYCLE_NATIVE=0 $(BIN)/pytest $(PURE_PYTHON_TESTS) -q
 	bash deploy/kafka/kafka.sh up
 	$(BIN)/pytest tests -q; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 
-bench: $(STAMP)
+bench: $(STAMP) native
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/forecast_calibration.py
 	$(BIN)/python bench/replay.py
@@ -65,10 +80,10 @@ bench: $(STAMP)
 # The streaming fault scenarios of tests/integration/kafka/test_faults.py at full size, once
 # per seed (FAULT_SEEDS); `make test` runs them small, with one seed.
 FAULT_SEEDS ?= 1,2,3,4,5,6,7,8,9,10
-faults: $(STAMP)
+faults: $(STAMP) native
 	bash deploy/kafka/kafka.sh up
 	LIFECYCLE_FAULT_SCALE=full LIFECYCLE_FAULT_SEEDS=$(FAULT_SEEDS) $(BIN)/pytest -q \
 		tests/integration/kafka/test_faults.py; rc=$$?; bash deploy/kafka/kafka.sh down; exit $$rc
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info engine/native/built

@@ -60,15 +60,17 @@ class Side:
     """One forecaster, counted and consulted as the monitor consults it."""
 
     def __init__(self, module: ModuleType) -> None:
-        self.forecaster: Any = module.Forecaster()
+        side = self
+
+        class Counted(module.Forecaster):  # type: ignore[misc,name-defined]
+            """Counts its model builds (a subclass: compiled, its methods are read-only)."""
+
+            def _build(self, workflow: Any) -> Any:
+                side.builds += 1
+                return super()._build(workflow)
+
+        self.forecaster: Any = Counted()
         self.builds = 0
-        build = self.forecaster._build
-
-        def counted(workflow: Any) -> Any:
-            self.builds += 1
-            return build(workflow)
-
-        self.forecaster._build = counted
         self.takes_now = "now" in inspect.signature(self.forecaster.current).parameters
 
     def consult(self, workflow: Any, at: Any) -> None:

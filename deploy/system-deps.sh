@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests need, only if they are missing:
 #   prometheus (server + promtool), kcat, chromium (headless browser tests) plus a font for it,
-#   Java 17+ and Maven (to fetch and run the local Kafka broker, see deploy/kafka/kafka.sh).
+#   Java 17+ and Maven (to fetch and run the local Kafka broker, see deploy/kafka/kafka.sh),
+#   gcc and the Python headers (make native compiles the risk package; CI requires it).
 # Idempotent: when everything is present it changes nothing and does not touch the network.
 # Debian/Ubuntu only (apt-get); run as root, or as a user with sudo.
 set -euo pipefail
@@ -40,6 +41,10 @@ cmds() { # cmds NAME...: all commands exist
     done
 }
 java17() { (($(java_major) >= 17)); }
+python_headers() { # the headers of the python3 on PATH (pyenv's and the like bring their own)
+    python3 -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
 
 need prometheus cmds prometheus promtool
 need kcat cmds kcat
@@ -47,9 +52,11 @@ need chromium cmds chromium
 need fonts-liberation have_pkg fonts-liberation
 need openjdk-17-jre-headless java17
 need maven cmds mvn
+need gcc cmds gcc
+need python3-dev python_headers
 
 if ((${#missing[@]} == 0)); then
-    say "all present (prometheus, promtool, kcat, chromium, java $(java_major), mvn)"
+    say "all present (prometheus, promtool, kcat, chromium, java $(java_major), mvn, gcc, Python headers)"
     exit 0
 fi
 

@@ -61,6 +61,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 from engine.core.outcomes import OutcomeKind
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, HistoryEntry
@@ -739,6 +741,9 @@ class _StageModel:
     tail_p50: float = 0.0
     tail_p85: float = 0.0
     looks: dict[int, tuple[timedelta, timedelta, timedelta, str]] = field(default_factory=dict)
+    waits: dict[bool, tuple[float, float, timedelta | None, timedelta | None, str]] = field(
+        default_factory=dict
+    )  # per blocked: what its waiting forecasts share (Forecaster._wait)
     last_exit: float = -1.0
     """The longest stay seen to end: past it nothing observed says when a feature leaves
     (the longest of ``observed`` unless censored stays outlast every ended one)."""
@@ -937,6 +942,7 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses
 class Forecaster:
     """Forecasts launch dates from a :class:`StageDurations`.
 
@@ -1193,21 +1199,23 @@ class Forecaster:
         observed = model.observed
         if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it moves on: no launch date, only how long from then.
-            if state.blocked:  # once unblocked: a stay of the stage, then the later stages
-                if observed:
-                    then_p50, then_p85 = self._suffix(model, 0)
-                else:
-                    then_p50, then_p85 = model.fixed + model.tail_p50, model.fixed + model.tail_p85
-            else:  # once it leaves the stage: the later stages
-                then_p50, then_p85 = model.tail_p50, model.tail_p85
+            blocked = state.blocked
+            wait = model.waits.get(blocked)
+            if wait is None:
+                wait = model.waits[blocked] = self._wait(model, blocked)
+            then_p50, then_p85, span_p50, span_p85, basis = wait
             # Its dates move with the clock; what is judged of them (the p85 date against a
             # target) changes when the p85 date turns to the next (UTC) day.
             to_next_day = DAY - (now.timestamp() + then_p85) % DAY
-            try:  # seconds_after() three times, inlined while nothing saturates
-                p50 = now + timedelta(seconds=then_p50)
-                p85 = now + timedelta(seconds=then_p85)
-                turn = now + timedelta(seconds=to_next_day)
-            except OverflowError:
+            saturated = span_p50 is None or span_p85 is None
+            if span_p50 is not None and span_p85 is not None:
+                try:  # seconds_after() three times, inlined while nothing saturates
+                    p50 = now + span_p50
+                    p85 = now + span_p85
+                    turn = now + timedelta(0, to_next_day)  # (days, seconds): no keywords
+                except OverflowError:
+                    saturated = True
+            if saturated:
                 p50 = seconds_after(now, then_p50)
                 p85 = seconds_after(now, then_p85)
                 turn = seconds_after(now, to_next_day)
@@ -1217,7 +1225,7 @@ class Forecaster:
                     p50,
                     p85,
                     model.observations,
-                    basis_name(model.basis),
+                    basis,
                     now,  # made_at
                     False,  # moving
                     turn,  # holds_until
@@ -1258,6 +1266,27 @@ class Forecaster:
             ),
         )
         return made, holds
+
+    def _wait(
+        self, model: _StageModel, blocked: bool
+    ) -> tuple[float, float, timedelta | None, timedelta | None, str]:
+        """What every waiting forecast of ``model`` shares (blocked, or outstayed when not
+        ``blocked``): the seconds from moving on (or being unblocked) to its p50 and p85, the
+        same as spans (``None`` past the range of a timedelta), and its basis."""
+        if blocked:  # once unblocked: a stay of the stage, then the later stages
+            if model.observed:
+                then_p50, then_p85 = self._suffix(model, 0)
+            else:
+                then_p50, then_p85 = model.fixed + model.tail_p50, model.fixed + model.tail_p85
+        else:  # once it leaves the stage: the later stages
+            then_p50, then_p85 = model.tail_p50, model.tail_p85
+        spans: list[timedelta | None] = []
+        for seconds in (then_p50, then_p85):
+            try:
+                spans.append(timedelta(seconds=seconds))
+            except OverflowError:
+                spans.append(None)
+        return then_p50, then_p85, spans[0], spans[1], basis_name(model.basis)
 
     def _look(self, model: _StageModel, first: int) -> tuple[timedelta, timedelta, timedelta, str]:
         """What every forecast in one time-in-stage bucket of ``model`` shares: the spans

@@ -34,9 +34,19 @@ def dry_run(target: str, venv: Path, *extra: str) -> str:
 
 def test_make_demo_installs_only_the_runtime(tmp_path: Path) -> None:
     commands = dry_run("demo", tmp_path / "venv")
-    assert "pip install --quiet -e ." in commands
+    assert "pip install --quiet -e '.[native]'" in commands  # the runtime and mypyc
     assert "[dev]" not in commands
     assert commands.rstrip().endswith("lifecycle demo")
+
+
+def test_make_demo_and_test_compile_the_risk_package_which_only_ci_requires(
+    tmp_path: Path,
+) -> None:
+    demo = dry_run("demo", tmp_path / "venv", "CI=")
+    assert "-m engine.native.build\n" in demo.replace(" \n", "\n")  # no --require
+    assert "-m engine.native.build --require" in dry_run("test", tmp_path / "venv", "CI=true")
+    commands = dry_run("test", tmp_path / "venv")
+    assert "LIFECYCLE_NATIVE=0" in commands and "tests/unit/engine/risk" in commands
 
 
 def test_make_demo_can_keep_the_earlier_portfolio(tmp_path: Path) -> None:

@@ -8,20 +8,41 @@ answered. ``watch_risks`` now does the tick's share in slices and lets the loop 
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 
+from engine.core.state import FeatureState
 from engine.embedded.root import watch_risks
 from engine.risk.forecast import Forecaster
 from engine.risk.monitor import REFRESH_PER_TICK, REFRESH_SLICE, RiskMonitor
+from engine.risk.signals import RiskSignal
 from engine.service import Engine
 from engine.stores.memory import MemoryStore
 from tests.factories import T0, make_event
 from workflows.loader import Workflows
 
 
-def monitor_after_a_rebuild(workflows: Workflows, features: int) -> RiskMonitor:
-    monitor = RiskMonitor(workflows, Forecaster(), refresh_per_tick=REFRESH_SLICE)
+class Counted(RiskMonitor):
+    """A monitor that notes each feature it judges and each refresh (slice) it does."""
+
+    def __init__(self, workflows: Workflows) -> None:
+        super().__init__(workflows, Forecaster(), refresh_per_tick=REFRESH_SLICE)
+        self.evaluated: list[str] = []
+        self.order: list[str] = []
+
+    def _evaluate(
+        self, state: FeatureState, now: datetime, announce: bool = True
+    ) -> list[RiskSignal]:
+        self.evaluated.append(state.id)
+        return super()._evaluate(state, now, announce)
+
+    def refresh(self, now: datetime, limit: int) -> list[RiskSignal]:
+        self.order.append("slice")
+        return super().refresh(now, limit)
+
+
+def monitor_after_a_rebuild(workflows: Workflows, features: int) -> Counted:
+    monitor = Counted(workflows)
     engine = Engine(workflows, MemoryStore(), on_outcome=monitor.observe)
     for i in range(features):
         fid = f"f-{i}"
@@ -34,16 +55,14 @@ def monitor_after_a_rebuild(workflows: Workflows, features: int) -> RiskMonitor:
         monitor.refresh(T0, 10**6)
     for _ in range(200):  # new observations: the model is stale
         monitor.forecaster.durations.observe("feature", "idea", 3600.0, "prioritized")
+    monitor.evaluated.clear()
+    monitor.order.clear()
     return monitor
 
 
 def test_a_refresh_does_at_most_its_limit(workflows: Workflows) -> None:
     monitor = monitor_after_a_rebuild(workflows, 3 * REFRESH_SLICE)
-    evaluated: list[str] = []
-    evaluate = monitor._evaluate
-    monitor._evaluate = lambda state, now, announce=True: (  # type: ignore[method-assign]
-        evaluated.append(state.id) or evaluate(state, now, announce)
-    )
+    evaluated = monitor.evaluated
     monitor.tick(T0 + timedelta(hours=1))
     assert len(evaluated) == REFRESH_SLICE and monitor.refreshing
     monitor.refresh(T0 + timedelta(hours=1), 7)
@@ -55,14 +74,7 @@ def test_a_refresh_does_at_most_its_limit(workflows: Workflows) -> None:
 
 def test_watch_risks_lets_requests_in_between_slices(workflows: Workflows) -> None:
     monitor = monitor_after_a_rebuild(workflows, 3 * REFRESH_SLICE)
-    order: list[str] = []
-    refresh = monitor.refresh
-
-    def sliced(now: object, limit: int) -> object:
-        order.append("slice")
-        return refresh(now, limit)  # type: ignore[arg-type]
-
-    monitor.refresh = sliced  # type: ignore[method-assign,assignment]
+    order = monitor.order
 
     async def requests() -> None:
         while True:

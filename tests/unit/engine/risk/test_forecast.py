@@ -304,3 +304,27 @@ def test_the_fast_walk_draws_exactly_what_rng_choice_drew(feature_workflow: Work
     models = forecaster._build(feature_workflow)
     reference = _choice_tails(forecaster, feature_workflow)
     assert [models[s].tail_draws for s in stages] == reference
+
+
+@pytest.mark.parametrize("stay_days", [1.0, 1e9])  # 1e9 days: past the range of a timedelta
+def test_waiting_forecasts_from_the_memo_are_those_made_afresh(
+    feature_workflow: Workflow, stay_days: float
+) -> None:
+    """What the waiting forecasts of a model share is kept with the model
+    (``_StageModel.waits``); a forecast from it is the one made with it forgotten, at any
+    instant, blocked or outstayed, and where the spans saturate."""
+    forecaster = observed({"uat": [1.0] * 5, "launch_ready": [stay_days] * 5})
+    states = [
+        feature("uat"),
+        feature("uat", blocked=True),
+        feature("launch_ready", blocked=True),
+        feature("design", blocked=True),  # its stays by SLA
+    ]
+    for hours in (0, 7, 240, 10_000):
+        now = T0 + 10 * DAY + timedelta(hours=hours, microseconds=hours)
+        for state in states:
+            memo = forecaster.lookup(state, feature_workflow, now)
+            for model in forecaster._model(feature_workflow, now).values():
+                model.waits.clear()
+            assert memo == forecaster.lookup(state, feature_workflow, now), (state, now)
+            assert memo[0] is not None and memo[0].waiting is not None

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
 from engine.risk.forecast import Forecaster, StageDurations
 from engine.risk.monitor import RiskMonitor
@@ -22,6 +23,7 @@ from events.envelope import validate_event
 from metrics.bundle import LifecycleMetrics
 from tests.factories import T0, make_event
 from workflows.loader import Workflows
+from workflows.model import Workflow
 
 DAY = timedelta(days=1)
 
@@ -39,11 +41,16 @@ class Clock:
 class Rig:
     """An engine over a memory store with a monitor, its published signals and its gauge."""
 
-    def __init__(self, workflows: Workflows, forecaster: Forecaster | None = None) -> None:
+    def __init__(
+        self,
+        workflows: Workflows,
+        forecaster: Forecaster | None = None,
+        monitor: type[RiskMonitor] = RiskMonitor,
+    ) -> None:
         self.clock = Clock()
         self.metrics = LifecycleMetrics(CollectorRegistry())
         self.published: list[RiskSignal] = []
-        self.monitor = RiskMonitor(
+        self.monitor = monitor(
             workflows, forecaster, publish=self.published.append, metrics=self.metrics
         )
         self.engine = Engine(workflows, MemoryStore(), on_outcome=self.monitor.observe)
@@ -304,21 +311,39 @@ def test_reset_then_restore_recounts_the_gauge(rig: Rig) -> None:
     assert rig.gauge() == {("feature", "idea", "blocked"): 1}
 
 
+class CountedForecaster(Forecaster):
+    """A forecaster that notes the feature of each forecast it is asked for."""
+
+    made: list[str]
+
+    def forecast(self, state: FeatureState, workflow: Workflow, now: datetime) -> Any:
+        self.made.append(state.id)
+        return super().forecast(state, workflow, now)
+
+
+class CountedMonitor(RiskMonitor):
+    """A monitor that notes each feature it judges."""
+
+    judged: list[str]
+
+    def _evaluate(
+        self, state: FeatureState, now: datetime, announce: bool = True
+    ) -> list[RiskSignal]:
+        self.judged.append(state.id)
+        return super()._evaluate(state, now, announce)
+
+
 def test_a_caller_not_showing_forecasts_gets_the_same_reasons_without_new_ones(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    workflows: Workflows,
 ) -> None:
+    forecaster = CountedForecaster()
+    rig = Rig(workflows, forecaster)
+    made = forecaster.made = []
     rig.send("idea.submitted")
     rig.send("idea.submitted", "feat-2")
     rig.send("feature.prioritized", "feat-2", priority=1, target_launch="2024-01-02")
     rig.tick(31 * DAY)
-    made: list[str] = []
-    forecast = rig.monitor.forecaster.forecast
-
-    def counted(state: Any, *args: Any) -> Any:
-        made.append(state.id)
-        return forecast(state, *args)
-
-    monkeypatch.setattr(rig.monitor.forecaster, "forecast", counted)
+    made.clear()
     plain = rig.engine.store.get("feat-1")
     targeted = rig.engine.store.get("feat-2")
     assert plain is not None and targeted is not None
@@ -441,11 +466,12 @@ def test_a_feature_back_for_rework_is_forecast_from_the_rework_model(
     assert compared > 20
 
 
-def test_an_event_changing_nothing_risk_reads_is_not_judged_again(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_event_changing_nothing_risk_reads_is_not_judged_again(workflows: Workflows) -> None:
     """A launched feature, calm with nothing to come by time alone, is not judged again for a
     KPI or feedback; an event that changes what risk reads still is."""
+    rig = Rig(workflows, monitor=CountedMonitor)
+    assert isinstance(rig.monitor, CountedMonitor)
+    judged = rig.monitor.judged = []
     for etype, data in [
         ("idea.submitted", {}),
         ("build.started", {}),
@@ -455,14 +481,7 @@ def test_an_event_changing_nothing_risk_reads_is_not_judged_again(
     ]:
         rig.send(etype, **data)
     assert len(rig.monitor) == 0  # launched and calm: no record
-    judged: list[str] = []
-    evaluate = rig.monitor._evaluate
-
-    def counted(state: Any, now: datetime, announce: bool = True) -> list[RiskSignal]:
-        judged.append(state.id)
-        return evaluate(state, now, announce)
-
-    monkeypatch.setattr(rig.monitor, "_evaluate", counted)
+    judged.clear()
     rig.send("kpi.reported", name="adoption", value=0.5)
     rig.send("feedback.received", sentiment="positive")
     assert judged == []

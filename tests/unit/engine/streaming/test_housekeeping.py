@@ -18,7 +18,7 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from engine.risk.monitor import REFRESH_SLICE
+from engine.risk.monitor import REFRESH_SLICE, RiskMonitor
 from engine.risk.signals import RiskSignal
 from engine.streaming import checkpoint, housekeeping
 from engine.streaming.app import LifecycleApp
@@ -123,12 +123,41 @@ def test_no_seek_while_a_batch_holds_the_worker_or_with_nothing_to_deliver(
     assert consumer.sought == []
 
 
+class Sliced(RiskMonitor):
+    """A monitor that notes each refresh (slice of re-forecasts) in ``order`` once set."""
+
+    order: list[str] | None = None
+
+    def refresh(self, now: datetime, limit: int) -> list[RiskSignal]:
+        if self.order is not None:
+            self.order.append("slice")
+        return super().refresh(now, limit)
+
+
+def sliced(lapp: LifecycleApp) -> Sliced:
+    """The worker's monitor made a :class:`Sliced` one, wired as the worker wired it (before
+    any event: it holds no feature yet)."""
+    was = lapp.monitor
+    monitor = Sliced(
+        was.workflows,
+        was.forecaster,
+        publish=was.publish,
+        source=was.source,
+        refresh_per_tick=was.refresh_per_tick,
+    )
+    monitor.listener = was.listener
+    lapp.monitor = monitor
+    lapp.engine.on_outcome = monitor.observe
+    return monitor
+
+
 def test_the_risk_tick_gives_the_turn_back_between_slices_of_re_forecasts(
     workflows: Workflows, tmp_path: Path
 ) -> None:
     """After a model rebuild the worker re-forecasts a tick's share of its features; holding
     the turn for all of them kept every batch waiting (tens of milliseconds at a million)."""
     lapp, _, keeper = _setup(workflows, tmp_path, committed=0, high=0, first=None)
+    monitor = sliced(lapp)
     count = 3 * REFRESH_SLICE
     events = [
         event
@@ -139,20 +168,13 @@ def test_the_risk_tick_gives_the_turn_back_between_slices_of_re_forecasts(
         )
     ]
     asyncio.run(lapp.handle_batch([record(e, n) for n, e in enumerate(events)]))
-    monitor = lapp.monitor
+    assert len(monitor) == count, "the worker judged its features with this monitor"
     monitor.tick(lapp.clock())
     while monitor.refreshing:
         monitor.refresh(lapp.clock(), count)
     for _ in range(200):  # new observations: the model is stale, every forecast is redone
         monitor.forecaster.durations.observe("feature", "idea", 3600.0, "prioritized")
-    order: list[str] = []
-    refresh = monitor.refresh
-
-    def sliced(now: datetime, limit: int) -> list[RiskSignal]:
-        order.append("slice")
-        return refresh(now, limit)
-
-    monitor.refresh = sliced  # type: ignore[method-assign]
+    order = monitor.order = []
 
     async def run() -> None:
         async def batches() -> None:
