@@ -16,6 +16,10 @@ Per batch of records from ``Stream.take_events``:
    partition);
 4. the :class:`~engine.streaming.checkpoint.Committer` makes it durable in its order:
    outputs acknowledged, local table written, offsets done (Faust then commits them).
+   At least once, the next batch is applied while the broker acknowledges this one's
+   records (``pipeline_depth``); offsets are done batch after batch, each only once its
+   own records and every earlier batch's are acknowledged, and a rebalance or a stop
+   waits for the batches in flight before it commits.
 
 Delivery is at least once; the per-feature input offset kept in the table record makes a
 redelivered record a no-op. Under ``exactly_once`` the outputs go into the open
@@ -136,6 +140,10 @@ class StreamingConfig:
     """More ``faust.App`` settings (e.g. ``broker_commit_every``)."""
     migrate_chunk: int = 500
     """Features migrated to a new workflow version per durable write."""
+    pipeline_depth: int = 1
+    """At least once: how many batches may wait for the broker's acknowledgements while
+    the next one is applied (0: each batch waits for its own). Measured by
+    ``bench/streaming.py``: see the README's Performance section."""
     events_retention_ms: int = -1
     """``retention.ms`` of the events topic when the worker creates it: -1 keeps every
     event, for it is the log a replay reads (an existing topic keeps its own setting)."""
@@ -211,7 +219,20 @@ class LifecycleApp:
             value_type=bytes,  # raw: the store encodes its own JSON record
             partitions=config.partitions,
         )
-        self.store = FaustTableStore(self.table, read=read_any_partition(self.table))
+        self.checkpoint = Checkpoint(config.events_topic)
+        """The last input offset durably processed, per partition: what Faust commits."""
+        self._outbox: Outbox | None = None
+        self.committer = Committer(
+            self.app,
+            self.table,
+            self.checkpoint,
+            lambda: self.outbox,
+            depth=config.pipeline_depth,
+        )
+        # Reads see the records of batches still waiting for their acknowledgements.
+        self.store = FaustTableStore(
+            self.table, read=self.committer.read_through(read_any_partition(self.table))
+        )
         self.recorder = (
             Recorder(metrics, workflows.event_types, max_products=config.max_products)
             if metrics is not None
@@ -238,15 +259,11 @@ class LifecycleApp:
         self.direct = config.processing_guarantee != "exactly_once"
         """Send outputs straight through the producer and await them per batch (at least
         once); under exactly-once they go through Faust's transactional buffer instead."""
-        self.checkpoint = Checkpoint(config.events_topic)
-        """The last input offset durably processed, per partition: what Faust commits."""
-        self._outbox: Outbox | None = None
         self._input: int | None = None
         """The events-topic partition of the record being applied (exactly once: its
         outputs join that partition's transaction); ``None`` between records."""
         self._probe: GapProbe | None = None
         self._placements: dict[int, _Placed] = {}
-        self.committer = Committer(self.app, self.table, self.checkpoint, lambda: self.outbox)
         self.agent = Agent(
             workflows=workflows,
             engine=self.engine,
@@ -288,6 +305,7 @@ class LifecycleApp:
     async def _on_revoked(self, app: Any, /, *args: Any, **kwargs: Any) -> None:
         """Partitions are moving: cached records may soon be written by another worker, and
         their offsets are no longer ours to commit (Faust has committed them by now)."""
+        await self._drain("partitions revoked")
         await self.sweep.stop(timeout=self.config.session_timeout / 2)
         self.sweep.forget()
         self.store.forget()
@@ -325,12 +343,19 @@ class LifecycleApp:
         await self.dlq.maybe_declare()
         async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
             async with self.turn:
-                await self.handle_batch(batch)
+                await self.apply_batch(batch)
 
     async def handle_batch(self, batch: Sequence[Any]) -> None:
+        """:meth:`apply_batch`, then wait until the batch and every one before it is
+        durable and its offsets are done."""
+        await self.apply_batch(batch)
+        await self.committer.drain()
+
+    async def apply_batch(self, batch: Sequence[Any]) -> None:
         """Steps 1 to 4 of the module docstring for one batch of Faust events (after the
         workflow migration of partitions not swept yet: their records are here, so they
-        are restored)."""
+        are restored). At least once, returns with up to ``pipeline_depth`` batches (this
+        one included) still waiting for the broker's acknowledgements."""
         partitions = {record.message.partition for record in batch}
         if self.sweep.pending(partitions) and not await self.migrate(partitions):
             return
@@ -423,6 +448,7 @@ class LifecycleApp:
         aborted. Afterwards :meth:`_write` writes nothing.
         """
         if not self.app.should_stop:  # a rebalance: the worker goes on
+            await self._drain("rebalancing")
             await commit()
             return
         async with self.turn:
@@ -449,6 +475,7 @@ class LifecycleApp:
             await commit()
             return
         handed = True
+        await self._drain("stopping")
         if not self.direct:
             try:
                 await handed_over(self.app)
@@ -466,6 +493,15 @@ class LifecycleApp:
         self.closed = True
         if not self.direct and handed:
             self._mark_committed()
+
+    async def _drain(self, why: str) -> None:
+        """Wait for the batches still waiting for their acknowledgements (at least once), so
+        a commit that follows commits every offset they make done. One that failed has
+        stopped the worker (:class:`Committer`): its offsets and later ones stay undone."""
+        try:
+            await self.committer.drain()
+        except Exception:
+            log.warning("%s: a batch's records were not acknowledged; its offsets stay undone", why)
 
     def prepare_local_state(self) -> bool:
         """Discard the local table unless it holds only committed writes; called once before

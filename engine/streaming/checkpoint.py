@@ -38,6 +38,7 @@ back to the first missing record and drops what arrives before it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import inspect
 import logging
@@ -57,7 +58,7 @@ from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from engine.streaming.outbox import Outbox
+from engine.streaming.outbox import Outbox, Sent
 
 log = logging.getLogger(__name__)
 
@@ -669,69 +670,167 @@ class Committer:
     3. the batch's input offsets are marked done in the :class:`Checkpoint`; Faust commits
        them at its next commit (on its interval, before a rebalance, on stop).
 
-    If step 1 fails the worker stops and nothing after it happens, so the batch is delivered
-    again. The risk timer also flushes the outbox (step 1 alone); a lock keeps the two from
-    believing their records acknowledged while the other's flush still waits.
+    Pipelined: :meth:`commit` hands a batch's records to the producer and returns while up
+    to ``depth`` batches still wait for their acknowledgements, so the worker applies its
+    next batch meanwhile (a batch otherwise waited about a quarter of its cycle, idle, for
+    the broker). Steps 2 and 3 of a batch run only once its own acknowledgements and those
+    of every earlier batch are in, one batch after the other, so the offsets marked done
+    never pass a batch whose outputs are not durable. Until its step 2, a batch's table
+    records are read from :attr:`unwritten` (:meth:`read_through`), so the next batch
+    applies its events to them. Before offsets are committed at a rebalance or a stop, the
+    worker waits for every batch in flight (:meth:`drain`).
+
+    If step 1 fails the worker stops and nothing after it happens, for that batch or any
+    later one, so they are delivered again.
 
     Args:
         app: the Faust app (to crash it if publishing fails).
         table: the feature table (its changelog topic and local store).
         checkpoint: where step 3 records the offsets.
         outbox: the outbox of the batch's outputs, made on first use.
+        depth: how many batches may wait for their acknowledgements while the next one is
+            applied (0: each batch waits for its own).
     """
 
     def __init__(
-        self, app: Any, table: Any, checkpoint: Checkpoint, outbox: Callable[[], Outbox]
+        self,
+        app: Any,
+        table: Any,
+        checkpoint: Checkpoint,
+        outbox: Callable[[], Outbox],
+        depth: int = 1,
     ) -> None:
         self.app = app
         self.table = table
         self.checkpoint = checkpoint
         self._outbox = outbox
-        self._flushing = asyncio.Lock()
-        self._persisted: dict[tuple[str, int], int] = {}
-        """Changelog offsets acknowledged and not yet recorded in the local store."""
+        self.depth = depth
+        self._sending = asyncio.Lock()
+        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        """Batches handed to the producer whose steps 2 and 3 are not done, oldest first."""
+        self.unwritten: dict[str, bytes | None] = {}
+        """Table records (key: value, ``None`` deleted) sent and not yet written locally."""
 
-    async def delivered(self) -> None:
-        """Step 1: send what the outbox holds and wait until the broker acknowledged it.
+    def __len__(self) -> int:
+        """Batches in flight."""
+        return len(self._in_flight)
 
-        Raises:
-            Exception: a record was not acknowledged; the worker is stopping.
-        """
-        async with self._flushing:
-            outbox = self._outbox()
-            if not len(outbox):
-                return
+    def read_through(self, read: Callable[[str], bytes | None]) -> Callable[[str], bytes | None]:
+        """``read`` (the table's), answering first from the records in flight."""
+        unwritten = self.unwritten
+
+        def read_unwritten_first(key: str) -> bytes | None:
             try:
-                written = await outbox.flush()
-            except Exception as err:
-                # Faust would restart the agent on the next records and later commit past
-                # this batch: stop the worker instead, so its records are delivered again.
-                log.exception("publishing the batch's records failed; stopping the worker")
-                await self.app.crash(err)
-                raise
-            changelog = self.table.changelog_topic.get_topic_name()
-            for (topic, partition), offset in written.items():
-                if topic == changelog:
-                    self._persisted[(topic, partition)] = offset
+                return unwritten[key]
+            except KeyError:
+                return read(key)
+
+        return read_unwritten_first
 
     async def commit(
         self, writes: Sequence[tuple[Any, str, bytes | None]], done: Sequence[Any]
     ) -> None:
-        """Steps 1 to 3 for a batch: ``writes`` are (event record, table key, value;
-        ``None`` deletes the key) of the table records whose changelog records are queued;
-        ``done`` its processed messages."""
-        await self.delivered()
+        """Steps 1 to 3 for a batch, the next batch free to start before they are done:
+        ``writes`` are (event record, table key, value; ``None`` deletes the key) of the
+        table records whose changelog records are queued; ``done`` its processed messages.
+        Returns once the batch's records are handed to the producer and at most ``depth``
+        batches are in flight.
+
+        Raises:
+            Exception: a batch's records were not acknowledged; the worker is stopping.
+        """
+        async with self._sending:
+            try:
+                sent = await self._outbox().send()
+            except Exception as err:
+                await self._failed(err)
+                raise
+            for _, key, value in writes:
+                self.unwritten[key] = value
+            previous = self._in_flight[-1] if self._in_flight else None
+            self._in_flight.append(
+                asyncio.create_task(self._complete(previous, sent, writes, done))
+            )
+        while len(self._in_flight) > self.depth:
+            await self._oldest()
+
+    async def delivered(self) -> None:
+        """Send what the outbox holds and wait until the broker acknowledged it, and every
+        batch before it.
+
+        Raises:
+            Exception: a record was not acknowledged; the worker is stopping.
+        """
+        await self.commit((), ())
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every batch in flight is done (steps 2 and 3).
+
+        Raises:
+            Exception: a batch's records were not acknowledged; the worker is stopping.
+        """
+        while self._in_flight:
+            await self._oldest()
+
+    async def _oldest(self) -> None:
+        """Wait for the oldest batch in flight; it leaves the pipeline, done or failed. A
+        waiter cancelled (the agent stopped) leaves the batch to finish on its own."""
+        oldest = self._in_flight[0]
+        try:
+            await asyncio.shield(oldest)
+        finally:
+            if oldest.done() and self._in_flight and self._in_flight[0] is oldest:
+                self._in_flight.popleft()
+
+    async def _complete(
+        self,
+        previous: asyncio.Task[None] | None,
+        sent: Sent,
+        writes: Sequence[tuple[Any, str, bytes | None]],
+        done: Sequence[Any],
+    ) -> None:
+        """Steps 2 and 3 of one batch, once every earlier batch's are done and the broker
+        acknowledged this one's records."""
+        if previous is not None:
+            try:
+                await previous
+            except Exception as err:
+                raise EarlierBatchFailed("an earlier batch's records were not sent") from err
+        try:
+            written = await sent.acknowledged()
+        except Exception as err:
+            await self._failed(err)
+            raise
         data = self.table.data
+        unwritten = self.unwritten
         for record, key, value in writes:
             make_current(record)  # the RocksDB partition written
             if value is None:
                 data.pop(key, None)
             else:
                 data[key] = value
-        for (topic, partition), offset in self._persisted.items():
-            data.set_persisted_offset(TP(topic, partition), offset)
-        self._persisted.clear()
+            if unwritten.get(key, _ABSENT) is value:  # no later batch wrote it since
+                del unwritten[key]
+        changelog = self.table.changelog_topic.get_topic_name()
+        for (topic, partition), offset in written.items():
+            if topic == changelog:
+                data.set_persisted_offset(TP(topic, partition), offset)
         self.checkpoint.done_all(done)
+
+    async def _failed(self, err: Exception) -> None:
+        # Faust would restart the agent on the next records and later commit past this
+        # batch: stop the worker instead, so its records are delivered again.
+        log.exception("publishing a batch's records failed; stopping the worker")
+        await self.app.crash(err)
+
+
+class EarlierBatchFailed(RuntimeError):
+    """A batch is not done because a batch before it failed (its records may have been
+    acknowledged, but its offsets must not pass the failed batch's)."""
+
+
+_ABSENT = object()
 
 
 __all__ = [
@@ -740,6 +839,7 @@ __all__ = [
     "JUMP",
     "Checkpoint",
     "Committer",
+    "EarlierBatchFailed",
     "aiokafka_producer",
     "around_commit",
     "around_last_commit",

@@ -7,6 +7,8 @@ order, groups them by topic partition and hands each group to the producer as wh
 batches (``create_batch`` / ``send_batch``); :meth:`Outbox.flush` returns once the broker
 acknowledged every one of them (the producer's ``acks``), so the agent acknowledges its
 input offsets only after its outputs are durable. Order is kept within each partition.
+:meth:`Outbox.send` hands them over without waiting, so the worker applies its next batch
+while the broker acknowledges this one (:class:`~engine.streaming.checkpoint.Committer`).
 """
 
 from __future__ import annotations
@@ -87,15 +89,15 @@ class Outbox:
             group = self._groups[(topic, partition)] = _Group()
         group.records.append((key, value, list(headers)))
 
-    async def flush(self) -> dict[tuple[str, int], int]:
-        """Send every queued record and wait until all are acknowledged.
+    async def send(self) -> Sent:
+        """Hand every queued record to the producer, as whole batches, without waiting for
+        the broker: what is queued afterwards belongs to the next :meth:`send`.
 
         Returns:
-            The offset of the last record written, per (topic, partition).
+            The records' acknowledgements (:meth:`Sent.acknowledged`).
 
         Raises:
-            KafkaError: a batch was not acknowledged; nothing is known of the others, so
-                the caller must not acknowledge its input.
+            ValueError: a record is larger than a batch.
         """
         groups, self._groups = self._groups, {}
         pending: list[tuple[tuple[str, int], int, Any]] = []
@@ -113,6 +115,42 @@ class Outbox:
             if count:
                 future = await self.producer.send_batch(batch, topic, partition=partition)
                 pending.append(((topic, partition), count, future))
+        return Sent(pending)
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        """Send every queued record and wait until all are acknowledged.
+
+        Returns:
+            The offset of the last record written, per (topic, partition).
+
+        Raises:
+            KafkaError: a batch was not acknowledged; nothing is known of the others, so
+                the caller must not acknowledge its input.
+        """
+        return await (await self.send()).acknowledged()
+
+
+class Sent:
+    """Record batches handed to the producer by one :meth:`Outbox.send`.
+
+    The producer keeps each partition's batches in order, retries included (aiokafka sends
+    one request per partition at a time and puts a batch it retries back at the head of
+    its partition's queue), so the records of a later send land after these.
+    """
+
+    def __init__(self, pending: list[tuple[tuple[str, int], int, Any]]) -> None:
+        self._pending = pending
+
+    async def acknowledged(self) -> dict[tuple[str, int], int]:
+        """Wait until the broker acknowledged every batch.
+
+        Returns:
+            The offset of the last record written, per (topic, partition).
+
+        Raises:
+            KafkaError: a batch was not acknowledged; nothing is known of the others.
+        """
+        pending = self._pending
         last: dict[tuple[str, int], int] = {}
         results = await asyncio.gather(*(future for _, _, future in pending))
         for (tp, count, _), meta in zip(pending, results, strict=True):

@@ -66,9 +66,13 @@ class FakeOutbox:
         self.records.append((topic, key, value, list(headers)))
         self.queued += 1
 
-    async def flush(self) -> dict[tuple[str, int], int]:
+    async def send(self) -> FakeOutbox:
+        """The records handed over; :meth:`acknowledged` is the broker's answer."""
         self.flushed_at.append(len(self.records))
         self.queued = 0
+        return self
+
+    async def acknowledged(self) -> dict[tuple[str, int], int]:
         if self.fail:
             raise ConnectionError("the broker is gone")
         return {}
