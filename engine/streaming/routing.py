@@ -146,10 +146,13 @@ def _ident(url: str) -> tuple[str, int]:
     return (parts.hostname or "", parts.port or 80)
 
 
-def local_record(lapp: LifecycleApp, feature_id: str) -> dict[str, Any] | None:
-    """The feature's record from this worker's table (``None``: not here). The caller has
+def local_record(
+    lapp: LifecycleApp, feature_id: str, history: bool = True
+) -> dict[str, Any] | None:
+    """The feature's record from this worker's table (``None``: not here), with no history
+    lines unless ``history`` (they may take a read per chunk of them). The caller has
     checked that its partition is readable here."""
-    found = lapp.store.peek(feature_id)
+    found = lapp.store.peek(feature_id, history)
     if found is None:
         return None
     state, history = found
@@ -224,15 +227,16 @@ class TableReader:
             log.info("peer read %s failed: %s", url, err)
             raise Unavailable(f"the worker owning it does not answer ({err})") from err
 
-    async def record(self, feature_id: str) -> dict[str, Any] | None:
-        """``{"state", "history"}`` of the feature, wherever it is owned now.
+    async def record(self, feature_id: str, history: bool = True) -> dict[str, Any] | None:
+        """``{"state", "history"}`` of the feature, wherever it is owned now (``history``
+        ``False``: the lines may be left out).
 
         Raises:
             Unavailable: its partition is being recovered or moved.
         """
         partition = key_partition(feature_id, self.lapp.config.partitions)
         if partition in readable(self.lapp):
-            return local_record(self.lapp, feature_id)
+            return local_record(self.lapp, feature_id, history)
         if partition in self.lapp.assignment():
             raise Unavailable(f"partition {partition} is being recovered here")
         url = self.owner(partition)
@@ -240,7 +244,7 @@ class TableReader:
         return found
 
     async def feature(self, feature_id: str) -> FeatureState | None:
-        found = await self.record(feature_id)
+        found = await self.record(feature_id, history=False)
         return FeatureState.from_dict(found["state"]) if found else None
 
     async def history(
