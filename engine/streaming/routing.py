@@ -155,8 +155,8 @@ def local_record(
     found = lapp.store.peek(feature_id, history)
     if found is None:
         return None
-    state, history = found
-    return {"state": state.to_dict(), "history": history}
+    state, lines = found
+    return {"state": state.to_dict(), "history": lines}
 
 
 def local_features(

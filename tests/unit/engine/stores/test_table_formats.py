@@ -194,7 +194,7 @@ def test_a_crash_between_any_two_writes_leaves_all_of_an_event_or_none(
                 assert _view(crashed, "f1") == after, (at, cut)
         table.clear()
         table.update(after_table)
-    state, history, offset = _view(table, "f1")  # type: ignore[misc]
+    _, history, offset = _view(table, "f1")  # type: ignore[misc]
     assert [h["event_id"] for h in history] == [e.id for e in events]
     assert offset == len(events) - 1
     assert any(k.startswith("f1/h.") and k.count("/") == 2 for k in table)  # a chunk in parts
