@@ -228,6 +228,23 @@ def encode_record(
     )
 
 
+def record_writes(
+    state: FeatureState,
+    history: list[dict[str, Any]],
+    offset: int | None,
+    chunk_lines: int = CHUNK_LINES,
+    part_size: int = PART_SIZE,
+) -> list[tuple[str, bytes | None]]:
+    """The table writes (key, value) of a feature stored at once with its whole history, in
+    the order they are made: its chunks, then its head (what a store writes for a feature it
+    loads whole; benchmarks count these bytes)."""
+    table: dict[str, bytes] = {}
+    store = FaustTableStore(table, part_size=part_size, chunk_lines=chunk_lines)
+    store._cache[state.id] = _Record(state, list(history), offset)
+    store._dirty[state.id] = None
+    return [(key, value) for _, key, value in store.drain()]
+
+
 def decode_record(value: bytes | str) -> tuple[FeatureState, list[dict[str, Any]], int | None]:
     """The state, the lines it holds (JSON dicts: the open lines of a head of format 3, the
     whole history of the earlier formats) and the offset of a feature's value."""
@@ -422,6 +439,22 @@ class FaustTableStore:
             record = _Record(state, lines, offset, chunks=chunk_count(found[0]))
         return record.state, self._lines(feature_id, record) if history else []
 
+    def lines(self, feature_id: str) -> list[dict[str, Any]] | None:
+        """The feature's history lines for a reader, oldest first (``None``: no such
+        feature): :meth:`peek`'s lines without decoding the state.
+
+        Raises:
+            StoreError: a chunk or part its head names is missing.
+        """
+        record = self._cache.get(feature_id)
+        if record is not None:
+            return self._lines(feature_id, record)
+        found = self._lookup(feature_id)
+        if found is None:
+            return None
+        open_lines: list[dict[str, Any]] = orjson.loads(found[0])["history"]
+        return self._chunks(feature_id, chunk_count(found[0]), {}) + open_lines
+
     def raw_history(self, feature_id: str) -> list[dict[str, Any]]:
         """The feature's history lines as stored (JSON dicts), oldest first.
 
@@ -532,18 +565,23 @@ class FaustTableStore:
         return not slash and _in(_header(head), name)
 
     def _lines(self, feature_id: str, record: _Record) -> list[dict[str, Any]]:
-        """The whole history of a record: its chunks (those it sealed from memory, the
-        others read from the table), then its open lines."""
+        """The whole history of a record: its chunks, then its open lines."""
+        return self._chunks(feature_id, record.chunks, record.sealed) + record.history
+
+    def _chunks(
+        self, feature_id: str, count: int, sealed: dict[int, list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The lines of a feature's first ``count`` chunks: those in ``sealed`` (sealed by
+        this object) from memory, the others read from the table."""
         lines: list[dict[str, Any]] = []
-        for n in range(record.chunks):
-            chunk = record.sealed.get(n)
+        for n in range(count):
+            chunk = sealed.get(n)
             if chunk is None:
                 found = self._lookup(chunk_key(feature_id, n))
                 if found is None:
                     raise StoreError(f"feature {feature_id}: chunk {n} of its history is missing")
                 chunk = orjson.loads(found[0])
             lines.extend(chunk)
-        lines.extend(record.history)
         return lines
 
     def _lookup(self, key: str) -> tuple[bytes, int, int] | None:
