@@ -136,9 +136,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in trees}
     for _ in range(args.rounds):  # by turns: the machine is noisy
         for name, tree in trees:
-            runs[name].append(
-                turn(tree, args.features, args.per_feature, args.batch, args.reads)
-            )
+            runs[name].append(turn(tree, args.features, args.per_feature, args.batch, args.reads))
     print(
         f"{args.features:,} features, {args.per_feature} events each, a write every "
         f"{args.batch} records; per feature (time: best of {args.rounds} rounds by turns)"
