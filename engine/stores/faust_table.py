@@ -60,7 +60,7 @@ partitions are readable (the HTTP layer routes other reads).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,6 +259,14 @@ def chunk_count(value: bytes) -> int:
         return 0
     end = value.find(b",", len(_HEAD))
     return int(value[len(_HEAD) : end])
+
+
+def counted_chunk(key: str, counts: Mapping[str, int]) -> bool:
+    """Whether ``key`` is plainly a chunk its feature's head counts (``counts``: feature id
+    -> :func:`chunk_count` of its head's value), so a sweep need not look at it again."""
+    fid, _, name = key.partition(PART_MARK)
+    n = name[len(CHUNK_MARK) :]
+    return name.startswith(CHUNK_MARK) and n.isdigit() and int(n) < counts.get(fid, 0)
 
 
 def part_key(key: str, generation: int, n: int) -> str:
