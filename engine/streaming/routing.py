@@ -147,14 +147,17 @@ def _ident(url: str) -> tuple[str, int]:
     return (parts.hostname or "", parts.port or 80)
 
 
-def local_record(lapp: LifecycleApp, feature_id: str) -> dict[str, Any] | None:
-    """The feature's record from this worker's table (``None``: not here). The caller has
+def local_record(
+    lapp: LifecycleApp, feature_id: str, history: bool = True
+) -> dict[str, Any] | None:
+    """The feature's record from this worker's table (``None``: not here), with no history
+    lines unless ``history`` (they may take a read per chunk of them). The caller has
     checked that its partition is readable here."""
-    found = lapp.store.peek(feature_id)
+    found = lapp.store.peek(feature_id, history)
     if found is None:
         return None
-    state, history = found
-    return {"state": state.to_dict(), "history": history}
+    state, lines = found
+    return {"state": state.to_dict(), "history": lines}
 
 
 def local_features(
@@ -225,15 +228,16 @@ class TableReader:
             log.info("peer read %s failed: %s", url, err)
             raise Unavailable(f"the worker owning it does not answer ({err})") from err
 
-    async def record(self, feature_id: str) -> dict[str, Any] | None:
-        """``{"state", "history"}`` of the feature, wherever it is owned now.
+    async def record(self, feature_id: str, history: bool = True) -> dict[str, Any] | None:
+        """``{"state", "history"}`` of the feature, wherever it is owned now (``history``
+        ``False``: the lines may be left out).
 
         Raises:
             Unavailable: its partition is being recovered or moved.
         """
         partition = key_partition(feature_id, self.lapp.config.partitions)
         if partition in readable(self.lapp):
-            return local_record(self.lapp, feature_id)
+            return local_record(self.lapp, feature_id, history)
         if partition in self.lapp.assignment():
             raise Unavailable(f"partition {partition} is being recovered here")
         url = self.owner(partition)
@@ -241,15 +245,19 @@ class TableReader:
         return found
 
     async def feature(self, feature_id: str) -> FeatureState | None:
-        found = await self.record(feature_id)
+        found = await self.record(feature_id, history=False)
         return FeatureState.from_dict(found["state"]) if found else None
 
     async def history(
         self, feature_id: str, *, limit: int | None = None, before: int | None = None
     ) -> HistoryPage:
-        found = await self.record(feature_id)
-        entries = [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
-        return history_page(entries, limit, before)
+        partition = key_partition(feature_id, self.lapp.config.partitions)
+        if partition in readable(self.lapp):  # the lines alone: no state decoded
+            lines = self.lapp.store.lines(feature_id) or []
+        else:
+            found = await self.record(feature_id)
+            lines = found["history"] if found else []
+        return history_page([HistoryEntry.from_dict(e) for e in lines], limit, before)
 
     async def deliveries(self, connector: str) -> Gathered:
         """The webhook deliveries every other worker of the group received for
