@@ -200,11 +200,18 @@ def test_a_crash_between_any_two_writes_leaves_all_of_an_event_or_none(
     assert any(k.startswith("f1/h.") and k.count("/") == 2 for k in table)  # a chunk in parts
 
 
-def test_keys_a_crash_left_past_the_head_are_stray_and_those_it_names_are_not() -> None:
+def _five_lines_in_chunks_of_two() -> tuple[dict[str, bytes], FaustTableStore]:
+    """A table and a store sealing chunks of 2 history lines, after five events of ``f1``
+    applied (nothing flushed yet)."""
     table: dict[str, bytes] = {}
     store = FaustTableStore(table, chunk_lines=2)
     for n in range(5):
         apply(store, make_event("kpi.reported", "f1", at=n, name="a", value=n), position=n)
+    return table, store
+
+
+def test_keys_a_crash_left_past_the_head_are_stray_and_those_it_names_are_not() -> None:
+    table, store = _five_lines_in_chunks_of_two()
     store.flush()
     assert table["f1"].startswith(b'{"v":3,"chunks":3,')
     held = sorted(k for k in table if is_part(k))
@@ -223,10 +230,7 @@ def test_keys_a_crash_left_past_the_head_are_stray_and_those_it_names_are_not() 
 
 
 def test_a_missing_chunk_is_refused_not_misread_and_the_state_still_reads() -> None:
-    table: dict[str, bytes] = {}
-    store = FaustTableStore(table, chunk_lines=2)
-    for n in range(5):
-        apply(store, make_event("kpi.reported", "f1", at=n, name="a", value=n), position=n)
+    table, store = _five_lines_in_chunks_of_two()
     store.flush()
     del table[chunk_key("f1", 1)]
     fresh = FaustTableStore(table, chunk_lines=2)
@@ -242,10 +246,7 @@ def test_a_missing_chunk_is_refused_not_misread_and_the_state_still_reads() -> N
 def test_the_chunks_a_store_sealed_are_read_before_they_reach_the_table() -> None:
     """The worker writes a batch's records to its local table only once the changelog has
     them; until then its own reads take the chunks it sealed from memory."""
-    table: dict[str, bytes] = {}
-    store = FaustTableStore(table, chunk_lines=2)
-    for n in range(5):
-        apply(store, make_event("kpi.reported", "f1", at=n, name="a", value=n), position=n)
+    table, store = _five_lines_in_chunks_of_two()
     writes = store.drain()
     assert table == {} and len(writes) == 3 + 1
     assert len(store.raw_history("f1")) == 6  # the implicit creation and five KPIs
