@@ -136,8 +136,11 @@ class KafkaIngest:
 def readable(lapp: LifecycleApp) -> frozenset[int]:
     """The events-topic partitions this worker can answer for now: assigned to it, and the
     rebalance that assigned them (with its table recovery) finished. Empty while joining
-    the group or rebalancing."""
-    if lapp.app.rebalancing:
+    the group or rebalancing, and from the moment the worker begins to stop: Faust closes
+    the table's partitions one by one as it stops, so a feature's head could be found (in
+    the agent's cache) and its history chunks not, or the feature not at all; readers get
+    a 503 and ask again, never a 500 or a 404 for a feature that exists."""
+    if lapp.app.rebalancing or lapp.app.should_stop:
         return frozenset()
     return lapp.assignment()
 
