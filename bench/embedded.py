@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.reads import serve
 from engine.core.processor import process
 from engine.core.state import FeatureState, HistoryEntry
-from engine.stores.faust_table import record_writes
+from engine.stores.faust_table import encode_record
 from engine.stores.sqlite import SqliteStore
 from events.envelope import validate_event
 from workflows.loader import Workflows, load_folder
@@ -108,8 +108,7 @@ def rocksdb_bytes(n: int, workflows: Workflows, path: Path) -> int:
 
     db = Rdict(str(path))
     for state, history in features(n, workflows):
-        for key, value in record_writes(state, [e.to_dict() for e in history], OFFSET):
-            db[key.encode()] = value
+        db[state.id.encode()] = encode_record(state, [e.to_dict() for e in history], OFFSET)
     db.flush()
     db.compact_range(None, None)
     db.close()

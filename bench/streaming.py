@@ -54,10 +54,10 @@ PARTITIONS = 8
 PER_FEATURE = 10
 
 
-def _make_events(features: int, per_feature: int = PER_FEATURE) -> list[tuple[bytes, bytes]]:
+def _make_events(features: int) -> list[tuple[bytes, bytes]]:
     """(key, value) records: the same event mix as ``bench/core.py``."""
     out = []
-    for value in make_events(features, per_feature):
+    for value in make_events(features, PER_FEATURE):
         subject = json.loads(value)["subject"]
         out.append((subject.encode(), value))
     return out
@@ -310,15 +310,9 @@ def main() -> int:
         "turns this many times on the same records and print the medians (the machine is "
         "noisy; one run of each can land in a burst of load)",
     )
-    parser.add_argument(
-        "--per-feature",
-        type=int,
-        default=PER_FEATURE,
-        help="events per feature (its lifecycle repeated past 10: longer-lived features)",
-    )
     args = parser.parse_args()
-    features = max(1, args.events // args.per_feature)
-    records = _make_events(features, args.per_feature)
+    features = max(1, args.events // PER_FEATURE)
+    records = _make_events(features)
     topic = f"bench.{uuid.uuid4().hex[:8]}.events"
     print(f"producing {len(records):,} events ({features:,} features) to {topic} ...")
     took = asyncio.run(produce(args.bootstrap, topic, records))

@@ -39,7 +39,7 @@ from engine.evolve.migration import (
     unmapped_stages,
     unseen_message,
 )
-from engine.stores.faust_table import chunk_count, counted_chunk, is_part, part_owner
+from engine.stores.faust_table import is_part, part_owner
 from engine.streaming.codec import key_partition
 from workflows.errors import WorkflowError
 from workflows.model import Workflow
@@ -184,15 +184,13 @@ class VersionSweep:
         current version of its workflow: every feature changed since the last write, and
         every restored record that does not plainly say so (:func:`runs_current`), so the
         common start-up, nothing to migrate, costs no decoding of whole records; and the
-        keys of the parts and history chunks of records in ``todo`` that their head does
-        not plainly count (a chunk it counts is never a stray: no read for it)."""
+        keys of the parts of large records in ``todo``."""
         lapp = self.lapp
         count = lapp.config.partitions
         current = {wf.name.encode(): wf.version for wf in lapp.workflows.by_name.values()}
         pending = set(lapp.store.pending)
         maybe: list[str] = [f for f in pending if key_partition(f, count) in todo]
         parts: list[str] = []
-        chunks: dict[str, int] = {}
         looked_at = len(maybe)
         for fid, value in list(lapp.table.items()):
             if is_part(fid):  # read through its feature's header
@@ -202,12 +200,10 @@ class VersionSweep:
             if fid in pending or key_partition(fid, count) not in todo:
                 continue
             looked_at += 1
-            if isinstance(value, bytes):
-                chunks[fid] = chunk_count(value)
             if not runs_current(value, current):
                 maybe.append(fid)
         states = [s for s in map(lapp.store.get, maybe) if s is not None]
-        return looked_at, states, [k for k in parts if not counted_chunk(k, chunks)]
+        return looked_at, states, parts
 
     async def _discard_stray(self, todo: frozenset[int], parts: list[str]) -> None:
         """Delete the parts of large records no header names (a crash between a record's

@@ -137,9 +137,8 @@ def readable(lapp: LifecycleApp) -> frozenset[int]:
     """The events-topic partitions this worker can answer for now: assigned to it, and the
     rebalance that assigned them (with its table recovery) finished. Empty while joining
     the group or rebalancing, and from the moment the worker begins to stop: Faust closes
-    the table's partitions one by one as it stops, so a feature's head could be found (in
-    the agent's cache) and its history chunks not, or the feature not at all; readers get
-    a 503 and ask again, never a 500 or a 404 for a feature that exists."""
+    the table's partitions one by one as it stops, so a feature could be found in none of
+    them; readers get a 503 and ask again, never a 404 for a feature that exists."""
     if lapp.app.rebalancing or lapp.app.should_stop:
         return frozenset()
     return lapp.assignment()
@@ -150,17 +149,14 @@ def _ident(url: str) -> tuple[str, int]:
     return (parts.hostname or "", parts.port or 80)
 
 
-def local_record(
-    lapp: LifecycleApp, feature_id: str, history: bool = True
-) -> dict[str, Any] | None:
-    """The feature's record from this worker's table (``None``: not here), with no history
-    lines unless ``history`` (they may take a read per chunk of them). The caller has
+def local_record(lapp: LifecycleApp, feature_id: str) -> dict[str, Any] | None:
+    """The feature's record from this worker's table (``None``: not here). The caller has
     checked that its partition is readable here."""
-    found = lapp.store.peek(feature_id, history)
+    found = lapp.store.peek(feature_id)
     if found is None:
         return None
-    state, lines = found
-    return {"state": state.to_dict(), "history": lines}
+    state, history = found
+    return {"state": state.to_dict(), "history": history}
 
 
 def local_features(
@@ -231,16 +227,15 @@ class TableReader:
             log.info("peer read %s failed: %s", url, err)
             raise Unavailable(f"the worker owning it does not answer ({err})") from err
 
-    async def record(self, feature_id: str, history: bool = True) -> dict[str, Any] | None:
-        """``{"state", "history"}`` of the feature, wherever it is owned now (``history``
-        ``False``: the lines may be left out).
+    async def record(self, feature_id: str) -> dict[str, Any] | None:
+        """``{"state", "history"}`` of the feature, wherever it is owned now.
 
         Raises:
             Unavailable: its partition is being recovered or moved.
         """
         partition = key_partition(feature_id, self.lapp.config.partitions)
         if partition in readable(self.lapp):
-            return local_record(self.lapp, feature_id, history)
+            return local_record(self.lapp, feature_id)
         if partition in self.lapp.assignment():
             raise Unavailable(f"partition {partition} is being recovered here")
         url = self.owner(partition)
@@ -248,19 +243,15 @@ class TableReader:
         return found
 
     async def feature(self, feature_id: str) -> FeatureState | None:
-        found = await self.record(feature_id, history=False)
+        found = await self.record(feature_id)
         return FeatureState.from_dict(found["state"]) if found else None
 
     async def history(
         self, feature_id: str, *, limit: int | None = None, before: int | None = None
     ) -> HistoryPage:
-        partition = key_partition(feature_id, self.lapp.config.partitions)
-        if partition in readable(self.lapp):  # the lines alone: no state decoded
-            lines = self.lapp.store.lines(feature_id) or []
-        else:
-            found = await self.record(feature_id)
-            lines = found["history"] if found else []
-        return history_page([HistoryEntry.from_dict(e) for e in lines], limit, before)
+        found = await self.record(feature_id)
+        entries = [HistoryEntry.from_dict(e) for e in found["history"]] if found else []
+        return history_page(entries, limit, before)
 
     async def deliveries(self, connector: str) -> Gathered:
         """The webhook deliveries every other worker of the group received for

@@ -54,18 +54,6 @@ class TestFaustTableStoreBuffered(TrackingStoreContract):
         return FaustTableStore({})
 
 
-class TestFaustTableStoreInChunksWriteThrough(TrackingStoreContract):
-    """Histories sealed in chunks of two lines, read back from the table."""
-
-    def make_store(self, tmp_path: Path) -> FeatureStore:
-        return _WriteThrough({}, chunk_lines=2)
-
-
-class TestFaustTableStoreInChunksBuffered(TrackingStoreContract):
-    def make_store(self, tmp_path: Path) -> FeatureStore:
-        return FaustTableStore({}, chunk_lines=2)
-
-
 def test_one_record_per_feature_holds_state_history_and_offset() -> None:
     table: dict[str, bytes] = {}
     store = FaustTableStore(table)
@@ -155,7 +143,7 @@ def test_a_record_of_the_first_format_reads_the_same_and_takes_new_events() -> N
     assert outcome.outcome == "duplicate"
     apply(store, make_event("uat.passed", "f1", at=3, id="e4"), position=44)
     store.flush()
-    assert table["f1"].startswith(b'{"v":3,')
+    assert table["f1"].startswith(b'{"v":2,')
     again = FaustTableStore(table)
     state = again.get("f1")
     assert state is not None and state.stage == "launch_ready" and state.version == 4
@@ -187,13 +175,12 @@ def test_a_long_record_is_written_in_parts_and_never_past_the_part_size() -> Non
         apply(store, event, position=i)
         store.flush()
         assert max(len(v) for v in table.values()) <= 2048
-    assert table["f1"].startswith(b'{"parts":')  # its idempotency keys alone are past 2 KB
-    parts = sorted(k for k in table if is_part(k) and not k.startswith("f1/h."))
+    assert table["f1"].startswith(b'{"parts":')
+    parts = sorted(k for k in table if is_part(k))
     header = orjson.loads(table["f1"])
     assert parts == sorted(
         part_key("f1", header["generation"], n) for n in range(header["parts"])
     )  # the previous generations' parts are gone
-    assert store.stray_parts(k for k in table if is_part(k)) == []
     again = FaustTableStore(table)
     assert again.position("f1") == 59
     assert len(again.history("f1")) == 60
@@ -219,9 +206,7 @@ def test_parts_come_before_their_header_and_the_old_parts_after() -> None:
     second = store.drain()
     keys = [key for _, key, _ in second]
     header = keys.index("f1")
-    written = {
-        key for _, key, value in first if value is not None and is_part(key) and "/h." not in key
-    }
+    written = {key for _, key, value in first if value is not None and key != "f1"}
     assert all(is_part(k) and k not in written for k in keys[:header])
     assert {k for k in keys[header + 1 :]} == written
     assert all(value is None for _, _, value in second[header + 1 :])
@@ -236,7 +221,7 @@ def test_a_record_with_a_missing_part_is_refused_not_misread() -> None:
             make_event("kpi.reported", "f1", at=i, name="a", value=1.0, id="w" * 200 + str(i)),
         )
     store.flush()
-    del table[next(k for k in table if is_part(k) and "/h." not in k)]
+    del table[next(k for k in table if is_part(k))]
     with pytest.raises(StoreError, match="missing"):
         FaustTableStore(table).get("f1")
 
@@ -354,12 +339,12 @@ _DEFAULTS_OF_THE_FIRST_LEAN_FORMAT: dict[str, object] = {
 
 
 @given(_states(), _KEYS)
-def test_the_state_is_byte_for_byte_the_lean_format_workers_already_wrote(
+def test_the_record_is_byte_for_byte_the_lean_format_workers_already_wrote(
     state: FeatureState, lines: list[str]
 ) -> None:
-    """The record is built field by field now (issue 16); its state is what the earlier
-    worker wrote for the same state: ``to_dict`` less the fields that hold their default,
-    by value and by type, in the head of format 3."""
+    """The record is built field by field now (issue 16); a table written before restores
+    as it did, and a record written now is what the earlier worker wrote for the same state:
+    ``to_dict`` less the fields that hold their default, by value and by type."""
     defaults = _DEFAULTS_OF_THE_FIRST_LEAN_FORMAT
     missing = object()
     earlier = {
@@ -368,9 +353,7 @@ def test_the_state_is_byte_for_byte_the_lean_format_workers_already_wrote(
         if defaults.get(k, missing) != v or type(v) is not type(defaults[k])
     }
     history = [{"event_id": line} for line in lines]
-    expected = orjson.dumps(
-        {"v": 3, "chunks": 2, "state": earlier, "history": history, "offset": 7}
-    )
-    assert encode_record(state, history, 7, chunks=2) == expected
-    record = _Record(state, history, 7, chunks=2)
+    expected = orjson.dumps({"v": 2, "state": earlier, "history": history, "offset": 7})
+    assert encode_record(state, history, 7) == expected
+    record = _Record(state, history, 7)
     assert record.encode() == expected

@@ -18,7 +18,7 @@ from faust.types import TP
 
 from engine.core.state import FeatureState
 from engine.service import Engine
-from engine.stores.faust_table import chunk_key, encode_record, part_key, part_owner
+from engine.stores.faust_table import encode_record
 from engine.streaming import codec
 from engine.streaming.agent import STAGE_CHANGED
 from engine.streaming.app import LifecycleApp, StreamingConfig, create_app, make_current
@@ -572,37 +572,3 @@ def test_a_sweep_reads_a_record_kept_in_parts_through_its_feature(
     assert asyncio.run(sweep())
     assert all(len(migrated_lines(lapp, fid)) == 1 for fid in ids)
     assert sorted(s.id for s in lapp.store.features()) == sorted(ids)
-
-
-def test_a_sweep_deletes_the_history_chunks_a_crash_left_and_reads_none_counted(
-    workflows: Workflows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Histories sealed in chunks (issue 16, format 3): the sweep at assignment deletes the
-    chunks no head counts and looks again only at those, not at every chunk of the table."""
-    lapp = make_lapp(workflows, tmp_path, FakeOutbox())
-    monkeypatch.setattr(lapp, "record_versions", _nothing)
-    lapp.store.chunk_lines = 2  # type: ignore[attr-defined]
-    ids = [f"F{i}" for i in range(12)]
-    restored_v1(workflows, lapp, ids)
-    held = sorted(k for k in lapp.table.data if "/h." in k)  # type: ignore[attr-defined]
-    assert len(held) == len(ids)
-    stray = [chunk_key("F0", 7), part_key(chunk_key("F3", 1), 1, 0)]
-    restore(lapp, [(part_owner(k), k, b"left over") for k in stray])
-    looked_at: list[str] = []
-    judge = lapp.store.stray_parts
-
-    def stray_parts(keys: Any) -> list[str]:
-        keys = list(keys)
-        looked_at.extend(keys)
-        return judge(keys)
-
-    monkeypatch.setattr(lapp.store, "stray_parts", stray_parts)
-
-    async def sweep() -> bool:
-        async with lapp.turn:
-            return await lapp.migrate(range(8))
-
-    asyncio.run(sweep())
-    assert sorted(looked_at) == sorted(stray)
-    assert sorted(k for k in lapp.table.data if "/h." in k) == held  # type: ignore[attr-defined]
-    assert all(len(lapp.store.raw_history(fid)) == 3 for fid in ids)
