@@ -295,7 +295,10 @@ def test_a_migration_killed_midway_and_rebalanced_finishes_exactly_once(
     wait_for(lambda: moved() > 0, 120, "the migration under way", worker)
     worker.kill()  # kill -9 in the middle of the migration
     at_kill = len(migration_changes(kafka_bootstrap, topics.transitions))
-    assert 0 < at_kill < len(names), f"{at_kill} migrated when killed: not mid-migration"
+    # Migrations were applied (the gauge moved); those acknowledged before the kill are on
+    # the topic: possibly none yet (CI, session 8: the kill came between the first chunk's
+    # apply and its acknowledgement). Not all: the kill came mid-migration.
+    assert at_kill < len(names), f"{at_kill} migrated when killed: not mid-migration"
 
     # Two workers now: the second one's arrival moves partitions while they migrate.
     first = make_worker("w", port=worker.port, **small)
