@@ -36,6 +36,7 @@ from tests.integration.kafka.faults import (
     committed_offsets,
     group_id,
     judge,
+    local_tables_against_changelog,
     scale,
     settle,
 )
@@ -325,6 +326,45 @@ def test_rolling_restart_of_two_workers_while_events_flow(
     verdict = settle([a, b], expected, timeout=120)
     assert verdict.clean, str(verdict)
     assert_committed(kafka_bootstrap, topics.events)
+    a.stop()
+    b.stop()
+    mismatches = local_tables_against_changelog(
+        kafka_bootstrap, topics.events, [a.data_dir, b.data_dir]
+    )
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+
+
+def test_standby_copies_taken_over_hold_every_changelog_record(
+    make_worker: Any, topics: Topics, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    """Partitions move active -> standby -> active between two workers (same data dirs)
+    while events flow. Afterwards every local table partition of both workers holds exactly
+    what its changelog holds up to the offset it says it applied (a standby copy that
+    skipped records and then took the partition over applies later events to a stale
+    feature: a lost event), and every feature reads as the processor says."""
+    events = lifecycles(scale(300, 1000), seed=17, prefix="S")
+    expected = expected_outcome(workflows, events)
+    a = make_worker("a")
+    a.wait_ready(partitions=PARTITIONS)
+    feeder = Feeder(kafka_bootstrap, topics.events, events, rate=scale(200, 400))
+    feeder.start()
+    b = make_worker("b")
+    for _ in range(scale(3, 5)):
+        wait_for(lambda w=b: bool(w.partitions()), 90, "b takes partitions", b)
+        time.sleep(2)
+        b.stop()  # a takes b's partitions over from its standby copies
+        wait_for(lambda: len(a.partitions() or []) == PARTITIONS, 90, "a takes all", a)
+        b = make_worker("b", port=b.port)  # b's copies of them were standbys meanwhile
+    wait_for(lambda w=b: bool(w.partitions()), 90, "b takes partitions", b)
+    feeder.finish()
+    verdict = settle([a, b], expected, timeout=120)
+    a.stop()
+    b.stop()
+    mismatches = local_tables_against_changelog(
+        kafka_bootstrap, topics.events, [a.data_dir, b.data_dir]
+    )
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+    assert verdict.clean, str(verdict)
 
 
 @pytest.fixture
