@@ -70,6 +70,7 @@ from engine.streaming.checkpoint import (
     committed_offset,
     end_transactions,
     handed_over,
+    keep_changelog_on_resume,
     make_current,
     pending_commits,
     read_any_partition,
@@ -286,6 +287,7 @@ class LifecycleApp:
         risk timer: each writes the table through the outbox, and none may interleave."""
         self.sweep = VersionSweep(self, chunk=config.migrate_chunk)
         """Migrates the features of restored partitions to the current workflow versions."""
+        keep_changelog_on_resume(self.app)  # or standby copies miss changelog records
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.agent(self.events, name=f"{config.app_id}.apply", concurrency=1)(self._run)

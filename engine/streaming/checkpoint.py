@@ -50,6 +50,8 @@ from typing import Any
 
 import faust
 import faust.streams as faust_streams
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.consumer import TransactionManager
@@ -57,6 +59,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent
 
 from engine.streaming.outbox import Outbox, Sent
 
@@ -81,6 +84,8 @@ FAUST_NEEDS = {
     ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait"),
     FaustProducer: ("_transaction_producers", "commit_transaction", "send"),
     TransactionManager: ("_tps_to_transactional_ids",),
+    FlowControlEvent: ("resume", "clear", "manage_queue"),
+    TableManager: ("changelog_queue",),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
 ``_committed_offset``, ``_acked``, ``_read_offset`` are checked on a live consumer by
@@ -93,6 +98,13 @@ DELIVERY_FINGERPRINT = "837cf521"
 """The same for ``ConductorCompiler.build``, which makes the callback :func:`_deliver` runs
 by hand: it must still block only on flow control, the producer's buffer and a full stream
 buffer, and need no task of its own."""
+RESUME_FINGERPRINT = "4dcdc125"
+"""The same for mode's ``FlowControlEvent.resume``, which :func:`keep_changelog_on_resume`
+replaces on the app's flow control: it must still only lift the suspension and clear the
+queues it manages."""
+RECOVERY_FINGERPRINT = "6ef567ac"
+"""The same for ``Recovery.on_recovery_completed``, whose ``flow_control.resume()`` (after
+standby partitions resumed fetching) is why :func:`keep_changelog_on_resume` exists."""
 CONSUMER_ATTRIBUTES = (
     "_committed_offset",
     "_acked",
@@ -135,6 +147,20 @@ def check_faust() -> list[str]:
             f"faust ConductorCompiler.build changed (fingerprint {digest}, expected "
             f"{DELIVERY_FINGERPRINT}): read it again against checkpoint._deliver"
         )
+    for name, function, expected in (
+        ("mode FlowControlEvent.resume", lambda: FlowControlEvent.resume, RESUME_FINGERPRINT),
+        (
+            "faust Recovery.on_recovery_completed",
+            lambda: Recovery.on_recovery_completed,
+            RECOVERY_FINGERPRINT,
+        ),
+    ):
+        digest = _fingerprint(function)
+        if digest != expected:
+            problems.append(
+                f"{name} changed (fingerprint {digest}, expected {expected}): read it "
+                "again against checkpoint.keep_changelog_on_resume"
+            )
     return problems
 
 
@@ -176,6 +202,46 @@ def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
             faust_streams._current_event.reset(token)
 
     return read
+
+
+def keep_changelog_on_resume(app: Any) -> None:
+    """Make the app's flow control keep the changelog records it has queued when it resumes
+    (it still drops them when partitions are revoked). Called once, when the app is made.
+
+    Faust's fetch loop hands each changelog record to the table manager's changelog queue,
+    which its recovery reads; the queue is one of those mode's ``FlowControlEvent.resume``
+    clears. Recovery resumes the flow, and so clears the queue, once more in
+    ``on_recovery_completed``, after the standby partitions have been resumed and the
+    fetcher has been fetching them for a while (the tables' recovery callbacks and the
+    seek of the stream partitions are awaited in between). The standby records queued
+    then were dropped while the consumer's position had moved past them, so the standby
+    went on from the records after them: its recovery takes any offset above the last it
+    saw, writes those records to RocksDB and records their offset as persisted. The
+    dropped records were never read again: when the standby later became active, its
+    recovery started at that offset (nothing to re-read), and the features they had
+    changed stayed stale (measured: 12-18 features a partition, with table format 3;
+    with format 2 the next event of a feature whose last record was lost is applied to
+    an older state: a lost event).
+
+    At a revocation Faust clears the queue itself (``flow_control.clear``) and then seeks
+    every changelog partition it keeps to the offset its store persisted, so records
+    dropped there are read again; those are still dropped.
+    """
+    flow = app.flow_control
+    missing = [name for name in ("_queues", "_suspend", "_resume") if not hasattr(flow, name)]
+    if missing:
+        raise RuntimeError(f"mode's flow control lacks {missing}: see check_faust()")
+    tables = app.tables
+
+    def resume() -> None:
+        flow._suspend.clear()
+        flow._resume.set()
+        changelog = tables.changelog_queue
+        for queue in flow._queues:
+            if queue is not changelog:
+                queue.clear()
+
+    flow.resume = resume
 
 
 async def seek_consumer(app: Any, tp: TP, offset: int) -> None:
@@ -847,6 +913,7 @@ __all__ = [
     "committed_offset",
     "end_transactions",
     "handed_over",
+    "keep_changelog_on_resume",
     "make_current",
     "pending_commits",
     "read_any_partition",

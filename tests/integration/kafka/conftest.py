@@ -95,6 +95,8 @@ class Worker:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "engine.streaming.worker"
+    """The module run (a test's variant of the worker, e.g. ``late_recovery_worker``)."""
 
     @property
     def url(self) -> str:
@@ -120,7 +122,7 @@ class Worker:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.streaming.worker"],
+            [sys.executable, "-m", self.module],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -219,12 +221,17 @@ class Worker:
 
 @pytest.fixture
 def make_worker(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Any]:
-    """``make_worker(name, port=None, **env)`` starts a worker of this test's group (same
-    ``name``: same data dir); every worker is stopped after the test."""
+    """``make_worker(name, port=None, module=None, **env)`` starts a worker of this test's
+    group (same ``name``: same data dir; ``module``: a variant of the worker to run); every
+    worker is stopped after the test."""
     started: list[Worker] = []
 
-    def make(name: str = "w", port: int | None = None, **env: str) -> Worker:
+    def make(
+        name: str = "w", port: int | None = None, module: str | None = None, **env: str
+    ) -> Worker:
         worker = Worker(kafka_bootstrap, topics, tmp_path / name, extra_env=env)
+        if module is not None:
+            worker.module = module
         if port is not None:
             worker.port = port
         started.append(worker.start())

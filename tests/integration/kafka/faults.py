@@ -313,3 +313,98 @@ def assert_each_stage_change_once(
     ids = Counter(c["id"] for c in changes if c["type"] == STAGE_CHANGED)
     assert sum(ids.values()) == stage_changes(expected), "stage changes lost or doubled"
     assert max(ids.values()) == 1, "a stage change published twice"
+
+
+OFFSET_KEY = b"__faust\x00offset__"
+"""The key under which Faust's RocksDB store keeps the last changelog offset it applied."""
+
+
+@dataclass
+class StoreMismatch:
+    """Where a worker's local table partition differs from its changelog up to the offset
+    the partition says it has applied."""
+
+    store: str
+    offset: int
+    missing: list[bytes] = field(default_factory=list)
+    stale: list[bytes] = field(default_factory=list)
+    extra: list[bytes] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.store} (applied to offset {self.offset}): {len(self.missing)} keys missing "
+            f"{self.missing[:3]}, {len(self.stale)} stale {self.stale[:3]}, "
+            f"{len(self.extra)} not in the changelog {self.extra[:3]}"
+        )
+
+
+def changelog_topic(events_topic: str) -> str:
+    """The feature table's changelog topic of a worker reading ``events_topic``."""
+    return f"{group_id(events_topic)}-features-changelog"
+
+
+def read_changelog(bootstrap: str, topic: str, partition: int, upto: int) -> dict[bytes, bytes]:
+    """The last value of each key in ``partition`` of ``topic`` among offsets ``<= upto``
+    (a tombstone deletes the key)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    state: dict[bytes, bytes] = {}
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = min(upto + 1, consumer.end_offsets([tp])[tp])
+        deadline = time.monotonic() + 60
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.offset > upto:
+                        break
+                    if record.value is None:
+                        state.pop(record.key, None)
+                    else:
+                        state[record.key] = record.value
+    finally:
+        consumer.close()
+    return state
+
+
+def local_tables_against_changelog(
+    bootstrap: str, events_topic: str, data_dirs: Iterable[Path]
+) -> list[StoreMismatch]:
+    """Compare every local table partition (RocksDB, opened read-only) of the workers whose
+    data dirs are given with the changelog read up to the offset the partition says it has
+    applied (``__faust\\x00offset__``): key for key, the last value of each, tombstones
+    deleting. Independent of the table's record format. Workers should be stopped first.
+    Returns the partitions that differ (empty: every local store is what its changelog says).
+    """
+    from rocksdict import AccessType, Options, Rdict
+
+    topic = changelog_topic(events_topic)
+    found = []
+    for data_dir in data_dirs:
+        for path in sorted(Path(data_dir).glob("**/features-*.db")):
+            partition = int(path.name.removeprefix("features-").removesuffix(".db"))
+            db = Rdict(
+                str(path), options=Options(raw_mode=True), access_type=AccessType.read_only()
+            )
+            try:
+                local = dict(db.items())
+            finally:
+                db.close()
+            offset_value = local.pop(OFFSET_KEY, None)
+            if offset_value is None:
+                continue  # never applied anything
+            offset = int(offset_value)
+            changelog = read_changelog(bootstrap, topic, partition, offset)
+            mismatch = StoreMismatch(str(path), offset)
+            for key, value in changelog.items():
+                if key not in local:
+                    mismatch.missing.append(key)
+                elif local[key] != value:
+                    mismatch.stale.append(key)
+            mismatch.extra = [k for k in local if k not in changelog]
+            if mismatch.missing or mismatch.stale or mismatch.extra:
+                found.append(mismatch)
+    return found

@@ -36,6 +36,7 @@ from tests.integration.kafka.faults import (
     committed_offsets,
     group_id,
     judge,
+    local_tables_against_changelog,
     scale,
     settle,
 )
@@ -46,6 +47,7 @@ from workflows.loader import Workflows
 pytestmark = pytest.mark.integration
 
 seeds = pytest.mark.parametrize("seed", SEEDS)
+LATE_RECOVERY = "tests.integration.kafka.late_recovery_worker"
 
 
 def wipe(worker: Worker) -> None:
@@ -325,6 +327,83 @@ def test_rolling_restart_of_two_workers_while_events_flow(
     verdict = settle([a, b], expected, timeout=120)
     assert verdict.clean, str(verdict)
     assert_committed(kafka_bootstrap, topics.events)
+    a.stop()
+    b.stop()
+    mismatches = local_tables_against_changelog(
+        kafka_bootstrap, topics.events, [a.data_dir, b.data_dir]
+    )
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+
+
+def test_standby_copies_taken_over_hold_every_changelog_record(
+    make_worker: Any, topics: Topics, kafka_bootstrap: str, workflows: Workflows
+) -> None:
+    """Partitions move active -> standby -> active between two workers (same data dirs)
+    while events flow. Afterwards every local table partition of both workers holds exactly
+    what its changelog holds up to the offset it says it applied (a standby copy that
+    skipped records and then took the partition over applies later events to a stale
+    feature: a lost event), and every feature reads as the processor says."""
+    events = lifecycles(scale(300, 1000), seed=17, prefix="S")
+    expected = expected_outcome(workflows, events)
+    a = make_worker("a")
+    a.wait_ready(partitions=PARTITIONS)
+    feeder = Feeder(kafka_bootstrap, topics.events, events, rate=scale(200, 400))
+    feeder.start()
+    b = make_worker("b")
+    for _ in range(scale(3, 5)):
+        wait_for(lambda w=b: bool(w.partitions()), 90, "b takes partitions", b)
+        time.sleep(2)
+        b.stop()  # a takes b's partitions over from its standby copies
+        wait_for(lambda: len(a.partitions() or []) == PARTITIONS, 90, "a takes all", a)
+        b = make_worker("b", port=b.port)  # b's copies of them were standbys meanwhile
+    wait_for(lambda w=b: bool(w.partitions()), 90, "b takes partitions", b)
+    feeder.finish()
+    verdict = settle([a, b], expected, timeout=120)
+    a.stop()
+    b.stop()
+    mismatches = local_tables_against_changelog(
+        kafka_bootstrap, topics.events, [a.data_dir, b.data_dir]
+    )
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+    assert verdict.clean, str(verdict)
+
+
+@seeds
+def test_a_standby_copy_taken_over_applies_the_next_events_to_the_latest_state(
+    make_worker: Any, topics: Topics, kafka_bootstrap: str, workflows: Workflows, seed: int
+) -> None:
+    """b restarts while a owns every partition and has just written a wave of changes
+    (each feature's last record among them); b takes some partitions as standby copies,
+    with those changes to read, and takes them over when a stops, then gets one more event
+    per feature. A standby that dropped changelog records (Faust's recovery cleared them
+    once the standby had begun fetching) applied that event to an older state: a lost
+    event (and its RocksDB differs from the changelog)."""
+    events = lifecycles(scale(200, 800), seed=seed, prefix=f"T{seed}-")
+    ids = sorted({e["subject"] for e in events})
+    more = second_wave(ids)
+    a = make_worker("a")
+    a.wait_ready(partitions=PARTITIONS)
+    b = make_worker("b")
+    wait_for(lambda: bool(b.partitions()), 90, "b takes partitions", b)
+    time.sleep(2)
+    b.stop()  # b's copies of every partition now fall behind
+    wait_for(lambda: len(a.partitions() or []) == PARTITIONS, 90, "a takes all", a)
+    produce(kafka_bootstrap, topics.events, [structured(e) for e in events])
+    verdict = settle([a], expected_outcome(workflows, events), timeout=120)
+    assert verdict.clean, f"a before b is back: {verdict}"
+    # Standby copies of a's partitions, with all to read; its recovery ends once their
+    # records are queued, as on a loaded machine.
+    b = make_worker("b", port=b.port, module=LATE_RECOVERY)
+    wait_for(lambda: bool(b.partitions()), 90, "b takes partitions", b)
+    time.sleep(5)  # the standbys read what they can
+    a.stop()  # b takes a's partitions over from its standby copies
+    wait_for(lambda: len(b.partitions() or []) == PARTITIONS, 90, "b takes all", b)
+    produce(kafka_bootstrap, topics.events, [structured(e) for e in more])
+    verdict = settle([b], expected_outcome(workflows, events + more), timeout=120)
+    b.stop()
+    mismatches = local_tables_against_changelog(kafka_bootstrap, topics.events, [b.data_dir])
+    assert not mismatches, "\n".join(str(m) for m in mismatches)
+    assert verdict.clean, str(verdict)
 
 
 @pytest.fixture
