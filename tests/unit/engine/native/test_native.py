@@ -21,7 +21,7 @@ import pytest
 
 import engine.native as native
 from engine.native import BUILT, COMPILED, HOT, MANIFEST, ROOT
-from engine.native.build import dependencies
+from engine.native.build import dependencies, prune
 
 SUFFIX = ".cpython"  # every compiled module's file name has the interpreter's tag
 
@@ -78,8 +78,8 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
     """Under CI the build must have happened (``make test`` builds it, ``--require``); with
     ``LIFECYCLE_NATIVE=0`` the pure Python runs; elsewhere what was decided is what runs.
     Every module of the build is checked, the core's as well as risk's."""
-    status = native.status[HOT.name]
     files = {module: importlib.import_module(module).__file__ or "" for module in HOT.modules}
+    status = native.status[HOT.name]
     assert {m.split(".")[1] for m in files} == {"core", "risk"}
     if native.switched_off():
         assert status == native.PURE_SWITCHED_OFF
@@ -211,3 +211,14 @@ def test_without_a_c_compiler_the_build_says_so_and_the_engine_runs_as_python(
     assert not list((root / "engine" / "native" / "built").glob("*/*"))
     file, status, _ = imported(root)
     assert status == native.PURE_NOT_BUILT and file.endswith(".py")
+
+
+def test_a_build_of_a_group_no_longer_built_is_removed(tmp_path: Path) -> None:
+    """``engine_risk`` (built before the core joined the risk package) is removed by the
+    next build, so a wheel made after ``make native`` carries only what can be loaded."""
+    for group in ("engine_risk", HOT.name):
+        (tmp_path / group).mkdir()
+        (tmp_path / group / MANIFEST).write_text("{}")
+    (tmp_path / "engine_hot-tmp").mkdir()  # a build under way: no manifest, left alone
+    prune(HOT, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine_hot", "engine_hot-tmp"]
