@@ -1,24 +1,27 @@
 """Compiled (mypyc) builds of the engine's hot modules, used only while they match the source.
 
-The risk package (``engine.risk``: reasons, signals, deadlines, forecasts and the monitor)
-runs on every event a live engine applies; compiled with mypyc, what it adds to an event
-costs about half of what it costs as Python (``bench/risk_split.py``: the judging a seventh,
-the model rebuilds half, the bookkeeping the same). :mod:`engine.native.build` (``make
-native``, run by ``make demo``, ``make test`` and the Docker image's build) compiles it into
-``engine/native/built/``, a directory of its own, with a manifest of what it was built
-from: the SHA-256 of each compiled module's source and of every project module those import
-(mypyc bakes their types and constants into the compiled code).
+The core's processor, effects and time math (``engine.core``) and the risk package
+(``engine.risk``: reasons, signals, deadlines, forecasts and the monitor) run on every event
+a live engine applies. Compiled with mypyc, risk costs about half of what it costs as
+Python (``bench/risk_split.py``), and the core without risk runs about a tenth faster
+(``bench/core.py``); compiled together, risk's reads of the core's states stay native too.
+:mod:`engine.native.build` (``make native``, run by ``make demo``, ``make test`` and the
+Docker image's build) compiles them into ``engine/native/built/``, a directory of its own,
+with a manifest of what it was built from: the SHA-256 of each compiled module's source and
+of every project module those import (mypyc bakes their types and constants into the
+compiled code).
 
 Never stale. A compiled module next to its ``.py`` would shadow it silently: a developer who
 edits ``engine/risk/monitor.py`` would go on running the old build. So :func:`load`, called
-by ``engine/risk/__init__.py`` before any of its modules is imported, hashes those sources
-again (about a millisecond) and hands the compiled modules to the import system only when
-every hash matches; otherwise the pure Python runs, with one warning naming the changed
-file. Rebuilding is ``make native`` (the ``make`` targets that run code do it first).
+by ``engine/core/__init__.py`` and ``engine/risk/__init__.py`` before any of their modules is
+imported, hashes those sources again (about a millisecond) and hands the compiled modules to
+the import system only when every hash matches; otherwise the pure Python runs, with one
+warning naming the changed file. Rebuilding is ``make native`` (the ``make`` targets that
+run code do it first).
 
-Pure Python is a supported fallback with the same behaviour (the unit tests run the risk
-tests both ways): it runs when nothing was built (no C compiler: the build says so and
-``make demo`` goes on), when ``LIFECYCLE_NATIVE=0`` (read here, at import, before any
+Pure Python is a supported fallback with the same behaviour (the unit tests run the core's
+and risk's tests both ways): it runs when nothing was built (no C compiler: the build says
+so and ``make demo`` goes on), when ``LIFECYCLE_NATIVE=0`` (read here, at import, before any
 setting can be: the choice is made once per process), when the build is stale, or when it
 fails to load (another Python, a damaged file).
 """
@@ -66,9 +69,12 @@ class Group:
         return f"{self.name}__mypyc"
 
 
-RISK: Final = Group(
-    "engine_risk",
+HOT: Final = Group(
+    "engine_hot",
     (
+        "engine.core.effects",
+        "engine.core.processor",
+        "engine.core.timemath",
         "engine.risk.deadlines",
         "engine.risk.forecast",
         "engine.risk.monitor",
@@ -76,6 +82,16 @@ RISK: Final = Group(
         "engine.risk.signals",
     ),
 )
+"""The core and the risk package, compiled as one library: the risk modules call the core's
+time math and read its outcomes on every event, and calls stay native only inside one
+library. So the two are one build, used or not as a whole: an edit to any source either of
+them imports runs both as Python.
+
+``engine.core.state`` and ``engine.core.outcomes`` stay interpreted: compiled, a class of
+theirs becomes one mypyc checks the types of (reading a ``FeatureState`` field of another
+type than declared, a ``HistoryEntry`` outcome given as a plain string, an ``ExternalKeys``
+given a list raise ``TypeError``), where the Python takes them as they come, and the stores
+and tests rely on that; their named tuples and enum gain little from it anyway."""
 
 status: dict[str, str] = {}
 """Per group name, what :func:`load` decided: :data:`COMPILED`, or ``pure: <why>``."""

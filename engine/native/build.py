@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.native import BUILT, COMPILED, MANIFEST, RISK, ROOT, Group, check, source_hash
+from engine.native import BUILT, COMPILED, HOT, MANIFEST, ROOT, Group, check, source_hash
 
 PACKAGES = ("engine", "events", "workflows", "metrics", "connectors")
 """The project's top-level packages: the sources whose hashes a build depends on."""
@@ -131,13 +131,22 @@ def build(group: Group, root: Path = ROOT, built: Path = BUILT, *, force: bool =
     return f"{group.name}: built {len(group.modules)} modules ({len(digests)} sources hashed)"
 
 
+def prune(keep: Group, built: Path = BUILT) -> None:
+    """Remove the builds of groups no longer built (``engine_risk`` before the core joined
+    it), so a wheel made after ``make native`` carries only what can be loaded."""
+    for path in built.glob(f"*/{MANIFEST}"):
+        if path.parent.name != keep.name:
+            shutil.rmtree(path.parent)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--require", action="store_true", help="fail when the build fails")
     ap.add_argument("--force", action="store_true", help="build even when up to date")
     args = ap.parse_args()
     try:
-        print(build(RISK, force=args.force))
+        print(build(HOT, force=args.force))
+        prune(HOT)
     except (RuntimeError, OSError) as err:
         if args.require:
             print(f"native build: {err}", file=sys.stderr)
@@ -145,7 +154,7 @@ def main() -> int:
         why = str(err).strip().splitlines()[-1]
         print(
             f"native build: not built ({why}); the engine runs as pure Python, the same "
-            "behaviour with slower risk",
+            "behaviour, slower",
             file=sys.stderr,
         )
     return 0

@@ -39,7 +39,7 @@ def test_make_demo_installs_only_the_runtime(tmp_path: Path) -> None:
     assert commands.rstrip().endswith("lifecycle demo")
 
 
-def test_make_demo_and_test_compile_the_risk_package_which_only_ci_requires(
+def test_make_demo_and_test_compile_the_core_and_risk_which_only_ci_requires(
     tmp_path: Path,
 ) -> None:
     demo = dry_run("demo", tmp_path / "venv", "CI=")
@@ -47,6 +47,7 @@ def test_make_demo_and_test_compile_the_risk_package_which_only_ci_requires(
     assert "-m engine.native.build --require" in dry_run("test", tmp_path / "venv", "CI=true")
     commands = dry_run("test", tmp_path / "venv")
     assert "LIFECYCLE_NATIVE=0" in commands and "tests/unit/engine/risk" in commands
+    assert "tests/unit/engine/core" in commands  # the compiled core runs as Python too
 
 
 def test_make_demo_can_keep_the_earlier_portfolio(tmp_path: Path) -> None:

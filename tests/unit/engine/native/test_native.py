@@ -1,11 +1,14 @@
-"""The compiled risk package is used only while it matches the source (engine.native).
+"""The compiled core and risk package are used only while they match the source
+(engine.native).
 
-Each case imports the risk monitor in a fresh interpreter from a copy of the project's
-packages, so what it loads is decided as a process starting up decides it.
+Each case imports a compiled module (the risk monitor, or the core's processor) in a fresh
+interpreter from a copy of the project's packages, so what it loads is decided as a process
+starting up decides it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import json
 import os
@@ -17,9 +20,8 @@ from pathlib import Path
 import pytest
 
 import engine.native as native
-import engine.risk.monitor
-from engine.native import BUILT, COMPILED, MANIFEST, RISK, ROOT
-from engine.native.build import dependencies
+from engine.native import BUILT, COMPILED, HOT, MANIFEST, ROOT
+from engine.native.build import dependencies, prune
 
 SUFFIX = ".cpython"  # every compiled module's file name has the interpreter's tag
 
@@ -33,12 +35,11 @@ def copy_tree(to: Path) -> Path:
     return to
 
 
-def imported(root: Path, **env: str) -> tuple[str, str, str]:
-    """Import the risk monitor from ``root`` in a fresh interpreter: its file, what
+def imported(root: Path, module: str = "engine.risk.monitor", **env: str) -> tuple[str, str, str]:
+    """Import ``module`` from ``root`` in a fresh interpreter: its file, what
     :func:`engine.native.load` decided, and what was logged."""
     code = (
-        "import engine.risk.monitor as m, engine.native as n;"
-        "print(m.__file__); print(n.status['engine_risk'])"
+        f"import {module} as m, engine.native as n;print(m.__file__); print(n.status[{HOT.name!r}])"
     )
     environment = {k: v for k, v in os.environ.items() if k != native.SWITCH}
     done = subprocess.run(
@@ -56,9 +57,9 @@ def imported(root: Path, **env: str) -> tuple[str, str, str]:
 
 def fake_build(root: Path) -> Path:
     """A build of ``root``'s sources whose libraries are not libraries: loading them fails."""
-    built = root / "engine" / "native" / "built" / RISK.name
+    built = root / "engine" / "native" / "built" / HOT.name
     built.mkdir(parents=True)
-    modules = {module: f"{module}{SUFFIX}-fake.so" for module in (*RISK.modules, RISK.library)}
+    modules = {module: f"{module}{SUFFIX}-fake.so" for module in (*HOT.modules, HOT.library)}
     for file in modules.values():
         (built / file).write_bytes(b"not a shared library")
     manifest = {
@@ -66,7 +67,7 @@ def fake_build(root: Path) -> Path:
         "modules": modules,
         "sources": {
             str(path.relative_to(root)): native.source_hash(path)
-            for path in dependencies(root, RISK.modules)
+            for path in dependencies(root, HOT.modules)
         },
     }
     (built / MANIFEST).write_text(json.dumps(manifest))
@@ -75,20 +76,22 @@ def fake_build(root: Path) -> Path:
 
 def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
     """Under CI the build must have happened (``make test`` builds it, ``--require``); with
-    ``LIFECYCLE_NATIVE=0`` the pure Python runs; elsewhere what was decided is what runs."""
-    status = native.status[RISK.name]
-    file = engine.risk.monitor.__file__ or ""
+    ``LIFECYCLE_NATIVE=0`` the pure Python runs; elsewhere what was decided is what runs.
+    Every module of the build is checked, the core's as well as risk's."""
+    files = {module: importlib.import_module(module).__file__ or "" for module in HOT.modules}
+    status = native.status[HOT.name]
+    assert {m.split(".")[1] for m in files} == {"core", "risk"}
     if native.switched_off():
-        assert status == native.PURE_SWITCHED_OFF and file.endswith(".py")
+        assert status == native.PURE_SWITCHED_OFF
+        assert all(file.endswith(".py") for file in files.values()), files
         return
     if os.environ.get("CI") == "true":
-        assert status == COMPILED, f"CI runs the compiled risk package, not: {status}"
-    if status == COMPILED:
-        assert file.startswith(str(BUILT)) and SUFFIX in file
-        for module in RISK.modules:
-            assert SUFFIX in (sys.modules[module].__file__ or ""), module
-    else:
-        assert file.endswith(".py")
+        assert status == COMPILED, f"CI runs the compiled core and risk package, not: {status}"
+    for module, file in files.items():
+        if status == COMPILED:
+            assert file.startswith(str(BUILT)) and SUFFIX in file, module
+        else:
+            assert file.endswith(".py"), module
 
 
 def test_a_build_whose_sources_all_match_is_loaded(tmp_path: Path) -> None:
@@ -102,21 +105,34 @@ def test_a_build_whose_sources_all_match_is_loaded(tmp_path: Path) -> None:
     assert logged.count("runs as pure Python") == 1
 
 
-@pytest.mark.parametrize("edited", ["engine/risk/monitor.py", "engine/core/state.py"])
-def test_a_build_older_than_its_sources_is_not_used(tmp_path: Path, edited: str) -> None:
-    """A risk module, or a module it imports, edited after the build: the build is not even
-    loaded (its libraries are never opened), the edited source runs, and one warning names
-    the file."""
+@pytest.mark.parametrize(
+    ("module", "edited"),
+    [
+        ("engine.risk.monitor", "engine/risk/monitor.py"),
+        ("engine.risk.monitor", "engine/core/state.py"),
+        ("engine.core.processor", "engine/core/processor.py"),
+        ("engine.core.processor", "engine/risk/forecast.py"),
+        ("engine.core.timemath", "workflows/model.py"),
+    ],
+)
+def test_a_build_older_than_its_sources_is_not_used(
+    tmp_path: Path, module: str, edited: str
+) -> None:
+    """A compiled module, or a module one of them imports, edited after the build: the
+    build is not even loaded (its libraries are never opened), the core and risk both run
+    as Python (risk's compiled code assumes the core's compiled classes, and the reverse),
+    the edited source runs, and one warning names the file."""
     root = copy_tree(tmp_path)
     fake_build(root)
     with (root / edited).open("a") as f:
         f.write("\nEDITED = True  # after the build\n")
-    file, status, logged = imported(root)
+    file, status, logged = imported(root, module)
     assert status == f"pure: {edited} changed since the build (rebuild: make native)"
-    assert file.endswith("monitor.py")
+    assert file.endswith(module.rsplit(".", 1)[1] + ".py")
     assert logged.count("runs as pure Python") == 1 and edited in logged
-    if edited.endswith("monitor.py"):
-        code = "import engine.risk.monitor as m; print(m.EDITED)"
+    if edited.startswith("engine/"):
+        name = edited.removesuffix(".py").replace("/", ".")
+        code = f"import engine.core.processor, {name} as m; print(m.EDITED)"
         ran = subprocess.run(
             [sys.executable, "-c", code],
             cwd=root,
@@ -137,31 +153,43 @@ def test_switched_off_or_not_built_runs_the_pure_python_quietly(tmp_path: Path) 
     assert (status, logged) == (native.PURE_SWITCHED_OFF, "") and file.endswith(".py")
 
 
-def test_the_real_build_copied_is_used_and_an_edit_turns_it_off(tmp_path: Path) -> None:
-    """The project's own build, copied with its sources, loads compiled; after an edit of
-    the monitor it does not. Needs the build (CI requires it: see the first test)."""
-    found = native.check(RISK)[0]  # whatever this process was told (LIFECYCLE_NATIVE)
+@pytest.mark.parametrize(
+    "edited", ["engine/risk/monitor.py", "engine/core/effects.py", "engine/core/timemath.py"]
+)
+def test_the_real_build_copied_is_used_and_an_edit_turns_it_off(
+    tmp_path: Path, edited: str
+) -> None:
+    """The project's own build, copied with its sources, loads compiled (the core's modules
+    and risk's); after an edit of one source it does not. Needs the build (CI requires it:
+    see the first test)."""
+    found = native.check(HOT)[0]  # whatever this process was told (LIFECYCLE_NATIVE)
     if found != COMPILED:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI builds the compiled risk package, but: {found}")
+            pytest.fail(f"CI builds the compiled core and risk package, but: {found}")
         pytest.skip(f"no fresh build here ({found}): run make native")
     root = copy_tree(tmp_path)
-    shutil.copytree(BUILT / RISK.name, root / "engine" / "native" / "built" / RISK.name)
-    file, status, logged = imported(root)
-    assert status == COMPILED and SUFFIX in file and logged == ""
-    with (root / "engine/risk/monitor.py").open("a") as f:
+    shutil.copytree(BUILT / HOT.name, root / "engine" / "native" / "built" / HOT.name)
+    for module in ("engine.risk.monitor", "engine.core.processor", "engine.core.timemath"):
+        file, status, logged = imported(root, module)
+        assert status == COMPILED and SUFFIX in file and logged == "", module
+    with (root / edited).open("a") as f:
         f.write("\n# edited\n")
-    file, status, _ = imported(root)
-    assert status.startswith("pure: engine/risk/monitor.py changed") and file.endswith(".py")
+    for module in ("engine.risk.monitor", "engine.core.processor"):
+        file, status, _ = imported(root, module)
+        assert status.startswith(f"pure: {edited} changed") and file.endswith(".py"), module
 
 
 def test_the_hashed_sources_are_what_the_compiled_modules_import() -> None:
-    found = {str(path.relative_to(ROOT)) for path in dependencies(ROOT, RISK.modules)}
+    found = {str(path.relative_to(ROOT)) for path in dependencies(ROOT, HOT.modules)}
     assert {
         "engine/risk/monitor.py",
         "engine/risk/forecast.py",
-        "engine/core/state.py",  # imported by the risk modules: its types are compiled in
+        "engine/core/state.py",
         "engine/core/processor.py",
+        "engine/core/effects.py",
+        "engine/core/timemath.py",
+        "events/envelope.py",  # imported by the core: its types are compiled in
+        "events/catalogue.py",
         "workflows/model.py",
         "engine/native/__init__.py",
     } <= found
@@ -183,3 +211,14 @@ def test_without_a_c_compiler_the_build_says_so_and_the_engine_runs_as_python(
     assert not list((root / "engine" / "native" / "built").glob("*/*"))
     file, status, _ = imported(root)
     assert status == native.PURE_NOT_BUILT and file.endswith(".py")
+
+
+def test_a_build_of_a_group_no_longer_built_is_removed(tmp_path: Path) -> None:
+    """``engine_risk`` (built before the core joined the risk package) is removed by the
+    next build, so a wheel made after ``make native`` carries only what can be loaded."""
+    for group in ("engine_risk", HOT.name):
+        (tmp_path / group).mkdir()
+        (tmp_path / group / MANIFEST).write_text("{}")
+    (tmp_path / "engine_hot-tmp").mkdir()  # a build under way: no manifest, left alone
+    prune(HOT, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine_hot", "engine_hot-tmp"]
