@@ -50,6 +50,7 @@ from typing import Any
 
 import faust
 import faust.streams as faust_streams
+from faust.stores.rocksdb import Store as RocksStore
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.consumer import TransactionManager
@@ -58,6 +59,7 @@ from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
+from rocksdict import WriteBatch
 
 from engine.streaming.outbox import Outbox, Sent
 
@@ -84,6 +86,7 @@ FAUST_NEEDS = {
     AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
     ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait", "wait_until_ebb"),
     FlowControlEvent: ("is_active", "acquire"),
+    RocksStore: ("_set", "_del", "_db_for_partition", "_encode_key", "_encode_value"),
     FaustProducer: ("_transaction_producers", "commit_transaction", "send"),
     TransactionManager: ("_tps_to_transactional_ids",),
 }
@@ -102,6 +105,10 @@ INBOX_FINGERPRINT = "161251de"
 """The same for what :class:`Inbox` does in Faust's place or relies on: ``Consumer.ack``
 and ``Consumer.wait_empty`` (a batch tracked as unacknowledged is waited for) and the
 stream's iterator ``Stream._py_aiter`` (which records it skips after a rebalance)."""
+LOCAL_WRITE_FINGERPRINT = "f681022a"
+"""The same for the RocksDB store's ``_set`` and ``_del``, whose writes :func:`write_local`
+makes in batches: the key and value bytes, the partition and the key index must stay
+theirs."""
 CONSUMER_ATTRIBUTES = (
     "_committed_offset",
     "_acked",
@@ -153,6 +160,13 @@ def check_faust() -> list[str]:
         problems.append(
             f"faust's acknowledgements or stream iterator changed (fingerprint {digest}, "
             f"expected {INBOX_FINGERPRINT}): read them again against checkpoint.Inbox"
+        )
+    digest = _fingerprint(lambda: RocksStore._set, lambda: RocksStore._del)
+    if digest != LOCAL_WRITE_FINGERPRINT:
+        problems.append(
+            f"faust's RocksDB store writes changed (fingerprint {digest}, expected "
+            f"{LOCAL_WRITE_FINGERPRINT}): read Store._set and _del again against "
+            f"checkpoint.write_local"
         )
     return problems
 
@@ -982,12 +996,8 @@ class Committer:
             raise
         data = self.table.data
         unwritten = self.unwritten
-        for record, key, value in writes:
-            make_current(record)  # the RocksDB partition written
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
+        write_local(data, writes)
+        for _, key, value in writes:
             if unwritten.get(key, _ABSENT) is value:  # no later batch wrote it since
                 del unwritten[key]
         changelog = self.table.changelog_topic.get_topic_name()
@@ -1001,6 +1011,43 @@ class Committer:
         # batch: stop the worker instead, so its records are delivered again.
         log.exception("publishing a batch's records failed; stopping the worker")
         await self.app.crash(err)
+
+
+def write_local(data: Any, writes: Sequence[tuple[Any, str, bytes | None]]) -> None:
+    """Write a batch's table records (event record, key, value; ``None`` deletes) to the
+    table's local store ``data``, each in the partition of its record.
+
+    Faust's RocksDB store writes key by key (``Store._set``: a ``put``, the WAL and the
+    memtable each time, the partition found from the current event); here each partition's
+    records go in one ``WriteBatch``, as Faust's own recovery writes changelog records
+    (``Store.apply_changelog_batch``), with the same key and value bytes and the key index
+    ``_set`` keeps. Any other store (``memory://``) is written key by key as before.
+    """
+    if not getattr(data, "use_rocksdict", False):
+        for record, key, value in writes:
+            make_current(record)  # the partition written
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return
+    batches: dict[int, Any] = {}
+    index = data._key_index
+    encode_key = data._encode_key
+    encode_value = data._encode_value
+    for record, key, value in writes:
+        partition = record.message.partition
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = WriteBatch(raw_mode=True)
+        key_bytes = encode_key(key)
+        if value is None:
+            batch.delete(key_bytes)
+        else:
+            batch.put(key_bytes, encode_value(value))
+            index[key_bytes] = partition
+    for partition, batch in batches.items():
+        data._db_for_partition(partition).write(batch)
 
 
 class EarlierBatchFailed(RuntimeError):
@@ -1033,4 +1080,5 @@ __all__ = [
     "seek_consumer",
     "send_in_transaction",
     "started_consumer",
+    "write_local",
 ]
