@@ -200,12 +200,16 @@ def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
     Faust's RocksDB store reads only the partition of the *current event* when there is
     one, but a read may come from elsewhere in the same task (an HTTP read, a timer), so it
     is made with no current event: the store then finds the key's partition itself.
+
+    Read from the table's store (``table.data``), not through the table's own ``get``:
+    that asks the store whether it holds the key and then reads it, two RocksDB look-ups
+    and the key encoded twice, and feeds Faust's sensors, which the worker does not use.
     """
 
     def read(key: str) -> bytes | None:
         token = faust_streams._current_event.set(None)
         try:
-            value: bytes | None = table.get(key)
+            value: bytes | None = table.data.get(key)
             return value
         finally:
             faust_streams._current_event.reset(token)

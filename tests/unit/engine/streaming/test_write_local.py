@@ -55,3 +55,27 @@ def test_batched_writes_store_what_faust_stores_key_by_key(
             assert read(key) is None
 
     asyncio.run(run())
+
+
+def test_a_read_looks_the_key_up_once(workflows: Workflows, tmp_path: Path) -> None:
+    """Through the table's own ``get`` a read asked RocksDB whether it held the key, then
+    read it: two look-ups a read (2% of the worker's thread)."""
+
+    async def run() -> None:
+        table = _table(workflows, tmp_path)
+        write_local(table.data, [(_Placed("lifecycle.events", 1), "F-1", b"{}")])
+        lookups: list[str] = []
+        for name in ("_contains", "_get"):
+            real = getattr(table.data, name)
+
+            def counted(key: bytes, real: Any = real, name: str = name) -> Any:
+                lookups.append(name)
+                return real(key)
+
+            setattr(table.data, name, counted)
+        read = read_any_partition(table)
+        assert read("F-1") == b"{}"
+        assert read("F-2") is None
+        assert lookups == ["_get", "_get"]
+
+    asyncio.run(run())
