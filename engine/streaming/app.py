@@ -5,7 +5,8 @@ Built by :func:`create_app` from plain values (:class:`StreamingConfig`), so tes
 benchmark build one without environment variables; :mod:`engine.streaming.worker` is the
 composition root that reads the settings, adds the HTTP API and runs it.
 
-Per batch of records from ``Stream.take_events``:
+Per batch of records, handed by Faust's fetch loop to the agent through the
+:class:`~engine.streaming.checkpoint.Inbox` (not through Faust's stream):
 
 1. each record is admitted only in order (:meth:`Checkpoint.admit`; a jump is checked with
    the :class:`~engine.streaming.probe.GapProbe` and sought back when records were skipped);
@@ -64,6 +65,7 @@ from engine.streaming.checkpoint import (
     DROP,
     Checkpoint,
     Committer,
+    Inbox,
     aiokafka_producer,
     around_commit,
     around_last_commit,
@@ -222,6 +224,8 @@ class LifecycleApp:
         )
         self.checkpoint = Checkpoint(config.events_topic)
         """The last input offset durably processed, per partition: what Faust commits."""
+        self.inbox = Inbox(self.app, config.batch_size, config.batch_within)
+        """The events topic's records, from Faust's fetch loop to the agent's batches."""
         self._outbox: Outbox | None = None
         self.committer = Committer(
             self.app,
@@ -336,16 +340,27 @@ class LifecycleApp:
         return frozenset(tp.partition for tp in tps if tp.topic == self.config.events_topic)
 
     async def _run(self, stream: Any) -> None:
-        """The Faust agent: batches of records in, outcomes stored, outputs sent."""
-        self.checkpoint.install(self.app.consumer)
+        """The Faust agent: batches of records in, outcomes stored, outputs sent.
+
+        The records come from the :class:`~engine.streaming.checkpoint.Inbox` the fetch
+        loop fills, not from Faust's ``stream`` (left unused): see the inbox for what
+        Faust's stream layer did that it keeps. A batch's records count as unacknowledged
+        for Faust until the batch is applied (or its agent crashed), so a revocation and
+        the stop wait for it."""
+        self.checkpoint.install(self.app.consumer, self.inbox)
         around_last_commit(self.app.consumer, self._last_commit)
         if not self.direct:
             around_commit(self.app.consumer, self._between_batches)
         await self.transitions.maybe_declare()
         await self.dlq.maybe_declare()
-        async for batch in stream.take_events(self.config.batch_size, self.config.batch_within):
-            async with self.turn:
-                await self.apply_batch(batch)
+        inbox = self.inbox
+        while True:
+            batch = await inbox.take()
+            try:
+                async with self.turn:
+                    await self.apply_batch(batch)
+            finally:
+                inbox.done(batch)
 
     async def handle_batch(self, batch: Sequence[Any]) -> None:
         """:meth:`apply_batch`, then wait until the batch and every one before it is

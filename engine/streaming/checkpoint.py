@@ -50,6 +50,7 @@ from typing import Any
 
 import faust
 import faust.streams as faust_streams
+from faust.stores.rocksdb import Store as RocksStore
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.conductor import ConductorCompiler
@@ -60,6 +61,7 @@ from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
+from rocksdict import WriteBatch
 
 from engine.streaming.outbox import Outbox, Sent
 
@@ -79,12 +81,16 @@ FAUST_NEEDS = {
         "commit_and_end_transactions",
         "_filter_tps_with_pending_acks",
         "_filter_committable_offsets",
+        "ack",
+        "wait_empty",
+        "unacked",
     ),
     AIOKafkaConsumerThread: ("call_thread", "_ensure_consumer"),
-    ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait"),
+    ProducerBuffer: ("put", "_send_pending", "_handle_pending", "wait", "wait_until_ebb"),
+    FlowControlEvent: ("is_active", "acquire", "resume", "clear", "manage_queue"),
+    RocksStore: ("_set", "_del", "_db_for_partition", "_encode_key", "_encode_value"),
     FaustProducer: ("_transaction_producers", "commit_transaction", "send"),
     TransactionManager: ("_tps_to_transactional_ids",),
-    FlowControlEvent: ("resume", "clear", "manage_queue"),
     TableManager: ("changelog_queue",),
 }
 """Attributes of Faust classes this module relies on (instance attributes such as
@@ -105,6 +111,14 @@ queues it manages."""
 RECOVERY_FINGERPRINT = "6ef567ac"
 """The same for ``Recovery.on_recovery_completed``, whose ``flow_control.resume()`` (after
 standby partitions resumed fetching) is why :func:`keep_changelog_on_resume` exists."""
+INBOX_FINGERPRINT = "161251de"
+"""The same for what :class:`Inbox` does in Faust's place or relies on: ``Consumer.ack``
+and ``Consumer.wait_empty`` (a batch tracked as unacknowledged is waited for) and the
+stream's iterator ``Stream._py_aiter`` (which records it skips after a rebalance)."""
+LOCAL_WRITE_FINGERPRINT = "f681022a"
+"""The same for the RocksDB store's ``_set`` and ``_del``, whose writes :func:`write_local`
+makes in batches: the key and value bytes, the partition and the key index must stay
+theirs."""
 CONSUMER_ATTRIBUTES = (
     "_committed_offset",
     "_acked",
@@ -161,16 +175,36 @@ def check_faust() -> list[str]:
                 f"{name} changed (fingerprint {digest}, expected {expected}): read it "
                 "again against checkpoint.keep_changelog_on_resume"
             )
+    digest = _fingerprint(
+        lambda: FaustConsumer.ack,
+        lambda: FaustConsumer.wait_empty,
+        lambda: faust_streams.Stream._py_aiter,
+    )
+    if digest != INBOX_FINGERPRINT:
+        problems.append(
+            f"faust's acknowledgements or stream iterator changed (fingerprint {digest}, "
+            f"expected {INBOX_FINGERPRINT}): read them again against checkpoint.Inbox"
+        )
+    digest = _fingerprint(lambda: RocksStore._set, lambda: RocksStore._del)
+    if digest != LOCAL_WRITE_FINGERPRINT:
+        problems.append(
+            f"faust's RocksDB store writes changed (fingerprint {digest}, expected "
+            f"{LOCAL_WRITE_FINGERPRINT}): read Store._set and _del again against "
+            f"checkpoint.write_local"
+        )
     return problems
 
 
-def _fingerprint(function: Callable[[], Any]) -> str:
-    """The first 8 hex digits of the SHA-256 of a function's source (of nothing: gone)."""
-    try:
-        source = inspect.getsource(function())
-    except (OSError, TypeError, AttributeError):
-        source = ""
-    return hashlib.sha256(source.encode()).hexdigest()[:8]
+def _fingerprint(*functions: Callable[[], Any]) -> str:
+    """The first 8 hex digits of the SHA-256 of the functions' sources, one after the other
+    (of nothing where one is gone)."""
+    sources = []
+    for function in functions:
+        try:
+            sources.append(inspect.getsource(function()))
+        except (OSError, TypeError, AttributeError):
+            sources.append("")
+    return hashlib.sha256("".join(sources).encode()).hexdigest()[:8]
 
 
 def make_current(record: Any) -> None:
@@ -178,9 +212,8 @@ def make_current(record: Any) -> None:
 
     Faust finds the partition of a table write (its changelog partition and RocksDB
     partition store) and, under exactly-once, the transaction of a send from the current
-    event. A batch from ``take_events`` has none of its own, so the agent sets it per record.
-    Only the task's context variable is set, never ``Stream.current_event``: ``take_events``
-    reads that attribute to collect the events it acknowledges.
+    event. A batch from the :class:`Inbox` has none of its own, so the agent sets it per
+    record. Only the task's context variable is set, never a stream's ``current_event``.
     """
     faust_streams._current_event.set(weakref.ref(record))
 
@@ -191,12 +224,16 @@ def read_any_partition(table: Any) -> Callable[[str], bytes | None]:
     Faust's RocksDB store reads only the partition of the *current event* when there is
     one, but a read may come from elsewhere in the same task (an HTTP read, a timer), so it
     is made with no current event: the store then finds the key's partition itself.
+
+    Read from the table's store (``table.data``), not through the table's own ``get``:
+    that asks the store whether it holds the key and then reads it, two RocksDB look-ups
+    and the key encoded twice, and feeds Faust's sensors, which the worker does not use.
     """
 
     def read(key: str) -> bytes | None:
         token = faust_streams._current_event.set(None)
         try:
-            value: bytes | None = table.get(key)
+            value: bytes | None = table.data.get(key)
             return value
         finally:
             faust_streams._current_event.reset(token)
@@ -574,12 +611,13 @@ class Checkpoint:
             self._awaiting.pop(partition, None)
             self._sought_at.pop(partition, None)
 
-    def install(self, consumer: Any) -> None:
+    def install(self, consumer: Any, inbox: Inbox | None = None) -> None:
         """Make ``consumer`` (Faust's) commit this topic's offsets from this checkpoint.
 
         Replaces the consumer's ``_new_offset`` for this topic only. Faust's own list of
         acknowledged offsets for the topic is emptied at each commit (it is not used, and
         would otherwise grow); its commit timing and its other topics are left alone.
+        With an ``inbox``, its fetch loop hands this topic's records to it (:class:`Inbox`).
         """
         if getattr(consumer, "_lifecycle_checkpoint", None) is self:
             return  # the agent restarted: already installed
@@ -598,7 +636,7 @@ class Checkpoint:
             return self.committable(tp.partition)
 
         consumer._new_offset = new_offset
-        consumer._drain_messages = _drain_without_drops(consumer, topic)
+        consumer._drain_messages = _drain_without_drops(consumer, topic, inbox=inbox)
         consumer._lifecycle_checkpoint = self
 
 
@@ -613,7 +651,7 @@ the fetch loop waits for aiokafka."""
 
 
 def _drain_without_drops(
-    consumer: Any, topic: str, direct: bool = DIRECT_DELIVERY
+    consumer: Any, topic: str, direct: bool = DIRECT_DELIVERY, inbox: Inbox | None = None
 ) -> Callable[[Any], Any]:
     """Faust's fetch loop (``Consumer._drain_messages``), except that records of ``topic``
     are never dropped for being below Faust's read offset: after the agent seeks a
@@ -621,7 +659,9 @@ def _drain_without_drops(
     :meth:`Checkpoint.admit` judges every record of the topic itself. Everything else is
     as in faust-streaming 0.15: other topics keep Faust's read-offset check, gaps are
     recorded for them, records fetched while the flow is suspended (a rebalance) are let go.
-    Each record is delivered by :func:`_deliver` (``direct``: see :data:`DIRECT_DELIVERY`).
+    Each record is delivered by :func:`_deliver` (``direct``: see :data:`DIRECT_DELIVERY`);
+    with an ``inbox``, the records of ``topic`` go into it (:meth:`Inbox.offer`) instead
+    of through Faust's conductor, channel and stream.
     """
     from faust.transport.consumer import CONSUMER_FETCHING
 
@@ -657,7 +697,10 @@ def _drain_without_drops(
                     if commit_every is not None and consumer._n_acked >= commit_every:
                         consumer._n_acked = 0
                         await consumer.commit()
-                    await _deliver(consumer, callback(message), suspended, direct)
+                    if inbox is None or tp.topic != topic:
+                        await _deliver(consumer, callback(message), suspended, direct)
+                    elif not inbox.offer(message):  # it refuses while the flow is suspended
+                        await _deliver(consumer, inbox.put(message), suspended, direct)
                     read_offset[tp] = offset
                 consumer.diag.unset_flag(CONSUMER_FETCHING)
         except consumer.consumer_stopped_errors:
@@ -724,6 +767,157 @@ class _Resumed:
                     blocked_on = coro.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+class Inbox:
+    """The events topic's records, handed by the fetch loop straight to the worker's
+    batches, without Faust's conductor, channel queue, stream and ``take_events``.
+
+    Faust moves each record through its conductor (an ``Event`` decoded, a queue put), its
+    stream (a queue get, sensors, the current event, ``take_events``' processor) and, per
+    batch, an acknowledgement per record: measured on the worker's thread under a backlog,
+    about a quarter of the thread (``bench/streaming.py``; see the README). Here the fetch
+    loop (:func:`_drain_without_drops`) appends the message itself, and :meth:`take` hands
+    the agent batches as ``take_events`` would, keeping what Faust's path guarantees:
+
+    - flow control: a record is held while Faust's flow control is suspended and while
+      its producer buffer is over its limit (the conductor's ``on_message`` steps), and the
+      fetch loop waits while :attr:`room` records wait; each of those waits is cut, and the
+      record let go, when the consumer's flow is suspended (``_deliver``'s ``wait_first``);
+    - what a rebalance leaves behind: a record fetched for an earlier generation of the
+      group, or taken while the flow is suspended, is dropped, as Faust's stream skips it
+      (:meth:`Checkpoint.admit` then asks again for what the partition must deliver);
+    - acknowledgements: a batch's records are tracked as Faust's unacknowledged messages
+      from :meth:`take` until :meth:`done`, so Faust's ``wait_empty`` (a revocation, the
+      stop) waits for the batch being applied, as it waits for ``take_events``' batch.
+
+    Args:
+        app: the Faust app (its flow control, producer buffer, consumer and generation).
+        size: at most this many records a batch.
+        within: seconds a batch waits to fill once its first record is there.
+        room: records the fetch loop may put before it waits (default: two batches).
+    """
+
+    def __init__(self, app: Any, size: int, within: float, room: int | None = None) -> None:
+        self.app = app
+        self.size = size
+        self.within = within
+        self.room = room if room is not None else 2 * size
+        self._records: collections.deque[Any] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._full: asyncio.Future[None] | None = None
+        """While :meth:`take` waits for a batch to fill: set once :attr:`size` are in."""
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def offer(self, message: Any) -> bool:
+        """Put ``message`` if nothing would make Faust's delivery wait (the fetch loop's
+        usual case); ``False``: the caller delivers it through :meth:`put` instead."""
+        records = self._records
+        app = self.app
+        if len(records) >= self.room or not app.flow_control.is_active():
+            return False
+        buffer = app.producer.buffer  # its ``size`` without the settings look-up
+        if buffer.pending.qsize() > buffer.max_messages:
+            return False
+        self._append(message)
+        return True
+
+    async def put(self, message: Any) -> None:
+        """Deliver ``message`` as Faust's conductor would, waiting on flow control, the
+        producer buffer and then for room (the fetch loop runs it through ``_deliver``, so
+        a suspension of the flow cuts it and the record is let go)."""
+        app = self.app
+        await app.flow_control.acquire()
+        await app.producer.buffer.wait_until_ebb()
+        while len(self._records) >= self.room:
+            self._space.clear()
+            await self._space.wait()
+        self._append(message)
+
+    def _append(self, message: Any) -> None:
+        records = self._records
+        records.append(message)
+        self._arrived.set()
+        full = self._full
+        if full is not None and len(records) >= self.size and not full.done():
+            full.set_result(None)
+
+    async def take(self) -> list[Taken]:
+        """The next batch: once a record is there, waits up to :attr:`within` for
+        :attr:`size` of them; records stale since a rebalance are dropped. Its records are
+        Faust's unacknowledged messages until :meth:`done`.
+
+        Returns:
+            At most :attr:`size` records, never none, in the order they were fetched.
+        """
+        records = self._records
+        loop = asyncio.get_running_loop()
+        while True:
+            if not records:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if len(records) < self.size and self.within > 0:
+                full = self._full = loop.create_future()
+                timer = loop.call_later(self.within, _resolve, full)
+                try:
+                    await full
+                finally:
+                    timer.cancel()
+                    self._full = None
+            batch = self._pop()
+            if batch:
+                return batch
+
+    def _pop(self) -> list[Taken]:
+        """Up to :attr:`size` records, tracked, the stale ones dropped."""
+        records = self._records
+        app = self.app
+        generation = app.consumer_generation_id
+        active = app.flow_control.is_active()
+        track = app.consumer.unacked.add
+        acking = app.topics.acking_topics
+        batch = []
+        for _ in range(min(len(records), self.size)):
+            message = records.popleft()
+            if not active or message.generation_id != generation:
+                continue  # as Faust's stream skips it
+            if message.topic in acking and not message.tracked:  # as Faust's stream tracks
+                message.tracked = True
+                track(message)
+            batch.append(Taken(message))
+        self._space.set()
+        return batch
+
+    def done(self, batch: Iterable[Taken]) -> None:
+        """Acknowledge a batch's records to Faust (applied, or its agent crashed): Faust's
+        ``wait_empty`` stops waiting for them. Offsets are the :class:`Checkpoint`'s."""
+        ack = self.app.consumer.ack
+        for taken in batch:
+            ack(taken.message)
+
+    def clear(self) -> None:
+        """Drop the records not taken yet (the worker stops consuming)."""
+        self._records.clear()
+        self._space.set()
+
+
+class Taken:
+    """A record of the events topic taken from the :class:`Inbox`: what the worker reads of
+    a Faust event (its ``message``) and what Faust's current event is for a table write
+    (:func:`make_current` holds a weak reference to it)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Committer:
@@ -870,12 +1064,8 @@ class Committer:
             raise
         data = self.table.data
         unwritten = self.unwritten
-        for record, key, value in writes:
-            make_current(record)  # the RocksDB partition written
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
+        write_local(data, writes)
+        for _, key, value in writes:
             if unwritten.get(key, _ABSENT) is value:  # no later batch wrote it since
                 del unwritten[key]
         changelog = self.table.changelog_topic.get_topic_name()
@@ -889,6 +1079,43 @@ class Committer:
         # batch: stop the worker instead, so its records are delivered again.
         log.exception("publishing a batch's records failed; stopping the worker")
         await self.app.crash(err)
+
+
+def write_local(data: Any, writes: Sequence[tuple[Any, str, bytes | None]]) -> None:
+    """Write a batch's table records (event record, key, value; ``None`` deletes) to the
+    table's local store ``data``, each in the partition of its record.
+
+    Faust's RocksDB store writes key by key (``Store._set``: a ``put``, the WAL and the
+    memtable each time, the partition found from the current event); here each partition's
+    records go in one ``WriteBatch``, as Faust's own recovery writes changelog records
+    (``Store.apply_changelog_batch``), with the same key and value bytes and the key index
+    ``_set`` keeps. Any other store (``memory://``) is written key by key as before.
+    """
+    if not getattr(data, "use_rocksdict", False):
+        for record, key, value in writes:
+            make_current(record)  # the partition written
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return
+    batches: dict[int, Any] = {}
+    index = data._key_index
+    encode_key = data._encode_key
+    encode_value = data._encode_value
+    for record, key, value in writes:
+        partition = record.message.partition
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = WriteBatch(raw_mode=True)
+        key_bytes = encode_key(key)
+        if value is None:
+            batch.delete(key_bytes)
+        else:
+            batch.put(key_bytes, encode_value(value))
+            index[key_bytes] = partition
+    for partition, batch in batches.items():
+        data._db_for_partition(partition).write(batch)
 
 
 class EarlierBatchFailed(RuntimeError):
@@ -906,6 +1133,8 @@ __all__ = [
     "Checkpoint",
     "Committer",
     "EarlierBatchFailed",
+    "Inbox",
+    "Taken",
     "aiokafka_producer",
     "around_commit",
     "around_last_commit",
@@ -920,4 +1149,5 @@ __all__ = [
     "seek_consumer",
     "send_in_transaction",
     "started_consumer",
+    "write_local",
 ]
