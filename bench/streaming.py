@@ -6,8 +6,10 @@ to a fresh 8-partition topic, then measures in the same run:
 (a) raw: an aiokafka consumer that only reads every record and decodes it (``json.loads``);
 (b) Faust ceiling: a bare faust-streaming agent with the worker's own Faust settings that
     only decodes each record (``bench/faust_ceiling.py``): what any Faust agent can reach;
-    then the same agent with its records delivered as the worker's are (Faust's
-    ``wait_first`` only when a delivery blocks, ``engine/streaming/checkpoint.py``);
+    then the same agent with its records delivered as the worker's were before session 9
+    (Faust's ``wait_first`` only when a delivery blocks, ``engine/streaming/checkpoint.py``),
+    and as the worker's are now (``checkpoint.Inbox``: from the fetch loop straight into
+    batches, no Faust stream layer): the ceiling of what the worker still pays of Faust;
 (c) worker: a real ``lifecycle`` streaming worker (a subprocess, RocksDB table, changelog,
     transitions topic) processing the same records to their final states, in a consumer
     group of its own; with ``--baseline DIR`` first a worker of an earlier source tree
@@ -257,7 +259,13 @@ def by_turns(
     """The bare agent (stock and with the direct delivery), the worker of ``baseline`` and
     this worker, one after the other (the workers' order alternating), ``rounds`` times;
     prints each round and the medians."""
-    figures: dict[str, list[float]] = {"bare": [], "direct": [], "before": [], "worker": []}
+    figures: dict[str, list[float]] = {
+        "bare": [],
+        "direct": [],
+        "inbox": [],
+        "before": [],
+        "worker": [],
+    }
     for n in range(1, rounds + 1):
         figures["bare"].append(ceiling_rate(bootstrap, topic, expected, timeout))
         # The two workers in turns, the first of them alternating from round to round.
@@ -265,29 +273,32 @@ def by_turns(
         for name, root in workers if n % 2 else workers[::-1]:
             figures[name].append(worker_rate(bootstrap, topic, expected, timeout, root))
         figures["direct"].append(ceiling_rate(bootstrap, topic, expected, timeout, "worker"))
-        bare, direct, before, worker = (
-            figures[k][-1] for k in ("bare", "direct", "before", "worker")
+        figures["inbox"].append(ceiling_rate(bootstrap, topic, expected, timeout, "inbox"))
+        bare, direct, inbox, before, worker = (
+            figures[k][-1] for k in ("bare", "direct", "inbox", "before", "worker")
         )
         print(
-            f"round {n}: bare agent {bare:,.0f}, direct {direct:,.0f}, baseline worker "
-            f"{before:,.0f} ({before / bare:.2f}), worker {worker:,.0f} ({worker / bare:.2f} "
-            f"of the bare agent, {worker / direct:.2f} of the direct one, {worker / before:.2f} "
-            f"of the baseline)",
+            f"round {n}: bare agent {bare:,.0f}, direct {direct:,.0f}, inbox {inbox:,.0f}, "
+            f"baseline worker {before:,.0f} ({before / bare:.2f}), worker {worker:,.0f} "
+            f"({worker / bare:.2f} of the bare agent, {worker / direct:.2f} of the direct one, "
+            f"{worker / inbox:.2f} of the inbox one, {worker / before:.2f} of the baseline)",
             flush=True,
         )
     median = {k: statistics.median(v) for k, v in figures.items()}
     ratios = [w / b for w, b in zip(figures["worker"], figures["bare"], strict=True)]
     baseline_ratios = [w / b for w, b in zip(figures["before"], figures["bare"], strict=True)]
     gain = [w / b for w, b in zip(figures["worker"], figures["before"], strict=True)]
+    own = [w / b for w, b in zip(figures["worker"], figures["inbox"], strict=True)]
     print(
         f"medians of {rounds} rounds: bare agent {median['bare']:,.0f}, direct "
-        f"{median['direct']:,.0f}, baseline worker {median['before']:,.0f}, worker "
-        f"{median['worker']:,.0f} events/s"
+        f"{median['direct']:,.0f}, inbox {median['inbox']:,.0f}, baseline worker "
+        f"{median['before']:,.0f}, worker {median['worker']:,.0f} events/s"
     )
     print(
         f"worker/bare agent: median {statistics.median(ratios):.2f} (target >= 0.70; baseline "
-        f"{statistics.median(baseline_ratios):.2f}); worker/baseline worker: median "
-        f"{statistics.median(gain):.2f}"
+        f"{statistics.median(baseline_ratios):.2f}); worker/inbox agent (what the worker's "
+        f"own work leaves of Faust's rate on its path): median {statistics.median(own):.2f}; "
+        f"worker/baseline worker: median {statistics.median(gain):.2f}"
     )
     return 0
 
@@ -333,6 +344,11 @@ def main() -> int:
         f"  the same, with the direct delivery:      {direct:12,.0f} events/s"
         f"  (ratio to the bare agent {direct / ceiling:.2f})"
     )
+    inbox = ceiling_rate(args.bootstrap, topic, len(records), args.timeout, "inbox")
+    print(
+        f"  the same, through the worker's inbox:    {inbox:12,.0f} events/s"
+        f"  (ratio to the bare agent {inbox / ceiling:.2f})"
+    )
     if args.baseline is not None:
         before = worker_rate(args.bootstrap, topic, len(records), args.timeout, args.baseline)
         print(
@@ -343,7 +359,7 @@ def main() -> int:
     print(f"lifecycle worker (to final state):          {worker:12,.0f} events/s")
     print(
         f"ratio worker/bare Faust agent: {worker / ceiling:.2f} (target >= 0.70); "
-        f"worker/raw: {worker / raw:.2f}"
+        f"worker/inbox agent: {worker / inbox:.2f}; worker/raw: {worker / raw:.2f}"
     )
     replay = worker_rate(
         args.bootstrap,
