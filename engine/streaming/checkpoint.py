@@ -898,11 +898,6 @@ class Inbox:
         for taken in batch:
             ack(taken.message)
 
-    def clear(self) -> None:
-        """Drop the records not taken yet (the worker stops consuming)."""
-        self._records.clear()
-        self._space.set()
-
 
 class Taken:
     """A record of the events topic taken from the :class:`Inbox`: what the worker reads of
