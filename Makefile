@@ -24,8 +24,8 @@ venv: $(STAMP)
 
 # The core and the risk package compiled by mypyc into engine/native/built/ (see
 # engine/native): a no-op while the build matches the sources, a rebuild (about 40 s) once
-# one changed. Without a C
-# compiler it says so and the engine runs as pure Python; under CI=true that fails instead.
+# one changed. Without a C compiler it says so and the engine runs as pure Python; under
+# CI=true that fails instead.
 NATIVE_FLAGS := $(if $(filter true,$(CI)),--require,)
 native: $(RUNTIME)
 	$(BIN)/python -m engine.native.build $(NATIVE_FLAGS)
