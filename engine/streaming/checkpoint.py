@@ -149,49 +149,54 @@ def check_faust() -> list[str]:
                 problems.append(f"faust {cls.__name__}.{name} is gone")
     if not hasattr(faust_streams, "_current_event"):
         problems.append("faust.streams._current_event is gone")
-    digest = _fingerprint(lambda: FaustConsumer._drain_messages)
-    if digest != DRAIN_FINGERPRINT:
-        problems.append(
-            f"faust Consumer._drain_messages changed (fingerprint {digest}, expected "
-            f"{DRAIN_FINGERPRINT}): compare it with checkpoint._drain_without_drops"
-        )
-    digest = _fingerprint(lambda: ConductorCompiler.build)
-    if digest != DELIVERY_FINGERPRINT:
-        problems.append(
-            f"faust ConductorCompiler.build changed (fingerprint {digest}, expected "
-            f"{DELIVERY_FINGERPRINT}): read it again against checkpoint._deliver"
-        )
-    for name, function, expected in (
-        ("mode FlowControlEvent.resume", lambda: FlowControlEvent.resume, RESUME_FINGERPRINT),
+    for what, functions, expected, against in (
+        (
+            "faust Consumer._drain_messages",
+            (lambda: FaustConsumer._drain_messages,),
+            DRAIN_FINGERPRINT,
+            "checkpoint._drain_without_drops",
+        ),
+        (
+            "faust ConductorCompiler.build",
+            (lambda: ConductorCompiler.build,),
+            DELIVERY_FINGERPRINT,
+            "checkpoint._deliver",
+        ),
+        (
+            "mode FlowControlEvent.resume",
+            (lambda: FlowControlEvent.resume,),
+            RESUME_FINGERPRINT,
+            "checkpoint.keep_changelog_on_resume",
+        ),
         (
             "faust Recovery.on_recovery_completed",
-            lambda: Recovery.on_recovery_completed,
+            (lambda: Recovery.on_recovery_completed,),
             RECOVERY_FINGERPRINT,
+            "checkpoint.keep_changelog_on_resume",
+        ),
+        (
+            "faust Consumer.ack, Consumer.wait_empty and Stream._py_aiter",
+            (
+                lambda: FaustConsumer.ack,
+                lambda: FaustConsumer.wait_empty,
+                lambda: faust_streams.Stream._py_aiter,
+            ),
+            INBOX_FINGERPRINT,
+            "checkpoint.Inbox",
+        ),
+        (
+            "faust's RocksDB Store._set and _del",
+            (lambda: RocksStore._set, lambda: RocksStore._del),
+            LOCAL_WRITE_FINGERPRINT,
+            "checkpoint.write_local",
         ),
     ):
-        digest = _fingerprint(function)
+        digest = _fingerprint(*functions)
         if digest != expected:
             problems.append(
-                f"{name} changed (fingerprint {digest}, expected {expected}): read it "
-                "again against checkpoint.keep_changelog_on_resume"
+                f"{what} changed (fingerprint {digest}, expected {expected}): read it "
+                f"again against {against}"
             )
-    digest = _fingerprint(
-        lambda: FaustConsumer.ack,
-        lambda: FaustConsumer.wait_empty,
-        lambda: faust_streams.Stream._py_aiter,
-    )
-    if digest != INBOX_FINGERPRINT:
-        problems.append(
-            f"faust's acknowledgements or stream iterator changed (fingerprint {digest}, "
-            f"expected {INBOX_FINGERPRINT}): read them again against checkpoint.Inbox"
-        )
-    digest = _fingerprint(lambda: RocksStore._set, lambda: RocksStore._del)
-    if digest != LOCAL_WRITE_FINGERPRINT:
-        problems.append(
-            f"faust's RocksDB store writes changed (fingerprint {digest}, expected "
-            f"{LOCAL_WRITE_FINGERPRINT}): read Store._set and _del again against "
-            f"checkpoint.write_local"
-        )
     return problems
 
 
