@@ -59,9 +59,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 from engine.core.outcomes import OutcomeKind
 from engine.core.processor import Outcome
@@ -439,7 +439,6 @@ class StageDurations:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
@@ -454,21 +453,34 @@ def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
     """
     if asof.tzinfo is not UTC:
         return [max(0.0, (asof - stay[0]).total_seconds()) for stay in stays if stay[1] is None]
-    now = (asof - _EPOCH) // _MICROSECOND
+    now = _microseconds(asof)
     out: list[float] = []
     for stay in stays:
         if stay[1] is not None:
             continue
-        entered = stay[7]
+        entered: int | None = stay[7]
         if entered is None:
-            at = stay[0]
+            at: datetime = stay[0]
             if at.tzinfo is not UTC:
                 out.append(max(0.0, (asof - at).total_seconds()))
                 continue
-            entered = stay[7] = (at - _EPOCH) // _MICROSECOND
+            entered = stay[7] = _microseconds(at)
         lasted = now - entered
         out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
     return out
+
+
+_EPOCH_DAY: Final = 719163
+"""``_EPOCH.toordinal()``."""
+
+
+def _microseconds(at: datetime) -> int:
+    """``(at - _EPOCH) // timedelta(microseconds=1)`` for ``at`` in ``datetime.UTC``, from
+    its fields in 64-bit integers (a fraction of the cost: the timedelta division works on
+    Python integers of any size; a datetime's microseconds since 1970 fit in 49 bits)."""
+    days: i64 = at.toordinal() - _EPOCH_DAY
+    seconds: i64 = days * 86400 + at.hour * 3600 + at.minute * 60 + at.second
+    return seconds * 1_000_000 + at.microsecond
 
 
 def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
@@ -744,6 +756,9 @@ class _StageModel:
     waits: dict[bool, tuple[float, float, timedelta | None, timedelta | None, str]] = field(
         default_factory=dict
     )  # per blocked: what its waiting forecasts share (Forecaster._wait)
+    waiting: dict[bool, Forecast] = field(default_factory=dict)
+    """Per blocked: the waiting forecast last made, which every feature waiting here
+    forecast at the same instant shares (its ``made_at`` is that instant)."""
     last_exit: float = -1.0
     """The longest stay seen to end: past it nothing observed says when a feature leaves
     (the longest of ``observed`` unless censored stays outlast every ended one)."""
@@ -1199,7 +1214,12 @@ class Forecaster:
         observed = model.observed
         if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it moves on: no launch date, only how long from then.
+            # Every such forecast of the stage at ``now`` is the same: made once per instant
+            # (a tick, a restore, a backlog received at once judges many at one ``now``).
             blocked = state.blocked
+            made = model.waiting.get(blocked)
+            if made is not None and made.made_at is now:
+                return made, None
             wait = model.waits.get(blocked)
             if wait is None:
                 wait = model.waits[blocked] = self._wait(model, blocked)
@@ -1230,10 +1250,11 @@ class Forecaster:
                     False,  # moving
                     turn,  # holds_until
                     LOW,  # confidence
-                    state.blocked,
-                    UNBLOCK if state.blocked else EXIT,  # waiting
+                    blocked,
+                    UNBLOCK if blocked else EXIT,  # waiting
                 ),
             )
+            model.waiting[blocked] = made
             return made, None
         first = bisect_right(observed, elapsed) if observed else -1
         look = model.looks.get(first)

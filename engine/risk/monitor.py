@@ -133,9 +133,15 @@ _VERSION: Final = 5
 class _Watch:
     kept: _Kept
     assessment: Assessment
-    due: float | None = None
+    due_at: datetime | None = None  # its deadline (see :meth:`RiskMonitor._evaluate`)
     holds_until: datetime | None = None  # the forecast holds for this stage entry until
     generation: int = 0  # of the workflow's forecast model the forecast came from
+
+    @property
+    def due(self) -> float | None:
+        """Its deadline as a POSIX timestamp (what :func:`~engine.risk.deadlines.next_deadline`
+        answers); ``None``: nothing can change by time alone."""
+        return self.due_at.timestamp() if self.due_at is not None else None
 
     @property
     def state(self) -> FeatureState:
@@ -183,7 +189,9 @@ class RiskMonitor:
         self.source = source
         self.refresh_per_tick = refresh_per_tick
         self._watch: dict[str, _Watch] = {}
-        self._heap: list[tuple[float, str]] = []
+        # (deadline, feature): datetimes, compared as instants; an entry whose deadline is no
+        # longer its feature's is stale and skipped when it comes.
+        self._heap: list[tuple[datetime, str]] = []
         self._generations = self._model_generations()
         self._refresh: deque[str] = deque()
         self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
@@ -244,14 +252,13 @@ class RiskMonitor:
         """Re-evaluate the features whose deadline has come, and a slice of those whose
         forecast a model rebuild changed; returns the signals published."""
         signals: list[RiskSignal] = []
-        ts = now.timestamp()
         heap = self._heap
-        while heap and heap[0][0] <= ts:
+        while heap and heap[0][0] <= now:
             due, fid = heapq.heappop(heap)
             watch = self._watch.get(fid)
-            if watch is None or watch.due != due:
+            if watch is None or watch.due_at != due:
                 continue  # Re-armed or gone since: a stale heap entry.
-            watch.due = None
+            watch.due_at = None
             signals += self._evaluate(watch.state, now)
         for workflow in self.workflows.by_name.values():
             self.forecaster.refresh(workflow, now)
@@ -300,13 +307,10 @@ class RiskMonitor:
         engine ticking often would, not when the replay reached the next event.
         """
         signals: list[RiskSignal] = []
-        heap, end = self._heap, until.timestamp()
-        while heap and heap[0][0] <= end:
-            due = heap[0][0]
-            at = datetime.fromtimestamp(due, UTC)
-            if at.timestamp() < due:  # rounded to the microsecond below: tick just after
-                at += timedelta(microseconds=1)
-            signals += self.tick(at)
+        heap = self._heap
+        while heap and heap[0][0] <= until:
+            at = heap[0][0]
+            signals += self.tick(at if at.tzinfo is UTC else at.astimezone(UTC))
         return signals
 
     @property
@@ -386,7 +390,7 @@ class RiskMonitor:
         kept: _Kept = _kept(state)
         holds_until: datetime | None = None
         generation = 0
-        due: float | None = None
+        due: datetime | None = None
         if workflow is None:
             new = _CALM
         else:
@@ -450,8 +454,7 @@ class RiskMonitor:
                     t = shifted(forecast.holds_until, EPSILON)
                     if t > now and (earliest is None or t < earliest):
                         earliest = t
-                if earliest is not None:
-                    due = earliest.timestamp()
+                due = earliest
         old_reasons = old.assessment.reasons if old is not None else ()
         signals: list[RiskSignal] = []
         if (old_reasons or new.reasons) and (
@@ -471,9 +474,9 @@ class RiskMonitor:
             if due is not None:
                 heapq.heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
-            if due is not None and old.due != due:
+            if due is not None and old.due_at != due:
                 heapq.heappush(self._heap, (due, fid))
-            old.kept, old.assessment, old.due = kept, new, due
+            old.kept, old.assessment, old.due_at = kept, new, due
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)
@@ -512,5 +515,5 @@ class RiskMonitor:
                 )
 
     def _compact(self) -> None:
-        self._heap = [(w.due, fid) for fid, w in self._watch.items() if w.due is not None]
+        self._heap = [(w.due_at, fid) for fid, w in self._watch.items() if w.due_at is not None]
         heapq.heapify(self._heap)
