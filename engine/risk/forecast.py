@@ -756,6 +756,7 @@ class _StageModel:
     waits: dict[bool, tuple[float, float, timedelta | None, timedelta | None, str]] = field(
         default_factory=dict
     )  # per blocked: what its waiting forecasts share (Forecaster._wait)
+    confident: bool = False  # every stage from this one on rests on enough (see _enough)
     waiting: dict[bool, Forecast] = field(default_factory=dict)
     """Per blocked: the waiting forecast last made, which every feature waiting here
     forecast at the same instant shares (its ``made_at`` is that instant)."""
@@ -1185,6 +1186,7 @@ class Forecaster:
         workflow: Workflow,
         now: datetime,
         models: dict[str, _StageModel] | None = None,
+        elapsed: float | None = None,
     ) -> tuple[Forecast | None, datetime | None]:
         """:meth:`forecast`, and until when it holds for these inputs.
 
@@ -1196,6 +1198,8 @@ class Forecaster:
         Args:
             models: the workflow's model as :meth:`models` gave it at this ``now``
                 (``None``: looked up here).
+            elapsed: ``(now - state.entered_stage_at).total_seconds()``, where the caller
+                took it already (``None``: taken here).
         """
         if state.launched_at is not None or state.stage in workflow.done:
             return None, None
@@ -1210,7 +1214,10 @@ class Forecaster:
             if reach > model.index:  # back in the stage for rework
                 model = self._rework_model(passes, model.index, reach)
         start = state.entered_stage_at
-        elapsed = max(0.0, (now - start).total_seconds())
+        if elapsed is None:
+            elapsed = (now - start).total_seconds()
+        if elapsed < 0.0:
+            elapsed = 0.0
         observed = model.observed
         if state.blocked or elapsed >= model.last_exit:
             # Nothing observed says when it moves on: no launch date, only how long from then.
@@ -1267,7 +1274,8 @@ class Forecaster:
         if basis == SLA:
             confidence = LOW
         elif basis == OBSERVED:
-            if self._enough(workflow, state.stage):
+            if model.confident or self._enough(workflow, state.stage):
+                model.confident = True  # for good (see _enough)
                 confidence = HIGH
             else:
                 holds = None  # Its confidence rises with observations, not with the model.

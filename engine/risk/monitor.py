@@ -384,10 +384,12 @@ class RiskMonitor:
         ``tests/unit/engine/risk/test_incremental.py`` holds every evaluation of two
         portfolios to what the pure functions answer.
         """
-        fid = state.id
-        old = self._watch.get(fid)
-        workflow = self.workflows.by_name.get(state.workflow)
         kept: _Kept = _kept(state)
+        # What is read of the state, from what is kept of it (no attribute look-up each).
+        (fid, name, stage, _, entered, _, _, blocked, risks, uat_failures, target, _, launched,
+         _, _) = kept  # fmt: skip
+        old = self._watch.get(fid)
+        workflow = self.workflows.by_name.get(name)
         holds_until: datetime | None = None
         generation = 0
         due: datetime | None = None
@@ -395,12 +397,14 @@ class RiskMonitor:
             new = _CALM
         else:
             rows = self._rows.get(workflow.name)
-            stage = state.stage
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
             terminal, finished, sla, span = row or self._row(workflow, stage)
-            target = state.target_launch
             forecast: Forecast | None = None
-            if target is not None and state.launched_at is None:
+            forecasts = target is not None and launched is None  # a target to slip
+            # Seconds in the stage, taken once for the forecast and the SLA.
+            timed = forecasts or (sla is not None and not finished)
+            elapsed = (now - entered).total_seconds() if timed else 0.0
+            if forecasts:
                 # A forecast only where one can change the reasons (a target to slip).
                 generation, models = self.forecaster.models(workflow, now)
                 if (
@@ -409,41 +413,41 @@ class RiskMonitor:
                     and now < old.holds_until
                     and old.generation == generation
                     and old.kept[_STAGE] == stage
-                    and old.kept[_ENTERED] == state.entered_stage_at
-                    and not state.blocked
+                    and old.kept[_ENTERED] == entered
+                    and not blocked
                 ):  # Its forecast's inputs are unchanged: so is the forecast.
                     forecast, holds_until = old.assessment.forecast, old.holds_until
                 else:
-                    forecast, holds_until = self.forecaster.lookup(state, workflow, now, models)
+                    forecast, holds_until = self.forecaster.lookup(
+                        state, workflow, now, models, elapsed
+                    )
             if terminal:
                 new = _CALM if forecast is None else _new(Assessment, ((), forecast))
             else:
-                entered = state.entered_stage_at
                 earliest: datetime | None = None
                 reasons: list[str] = []
                 if sla is not None and not finished:
                     # The SLA runs out just after entry + SLA (deadlines.EPSILON later).
-                    if (now - entered).total_seconds() > sla:
+                    if elapsed > sla:
                         reasons.append(SLA_BREACHED)
                     t = shifted(entered, span) if span is not None else sla_expiry(entered, sla)
                     if t > now:
                         earliest = t
-                risks = state.open_risks
                 if risks:
                     severities = {risk.severity for risk in risks.values()}
                     if "critical" in severities:
                         reasons.append(CRITICAL_RISK)
                     if "high" in severities:
                         reasons.append(HIGH_RISK)
-                if state.blocked:
+                if blocked:
                     reasons.append(BLOCKED)
-                if target is not None and state.launched_at is None and not finished:
+                if target is not None and launched is None and not finished:
                     passed = target_passed(target)  # midnight UTC after the target
                     if _slipped(target, passed, now, forecast):
                         reasons.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
                         earliest = passed
-                if not finished and state.uat_failures >= REWORK_FAILURES:
+                if not finished and uat_failures >= REWORK_FAILURES:
                     reasons.append(REWORK)
                 new = (
                     _new(Assessment, (tuple(reasons), forecast))
@@ -458,11 +462,11 @@ class RiskMonitor:
         old_reasons = old.assessment.reasons if old is not None else ()
         signals: list[RiskSignal] = []
         if (old_reasons or new.reasons) and (
-            old_reasons != new.reasons or (old is not None and old.kept[_STAGE] != state.stage)
+            old_reasons != new.reasons or (old is not None and old.kept[_STAGE] != stage)
         ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
                 was = (old.kept[_WORKFLOW], old.kept[_STAGE], old_reasons) if old else None
-                self.listener.reasons_changed(was, (state.workflow, state.stage, new.reasons))
+                self.listener.reasons_changed(was, (name, stage, new.reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
                 signals = signals_between(before, state, new, now, workflow, self.source)

@@ -50,15 +50,19 @@ class ScratchForecaster(Forecaster):
         workflow: Workflow,
         now: datetime,
         models: dict[str, _StageModel] | None = None,
+        elapsed: float | None = None,
     ) -> tuple[Forecast | None, datetime | None]:
         for model in self._model(workflow).values():
             model.looks.clear()
             model.suffix.clear()
+            model.waits.clear()
+            model.waiting.clear()
+            model.confident = False
             if model.passes is not None:  # the models of rework, made on first use
                 model.passes.models.clear()
                 model.passes.reaches.clear()
         self._confident.clear()
-        return super().lookup(state, workflow, now, models)
+        return super().lookup(state, workflow, now, models, elapsed)
 
 
 class ScratchMonitor(RiskMonitor):
