@@ -81,11 +81,9 @@ REFRESH_SLICE = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
 _NONE: frozenset[str] = frozenset()
-_CALM = Assessment(())
-"""The assessment of a feature with no reason and no forecast (shared: most are)."""
 _new = tuple.__new__
-"""An :class:`Assessment` from its fields without its Python ``__new__`` (one per judged
-event; compiled, the call is a C one)."""
+"""An :class:`Assessment` from its fields without its Python ``__new__`` (compiled, the call
+is a C one)."""
 _Row = tuple[bool, bool, float | None, timedelta | None]
 """A stage as :meth:`RiskMonitor._evaluate` reads it (see :meth:`RiskMonitor._row`)."""
 
@@ -132,10 +130,17 @@ _VERSION: Final = 5
 @dataclass(slots=True)
 class _Watch:
     kept: _Kept
-    assessment: Assessment
+    reasons: tuple[str, ...]  # its assessment's, held apart (see assessment)
+    forecast: Forecast | None
     due_at: datetime | None = None  # its deadline (see :meth:`RiskMonitor._evaluate`)
     holds_until: datetime | None = None  # the forecast holds for this stage entry until
     generation: int = 0  # of the workflow's forecast model the forecast came from
+
+    @property
+    def assessment(self) -> Assessment:
+        """Its assessment. Held as its two parts, not as one object made per judged event:
+        a judgement allocates one object less, and frees one less made long before."""
+        return _new(Assessment, (self.reasons, self.forecast))
 
     @property
     def due(self) -> float | None:
@@ -285,11 +290,7 @@ class RiskMonitor:
         while queue and done < limit and looked < 8 * limit:
             looked += 1
             watch = watches.get(queue.popleft())
-            if (
-                watch is None
-                or watch.assessment.forecast is None
-                or watch.kept[_WORKFLOW] not in rebuilt
-            ):
+            if watch is None or watch.forecast is None or watch.kept[_WORKFLOW] not in rebuilt:
                 continue
             signals += self._evaluate(watch.state, now)
             done += 1
@@ -342,22 +343,21 @@ class RiskMonitor:
         shown = forecast or state.target_launch is not None
         if watch is None or watch.kept[_VERSION] != state.version:
             return assess(state, workflow, now, self.forecaster if shown else None)
-        found = watch.assessment
-        if found.forecast is None and state.target_launch is None and shown:
+        if watch.forecast is None and state.target_launch is None and shown:
             # Only shown, never judged: forecast it now.
-            return Assessment(found.reasons, self.forecaster.forecast(state, workflow, now))
-        return found
+            return Assessment(watch.reasons, self.forecaster.forecast(state, workflow, now))
+        return watch.assessment
 
     def reasons(self, feature_id: str) -> tuple[str, ...]:
         """The feature's current reasons (empty when not at risk or unknown)."""
         watch = self._watch.get(feature_id)
-        return watch.assessment.reasons if watch is not None else ()
+        return watch.reasons if watch is not None else ()
 
     def at_risk(self) -> dict[tuple[str, str, str], int]:
         """Features at risk per (workflow, stage, reason), counted from the records."""
         counts: dict[tuple[str, str, str], int] = {}
         for watch in self._watch.values():
-            for reason in watch.assessment.reasons:
+            for reason in watch.reasons:
                 key = (watch.kept[_WORKFLOW], watch.kept[_STAGE], reason)
                 counts[key] = counts.get(key, 0) + 1
         return counts
@@ -393,13 +393,12 @@ class RiskMonitor:
         holds_until: datetime | None = None
         generation = 0
         due: datetime | None = None
-        if workflow is None:
-            new = _CALM
-        else:
+        forecast: Forecast | None = None
+        reasons: tuple[str, ...] = ()
+        if workflow is not None:
             rows = self._rows.get(workflow.name)
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
             terminal, finished, sla, span = row or self._row(workflow, stage)
-            forecast: Forecast | None = None
             forecasts = target is not None and launched is None  # a target to slip
             # Seconds in the stage, taken once for the forecast and the SLA.
             timed = forecasts or (sla is not None and not finished)
@@ -416,71 +415,67 @@ class RiskMonitor:
                     and old.kept[_ENTERED] == entered
                     and not blocked
                 ):  # Its forecast's inputs are unchanged: so is the forecast.
-                    forecast, holds_until = old.assessment.forecast, old.holds_until
+                    forecast, holds_until = old.forecast, old.holds_until
                 else:
                     forecast, holds_until = self.forecaster.lookup(
                         state, workflow, now, models, elapsed
                     )
-            if terminal:
-                new = _CALM if forecast is None else _new(Assessment, ((), forecast))
-            else:
+            if not terminal:  # (a terminal stage has no reason and no deadline)
                 earliest: datetime | None = None
-                reasons: list[str] = []
+                found: list[str] = []
                 if sla is not None and not finished:
                     # The SLA runs out just after entry + SLA (deadlines.EPSILON later).
                     if elapsed > sla:
-                        reasons.append(SLA_BREACHED)
+                        found.append(SLA_BREACHED)
                     t = shifted(entered, span) if span is not None else sla_expiry(entered, sla)
                     if t > now:
                         earliest = t
                 if risks:
                     severities = {risk.severity for risk in risks.values()}
                     if "critical" in severities:
-                        reasons.append(CRITICAL_RISK)
+                        found.append(CRITICAL_RISK)
                     if "high" in severities:
-                        reasons.append(HIGH_RISK)
+                        found.append(HIGH_RISK)
                 if blocked:
-                    reasons.append(BLOCKED)
+                    found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
                     passed = target_passed(target)  # midnight UTC after the target
                     if _slipped(target, passed, now, forecast):
-                        reasons.append(TARGET_SLIP)
+                        found.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
                         earliest = passed
                 if not finished and uat_failures >= REWORK_FAILURES:
-                    reasons.append(REWORK)
-                new = (
-                    _new(Assessment, (tuple(reasons), forecast))
-                    if reasons or forecast is not None
-                    else _CALM
-                )
+                    found.append(REWORK)
+                if found:
+                    reasons = tuple(found)
                 if forecast is not None and forecast.holds_until is not None:
                     t = shifted(forecast.holds_until, EPSILON)
                     if t > now and (earliest is None or t < earliest):
                         earliest = t
                 due = earliest
-        old_reasons = old.assessment.reasons if old is not None else ()
+        old_reasons = old.reasons if old is not None else ()
         signals: list[RiskSignal] = []
-        if (old_reasons or new.reasons) and (
-            old_reasons != new.reasons or (old is not None and old.kept[_STAGE] != stage)
+        if (old_reasons or reasons) and (
+            old_reasons != reasons or (old is not None and old.kept[_STAGE] != stage)
         ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
                 was = (old.kept[_WORKFLOW], old.kept[_STAGE], old_reasons) if old else None
-                self.listener.reasons_changed(was, (name, stage, new.reasons))
+                self.listener.reasons_changed(was, (name, stage, reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
+                new = _new(Assessment, (reasons, forecast))
                 signals = signals_between(before, state, new, now, workflow, self.source)
-        if not new.reasons and new.forecast is None and due is None:
+        if not reasons and forecast is None and due is None:
             if old is not None:
                 del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
-            self._watch[fid] = _Watch(kept, new, due, holds_until, generation)
+            self._watch[fid] = _Watch(kept, reasons, forecast, due, holds_until, generation)
             if due is not None:
                 heapq.heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due_at != due:
                 heapq.heappush(self._heap, (due, fid))
-            old.kept, old.assessment, old.due_at = kept, new, due
+            old.kept, old.reasons, old.forecast, old.due_at = kept, reasons, forecast, due
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)
