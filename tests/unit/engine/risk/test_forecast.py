@@ -311,8 +311,9 @@ def test_waiting_forecasts_from_the_memo_are_those_made_afresh(
     feature_workflow: Workflow, stay_days: float
 ) -> None:
     """What the waiting forecasts of a model share is kept with the model
-    (``_StageModel.waits``); a forecast from it is the one made with it forgotten, at any
-    instant, blocked or outstayed, and where the spans saturate."""
+    (``_StageModel.waits``), and so is the last one made (``_StageModel.waiting``, for the
+    features waiting there at the same instant); a forecast from either is the one made with
+    both forgotten, at any instant, blocked or outstayed, and where the spans saturate."""
     forecaster = observed({"uat": [1.0] * 5, "launch_ready": [stay_days] * 5})
     states = [
         feature("uat"),
@@ -324,7 +325,10 @@ def test_waiting_forecasts_from_the_memo_are_those_made_afresh(
         now = T0 + 10 * DAY + timedelta(hours=hours, microseconds=hours)
         for state in states:
             memo = forecaster.lookup(state, feature_workflow, now)
+            again = forecaster.lookup(state, feature_workflow, now)  # the same instant
             for model in forecaster._model(feature_workflow, now).values():
                 model.waits.clear()
-            assert memo == forecaster.lookup(state, feature_workflow, now), (state, now)
+                model.waiting.clear()
+            fresh = forecaster.lookup(state, feature_workflow, now)
+            assert memo == again == fresh, (state, now)
             assert memo[0] is not None and memo[0].waiting is not None
