@@ -119,12 +119,17 @@ stays, and where they went next, from them alone rather than from the stage's po
 class _StageLog:
     """What :class:`StageDurations` keeps of one stage of one workflow."""
 
-    __slots__ = ("cohort", "exits", "samples", "visits")
+    __slots__ = ("add_exit", "add_sample", "add_stay", "cohort", "exits", "samples", "visits")
 
     def __init__(self, capacity: int) -> None:
         self.samples: deque[float] = deque(maxlen=capacity)  # the ended stays' durations
         self.exits: deque[str] = deque(maxlen=capacity)  # where they went, where known
         self.cohort: deque[_Stay] = deque(maxlen=capacity)  # the most recent stays by entry
+        # Their appends, bound once: compiled, a call of a deque's method by name looks the
+        # method up on every move.
+        self.add_sample: Callable[[float], None] = self.samples.append
+        self.add_exit: Callable[[str], None] = self.exits.append
+        self.add_stay: Callable[[_Stay], None] = self.cohort.append
         # How many stays of the cohort entered with each ``visited`` (the processor shares
         # the tuples, so there are few): a build looks at these, not at every stay, to see
         # whether a stage has any rework to tell apart.
@@ -384,9 +389,9 @@ class StageDurations:
             if log is None:
                 log = stages[from_stage] = _StageLog(self.capacity)
             seconds = stage_duration if stage_duration > 0.0 else 0.0
-            log.samples.append(seconds)
+            log.add_sample(seconds)
             if to_stage is not None:
-                log.exits.append(to_stage)
+                log.add_exit(to_stage)
             self.added += 1
             flog.added += 1
             if feature is not None:
@@ -415,7 +420,7 @@ class StageDurations:
                 else:
                     del visits[gone]
             stay = [entered, None, to_stage, workflow, feature, visited, None, None]
-            cohort.append(stay)
+            log.add_stay(stay)
             opened[feature] = stay
             visits[visited] = visits.get(visited, 0) + 1
 
@@ -853,6 +858,65 @@ def _pass(passes: _Passes, k: int, visited: tuple[str, ...]) -> bool | None:
     return None if reach >= len(passes.orders) else reach > k
 
 
+_CHUNK: Final = 1024
+"""Words of the generator's output :class:`_Bits` reads at a time."""
+
+
+class _Bits:
+    """What ``rng.getrandbits(k)`` answers, call after call, read from chunks of ``rng``'s
+    output instead of one call per draw.
+
+    A draw of up to 32 bits is the top ``k`` bits of the generator's next 32-bit word, and
+    ``getrandbits(32 * n)`` holds its next ``n`` words, the first in the lowest bits (both
+    are how CPython's Mersenne Twister answers, on any byte order): so the bytes of one
+    chunk give the same draws as ``n`` calls, at a fraction of the cost compiled (a draw
+    here is two byte reads; a call allocates its answer and goes through the generic call
+    protocol). ``rng`` is left past the last chunk read: only for an RNG of its own (a walk
+    makes one per model). ``tests/unit/engine/risk/test_forecast.py`` holds it to
+    ``getrandbits`` on the installed Python.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.chunk = b""
+        self.at: i64 = 0  # where the next word starts in the chunk
+
+    def take(self, k: int) -> int:
+        """The next ``rng.getrandbits(k)`` (``k >= 0``)."""
+        if 0 < k <= 16:  # what every walk draws (stays and exits kept: at most 65,536)
+            at = self.at
+            chunk = self.chunk
+            if at >= len(chunk):
+                chunk = self._refill()
+                at = 0
+            self.at = at + 4
+            return ((chunk[at + 3] << 8) | chunk[at + 2]) >> (16 - k)
+        if k == 0:
+            return 0  # no word drawn, as getrandbits(0) draws none
+        r = 0
+        shift = 0
+        while k > 0:  # word by word from the lowest, the last one's top bits only
+            word = self._word()
+            r |= (word >> (32 - k) if k < 32 else word) << shift
+            shift += 32
+            k -= 32
+        return r
+
+    def _word(self) -> int:
+        at = self.at
+        chunk = self.chunk
+        if at >= len(chunk):
+            chunk = self._refill()
+            at = 0
+        self.at = at + 4
+        return chunk[at] | (chunk[at + 1] << 8) | (chunk[at + 2] << 16) | (chunk[at + 3] << 24)
+
+    def _refill(self) -> bytes:
+        self.chunk = self.rng.getrandbits(32 * _CHUNK).to_bytes(4 * _CHUNK, "little")
+        self.at = 0
+        return self.chunk
+
+
 def _walks(
     rng: random.Random,
     kinds: list[tuple[_Kind, _Kind]],
@@ -867,12 +931,12 @@ def _walks(
 
     A walk follows the exits of each stage it reaches and draws its stays, those of rework
     (``kinds[at][1]``, ``nexts[at][1]``) where it has been further than ``at`` already.
-    ``rng.choice`` inlined: the same calls of ``rng.getrandbits`` in the same order as
-    ``random.Random.choice`` makes (so the same draws), at a third of the cost; a rebuild
-    makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py`` holds this
-    to ``rng.choice`` on the installed Python.
+    ``rng.choice`` inlined: the same draws of ``rng.getrandbits`` in the same order as
+    ``random.Random.choice`` makes them, read from chunks of its output (:class:`_Bits`); a
+    rebuild makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py``
+    holds this to ``rng.choice`` on the installed Python.
     """
-    getrandbits = rng.getrandbits
+    draws = _Bits(rng)
     size = len(kinds)
     stays = [
         tuple((obs, fixed, len(obs), len(obs).bit_length()) for obs, fixed in pair)
@@ -885,15 +949,15 @@ def _walks(
         single_stays = [pair[0] for pair in stays]
         single_moves = [pair[0] for pair in moves]
         for k, _ in starts if starts is not None else [(k, k) for k in range(size)]:
-            tails.append(_pooled_walks(getrandbits, single_stays, single_moves, k, n, limit))
+            tails.append(_pooled_walks(draws, single_stays, single_moves, k, n, limit))
         return tails
     for k, reach in starts if starts is not None else [(k, k) for k in range(size)]:
         row = [0.0] * n
         first, first_count, first_bits = moves[k][k < reach]
         for i in range(n):
-            r = getrandbits(first_bits)
+            r = draws.take(first_bits)
             while r >= first_count:
-                r = getrandbits(first_bits)
+                r = draws.take(first_bits)
             total, at, steps, far = 0.0, first[r], 0, reach
             while at < size and steps < limit:
                 if at > far:
@@ -901,16 +965,16 @@ def _walks(
                 rework = at < far
                 observed, fixed, olen, obits = stays[at][rework]
                 if olen:
-                    r = getrandbits(obits)
+                    r = draws.take(obits)
                     while r >= olen:
-                        r = getrandbits(obits)
+                        r = draws.take(obits)
                     total += observed[r]
                 else:
                     total += fixed
                 ways, count, bits = moves[at][rework]
-                r = getrandbits(bits)
+                r = draws.take(bits)
                 while r >= count:
-                    r = getrandbits(bits)
+                    r = draws.take(bits)
                 at, steps = ways[r], steps + 1
             row[i] = total
         tails.append(row)
@@ -918,7 +982,7 @@ def _walks(
 
 
 def _pooled_walks(
-    getrandbits: Callable[[int], int],
+    draws: _Bits,
     stays: list[tuple[tuple[float, ...], float, int, int]],
     moves: list[tuple[list[int], int, int]],
     k: int,
@@ -930,23 +994,23 @@ def _pooled_walks(
     row = [0.0] * n
     first, first_count, first_bits = moves[k]
     for i in range(n):
-        r = getrandbits(first_bits)
+        r = draws.take(first_bits)
         while r >= first_count:
-            r = getrandbits(first_bits)
+            r = draws.take(first_bits)
         total, at, steps = 0.0, first[r], 0
         while at < size and steps < limit:
             observed, fixed, olen, obits = stays[at]
             if olen:
-                r = getrandbits(obits)
+                r = draws.take(obits)
                 while r >= olen:
-                    r = getrandbits(obits)
+                    r = draws.take(obits)
                 total += observed[r]
             else:
                 total += fixed
             ways, count, bits = moves[at]
-            r = getrandbits(bits)
+            r = draws.take(bits)
             while r >= count:
-                r = getrandbits(bits)
+                r = draws.take(bits)
             at, steps = ways[r], steps + 1
         row[i] = total
     return row
