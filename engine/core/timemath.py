@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from mypy_extensions import i64
+
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 """The latest time there is: "never" for a deadline, the day after ``9999-12-31``."""
 FAR_PAST = datetime.min.replace(tzinfo=UTC)
 """The earliest time there is."""
 
 _ZERO = timedelta(0)
+_EXACT_DAYS = 100_000
+"""Spans shorter than this many days hold at most 2**53 microseconds."""
 
 
 def shifted(at: datetime, span: timedelta) -> datetime:
@@ -25,6 +29,18 @@ def shifted(at: datetime, span: timedelta) -> datetime:
         return at + span
     except OverflowError:
         return FAR_FUTURE if span > _ZERO else FAR_PAST
+
+
+def total_seconds(span: timedelta) -> float:
+    """``span.total_seconds()``: the same float, from the span's fields in 64-bit integers
+    where it is shorter than :data:`_EXACT_DAYS` (its microseconds are then exact as a
+    float, and one division of two exact floats rounds as ``total_seconds`` does), which
+    compiled costs half the method's integer arithmetic of any size."""
+    days: i64 = span.days
+    if -_EXACT_DAYS < days < _EXACT_DAYS:
+        us: i64 = (days * 86400 + span.seconds) * 1_000_000 + span.microseconds
+        return us / 1_000_000
+    return span.total_seconds()
 
 
 def seconds_after(at: datetime, seconds: float) -> datetime:

@@ -45,14 +45,14 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from operator import itemgetter
+from heapq import heappush
 from typing import Final
 
 from mypy_extensions import mypyc_attr
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, Risk
-from engine.core.timemath import shifted, utc_date
+from engine.core.timemath import shifted, total_seconds, utc_date
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
 from engine.risk.forecast import Forecast, Forecaster
@@ -81,6 +81,7 @@ REFRESH_SLICE = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
 _NONE: frozenset[str] = frozenset()
+_LAST_DAY: Final = date.max
 _new = tuple.__new__
 """An :class:`Assessment` from its fields without its Python ``__new__`` (compiled, the call
 is a C one)."""
@@ -92,7 +93,7 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
     """``target_slip`` as :func:`~engine.risk.reasons.risk_reasons` judges it (today, UTC,
     after ``target``, or the p85 date of ``forecast`` as of ``now`` after it), compared as
     instants against ``passed``, the midnight UTC after ``target``, where both are UTC."""
-    if target >= date.max:
+    if target >= _LAST_DAY:
         return False  # No date is later.
     if now.tzinfo is UTC:
         if now >= passed:
@@ -108,18 +109,44 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
     return utc_date(forecast.at(now)[1]) > target
 
 
-_kept = itemgetter(0, 1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 14, 18, 19, 21)
-"""What the monitor keeps of a state: the fields a risk reason or a forecast reads (one
-call in C per evaluation; the state itself holds what nothing here reads, its keys and
-texts among them)."""
 _Kept = tuple[
     str, str, str, datetime, datetime, int, str | None, bool, dict[str, Risk] | None, int,
     date | None, float | None, datetime | None, tuple[str, ...], int,
 ]  # fmt: skip
-_judged = itemgetter(1, 2, 4, 9, 11, 12, 13, 18, 19, 21)
-"""What a judgement reads of a state: workflow, stage and its entry, block, open risks, UAT
-failures, target, launch, visited stages and workflow version (not its id, version or
-texts)."""
+"""What the monitor keeps of a state (:func:`_keep`)."""
+
+
+def _keep(state: FeatureState) -> _Kept:
+    """The fields of ``state`` a risk reason or a forecast reads (the state itself holds
+    what nothing here reads, its keys and texts among them).
+
+    Indexed one by one, not through an ``operator.itemgetter``: compiled, an index of a
+    named tuple is a direct read, where the item getter looks each field up through the
+    generic item protocol (a twentieth of the monitor's instructions per event)."""
+    return (
+        state[0], state[1], state[2], state[3], state[4], state[5], state[7], state[9],
+        state[11], state[12], state[13], state[14], state[18], state[19], state[21],
+    )  # fmt: skip
+
+
+def _same_judged(a: FeatureState, b: FeatureState) -> bool:
+    """``a`` and ``b`` agree on what a judgement reads: workflow, stage and its entry, block,
+    open risks, UAT failures, target, launch, visited stages and workflow version (not the
+    id, version or texts). Field by field as a tuple compares them (identity first)."""
+    return (
+        (a[1] is b[1] or a[1] == b[1])
+        and (a[2] is b[2] or a[2] == b[2])
+        and (a[4] is b[4] or a[4] == b[4])
+        and a[9] == b[9]
+        and (a[11] is b[11] or a[11] == b[11])
+        and a[12] == b[12]
+        and (a[13] is b[13] or a[13] == b[13])
+        and (a[18] is b[18] or a[18] == b[18])
+        and (a[19] is b[19] or a[19] == b[19])
+        and a[21] == b[21]
+    )
+
+
 # Where _Kept holds what is read of it by name:
 _WORKFLOW: Final = 1
 _STAGE: Final = 2
@@ -188,6 +215,7 @@ class RiskMonitor:
         refresh_per_tick: int = REFRESH_PER_TICK,
     ) -> None:
         self.workflows = workflows
+        self._by_name = workflows.by_name  # read per judgement: one look-up less
         self.forecaster = forecaster if forecaster is not None else Forecaster()
         self.publish = publish
         self.listener = RiskMetrics(metrics) if metrics is not None else None
@@ -243,11 +271,7 @@ class RiskMonitor:
         if state is None or state is outcome.previous:  # nothing changed
             return []
         previous = outcome.previous
-        if (
-            previous is not None
-            and state.id not in self._watch
-            and _judged(previous) == _judged(state)
-        ):
+        if previous is not None and state.id not in self._watch and _same_judged(previous, state):
             # Judged calm with nothing to come by time alone (else it would have a record),
             # and nothing a judgement reads changed (a KPI, feedback, a title): still so.
             return []
@@ -384,12 +408,12 @@ class RiskMonitor:
         ``tests/unit/engine/risk/test_incremental.py`` holds every evaluation of two
         portfolios to what the pure functions answer.
         """
-        kept: _Kept = _kept(state)
+        kept = _keep(state)
         # What is read of the state, from what is kept of it (no attribute look-up each).
         (fid, name, stage, _, entered, _, _, blocked, risks, uat_failures, target, _, launched,
          _, _) = kept  # fmt: skip
         old = self._watch.get(fid)
-        workflow = self.workflows.by_name.get(name)
+        workflow = self._by_name.get(name)
         holds_until: datetime | None = None
         generation = 0
         due: datetime | None = None
@@ -402,7 +426,7 @@ class RiskMonitor:
             forecasts = target is not None and launched is None  # a target to slip
             # Seconds in the stage, taken once for the forecast and the SLA.
             timed = forecasts or (sla is not None and not finished)
-            elapsed = (now - entered).total_seconds() if timed else 0.0
+            elapsed = total_seconds(now - entered) if timed else 0.0
             if forecasts:
                 # A forecast only where one can change the reasons (a target to slip).
                 generation, models = self.forecaster.models(workflow, now)
@@ -471,10 +495,10 @@ class RiskMonitor:
         elif old is None:
             self._watch[fid] = _Watch(kept, reasons, forecast, due, holds_until, generation)
             if due is not None:
-                heapq.heappush(self._heap, (due, fid))
+                heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due_at != due:
-                heapq.heappush(self._heap, (due, fid))
+                heappush(self._heap, (due, fid))
             old.kept, old.reasons, old.forecast, old.due_at = kept, reasons, forecast, due
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:

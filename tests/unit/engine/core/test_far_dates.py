@@ -8,9 +8,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine.core.timemath import FAR_FUTURE, day_after, seconds_after, shifted, utc_date
+from engine.core.timemath import (
+    FAR_FUTURE,
+    day_after,
+    seconds_after,
+    shifted,
+    total_seconds,
+    utc_date,
+)
 from engine.http.views import feature_view
 from engine.observe import Recorder
 from engine.report.status import build_report, render_html, render_markdown, report_json
@@ -116,3 +125,16 @@ def test_time_arithmetic_saturates_at_the_ends_of_the_range() -> None:
     assert seconds_after(T0, 1e30) == FAR_FUTURE
     assert seconds_after(T0, 3600) == T0 + timedelta(hours=1)
     assert utc_date(FAR_FUTURE) == date.max
+
+
+@given(st.timedeltas())
+@example(timedelta.max)
+@example(timedelta.min)
+@example(timedelta(days=99_999, seconds=86_399, microseconds=999_999))
+@example(timedelta(days=-100_000, microseconds=1))
+@example(timedelta(days=100_000))
+@example(timedelta(microseconds=-1))
+def test_total_seconds_is_the_methods_float_over_the_whole_range(span: timedelta) -> None:
+    """The risk monitor's time in stage (``timemath.total_seconds``, integer fields) is the
+    very float ``timedelta.total_seconds`` gives, inside the exact range and past it."""
+    assert total_seconds(span) == span.total_seconds()
