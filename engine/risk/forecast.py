@@ -858,65 +858,6 @@ def _pass(passes: _Passes, k: int, visited: tuple[str, ...]) -> bool | None:
     return None if reach >= len(passes.orders) else reach > k
 
 
-_CHUNK: Final = 1024
-"""Words of the generator's output :class:`_Bits` reads at a time."""
-
-
-class _Bits:
-    """What ``rng.getrandbits(k)`` answers, call after call, read from chunks of ``rng``'s
-    output instead of one call per draw.
-
-    A draw of up to 32 bits is the top ``k`` bits of the generator's next 32-bit word, and
-    ``getrandbits(32 * n)`` holds its next ``n`` words, the first in the lowest bits (both
-    are how CPython's Mersenne Twister answers, on any byte order): so the bytes of one
-    chunk give the same draws as ``n`` calls, at a fraction of the cost compiled (a draw
-    here is two byte reads; a call allocates its answer and goes through the generic call
-    protocol). ``rng`` is left past the last chunk read: only for an RNG of its own (a walk
-    makes one per model). ``tests/unit/engine/risk/test_forecast.py`` holds it to
-    ``getrandbits`` on the installed Python.
-    """
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.chunk = b""
-        self.at: i64 = 0  # where the next word starts in the chunk
-
-    def take(self, k: int) -> int:
-        """The next ``rng.getrandbits(k)`` (``k >= 0``)."""
-        if 0 < k <= 16:  # what every walk draws (stays and exits kept: at most 65,536)
-            at = self.at
-            chunk = self.chunk
-            if at >= len(chunk):
-                chunk = self._refill()
-                at = 0
-            self.at = at + 4
-            return ((chunk[at + 3] << 8) | chunk[at + 2]) >> (16 - k)
-        if k == 0:
-            return 0  # no word drawn, as getrandbits(0) draws none
-        r = 0
-        shift = 0
-        while k > 0:  # word by word from the lowest, the last one's top bits only
-            word = self._word()
-            r |= (word >> (32 - k) if k < 32 else word) << shift
-            shift += 32
-            k -= 32
-        return r
-
-    def _word(self) -> int:
-        at = self.at
-        chunk = self.chunk
-        if at >= len(chunk):
-            chunk = self._refill()
-            at = 0
-        self.at = at + 4
-        return chunk[at] | (chunk[at + 1] << 8) | (chunk[at + 2] << 16) | (chunk[at + 3] << 24)
-
-    def _refill(self) -> bytes:
-        self.chunk = self.rng.getrandbits(32 * _CHUNK).to_bytes(4 * _CHUNK, "little")
-        self.at = 0
-        return self.chunk
-
-
 def _walks(
     rng: random.Random,
     kinds: list[tuple[_Kind, _Kind]],
@@ -931,12 +872,12 @@ def _walks(
 
     A walk follows the exits of each stage it reaches and draws its stays, those of rework
     (``kinds[at][1]``, ``nexts[at][1]``) where it has been further than ``at`` already.
-    ``rng.choice`` inlined: the same draws of ``rng.getrandbits`` in the same order as
-    ``random.Random.choice`` makes them, read from chunks of its output (:class:`_Bits`); a
-    rebuild makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py``
-    holds this to ``rng.choice`` on the installed Python.
+    ``rng.choice`` inlined: the same calls of ``rng.getrandbits`` in the same order as
+    ``random.Random.choice`` makes (so the same draws), at a third of the cost; a rebuild
+    makes tens of thousands of them. ``tests/unit/engine/risk/test_forecast.py`` holds this
+    to ``rng.choice`` on the installed Python.
     """
-    draws = _Bits(rng)
+    getrandbits = rng.getrandbits
     size = len(kinds)
     stays = [
         tuple((obs, fixed, len(obs), len(obs).bit_length()) for obs, fixed in pair)
@@ -949,15 +890,15 @@ def _walks(
         single_stays = [pair[0] for pair in stays]
         single_moves = [pair[0] for pair in moves]
         for k, _ in starts if starts is not None else [(k, k) for k in range(size)]:
-            tails.append(_pooled_walks(draws, single_stays, single_moves, k, n, limit))
+            tails.append(_pooled_walks(getrandbits, single_stays, single_moves, k, n, limit))
         return tails
     for k, reach in starts if starts is not None else [(k, k) for k in range(size)]:
         row = [0.0] * n
         first, first_count, first_bits = moves[k][k < reach]
         for i in range(n):
-            r = draws.take(first_bits)
+            r = getrandbits(first_bits)
             while r >= first_count:
-                r = draws.take(first_bits)
+                r = getrandbits(first_bits)
             total, at, steps, far = 0.0, first[r], 0, reach
             while at < size and steps < limit:
                 if at > far:
@@ -965,16 +906,16 @@ def _walks(
                 rework = at < far
                 observed, fixed, olen, obits = stays[at][rework]
                 if olen:
-                    r = draws.take(obits)
+                    r = getrandbits(obits)
                     while r >= olen:
-                        r = draws.take(obits)
+                        r = getrandbits(obits)
                     total += observed[r]
                 else:
                     total += fixed
                 ways, count, bits = moves[at][rework]
-                r = draws.take(bits)
+                r = getrandbits(bits)
                 while r >= count:
-                    r = draws.take(bits)
+                    r = getrandbits(bits)
                 at, steps = ways[r], steps + 1
             row[i] = total
         tails.append(row)
@@ -982,7 +923,7 @@ def _walks(
 
 
 def _pooled_walks(
-    draws: _Bits,
+    getrandbits: Callable[[int], int],
     stays: list[tuple[tuple[float, ...], float, int, int]],
     moves: list[tuple[list[int], int, int]],
     k: int,
@@ -994,23 +935,23 @@ def _pooled_walks(
     row = [0.0] * n
     first, first_count, first_bits = moves[k]
     for i in range(n):
-        r = draws.take(first_bits)
+        r = getrandbits(first_bits)
         while r >= first_count:
-            r = draws.take(first_bits)
+            r = getrandbits(first_bits)
         total, at, steps = 0.0, first[r], 0
         while at < size and steps < limit:
             observed, fixed, olen, obits = stays[at]
             if olen:
-                r = draws.take(obits)
+                r = getrandbits(obits)
                 while r >= olen:
-                    r = draws.take(obits)
+                    r = getrandbits(obits)
                 total += observed[r]
             else:
                 total += fixed
             ways, count, bits = moves[at]
-            r = draws.take(bits)
+            r = getrandbits(bits)
             while r >= count:
-                r = draws.take(bits)
+                r = getrandbits(bits)
             at, steps = ways[r], steps + 1
         row[i] = total
     return row

@@ -10,10 +10,8 @@ import pytest
 
 from engine.core.state import FeatureState, HistoryEntry
 from engine.risk.forecast import (
-    _CHUNK,
     Forecaster,
     StageDurations,
-    _Bits,
     durations_from_history,
     path_stages,
     seed_durations,
@@ -306,16 +304,6 @@ def test_the_fast_walk_draws_exactly_what_rng_choice_drew(feature_workflow: Work
     models = forecaster._build(feature_workflow)
     reference = _choice_tails(forecaster, feature_workflow)
     assert [models[s].tail_draws for s in stages] == reference
-
-
-@pytest.mark.parametrize("seed", [20240601, "20240601:2:5", 7])
-def test_draws_read_from_chunks_are_what_getrandbits_answers(seed: int | str) -> None:
-    """The walks' draws (``_Bits``) are ``getrandbits``' answers, draw after draw, for every
-    width (none, a walk's few bits, a word, several words) and across chunk boundaries."""
-    reference, chunked, widths = random.Random(seed), _Bits(random.Random(seed)), random.Random(1)
-    for _ in range(3 * _CHUNK):
-        k = widths.choice([0, 1, 2, 3, 9, 16, 17, 31, 32, 33, 64, 70])
-        assert chunked.take(k) == reference.getrandbits(k), k
 
 
 @pytest.mark.parametrize("stay_days", [1.0, 1e9])  # 1e9 days: past the range of a timedelta
