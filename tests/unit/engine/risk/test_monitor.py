@@ -488,3 +488,32 @@ def test_an_event_changing_nothing_risk_reads_is_not_judged_again(workflows: Wor
     rig.send("risk.raised", risk_id="r1", severity="high")
     assert judged == ["feat-1"]
     assert rig.monitor.reasons("feat-1") == ("high_risk",)
+
+
+@pytest.mark.parametrize(
+    ("etype", "data", "reason"),
+    [
+        ("feature.blocked", {"reason": "waiting on legal"}, "blocked"),
+        ("risk.raised", {"risk_id": "r1", "severity": "critical"}, "critical_risk"),
+    ],
+)
+def test_a_calm_feature_is_judged_again_when_only_one_judged_field_changes(
+    workflows: Workflows, etype: str, data: dict[str, Any], reason: str
+) -> None:
+    """The calm shortcut compares what a judgement reads field by field: an event that
+    changes one of them alone (the block, the open risks) is judged and gives its reason."""
+    rig = Rig(workflows, monitor=CountedMonitor)
+    assert isinstance(rig.monitor, CountedMonitor)
+    for etype_, data_ in [
+        ("idea.submitted", {}),
+        ("build.started", {}),
+        ("build.shipped", {"build": "b"}),
+        ("uat.passed", {}),
+        ("feature.launched", {}),
+    ]:
+        rig.send(etype_, **data_)
+    assert len(rig.monitor) == 0  # launched and calm: no record
+    judged = rig.monitor.judged = []
+    rig.send(etype, **data)
+    assert judged == ["feat-1"]
+    assert rig.monitor.reasons("feat-1") == (reason,)
