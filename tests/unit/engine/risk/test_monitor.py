@@ -466,12 +466,13 @@ def test_a_feature_back_for_rework_is_forecast_from_the_rework_model(
     assert compared > 20
 
 
-def test_an_event_changing_nothing_risk_reads_is_not_judged_again(workflows: Workflows) -> None:
-    """A launched feature, calm with nothing to come by time alone, is not judged again for a
-    KPI or feedback; an event that changes what risk reads still is."""
+def _launched_and_calm(workflows: Workflows) -> tuple[Rig, CountedMonitor]:
+    """A rig whose one feature has launched and is calm, with nothing to come by time alone
+    (so the monitor holds no record of it), and its monitor, which notes what it judges."""
     rig = Rig(workflows, monitor=CountedMonitor)
-    assert isinstance(rig.monitor, CountedMonitor)
-    judged = rig.monitor.judged = []
+    monitor = rig.monitor
+    assert isinstance(monitor, CountedMonitor)
+    monitor.judged = []
     for etype, data in [
         ("idea.submitted", {}),
         ("build.started", {}),
@@ -480,14 +481,22 @@ def test_an_event_changing_nothing_risk_reads_is_not_judged_again(workflows: Wor
         ("feature.launched", {}),
     ]:
         rig.send(etype, **data)
-    assert len(rig.monitor) == 0  # launched and calm: no record
-    judged.clear()
+    assert len(monitor) == 0  # launched and calm: no record
+    monitor.judged.clear()
+    return rig, monitor
+
+
+def test_an_event_changing_nothing_risk_reads_is_not_judged_again(workflows: Workflows) -> None:
+    """A launched feature, calm with nothing to come by time alone, is not judged again for a
+    KPI or feedback; an event that changes what risk reads still is."""
+    rig, monitor = _launched_and_calm(workflows)
+    judged = monitor.judged
     rig.send("kpi.reported", name="adoption", value=0.5)
     rig.send("feedback.received", sentiment="positive")
     assert judged == []
     rig.send("risk.raised", risk_id="r1", severity="high")
     assert judged == ["feat-1"]
-    assert rig.monitor.reasons("feat-1") == ("high_risk",)
+    assert monitor.reasons("feat-1") == ("high_risk",)
 
 
 @pytest.mark.parametrize(
@@ -502,18 +511,8 @@ def test_a_calm_feature_is_judged_again_when_only_one_judged_field_changes(
 ) -> None:
     """The calm shortcut compares what a judgement reads field by field: an event that
     changes one of them alone (the block, the open risks) is judged and gives its reason."""
-    rig = Rig(workflows, monitor=CountedMonitor)
-    assert isinstance(rig.monitor, CountedMonitor)
-    for etype_, data_ in [
-        ("idea.submitted", {}),
-        ("build.started", {}),
-        ("build.shipped", {"build": "b"}),
-        ("uat.passed", {}),
-        ("feature.launched", {}),
-    ]:
-        rig.send(etype_, **data_)
-    assert len(rig.monitor) == 0  # launched and calm: no record
-    judged = rig.monitor.judged = []
+    rig, monitor = _launched_and_calm(workflows)
+    judged = monitor.judged
     rig.send(etype, **data)
     assert judged == ["feat-1"]
-    assert rig.monitor.reasons("feat-1") == (reason,)
+    assert monitor.reasons("feat-1") == (reason,)
