@@ -21,6 +21,22 @@ WEBHOOKS_EXAMPLES_VERSION="${WEBHOOKS_EXAMPLES_VERSION:-7.6.1}"
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: ERROR: %s\n' "$*" >&2; exit 1; }
 
+# npm_install PREFIX PACKAGE: install PACKAGE under PREFIX whole or not at all. npm writes
+# into a scratch prefix beside it, which replaces PREFIX only once the install finished: an
+# install killed halfway (or two at once) never leaves a tree that looks installed but lacks
+# modules (seen: the AsyncAPI CLI's launcher present, a dependency of it missing).
+npm_install() {
+    local prefix="$1" package="$2" scratch
+    mkdir -p "$(dirname "$prefix")"
+    scratch="$(mktemp -d "$prefix.partial.XXXXXX")"
+    if ! npm install --no-audit --no-fund --loglevel=error --prefix "$scratch" "$package" >&2; then
+        rm -rf "$scratch"
+        return 1
+    fi
+    rm -rf "$prefix"
+    mv "$scratch" "$prefix"
+}
+
 helm_path() {
     local bin="$TOOLS/bin/helm"
     if [[ ! -x "$bin" ]]; then
@@ -38,9 +54,7 @@ asyncapi_path() {
     if [[ ! -x "$bin" ]]; then
         command -v npm >/dev/null 2>&1 || die "npm not found; it installs @asyncapi/cli (apt-get install npm)"
         say "installing @asyncapi/cli@$ASYNCAPI_CLI_VERSION with npm (first run only)"
-        mkdir -p "$prefix"
-        npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" \
-            "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >&2 || die "npm install @asyncapi/cli failed"
+        npm_install "$prefix" "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" || die "npm install @asyncapi/cli failed"
     fi
     # The CLI reports usage over the network unless told not to; the tests point
     # ASYNCAPI_METRICS_CONFIG_PATH at this file.
@@ -59,9 +73,7 @@ webhooks_path() {
     if [[ "$installed" != "$WEBHOOKS_EXAMPLES_VERSION" || ! -f "$package/api.github.com/index.json" ]]; then
         command -v npm >/dev/null 2>&1 || die "npm not found; it installs @octokit/webhooks-examples (apt-get install npm)"
         say "installing @octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION with npm"
-        mkdir -p "$prefix"
-        npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" \
-            "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION" >&2 ||
+        npm_install "$prefix" "@octokit/webhooks-examples@$WEBHOOKS_EXAMPLES_VERSION" ||
             die "npm install @octokit/webhooks-examples failed"
     fi
     echo "$package/api.github.com/index.json"
