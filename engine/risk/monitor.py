@@ -39,13 +39,12 @@ Not thread-safe: call it from the thread that applies events.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from heapq import heappush
+from heapq import heapify, heappop, heappush
 from typing import Final
 
 from mypy_extensions import mypyc_attr
@@ -283,7 +282,7 @@ class RiskMonitor:
         signals: list[RiskSignal] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, fid = heapq.heappop(heap)
+            due, fid = heappop(heap)
             watch = self._watch.get(fid)
             if watch is None or watch.due_at != due:
                 continue  # Re-armed or gone since: a stale heap entry.
@@ -539,4 +538,4 @@ class RiskMonitor:
 
     def _compact(self) -> None:
         self._heap = [(w.due_at, fid) for fid, w in self._watch.items() if w.due_at is not None]
-        heapq.heapify(self._heap)
+        heapify(self._heap)
