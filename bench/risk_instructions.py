@@ -10,8 +10,19 @@ earlier commit with its own ``make native`` build). Instructions are not time: r
 about half the engine's rate per instruction (it touches one feature's records among many,
 and frees objects made long before), so confirm a change with ``bench/core.py --baseline``.
 
+``--cache`` shows where the rest of the time goes: the engine's whole run of the same
+events (``bench/core.py``'s ``run_engine``), without and with risk, under valgrind's cache
+simulation with this machine's first-level caches and its second-level cache as the last
+level (``getconf LEVEL2_CACHE_*``), less a run that only loads the events. It prints per
+event the instructions, the first-level misses (instructions and data) and the second-level
+misses (data that had to come from the shared third level or memory), and what risk adds
+to each. Misses are what instructions do not count: the engine's data for one feature was
+last touched thousands of events before, and each run of risk's code evicts part of the
+engine's code and data from the first-level caches, and the engine's risk's.
+
 Needs valgrind (Debian: ``valgrind``) and the compiled risk package (``make native``); about
-a minute per tree and mode. Run: ``python bench/risk_instructions.py [--baseline TREE]``.
+a minute per tree and mode (``--cache``: about ten minutes per mode, two processes at a
+time). Run: ``python bench/risk_instructions.py [--baseline TREE] [--cache]``.
 """
 
 from __future__ import annotations
@@ -24,7 +35,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,12 +117,116 @@ def counted(tree: str, path: str) -> int:
     return int(found.group(1))
 
 
+_RUN = """
+import pickle, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
+import core
+from engine.config.tuning import tune_gc
+from workflows.loader import Workflows, load_folder
+workflows = Workflows(load_folder())
+with open(sys.argv[2], "rb") as f:
+    raw, received = pickle.load(f)
+tune_gc()
+if sys.argv[3] != "load":
+    core.run_engine(raw, workflows, risk=sys.argv[3] == "risk", received=received)
+"""
+"""Runs the tree in ``argv[1]``'s engine on the pickled events, with risk (``risk``), without
+(``plain``), or only loads them (``load``: what the other two runs have in common)."""
+
+_SUMMARY = {
+    "instructions": r"I\s+refs:\s+([\d,]+)",
+    "first-level instruction misses": r"I1\s+misses:\s+([\d,]+)",
+    "first-level data misses": r"D1\s+misses:\s+([\d,]+)",
+    "second-level misses": r"LLd\s+misses:\s+([\d,]+)",
+}
+"""The figures of cachegrind's summary ``--cache`` prints (the last level simulated is the
+second: its instruction misses are a few thousand in a run, left out)."""
+
+
+def simulated(tree: str, path: str, run: str) -> dict[str, int]:
+    """Cachegrind's summary of ``_RUN`` (``run``: ``risk``, ``plain`` or ``load``)."""
+    level2 = ",".join(
+        subprocess.run(
+            ["getconf", f"LEVEL2_CACHE_{part}"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for part in ("SIZE", "ASSOC", "LINESIZE")
+    )
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=yes",
+            f"--LL={level2}",
+            "--cachegrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            _RUN,
+            tree,
+            path,
+            run,
+        ],
+        cwd=tree,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dictionaries in every run
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    figures = {}
+    for name, pattern in _SUMMARY.items():
+        found = re.search(pattern, out)
+        if found is None:
+            raise SystemExit(f"no {name} from valgrind:\n{out[-2000:]}")
+        figures[name] = int(found.group(1).replace(",", ""))
+    return figures
+
+
+def cache(trees: dict[str, str], scratch: str) -> None:
+    """Print ``--cache``'s figures of each tree's engine on the same events, all at once and
+    live."""
+    sys.path[:0] = [HERE, os.path.join(HERE, "bench")]
+    import core
+
+    for live in (False, True):
+        raw, received = core.make_live_events(10_000) if live else (core.make_events(10_000), None)
+        path = os.path.join(scratch, "events.pickle")
+        with open(path, "wb") as f:
+            pickle.dump((raw, received), f)
+        n = len(raw)
+        for name, tree in trees.items():
+            with ThreadPoolExecutor(2) as pool:  # valgrind runs one thread: two at a time
+                load, plain, risk = pool.map(
+                    partial(simulated, tree, path), ("load", "plain", "risk")
+                )
+            mode = "live" if live else "all at once"
+            print(
+                f"{name}: the engine under cachegrind, per event ({n:,} events, {mode}): "
+                "without risk, with risk, what risk adds"
+            )
+            for figure in _SUMMARY:
+                without = (plain[figure] - load[figure]) / n
+                with_risk = (risk[figure] - load[figure]) / n
+                print(
+                    f"  {figure:31s} {without:>9,.0f} {with_risk:>9,.0f} "
+                    f"{with_risk - without:>+9,.0f} ({with_risk / without:.2f}x)"
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", help="another source tree (with its own native build)")
+    ap.add_argument(
+        "--cache", action="store_true", help="the engine's cache misses without and with risk"
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.cache:
+        trees = {"this tree": HERE}
+        if args.baseline:
+            trees["baseline"] = os.path.abspath(args.baseline)
+        with tempfile.TemporaryDirectory() as scratch:
+            cache(trees, scratch)
+        return
     trees = {"this tree": HERE}
     if args.baseline:
         trees["baseline"] = os.path.abspath(args.baseline)
