@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from heapq import heapify, heappop, heappush
 from typing import Final
@@ -108,26 +107,6 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
     return utc_date(forecast.at(now)[1]) > target
 
 
-_Kept = tuple[
-    str, str, str, datetime, datetime, int, str | None, bool, dict[str, Risk] | None, int,
-    date | None, float | None, datetime | None, tuple[str, ...], int,
-]  # fmt: skip
-"""What the monitor keeps of a state (:func:`_keep`)."""
-
-
-def _keep(state: FeatureState) -> _Kept:
-    """The fields of ``state`` a risk reason or a forecast reads (the state itself holds
-    what nothing here reads, its keys and texts among them).
-
-    Indexed one by one, not through an ``operator.itemgetter``: compiled, an index of a
-    named tuple is a direct read, where the item getter looks each field up through the
-    generic item protocol (a twentieth of the monitor's instructions per event)."""
-    return (
-        state[0], state[1], state[2], state[3], state[4], state[5], state[7], state[9],
-        state[11], state[12], state[13], state[14], state[18], state[19], state[21],
-    )  # fmt: skip
-
-
 def _same_judged(a: FeatureState, b: FeatureState) -> bool:
     """``a`` and ``b`` agree on what a judgement reads: workflow, stage and its entry, block,
     open risks, UAT failures, target, launch, visited stages and workflow version (not the
@@ -146,21 +125,83 @@ def _same_judged(a: FeatureState, b: FeatureState) -> bool:
     )
 
 
-# Where _Kept holds what is read of it by name:
-_WORKFLOW: Final = 1
-_STAGE: Final = 2
-_ENTERED: Final = 4
-_VERSION: Final = 5
-
-
-@dataclass(slots=True)
 class _Watch:
-    kept: _Kept
+    """What the monitor holds of one feature: the fields of its state a risk reason or a
+    forecast reads (the state itself holds what nothing here reads, its keys and texts among
+    them), its assessment and its deadline.
+
+    Judging a feature again writes the fields into its record (:meth:`keep`) rather than
+    into a copy made per judged event: a copy would be one object more to make, for the
+    cyclic garbage collector to walk, and to free with the next judgement, long after it
+    left the processor's caches (of what risk adds to a live event, freeing and the
+    collector are the largest parts: ``bench/risk_instructions.py --cache``).
+    """
+
+    __slots__ = (
+        "blocked", "created_at", "due_at", "entered_stage_at", "forecast", "generation",
+        "holds_until", "id", "launched_at", "open_risks", "priority", "product", "reasons",
+        "stage", "target_launch", "uat_failures", "version", "visited", "workflow",
+        "workflow_version",
+    )  # fmt: skip
+
+    # The state's fields (see keep):
+    id: str
+    workflow: str
+    stage: str
+    created_at: datetime
+    entered_stage_at: datetime
+    version: int
+    product: str | None
+    blocked: bool
+    open_risks: dict[str, Risk] | None
+    uat_failures: int
+    target_launch: date | None
+    priority: float | None
+    launched_at: datetime | None
+    visited: tuple[str, ...]
+    workflow_version: int
     reasons: tuple[str, ...]  # its assessment's, held apart (see assessment)
     forecast: Forecast | None
-    due_at: datetime | None = None  # its deadline (see :meth:`RiskMonitor._evaluate`)
-    holds_until: datetime | None = None  # the forecast holds for this stage entry until
-    generation: int = 0  # of the workflow's forecast model the forecast came from
+    due_at: datetime | None  # its deadline (see :meth:`RiskMonitor._evaluate`)
+    holds_until: datetime | None  # the forecast holds for this stage entry until
+    generation: int  # of the workflow's forecast model the forecast came from
+
+    def __init__(
+        self,
+        state: FeatureState,
+        reasons: tuple[str, ...],
+        forecast: Forecast | None,
+        due_at: datetime | None,
+        holds_until: datetime | None,
+        generation: int,
+    ) -> None:
+        self.keep(state)
+        self.reasons = reasons
+        self.forecast = forecast
+        self.due_at = due_at
+        self.holds_until = holds_until
+        self.generation = generation
+
+    def keep(self, state: FeatureState) -> None:
+        """Hold the fields of ``state`` a risk reason or a forecast reads.
+
+        Indexed one by one, not by name or through an ``operator.itemgetter``: compiled, an
+        index of a named tuple is a direct read."""
+        self.id = state[0]
+        self.workflow = state[1]
+        self.stage = state[2]
+        self.created_at = state[3]
+        self.entered_stage_at = state[4]
+        self.version = state[5]
+        self.product = state[7]
+        self.blocked = state[9]
+        self.open_risks = state[11]
+        self.uat_failures = state[12]
+        self.target_launch = state[13]
+        self.priority = state[14]
+        self.launched_at = state[18]
+        self.visited = state[19]
+        self.workflow_version = state[21]
 
     @property
     def assessment(self) -> Assessment:
@@ -177,13 +218,12 @@ class _Watch:
     @property
     def state(self) -> FeatureState:
         """The state judged, without what no risk reason or forecast reads."""
-        (fid, workflow, stage, created, entered, version, product, blocked, risks, uat,
-         target, priority, launched, visited, wf_version) = self.kept  # fmt: skip
         return tuple.__new__(
             FeatureState,
-            (fid, workflow, stage, created, entered, version, None, product, None, blocked,
-             None, risks, uat, target, priority, None, None, None, launched, visited, _NONE,
-             wf_version),
+            (self.id, self.workflow, self.stage, self.created_at, self.entered_stage_at,
+             self.version, None, self.product, None, self.blocked, None, self.open_risks,
+             self.uat_failures, self.target_launch, self.priority, None, None, None,
+             self.launched_at, self.visited, _NONE, self.workflow_version),
         )  # fmt: skip
 
 
@@ -313,7 +353,7 @@ class RiskMonitor:
         while queue and done < limit and looked < 8 * limit:
             looked += 1
             watch = watches.get(queue.popleft())
-            if watch is None or watch.forecast is None or watch.kept[_WORKFLOW] not in rebuilt:
+            if watch is None or watch.forecast is None or watch.workflow not in rebuilt:
                 continue
             signals += self._evaluate(watch.state, now)
             done += 1
@@ -364,7 +404,7 @@ class RiskMonitor:
             return Assessment(())
         watch = self._watch.get(state.id)
         shown = forecast or state.target_launch is not None
-        if watch is None or watch.kept[_VERSION] != state.version:
+        if watch is None or watch.version != state.version:
             return assess(state, workflow, now, self.forecaster if shown else None)
         if watch.forecast is None and state.target_launch is None and shown:
             # Only shown, never judged: forecast it now.
@@ -381,7 +421,7 @@ class RiskMonitor:
         counts: dict[tuple[str, str, str], int] = {}
         for watch in self._watch.values():
             for reason in watch.reasons:
-                key = (watch.kept[_WORKFLOW], watch.kept[_STAGE], reason)
+                key = (watch.workflow, watch.stage, reason)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -407,10 +447,10 @@ class RiskMonitor:
         ``tests/unit/engine/risk/test_incremental.py`` holds every evaluation of two
         portfolios to what the pure functions answer.
         """
-        kept = _keep(state)
-        # What is read of the state, from what is kept of it (no attribute look-up each).
-        (fid, name, stage, _, entered, _, _, blocked, risks, uat_failures, target, _, launched,
-         _, _) = kept  # fmt: skip
+        # What is read of the state, by index (compiled, a direct read each).
+        fid, name, stage, entered = state[0], state[1], state[2], state[4]
+        blocked, risks, uat_failures = state[9], state[11], state[12]
+        target, launched = state[13], state[18]
         old = self._watch.get(fid)
         workflow = self._by_name.get(name)
         holds_until: datetime | None = None
@@ -434,8 +474,8 @@ class RiskMonitor:
                     and old.holds_until is not None
                     and now < old.holds_until
                     and old.generation == generation
-                    and old.kept[_STAGE] == stage
-                    and old.kept[_ENTERED] == entered
+                    and old.stage == stage
+                    and old.entered_stage_at == entered
                     and not blocked
                 ):  # Its forecast's inputs are unchanged: so is the forecast.
                     forecast, holds_until = old.forecast, old.holds_until
@@ -479,10 +519,10 @@ class RiskMonitor:
         old_reasons = old.reasons if old is not None else ()
         signals: list[RiskSignal] = []
         if (old_reasons or reasons) and (
-            old_reasons != reasons or (old is not None and old.kept[_STAGE] != stage)
+            old_reasons != reasons or (old is not None and old.stage != stage)
         ):  # without a reason before or after, no gauge moves and nothing is announced
             if self.listener is not None:
-                was = (old.kept[_WORKFLOW], old.kept[_STAGE], old_reasons) if old else None
+                was = (old.workflow, old.stage, old_reasons) if old else None
                 self.listener.reasons_changed(was, (name, stage, reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
@@ -492,13 +532,14 @@ class RiskMonitor:
             if old is not None:
                 del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
-            self._watch[fid] = _Watch(kept, reasons, forecast, due, holds_until, generation)
+            self._watch[fid] = _Watch(state, reasons, forecast, due, holds_until, generation)
             if due is not None:
                 heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due_at != due:
                 heappush(self._heap, (due, fid))
-            old.kept, old.reasons, old.forecast, old.due_at = kept, reasons, forecast, due
+            old.keep(state)
+            old.reasons, old.forecast, old.due_at = reasons, forecast, due
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)
