@@ -104,40 +104,71 @@ SLA = "sla"
 MIXED = "mixed"
 
 
-_Stay = list[Any]
-"""One feature's stay in a stage: ``[entered_at, seconds or None while it lasts, stage,
-workflow, feature, visited, to, entered_us]`` (a list: one is made per move, the cheapest
-record). ``visited`` is the feature's ``visited`` stages at entry (the stay is rework when one
-of them lies after the stage, see :func:`reach`); ``to`` is where it went next (``None`` until
-then); ``entered_us``: ``entered_at`` in whole microseconds since the epoch, kept by the
-first rebuild that counts the stay as censored (see :func:`_censored`)."""
 SPLIT_MIN = 20
 """Ended stays a stage's first passes (or its rework) need before the forecast draws their
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
 
-def _stay(
-    gone: _Stay | None,
-    at: datetime,
-    stage: str,
-    workflow: str,
-    feature: str,
-    visited: tuple[str, ...],
-) -> _Stay:
-    """A new stay, open since ``at``: the list of ``gone``, a stay that just left its full
-    cohort, when there is one.
+class _Stay:
+    """One feature's stay in a stage.
 
-    A cohort turns over one stay per move into its stage, and nothing but the cohort and
-    :attr:`StageDurations._open` holds a stay (a build reads them and keeps none). Writing
-    the new stay into the one that left saves freeing a list made hundreds of moves before,
-    whose memory is no longer in the processor's caches, and making one that the cyclic
-    garbage collector would walk: of what risk adds to a live event, freeing and the
-    collector are the largest parts (``bench/risk_instructions.py --cache``)."""
-    if gone is None:
-        return [at, None, stage, workflow, feature, visited, None, None]
-    gone[0], gone[1], gone[2], gone[3] = at, None, stage, workflow
-    gone[4], gone[5], gone[6], gone[7] = feature, visited, None, None
-    return gone
+    One object, its fields held in it: a build reads every stay of every cohort, and a move
+    the stay it closes, so each is one read away (a list would hold its items in a second
+    block of memory). Made per move until a cohort is full, then recycled (:meth:`reuse`).
+    """
+
+    __slots__ = ("entered_at", "entered_us", "feature", "seconds", "stage", "to", "visited",
+                 "workflow")  # fmt: skip
+
+    entered_at: datetime
+    seconds: float | None  # how long it lasted; ``None`` while it lasts
+    stage: str
+    workflow: str
+    feature: str
+    visited: tuple[str, ...]
+    """The feature's ``visited`` stages at entry: the stay is rework when one of them lies
+    after the stage (see :meth:`_Passes.reach`)."""
+    to: str | None  # where the feature went next (``None`` until then)
+    entered_us: int | None
+    """``entered_at`` in whole microseconds since the epoch, kept by the first rebuild that
+    counts the stay as censored (see :func:`_censored`)."""
+
+    def __init__(
+        self,
+        entered_at: datetime,
+        stage: str,
+        workflow: str,
+        feature: str,
+        visited: tuple[str, ...],
+    ) -> None:
+        self.reuse(entered_at, stage, workflow, feature, visited)
+
+    def reuse(
+        self,
+        entered_at: datetime,
+        stage: str,
+        workflow: str,
+        feature: str,
+        visited: tuple[str, ...],
+    ) -> _Stay:
+        """This stay, become a new one open since ``entered_at``.
+
+        A cohort turns over one stay per move into its stage, and nothing but the cohort
+        and :attr:`StageDurations._open` holds a stay (a build reads them and keeps none).
+        Writing the new stay into the one that left the cohort saves freeing an object made
+        hundreds of moves before, whose memory is no longer in the processor's caches, and
+        making one that the cyclic garbage collector would walk: of what risk adds to a live
+        event, freeing and the collector are the largest parts
+        (``bench/risk_instructions.py --cache``)."""
+        self.entered_at = entered_at
+        self.seconds = None
+        self.stage = stage
+        self.workflow = workflow
+        self.feature = feature
+        self.visited = visited
+        self.to = None
+        self.entered_us = None
+        return self
 
 
 class _StageLog:
@@ -239,8 +270,8 @@ class StageDurations:
         cohort = log.cohort
         if len(cohort) == self.capacity:
             oldest = cohort[0]
-            if oldest[1] is None and self._open.get(oldest[4]) is oldest:
-                del self._open[oldest[4]]
+            if oldest.seconds is None and self._open.get(oldest.feature) is oldest:
+                del self._open[oldest.feature]
             self._unvisit(log, oldest)
         if stale:
             found = self._open.get(feature)
@@ -248,7 +279,11 @@ class StageDurations:
                 self._drop(found)
         # Still full (no stay dropped): the oldest leaves as the new one comes.
         gone = cohort.popleft() if len(cohort) == self.capacity else None
-        stay = _stay(gone, at, stage, workflow, feature, visited)
+        stay = (
+            gone.reuse(at, stage, workflow, feature, visited)
+            if gone is not None
+            else _Stay(at, stage, workflow, feature, visited)
+        )
         cohort.append(stay)
         self._open[feature] = stay
         visits = log.visits
@@ -258,15 +293,15 @@ class StageDurations:
     def _unvisit(log: _StageLog, stay: _Stay) -> None:
         """A stay left its cohort: one fewer with its ``visited``."""
         visits = log.visits
-        left = visits[stay[5]] - 1
+        left = visits[stay.visited] - 1
         if left:
-            visits[stay[5]] = left
+            visits[stay.visited] = left
         else:
-            del visits[stay[5]]
+            del visits[stay.visited]
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
-        log = self._workflows[stay[3]].stages[stay[2]]
+        log = self._workflows[stay.workflow].stages[stay.stage]
         cohort = log.cohort
         for i, found in enumerate(cohort):
             if found is stay:
@@ -285,16 +320,16 @@ class StageDurations:
         """``feature`` left ``stage`` after ``seconds`` (for ``to``): its stay in the cohort
         is closed."""
         stay = self._open.pop(feature, None)
-        if stay is not None and stay[2] == stage and stay[3] == workflow:
-            stay[1] = seconds if seconds > 0.0 else 0.0
-            stay[6] = to
+        if stay is not None and stay.stage == stage and stay.workflow == workflow:
+            stay.seconds = seconds if seconds > 0.0 else 0.0
+            stay.to = to
 
     def _asof(self, workflow: str) -> datetime:
         """The latest entry into any of the workflow's stages that its cohorts still hold
         the last of: the instant the censored stays are measured at (no clock needed).
         One of its cohorts holds a stay."""
         stages = self._workflows[workflow].stages.values()
-        at: datetime = max(log.cohort[-1][0] for log in stages if log.cohort)
+        at: datetime = max(log.cohort[-1].entered_at for log in stages if log.cohort)
         return at
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
@@ -314,7 +349,7 @@ class StageDurations:
             return ()
         cohort = log.cohort
         asof = self._asof(workflow)
-        ended = [stay[1] for stay in cohort if stay[1] is not None]
+        ended = [stay.seconds for stay in cohort if stay.seconds is not None]
         return product_limit(ended, _censored(cohort, asof))
 
     def passes(
@@ -339,19 +374,19 @@ class StageDurations:
         under_way_kinds: list[bool] = []
         for stay in log.cohort:
             try:
-                kind = kinds[stay[5]]
+                kind = kinds[stay.visited]
             except KeyError:  # a stay its visits no longer count (see enter)
-                kind = kinds[stay[5]] = rework(stay[5])
+                kind = kinds[stay.visited] = rework(stay.visited)
             if kind is None:
                 continue
-            if stay[1] is None:
+            if stay.seconds is None:
                 under_way.append(stay)
                 under_way_kinds.append(kind)
             else:
                 ended, _, exits = split[kind]
-                ended.append(stay[1])
-                if stay[6] is not None:
-                    exits.append(stay[6])
+                ended.append(stay.seconds)
+                if stay.to is not None:
+                    exits.append(stay.to)
         for kind, seconds in zip(under_way_kinds, _censored(under_way, asof), strict=True):
             split[kind][1].append(seconds)
         return split
@@ -423,9 +458,9 @@ class StageDurations:
             if feature is not None:
                 stay = self._open.pop(feature, None)
                 left = True
-                if stay is not None and stay[2] == from_stage and stay[3] == workflow:
-                    stay[1] = seconds
-                    stay[6] = to_stage
+                if stay is not None and stay.stage == from_stage and stay.workflow == workflow:
+                    stay.seconds = seconds
+                    stay.to = to_stage
         if feature is not None and entered is not None and to_stage is not None:
             log = stages.get(to_stage)
             if log is None:
@@ -438,15 +473,19 @@ class StageDurations:
             oldest: _Stay | None = None
             if len(cohort) == self.capacity:
                 oldest = cohort.popleft()
-                if oldest[1] is None and opened.get(oldest[4]) is oldest:
-                    del opened[oldest[4]]
-                gone = oldest[5]
+                if oldest.seconds is None and opened.get(oldest.feature) is oldest:
+                    del opened[oldest.feature]
+                gone = oldest.visited
                 count = visits[gone] - 1
                 if count:
                     visits[gone] = count
                 else:
                     del visits[gone]
-            stay = _stay(oldest, entered, to_stage, workflow, feature, visited)
+            stay = (
+                oldest.reuse(entered, to_stage, workflow, feature, visited)
+                if oldest is not None
+                else _Stay(entered, to_stage, workflow, feature, visited)
+            )
             log.add_stay(stay)
             opened[feature] = stay
             visits[visited] = visits.get(visited, 0) + 1
@@ -484,19 +523,23 @@ def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
     same floats. Times in a zone other than ``datetime.UTC`` are subtracted as datetimes.
     """
     if asof.tzinfo is not UTC:
-        return [max(0.0, (asof - stay[0]).total_seconds()) for stay in stays if stay[1] is None]
+        return [
+            max(0.0, (asof - stay.entered_at).total_seconds())
+            for stay in stays
+            if stay.seconds is None
+        ]
     now = _microseconds(asof)
     out: list[float] = []
     for stay in stays:
-        if stay[1] is not None:
+        if stay.seconds is not None:
             continue
-        entered: int | None = stay[7]
+        entered: int | None = stay.entered_us
         if entered is None:
-            at: datetime = stay[0]
+            at: datetime = stay.entered_at
             if at.tzinfo is not UTC:
                 out.append(max(0.0, (asof - at).total_seconds()))
                 continue
-            entered = stay[7] = _microseconds(at)
+            entered = stay.entered_us = _microseconds(at)
         lasted = now - entered
         out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
     return out
