@@ -114,7 +114,8 @@ class _Stay:
 
     One object, its fields held in it: a build reads every stay of every cohort, and a move
     the stay it closes, so each is one read away (a list would hold its items in a second
-    block of memory). Made per move until a cohort is full, then recycled (:meth:`reuse`).
+    block of memory). Made per move until a cohort is full, then recycled: either way its
+    fields are written by :meth:`reuse`.
     """
 
     __slots__ = ("entered_at", "entered_us", "feature", "seconds", "stage", "to", "visited",
@@ -132,16 +133,6 @@ class _Stay:
     entered_us: int | None
     """``entered_at`` in whole microseconds since the epoch, kept by the first rebuild that
     counts the stay as censored (see :func:`_censored`)."""
-
-    def __init__(
-        self,
-        entered_at: datetime,
-        stage: str,
-        workflow: str,
-        feature: str,
-        visited: tuple[str, ...],
-    ) -> None:
-        self.reuse(entered_at, stage, workflow, feature, visited)
 
     def reuse(
         self,
@@ -279,11 +270,7 @@ class StageDurations:
                 self._drop(found)
         # Still full (no stay dropped): the oldest leaves as the new one comes.
         gone = cohort.popleft() if len(cohort) == self.capacity else None
-        stay = (
-            gone.reuse(at, stage, workflow, feature, visited)
-            if gone is not None
-            else _Stay(at, stage, workflow, feature, visited)
-        )
+        stay = (gone if gone is not None else _Stay()).reuse(at, stage, workflow, feature, visited)
         cohort.append(stay)
         self._open[feature] = stay
         visits = log.visits
@@ -481,10 +468,8 @@ class StageDurations:
                     visits[gone] = count
                 else:
                     del visits[gone]
-            stay = (
-                oldest.reuse(entered, to_stage, workflow, feature, visited)
-                if oldest is not None
-                else _Stay(entered, to_stage, workflow, feature, visited)
+            stay = (oldest if oldest is not None else _Stay()).reuse(
+                entered, to_stage, workflow, feature, visited
             )
             log.add_stay(stay)
             opened[feature] = stay
