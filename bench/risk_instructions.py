@@ -16,13 +16,13 @@ simulation with this machine's first-level caches and its second-level cache as 
 level (``getconf LEVEL2_CACHE_*``), less a run that only loads the events. It prints per
 event the instructions, the first-level misses (instructions and data) and the second-level
 misses (data that had to come from the shared third level or memory), and what risk adds
-to each. Misses are what instructions do not count: the engine's data for one feature was
-last touched thousands of events before, and each run of risk's code evicts part of the
-engine's code and data from the first-level caches, and the engine's risk's.
+to each. Misses are what instructions do not count: live, risk's instructions miss the
+first level as often as the engine's, the second 2.7 times as often (each event reaches one
+feature's records among 10,000, last touched thousands of events before).
 
 Needs valgrind (Debian: ``valgrind``) and the compiled risk package (``make native``); about
-a minute per tree and mode (``--cache``: about ten minutes per mode, two processes at a
-time). Run: ``python bench/risk_instructions.py [--baseline TREE] [--cache]``.
+a minute per tree and mode (``--cache``: about five, two processes at a time).
+Run: ``python bench/risk_instructions.py [--baseline TREE] [--cache]``.
 """
 
 from __future__ import annotations
@@ -143,20 +143,29 @@ _SUMMARY = {
 second: its instruction misses are a few thousand in a run, left out)."""
 
 
-def simulated(tree: str, path: str, run: str) -> dict[str, int]:
-    """Cachegrind's summary of ``_RUN`` (``run``: ``risk``, ``plain`` or ``load``)."""
-    level2 = ",".join(
+def level2() -> str:
+    """This machine's second-level cache as valgrind's ``--LL`` takes it (size,
+    associativity, line size)."""
+    parts = [
         subprocess.run(
             ["getconf", f"LEVEL2_CACHE_{part}"], capture_output=True, text=True, check=True
         ).stdout.strip()
         for part in ("SIZE", "ASSOC", "LINESIZE")
-    )
+    ]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise SystemExit(f"getconf does not tell this machine's second-level cache: {parts}")
+    return ",".join(parts)
+
+
+def simulated(tree: str, path: str, cache: str, run: str) -> dict[str, int]:
+    """Cachegrind's summary of ``_RUN`` (``run``: ``risk``, ``plain`` or ``load``) with
+    ``cache`` (:func:`level2`) as the last level."""
     out = subprocess.run(
         [
             "valgrind",
             "--tool=cachegrind",
             "--cache-sim=yes",
-            f"--LL={level2}",
+            f"--LL={cache}",
             "--cachegrind-out-file=/dev/null",
             sys.executable,
             "-c",
@@ -186,6 +195,7 @@ def cache(trees: dict[str, str], scratch: str) -> None:
     sys.path[:0] = [HERE, os.path.join(HERE, "bench")]
     import core
 
+    last = level2()
     for live in (False, True):
         raw, received = core.make_live_events(10_000) if live else (core.make_events(10_000), None)
         path = os.path.join(scratch, "events.pickle")
@@ -195,7 +205,7 @@ def cache(trees: dict[str, str], scratch: str) -> None:
         for name, tree in trees.items():
             with ThreadPoolExecutor(2) as pool:  # valgrind runs one thread: two at a time
                 load, plain, risk = pool.map(
-                    partial(simulated, tree, path), ("load", "plain", "risk")
+                    partial(simulated, tree, path, last), ("load", "plain", "risk")
                 )
             mode = "live" if live else "all at once"
             print(
