@@ -178,8 +178,19 @@ class _StageLog:
         self.add_stay: Callable[[_Stay], None] = self.cohort.append
         # How many stays of the cohort entered with each ``visited`` (the processor shares
         # the tuples, so there are few): a build looks at these, not at every stay, to see
-        # whether a stage has any rework to tell apart.
-        self.visits: dict[tuple[str, ...], int] = {}
+        # whether a stage has any rework to tell apart. Each count is a one-item list, so a
+        # move changes it with one look-up (a tuple's hash is not kept: it is taken anew
+        # each time, from every stage name in it).
+        self.visits: dict[tuple[str, ...], list[int]] = {}
+
+
+def _visit(visits: dict[tuple[str, ...], list[int]], visited: tuple[str, ...]) -> None:
+    """One stay more in a cohort's count of ``visited`` (:attr:`_StageLog.visits`)."""
+    count = visits.get(visited)
+    if count is None:
+        visits[visited] = [1]
+    else:
+        count[0] += 1
 
 
 class _WorkflowLog:
@@ -273,17 +284,15 @@ class StageDurations:
         stay = (gone if gone is not None else _Stay()).reuse(at, stage, workflow, feature, visited)
         cohort.append(stay)
         self._open[feature] = stay
-        visits = log.visits
-        visits[visited] = visits.get(visited, 0) + 1
+        _visit(log.visits, visited)
 
     @staticmethod
     def _unvisit(log: _StageLog, stay: _Stay) -> None:
         """A stay left its cohort: one fewer with its ``visited``."""
         visits = log.visits
-        left = visits[stay.visited] - 1
-        if left:
-            visits[stay.visited] = left
-        else:
+        count = visits[stay.visited]
+        count[0] -= 1
+        if not count[0]:
             del visits[stay.visited]
 
     def _drop(self, stay: _Stay) -> None:
@@ -463,17 +472,16 @@ class StageDurations:
                 if oldest.seconds is None and opened.get(oldest.feature) is oldest:
                     del opened[oldest.feature]
                 gone = oldest.visited
-                count = visits[gone] - 1
-                if count:
-                    visits[gone] = count
-                else:
+                count = visits[gone]
+                count[0] -= 1
+                if not count[0]:
                     del visits[gone]
             stay = (oldest if oldest is not None else _Stay()).reuse(
                 entered, to_stage, workflow, feature, visited
             )
             log.add_stay(stay)
             opened[feature] = stay
-            visits[visited] = visits.get(visited, 0) + 1
+            _visit(visits, visited)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""

@@ -174,3 +174,22 @@ def test_a_cohort_knows_which_visited_stages_its_stays_came_with() -> None:
     # c again: b falls out, and c's earlier stay, still open, is dropped.
     durations.enter("feature", "development", "c", T0 + timedelta(3), FIRST)
     assert durations.visits("feature", "development") == (FIRST,)
+
+
+def test_a_cohort_turned_over_by_moves_forgets_the_visited_stages_that_left() -> None:
+    """The same count, kept by moves (``observe_outcome``: a feature leaves one stage and
+    enters the next), where the oldest stay falls out of a full cohort."""
+    durations = StageDurations(capacity=2)
+
+    def moved(fid: str, day: int, visited: tuple[str, ...]) -> None:
+        durations.observe_outcome(
+            "feature", "prioritized", "development", D, fid, T0 + timedelta(day), visited
+        )
+
+    for fid in "abc":
+        durations.enter("feature", "prioritized", fid, T0, ("prioritized",))
+    moved("a", 1, FIRST)
+    moved("b", 2, REWORK)
+    assert set(durations.visits("feature", "development")) == {FIRST, REWORK}
+    moved("c", 3, REWORK)  # a falls out
+    assert durations.visits("feature", "development") == (REWORK,)
