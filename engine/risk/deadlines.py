@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import Final
 
 from engine.core.state import FeatureState
 from engine.core.timemath import day_after, seconds_after, shifted
 from engine.risk.reasons import Assessment
 from workflows.model import Workflow
 
-EPSILON = timedelta(milliseconds=1)
+EPSILON: Final = timedelta(milliseconds=1)
 """Deadlines fall just after the instant a condition starts to hold (``>`` comparisons)."""
-_EPSILON_S = EPSILON.total_seconds()
+_EPSILON_S: Final = EPSILON.total_seconds()
 
 
 @lru_cache(maxsize=1024)

@@ -70,41 +70,41 @@ from engine.core.timemath import seconds_after, shifted, utc_date
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
-CAPACITY = 500
+CAPACITY: Final = 500
 """Observed durations kept per (workflow, stage): the most recent ones."""
-MIN_OBSERVATIONS = 5
+MIN_OBSERVATIONS: Final = 5
 """Below this many observations a stage's SLA stands in for its duration."""
-SAMPLES = 400
+SAMPLES: Final = 400
 """Monte Carlo draws of the later stages."""
-SEED = 20240601
+SEED: Final = 20240601
 """The RNG seed: the same observations always give the same forecasts."""
-SEED_HISTORIES = 5000
+SEED_HISTORIES: Final = 5000
 """At most this many feature histories are read at start-up to seed the reservoirs."""
-REBUILD_FRACTION = 0.10
+REBUILD_FRACTION: Final = 0.10
 """The sampled model is rebuilt once observations grew by this share since the last build,
 or by as many as the workflow's reservoirs hold together, whichever comes first (so a
 long-running engine's model never lags its reservoirs by more than one turnover)."""
-REBUILD_INTERVAL = timedelta(seconds=60)
+REBUILD_INTERVAL: Final = timedelta(seconds=60)
 """A mature model (every stage on the path to launch rests on :data:`CONFIDENT_OBSERVATIONS`
 ended stays or more) is kept at least this long in engine time (the ``now`` forecasts are
 made at), however fast observations come: a burst of events (a backlog caught up, a replay)
 rebuilds it once a minute, not once per :data:`REBUILD_FRACTION` of growth."""
-DAY = 86400.0
-UNBLOCK = "unblock"
-EXIT = "exit"
+DAY: Final = 86400.0
+UNBLOCK: Final = "unblock"
+EXIT: Final = "exit"
 """What a forecast without a launch date waits for (:attr:`Forecast.waiting`): the feature's
 block to end, or the feature to leave a stage it has outstayed every observation of."""
-CONFIDENT_OBSERVATIONS = 20
+CONFIDENT_OBSERVATIONS: Final = 20
 """Observations every stage of a ``high`` confidence forecast rests on, at least."""
-HIGH = "high"
-MEDIUM = "medium"
-LOW = "low"
-OBSERVED = "observed"
-SLA = "sla"
-MIXED = "mixed"
+HIGH: Final = "high"
+MEDIUM: Final = "medium"
+LOW: Final = "low"
+OBSERVED: Final = "observed"
+SLA: Final = "sla"
+MIXED: Final = "mixed"
 
 
-SPLIT_MIN = 20
+SPLIT_MIN: Final = 20
 """Ended stays a stage's first passes (or its rework) need before the forecast draws their
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
@@ -502,7 +502,7 @@ class StageDurations:
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
@@ -849,13 +849,13 @@ class _StageModel:
 
 
 _INTERVAL, _BACK = REBUILD_INTERVAL, -REBUILD_INTERVAL
-_new = tuple.__new__
+_new: Final = tuple.__new__
 """A :class:`Forecast` from all its fields, without the keyword handling (one is made per
 judged event of a feature with a target)."""
 _Models = tuple[int, dict[str, "_StageModel"]]
 """A workflow's model generation and its stage models (:meth:`Forecaster.models`)."""
-_SLA_ONLY = frozenset({SLA})
-_OBSERVED_ONLY = frozenset({OBSERVED})
+_SLA_ONLY: Final = frozenset({SLA})
+_OBSERVED_ONLY: Final = frozenset({OBSERVED})
 
 
 def _span(seconds: float) -> timedelta:

@@ -73,14 +73,14 @@ from workflows.model import Workflow
 
 log = logging.getLogger(__name__)
 
-REFRESH_PER_TICK = 5000
+REFRESH_PER_TICK: Final = 5000
 """Features re-evaluated per tick after the forecast model was rebuilt."""
-REFRESH_SLICE = 500
+REFRESH_SLICE: Final = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
-_NONE: frozenset[str] = frozenset()
+_NONE: Final[frozenset[str]] = frozenset()
 _LAST_DAY: Final = date.max
-_new = tuple.__new__
+_new: Final = tuple.__new__
 """An :class:`Assessment` from its fields without its Python ``__new__`` (compiled, the call
 is a C one)."""
 _Row = tuple[bool, bool, float | None, timedelta | None]

@@ -10,22 +10,22 @@ A feature is at risk when the list is not empty.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from engine.core.state import FeatureState
 from engine.risk.forecast import Forecast, Forecaster
 from workflows.model import Workflow
 
-SLA_BREACHED = "sla_breached"
-CRITICAL_RISK = "critical_risk"
-HIGH_RISK = "high_risk"
-BLOCKED = "blocked"
-TARGET_SLIP = "target_slip"
-REWORK = "rework"
-REASONS = (SLA_BREACHED, CRITICAL_RISK, HIGH_RISK, BLOCKED, TARGET_SLIP, REWORK)
+SLA_BREACHED: Final = "sla_breached"
+CRITICAL_RISK: Final = "critical_risk"
+HIGH_RISK: Final = "high_risk"
+BLOCKED: Final = "blocked"
+TARGET_SLIP: Final = "target_slip"
+REWORK: Final = "rework"
+REASONS: Final = (SLA_BREACHED, CRITICAL_RISK, HIGH_RISK, BLOCKED, TARGET_SLIP, REWORK)
 """Every reason, in the order :func:`risk_reasons` lists them."""
 
-REWORK_FAILURES = 2
+REWORK_FAILURES: Final = 2
 """UAT failures from which a feature counts as in rework trouble."""
 
 
