@@ -230,16 +230,13 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    if args.cache:
-        trees = {"this tree": HERE}
-        if args.baseline:
-            trees["baseline"] = os.path.abspath(args.baseline)
-        with tempfile.TemporaryDirectory() as scratch:
-            cache(trees, scratch)
-        return
     trees = {"this tree": HERE}
     if args.baseline:
         trees["baseline"] = os.path.abspath(args.baseline)
+    if args.cache:
+        with tempfile.TemporaryDirectory() as scratch:
+            cache(trees, scratch)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         for live in (False, True):
             path = os.path.join(scratch, "outcomes.pickle")

@@ -193,6 +193,14 @@ def _visit(visits: dict[tuple[str, ...], list[int]], visited: tuple[str, ...]) -
         count[0] += 1
 
 
+def _unvisit(visits: dict[tuple[str, ...], list[int]], visited: tuple[str, ...]) -> None:
+    """A stay with ``visited`` left its cohort: one fewer (:attr:`_StageLog.visits`)."""
+    count = visits[visited]
+    count[0] -= 1
+    if not count[0]:
+        del visits[visited]
+
+
 class _WorkflowLog:
     """What :class:`StageDurations` keeps of one workflow: its stages' logs and how many
     observations were added to them (the version of its reservoirs)."""
@@ -274,7 +282,7 @@ class StageDurations:
             oldest = cohort[0]
             if oldest.seconds is None and self._open.get(oldest.feature) is oldest:
                 del self._open[oldest.feature]
-            self._unvisit(log, oldest)
+            _unvisit(log.visits, oldest.visited)
         if stale:
             found = self._open.get(feature)
             if found is not None:
@@ -286,15 +294,6 @@ class StageDurations:
         self._open[feature] = stay
         _visit(log.visits, visited)
 
-    @staticmethod
-    def _unvisit(log: _StageLog, stay: _Stay) -> None:
-        """A stay left its cohort: one fewer with its ``visited``."""
-        visits = log.visits
-        count = visits[stay.visited]
-        count[0] -= 1
-        if not count[0]:
-            del visits[stay.visited]
-
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
         log = self._workflows[stay.workflow].stages[stay.stage]
@@ -302,7 +301,7 @@ class StageDurations:
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
-                self._unvisit(log, stay)
+                _unvisit(log.visits, stay.visited)
                 return
 
     def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
@@ -471,11 +470,7 @@ class StageDurations:
                 oldest = cohort.popleft()
                 if oldest.seconds is None and opened.get(oldest.feature) is oldest:
                     del opened[oldest.feature]
-                gone = oldest.visited
-                count = visits[gone]
-                count[0] -= 1
-                if not count[0]:
-                    del visits[gone]
+                _unvisit(visits, oldest.visited)
             stay = (oldest if oldest is not None else _Stay()).reuse(
                 entered, to_stage, workflow, feature, visited
             )
