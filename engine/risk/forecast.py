@@ -843,10 +843,16 @@ class _StageModel:
         self.tail_p85 = quantile(self.tail, 0.85)
 
 
-_INTERVAL, _BACK = REBUILD_INTERVAL, -REBUILD_INTERVAL
+_INTERVAL: Final = REBUILD_INTERVAL
+_BACK: Final = -REBUILD_INTERVAL
 _new: Final = tuple.__new__
 """A :class:`Forecast` from all its fields, without the keyword handling (one is made per
 judged event of a feature with a target)."""
+# Names read per judged event, held as Final: compiled, a module-level name that is not (an
+# imported function, a class that is not native) is looked up in the module's dictionary at
+# every use.
+_Forecast: Final = Forecast
+_bisect_right: Final = bisect_right
 _Models = tuple[int, dict[str, "_StageModel"]]
 """A workflow's model generation and its stage models (:meth:`Forecaster.models`)."""
 _SLA_ONLY: Final = frozenset({SLA})
@@ -1310,7 +1316,7 @@ class Forecaster:
                 p85 = seconds_after(now, then_p85)
                 turn = seconds_after(now, to_next_day)
             made = _new(
-                Forecast,
+                _Forecast,
                 (
                     p50,
                     p85,
@@ -1326,7 +1332,7 @@ class Forecaster:
             )
             model.waiting[blocked] = made
             return made, None
-        first = bisect_right(observed, elapsed) if observed else -1
+        first = _bisect_right(observed, elapsed) if observed else -1
         look = model.looks.get(first)
         if look is None:
             look = model.looks[first] = self._look(model, first)
@@ -1343,7 +1349,7 @@ class Forecaster:
             else:
                 holds = None  # Its confidence rises with observations, not with the model.
         made = _new(
-            Forecast,
+            _Forecast,
             (
                 shifted(start, to_p50),
                 shifted(start, to_p85),

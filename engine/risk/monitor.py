@@ -78,11 +78,17 @@ REFRESH_PER_TICK: Final = 5000
 REFRESH_SLICE: Final = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
+PASSED_KEPT: Final = 1024
+"""Target dates whose passing instant a monitor keeps at most (see :meth:`RiskMonitor._pass`)."""
 _NONE: Final[frozenset[str]] = frozenset()
 _LAST_DAY: Final = date.max
 _new: Final = tuple.__new__
 """An :class:`Assessment` from its fields without its Python ``__new__`` (compiled, the call
 is a C one)."""
+# Imported names read per judged event, held as Final: compiled, a module-level name that is
+# not is looked up in the module's dictionary at every use.
+_UTC: Final = UTC
+_heappush: Final = heappush
 _Row = tuple[bool, bool, float | None, timedelta | None]
 """A stage as :meth:`RiskMonitor._evaluate` reads it (see :meth:`RiskMonitor._row`)."""
 
@@ -93,16 +99,16 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
     instants against ``passed``, the midnight UTC after ``target``, where both are UTC."""
     if target >= _LAST_DAY:
         return False  # No date is later.
-    if now.tzinfo is UTC:
+    if now.tzinfo is _UTC:
         if now >= passed:
             return True
-    elif now.astimezone(UTC).date() > target:
+    elif now.astimezone(_UTC).date() > target:
         return True
     if forecast is None:
         return False
     # A forecast with dates, or a waiting one made at ``now``, is where it was made.
     p85 = forecast.p85 if forecast.waiting is None or forecast.made_at == now else None
-    if p85 is not None and p85.tzinfo is UTC:
+    if p85 is not None and p85.tzinfo is _UTC:
         return p85 >= passed
     return utc_date(forecast.at(now)[1]) > target
 
@@ -268,6 +274,7 @@ class RiskMonitor:
         self._refresh: deque[str] = deque()
         self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
         self._rows: dict[str, tuple[Workflow, dict[str, _Row]]] = {}
+        self._passed: dict[date, datetime] = {}  # target_passed() per target (see _evaluate)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -459,7 +466,7 @@ class RiskMonitor:
         forecast: Forecast | None = None
         reasons: tuple[str, ...] = ()
         if workflow is not None:
-            rows = self._rows.get(workflow.name)
+            rows = self._rows.get(name)  # (``workflow.name``, a Python attribute read)
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
             terminal, finished, sla, span = row or self._row(workflow, stage)
             forecasts = target is not None and launched is None  # a target to slip
@@ -502,7 +509,9 @@ class RiskMonitor:
                 if blocked:
                     found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
-                    passed = target_passed(target)  # midnight UTC after the target
+                    passed = self._passed.get(target)  # midnight UTC after the target
+                    if passed is None:
+                        passed = self._pass(target)
                     if _slipped(target, passed, now, forecast):
                         found.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
@@ -534,10 +543,10 @@ class RiskMonitor:
         elif old is None:
             self._watch[fid] = _Watch(state, reasons, forecast, due, holds_until, generation)
             if due is not None:
-                heappush(self._heap, (due, fid))
+                _heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due_at != due:
-                heappush(self._heap, (due, fid))
+                _heappush(self._heap, (due, fid))
             old.keep(state)
             old.reasons, old.forecast, old.due_at = reasons, forecast, due
             old.holds_until, old.generation = holds_until, generation
@@ -562,6 +571,16 @@ class RiskMonitor:
                 sla_span(sla) if sla is not None else None,
             )
         return row
+
+    def _pass(self, target: date) -> datetime:
+        """:func:`~engine.risk.deadlines.target_passed`, kept in :attr:`_passed` for the next
+        feature with the same target: a dictionary read per judged event instead of a call
+        through ``lru_cache`` (which makes a key tuple per call). Forgotten all at once past
+        :data:`PASSED_KEPT` dates, so targets from any input keep it bounded."""
+        if len(self._passed) >= PASSED_KEPT:
+            self._passed.clear()
+        passed = self._passed[target] = target_passed(target)
+        return passed
 
     def _model_generations(self) -> dict[str, int]:
         return {w: self.forecaster.generation_of(w) for w in self.workflows.by_name}

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
 from engine.risk.forecast import Forecaster, StageDurations
-from engine.risk.monitor import RiskMonitor
+from engine.risk.monitor import PASSED_KEPT, RiskMonitor
 from engine.risk.reasons import risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
@@ -516,3 +516,30 @@ def test_a_calm_feature_is_judged_again_when_only_one_judged_field_changes(
     rig.send(etype, **data)
     assert judged == ["feat-1"]
     assert monitor.reasons("feat-1") == (reason,)
+
+
+def test_the_midnight_after_each_target_is_kept_for_a_bounded_number_of_dates(
+    workflows: Workflows,
+) -> None:
+    """The monitor keeps the midnight after each target date it judged, for the next feature
+    with the same target, but never more than ``PASSED_KEPT`` dates: targets come from any
+    input. Judged with every date new, then again once the first ones were forgotten, each
+    feature's reasons are those :func:`risk_reasons` gives."""
+    rig = Rig(workflows)
+    workflow = workflows.by_name["feature"]
+    n = PASSED_KEPT + 300
+    first = (rig.clock.now - 300 * DAY).date()  # some targets passed already
+    features = [f"feat-{i}" for i in range(n)]
+    for i, feature in enumerate(features + features[:50]):
+        rig.send("requirement.approved", feature)
+        target = first + (i % n) * DAY
+        rig.send("feature.prioritized", feature, priority=1, target_launch=target.isoformat())
+        assert len(rig.monitor._passed) <= PASSED_KEPT
+        state = rig.engine.store.get(feature)
+        assert state is not None
+        held = rig.monitor.assessment(state, rig.clock.now)
+        p85 = held.forecast.p85_date(rig.clock.now) if held.forecast is not None else None
+        expected = risk_reasons(state, workflow, rig.clock.now, forecast_launch=p85)
+        assert held.reasons == tuple(expected)
+    slipped = sum("target_slip" in rig.monitor.reasons(f) for f in features)
+    assert 300 <= slipped < n  # both sides of the clock were judged
