@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -848,11 +848,25 @@ _BACK: Final = -REBUILD_INTERVAL
 _new: Final = tuple.__new__
 """A :class:`Forecast` from all its fields, without the keyword handling (one is made per
 judged event of a feature with a target)."""
-# Names read per judged event, held as Final: compiled, a module-level name that is not (an
-# imported function, a class that is not native) is looked up in the module's dictionary at
-# every use.
 _Forecast: Final = Forecast
-_bisect_right: Final = bisect_right
+"""The class, held as Final: compiled, a module-level name that is not (a class that is not
+native, an imported function) is looked up in the module's dictionary at every use."""
+
+
+def _outlasted(observed: tuple[float, ...], elapsed: float) -> int:
+    """``bisect.bisect_right(observed, elapsed)``: how many of the ascending ``observed``
+    stays ``elapsed`` has reached. Compiled, each step compares two floats in C, where the
+    library function compares Python objects (about a fifth of the cost of a look-up)."""
+    lo, hi = 0, len(observed)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if elapsed < observed[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 _Models = tuple[int, dict[str, "_StageModel"]]
 """A workflow's model generation and its stage models (:meth:`Forecaster.models`)."""
 _SLA_ONLY: Final = frozenset({SLA})
@@ -1332,7 +1346,7 @@ class Forecaster:
             )
             model.waiting[blocked] = made
             return made, None
-        first = _bisect_right(observed, elapsed) if observed else -1
+        first = _outlasted(observed, elapsed) if observed else -1
         look = model.looks.get(first)
         if look is None:
             look = model.looks[first] = self._look(model, first)

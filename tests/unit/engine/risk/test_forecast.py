@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.state import FeatureState, HistoryEntry
 from engine.risk.forecast import (
     Forecaster,
     StageDurations,
+    _outlasted,
     durations_from_history,
     path_stages,
     seed_durations,
@@ -332,3 +336,18 @@ def test_waiting_forecasts_from_the_memo_are_those_made_afresh(
             fresh = forecaster.lookup(state, feature_workflow, now)
             assert memo == again == fresh, (state, now)
             assert memo[0] is not None and memo[0].waiting is not None
+
+
+_SECONDS = st.floats(min_value=0.0, max_value=1e9, allow_nan=False)
+
+
+@given(st.lists(_SECONDS | st.sampled_from([0.0, 60.0, 3600.0]), max_size=40), _SECONDS)
+def test_the_stays_outlasted_are_counted_as_bisect_right_counts_them(
+    stays: list[float], elapsed: float
+) -> None:
+    """A look-up counts the observed stays a feature has reached with a search of its own
+    (compiled, it compares floats in C); it must answer what ``bisect_right`` answers, ties
+    and the ends included."""
+    observed = tuple(sorted(stays))
+    for at in (elapsed, *observed, *(x + 1e-6 for x in observed[:3])):
+        assert _outlasted(observed, at) == bisect_right(observed, at)
