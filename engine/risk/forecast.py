@@ -498,6 +498,9 @@ class StageDurations:
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC: Final = UTC
+"""``datetime.UTC``, held as Final: compiled, an imported name that is not is looked up in
+the module's dictionary at every use (a rebuild reads it per stay under way)."""
 
 
 def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
@@ -510,7 +513,7 @@ def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
     ``total_seconds()`` divides the same whole microseconds by 10**6, so the seconds are the
     same floats. Times in a zone other than ``datetime.UTC`` are subtracted as datetimes.
     """
-    if asof.tzinfo is not UTC:
+    if asof.tzinfo is not _UTC:
         return [
             max(0.0, (asof - stay.entered_at).total_seconds())
             for stay in stays
@@ -524,7 +527,7 @@ def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
         entered: int | None = stay.entered_us
         if entered is None:
             at: datetime = stay.entered_at
-            if at.tzinfo is not UTC:
+            if at.tzinfo is not _UTC:
                 out.append(max(0.0, (asof - at).total_seconds()))
                 continue
             entered = stay.entered_us = _microseconds(at)
@@ -562,12 +565,14 @@ def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...
     n = len(ends) + len(cens)
     longest = max(ends[-1], cens[-1]) if cens else ends[-1]
     out: list[float] = []
-    survival, i, j = 1.0, 0, 0
+    survival, i, j, c = 1.0, 0, 0, 0
     while i < len(ends):
         t, first = ends[i], i
         while i < len(ends) and ends[i] == t:
             i += 1
-        at_risk = n - first - bisect_left(cens, t)
+        while c < len(cens) and cens[c] < t:  # bisect_left(cens, t), as t only grows
+            c += 1
+        at_risk = n - first - c
         survival *= 1 - (i - first) / at_risk
         left = 1.0 - survival + 1e-9  # share gone by t (a hair more: rounding)
         while j < n and (j + 0.5) / n <= left:
@@ -851,6 +856,17 @@ judged event of a feature with a target)."""
 _Forecast: Final = Forecast
 """The class, held as Final: compiled, a module-level name that is not (a class that is not
 native, an imported function) is looked up in the module's dictionary at every use."""
+
+
+def _leading(leads: dict[str, int], exits: Iterable[str]) -> list[int]:
+    """``[leads[to] for to in exits if to in leads]``: where each exit leads on the path,
+    exits elsewhere left out, with one look-up per exit (a build reads every kept one)."""
+    found: list[int] = []
+    for to in exits:
+        k = leads.get(to)
+        if k is not None:
+            found.append(k)
+    return found
 
 
 def _outlasted(observed: tuple[float, ...], elapsed: float) -> int:
@@ -1168,7 +1184,7 @@ class Forecaster:
             # exits of each (skips ahead, rework back; exits to stages off the path, such as
             # cancelled, are left out: a forecast is of a launch), or on to the next stage
             # where no exit was observed.
-            found = [leads[to] for to in self.durations.exits(name, stage) if to in leads]
+            found = _leading(leads, self.durations.exits(name, stage))
             ways = found if len(found) >= self.min_observations else [k + 1]
             last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
             kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
@@ -1188,7 +1204,7 @@ class Forecaster:
                     own = product_limit(done, under_way)
                     kinds[rework] = (own, pooled[1])
                     lasts[rework] = min(own[-1], max(done))
-                    found = [leads[to] for to in exits if to in leads]
+                    found = _leading(leads, exits)
                     if len(found) >= self.min_observations:
                         nexts[rework] = found
             passes.kinds.append((kinds[0], kinds[1]))

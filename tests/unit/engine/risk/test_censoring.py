@@ -91,6 +91,14 @@ def test_the_product_limit_estimate_counts_censored_stays() -> None:
     assert product_limit([1], [2]) == ()  # fewer than two ended: no estimate
 
 
+def test_a_stay_censored_when_another_ends_is_still_at_risk_then() -> None:
+    """At equal times ends count before censoring: a stay still going at 10 was at risk of
+    ending at 10, so one of three ends there (not one of two), and the censored stay's mass
+    goes on to 20."""
+    assert product_limit([10, 20], [10]) == (10, 20, 20)
+    assert product_limit([10, 10, 30], [10, 20]) == (10, 10, 30, 30, 30)
+
+
 def history(*moves: tuple[str | None, str, float]) -> list[HistoryEntry]:
     return [
         HistoryEntry("e", "s", "t", T0 + timedelta(d), T0 + timedelta(d), "applied", frm, to)
