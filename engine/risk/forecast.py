@@ -118,8 +118,8 @@ class _Stay:
     fields are written by :meth:`reuse`.
     """
 
-    __slots__ = ("entered_at", "entered_us", "feature", "seconds", "stage", "to", "visited",
-                 "workflow")  # fmt: skip
+    __slots__ = ("counted", "entered_at", "entered_us", "feature", "seconds", "stage", "to",
+                 "visited", "workflow")  # fmt: skip
 
     entered_at: datetime
     seconds: float | None  # how long it lasted; ``None`` while it lasts
@@ -133,6 +133,10 @@ class _Stay:
     entered_us: int | None
     """``entered_at`` in whole microseconds since the epoch, kept by the first rebuild that
     counts the stay as censored (see :func:`_censored`)."""
+    counted: list[int]
+    """Its cohort's count of stays with its ``visited`` (see :attr:`_StageLog.visits`), held
+    so that the stay, leaving the cohort, takes itself off the count without hashing the
+    tuple again."""
 
     def reuse(
         self,
@@ -165,7 +169,8 @@ class _Stay:
 class _StageLog:
     """What :class:`StageDurations` keeps of one stage of one workflow."""
 
-    __slots__ = ("add_exit", "add_sample", "add_stay", "cohort", "exits", "samples", "visits")
+    __slots__ = ("add_exit", "add_sample", "add_stay", "cohort", "exits", "samples",
+                 "take_oldest", "visits")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         self.samples: deque[float] = deque(maxlen=capacity)  # the ended stays' durations
@@ -176,29 +181,33 @@ class _StageLog:
         self.add_sample: Callable[[float], None] = self.samples.append
         self.add_exit: Callable[[str], None] = self.exits.append
         self.add_stay: Callable[[_Stay], None] = self.cohort.append
+        self.take_oldest: Callable[[], _Stay] = self.cohort.popleft
         # How many stays of the cohort entered with each ``visited`` (the processor shares
         # the tuples, so there are few): a build looks at these, not at every stay, to see
-        # whether a stage has any rework to tell apart. Each count is a one-item list, so a
-        # move changes it with one look-up (a tuple's hash is not kept: it is taken anew
-        # each time, from every stage name in it).
+        # whether a stage has any rework to tell apart. Each count is a one-item list, which
+        # the stay coming in finds with one look-up and holds (_Stay.counted), so the stay
+        # going out needs none (a tuple's hash is not kept: it is taken anew each time, from
+        # every stage name in it).
         self.visits: dict[tuple[str, ...], list[int]] = {}
 
 
-def _visit(visits: dict[tuple[str, ...], list[int]], visited: tuple[str, ...]) -> None:
-    """One stay more in a cohort's count of ``visited`` (:attr:`_StageLog.visits`)."""
-    count = visits.get(visited)
+def _visit(visits: dict[tuple[str, ...], list[int]], stay: _Stay) -> None:
+    """``stay`` joined its cohort: one stay more in the count of its ``visited``
+    (:attr:`_StageLog.visits`), which the stay holds (:attr:`_Stay.counted`)."""
+    count = visits.get(stay.visited)
     if count is None:
-        visits[visited] = [1]
+        count = visits[stay.visited] = [1]
     else:
         count[0] += 1
+    stay.counted = count
 
 
-def _unvisit(visits: dict[tuple[str, ...], list[int]], visited: tuple[str, ...]) -> None:
-    """A stay with ``visited`` left its cohort: one fewer (:attr:`_StageLog.visits`)."""
-    count = visits[visited]
+def _unvisit(visits: dict[tuple[str, ...], list[int]], stay: _Stay) -> None:
+    """``stay`` left its cohort: one fewer with its ``visited`` (:attr:`_StageLog.visits`)."""
+    count = stay.counted
     count[0] -= 1
     if not count[0]:
-        del visits[visited]
+        del visits[stay.visited]
 
 
 class _WorkflowLog:
@@ -230,6 +239,9 @@ class StageDurations:
         """Observations added since creation (a version number of the reservoirs)."""
         # The stay each feature is in (feature ids are unique).
         self._open: dict[str, _Stay] = {}
+        # Its pop, bound once: compiled, a dictionary's pop with a default is a method call
+        # looked up by name on every move.
+        self._take_open: Callable[[str, None], _Stay | None] = self._open.pop
 
     def _log(self, workflow: str, stage: str) -> _StageLog:
         """The record of ``stage`` of ``workflow``, made on first use."""
@@ -282,7 +294,7 @@ class StageDurations:
             oldest = cohort[0]
             if oldest.seconds is None and self._open.get(oldest.feature) is oldest:
                 del self._open[oldest.feature]
-            _unvisit(log.visits, oldest.visited)
+            _unvisit(log.visits, oldest)
         if stale:
             found = self._open.get(feature)
             if found is not None:
@@ -292,7 +304,7 @@ class StageDurations:
         stay = (gone if gone is not None else _Stay()).reuse(at, stage, workflow, feature, visited)
         cohort.append(stay)
         self._open[feature] = stay
-        _visit(log.visits, visited)
+        _visit(log.visits, stay)
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
@@ -301,7 +313,7 @@ class StageDurations:
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
-                _unvisit(log.visits, stay.visited)
+                _unvisit(log.visits, stay)
                 return
 
     def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
@@ -451,7 +463,7 @@ class StageDurations:
             self.added += 1
             flog.added += 1
             if feature is not None:
-                stay = self._open.pop(feature, None)
+                stay = self._take_open(feature, None)
                 left = True
                 if stay is not None and stay.stage == from_stage and stay.workflow == workflow:
                     stay.seconds = seconds
@@ -467,16 +479,16 @@ class StageDurations:
             cohort, visits, opened = log.cohort, log.visits, self._open
             oldest: _Stay | None = None
             if len(cohort) == self.capacity:
-                oldest = cohort.popleft()
+                oldest = log.take_oldest()
                 if oldest.seconds is None and opened.get(oldest.feature) is oldest:
                     del opened[oldest.feature]
-                _unvisit(visits, oldest.visited)
+                _unvisit(visits, oldest)
             stay = (oldest if oldest is not None else _Stay()).reuse(
                 entered, to_stage, workflow, feature, visited
             )
             log.add_stay(stay)
             opened[feature] = stay
-            _visit(visits, visited)
+            _visit(visits, stay)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""
