@@ -883,8 +883,8 @@ def _leading(leads: dict[str, int], exits: Iterable[str]) -> list[int]:
 
 def _outlasted(observed: tuple[float, ...], elapsed: float) -> int:
     """``bisect.bisect_right(observed, elapsed)``: how many of the ascending ``observed``
-    stays ``elapsed`` has reached. Compiled, each step compares two floats in C, where the
-    library function compares Python objects (about a fifth of the cost of a look-up)."""
+    stays ``elapsed`` has reached. Compiled, each step compares two floats in C; the library
+    function compared Python objects, a fifth of what a look-up cost."""
     lo, hi = 0, len(observed)
     while lo < hi:
         mid = (lo + hi) // 2

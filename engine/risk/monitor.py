@@ -466,7 +466,7 @@ class RiskMonitor:
         forecast: Forecast | None = None
         reasons: tuple[str, ...] = ()
         if workflow is not None:
-            rows = self._rows.get(name)  # (``workflow.name``, a Python attribute read)
+            rows = self._rows.get(name)  # the same as workflow.name, without its attribute read
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
             terminal, finished, sla, span = row or self._row(workflow, stage)
             forecasts = target is not None and launched is None  # a target to slip
