@@ -21,10 +21,24 @@ EPSILON: Final = timedelta(milliseconds=1)
 _EPSILON_S: Final = EPSILON.total_seconds()
 
 
-@lru_cache(maxsize=1024)
+PASSED_KEPT: Final = 1024
+"""Target dates whose passing instant :func:`target_passed` keeps at most."""
+_PASSED: Final[dict[date, datetime]] = {}
+
+
 def target_passed(target: date) -> datetime:
-    """:func:`day_after`, remembered: features share a few hundred target dates."""
-    return day_after(target)
+    """:func:`day_after`, remembered: features share a few hundred target dates.
+
+    Kept in a dictionary forgotten all at once past :data:`PASSED_KEPT` dates (targets come
+    from any input), not through ``lru_cache``: compiled, the monitor's call (once per judged
+    event of a feature with a target) is then a C call and one look-up, where ``lru_cache``
+    was a Python call that made a key tuple."""
+    passed = _PASSED.get(target)
+    if passed is None:
+        if len(_PASSED) >= PASSED_KEPT:
+            _PASSED.clear()
+        passed = _PASSED[target] = day_after(target)
+    return passed
 
 
 @lru_cache(maxsize=1024)

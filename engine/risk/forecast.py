@@ -866,8 +866,8 @@ _new: Final = tuple.__new__
 """A :class:`Forecast` from all its fields, without the keyword handling (one is made per
 judged event of a feature with a target)."""
 _Forecast: Final = Forecast
-"""The class, held as Final: compiled, a module-level name that is not (a class that is not
-native, an imported function) is looked up in the module's dictionary at every use."""
+"""The class, held as Final for the reason :data:`_UTC` is (a class that is not native is a
+module-level name too)."""
 
 
 def _leading(leads: dict[str, int], exits: Iterable[str]) -> list[int]:

@@ -78,8 +78,6 @@ REFRESH_PER_TICK: Final = 5000
 REFRESH_SLICE: Final = 500
 """Features re-evaluated at once by the engines' risk loops, which do a tick's share
 (:data:`REFRESH_PER_TICK`) in slices and let requests and records in between."""
-PASSED_KEPT: Final = 1024
-"""Target dates whose passing instant a monitor keeps at most (see :meth:`RiskMonitor._pass`)."""
 _NONE: Final[frozenset[str]] = frozenset()
 _LAST_DAY: Final = date.max
 _new: Final = tuple.__new__
@@ -274,7 +272,6 @@ class RiskMonitor:
         self._refresh: deque[str] = deque()
         self._rebuilt: set[str] = set()  # workflows whose features _refresh holds
         self._rows: dict[str, tuple[Workflow, dict[str, _Row]]] = {}
-        self._passed: dict[date, datetime] = {}  # target_passed() per target (see _evaluate)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -509,9 +506,7 @@ class RiskMonitor:
                 if blocked:
                     found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
-                    passed = self._passed.get(target)  # midnight UTC after the target
-                    if passed is None:
-                        passed = self._pass(target)
+                    passed = target_passed(target)  # midnight UTC after the target
                     if _slipped(target, passed, now, forecast):
                         found.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
@@ -571,16 +566,6 @@ class RiskMonitor:
                 sla_span(sla) if sla is not None else None,
             )
         return row
-
-    def _pass(self, target: date) -> datetime:
-        """:func:`~engine.risk.deadlines.target_passed`, kept in :attr:`_passed` for the next
-        feature with the same target: a dictionary read per judged event instead of a call
-        through ``lru_cache`` (which makes a key tuple per call). Forgotten all at once past
-        :data:`PASSED_KEPT` dates, so targets from any input keep it bounded."""
-        if len(self._passed) >= PASSED_KEPT:
-            self._passed.clear()
-        passed = self._passed[target] = target_passed(target)
-        return passed
 
     def _model_generations(self) -> dict[str, int]:
         return {w: self.forecaster.generation_of(w) for w in self.workflows.by_name}

@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry
 
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
+from engine.risk import deadlines
+from engine.risk.deadlines import PASSED_KEPT
 from engine.risk.forecast import Forecaster, StageDurations
-from engine.risk.monitor import PASSED_KEPT, RiskMonitor
+from engine.risk.monitor import RiskMonitor
 from engine.risk.reasons import risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
@@ -521,10 +523,10 @@ def test_a_calm_feature_is_judged_again_when_only_one_judged_field_changes(
 def test_the_midnight_after_each_target_is_kept_for_a_bounded_number_of_dates(
     workflows: Workflows,
 ) -> None:
-    """The monitor keeps the midnight after each target date it judged, for the next feature
-    with the same target, but never more than ``PASSED_KEPT`` dates: targets come from any
-    input. Judged with every date new, then again once the first ones were forgotten, each
-    feature's reasons are those :func:`risk_reasons` gives."""
+    """The midnight after each target date judged is kept for the next feature with the
+    same target (``deadlines.target_passed``), but never more than ``PASSED_KEPT`` dates:
+    targets come from any input. Judged with every date new, then again once the first ones
+    were forgotten, each feature's reasons are those :func:`risk_reasons` gives."""
     rig = Rig(workflows)
     workflow = workflows.by_name["feature"]
     n = PASSED_KEPT + 300
@@ -534,7 +536,7 @@ def test_the_midnight_after_each_target_is_kept_for_a_bounded_number_of_dates(
         rig.send("requirement.approved", feature)
         target = first + (i % n) * DAY
         rig.send("feature.prioritized", feature, priority=1, target_launch=target.isoformat())
-        assert len(rig.monitor._passed) <= PASSED_KEPT
+        assert len(deadlines._PASSED) <= PASSED_KEPT
         state = rig.engine.store.get(feature)
         assert state is not None
         held = rig.monitor.assessment(state, rig.clock.now)
