@@ -814,6 +814,12 @@ class Forecast(NamedTuple):
         }
 
 
+Look = tuple[timedelta, timedelta, timedelta, str]
+"""What every forecast with dates in one time-in-stage bucket of a stage model shares
+(:meth:`Forecaster._look`): the spans from the stage entry to its p50, its p85 and the
+bucket's end (its ``holds_until``), and its basis."""
+
+
 @dataclass
 class _StageModel:
     """One stage of a workflow's sampled model, and what every forecast from it shares."""
@@ -832,7 +838,7 @@ class _StageModel:
     observations: int = 0  # tail_observations and this stage's own
     tail_p50: float = 0.0
     tail_p85: float = 0.0
-    looks: dict[int, tuple[timedelta, timedelta, timedelta, str]] = field(default_factory=dict)
+    looks: dict[int, Look] = field(default_factory=dict)
     waits: dict[bool, tuple[float, float, timedelta | None, timedelta | None, str]] = field(
         default_factory=dict
     )  # per blocked: what its waiting forecasts share (Forecaster._wait)
@@ -897,6 +903,41 @@ def _outlasted(observed: tuple[float, ...], elapsed: float) -> int:
 
 _Models = tuple[int, dict[str, "_StageModel"]]
 """A workflow's model generation and its stage models (:meth:`Forecaster.models`)."""
+Parts = tuple[Forecast | None, Look | None, int, str, datetime | None]
+"""A forecast as :meth:`Forecaster.parts` answers it: a waiting forecast (or ``None``), or
+the parts of one with dates (its bucket's :data:`Look`, its observations and confidence),
+and until when it holds (see :meth:`Forecaster.lookup`)."""
+
+
+def dated(
+    start: datetime, look: Look, observations: int, confidence: str, made_at: datetime
+) -> Forecast:
+    """The forecast with dates of a feature that entered its stage at ``start``, made at
+    ``made_at`` from its bucket's ``look`` (what :meth:`Forecaster.lookup` makes of
+    :meth:`Forecaster.parts`).
+
+    The risk monitor keeps a feature's forecast as these parts and makes it only when it is
+    shown: of a live event's forecast, only its p85 date against the target and the end of
+    its bucket are judged, and a forecast kept per feature would be four objects more to
+    make, for the cyclic garbage collector to walk, and to free at the feature's next move,
+    long after they left the processor's caches."""
+    return _new(
+        _Forecast,
+        (
+            shifted(start, look[0]),
+            shifted(start, look[1]),
+            observations,
+            look[3],
+            made_at,
+            False,  # moving
+            shifted(start, look[2]),  # holds_until
+            confidence,
+            False,  # blocked
+            None,  # waiting
+        ),
+    )
+
+
 _SLA_ONLY: Final = frozenset({SLA})
 _OBSERVED_ONLY: Final = frozenset({OBSERVED})
 
@@ -1305,6 +1346,27 @@ class Forecaster:
         not blocked) under the same model generation forecasts the same dates, the same
         everything but ``made_at``; ``None`` when no instant is known (a blocked or
         outstayed feature's forecast, which waits, moves with the clock; no forecast at all).
+        Arguments as :meth:`parts` takes them.
+        """
+        made, look, observations, confidence, holds = self.parts(
+            state, workflow, now, models, elapsed
+        )
+        if look is None:
+            return made, None
+        return dated(state.entered_stage_at, look, observations, confidence, now), holds
+
+    def parts(
+        self,
+        state: FeatureState,
+        workflow: Workflow,
+        now: datetime,
+        models: dict[str, _StageModel] | None = None,
+        elapsed: float | None = None,
+    ) -> Parts:
+        """:meth:`lookup`, with a forecast with dates left as its parts (:data:`Parts`,
+        made into one by :func:`dated`): the waiting forecast or ``None``, the bucket's
+        look, observations and confidence (``None``, 0 and ``low`` for a waiting forecast or
+        none), and until when it holds (as :meth:`lookup`'s second value).
 
         Args:
             models: the workflow's model as :meth:`models` gave it at this ``now``
@@ -1313,12 +1375,12 @@ class Forecaster:
                 took it already (``None``: taken here).
         """
         if state.launched_at is not None or state.stage in workflow.done:
-            return None, None
+            return None, None, 0, LOW, None
         if models is None:
             models = self._model(workflow, now)
         model = models.get(state.stage)
         if model is None:
-            return None, None
+            return None, None, 0, LOW, None
         passes = model.passes
         if passes is not None:
             reach = passes.reach(state.visited)
@@ -1337,7 +1399,7 @@ class Forecaster:
             blocked = state.blocked
             made = model.waiting.get(blocked)
             if made is not None and made.made_at is now:
-                return made, None
+                return made, None, 0, LOW, None
             wait = model.waits.get(blocked)
             if wait is None:
                 wait = model.waits[blocked] = self._wait(model, blocked)
@@ -1373,39 +1435,22 @@ class Forecaster:
                 ),
             )
             model.waiting[blocked] = made
-            return made, None
+            return made, None, 0, LOW, None
         first = _outlasted(observed, elapsed) if observed else -1
         look = model.looks.get(first)
         if look is None:
             look = model.looks[first] = self._look(model, first)
-        to_p50, to_p85, to_hold, basis = look
+        basis = look[3]
         confidence = MEDIUM
-        holds_until = shifted(start, to_hold)
-        holds: datetime | None = holds_until
         if basis == SLA:
             confidence = LOW
         elif basis == OBSERVED:
             if model.confident or self._enough(workflow, state.stage):
                 model.confident = True  # for good (see _enough)
                 confidence = HIGH
-            else:
-                holds = None  # Its confidence rises with observations, not with the model.
-        made = _new(
-            _Forecast,
-            (
-                shifted(start, to_p50),
-                shifted(start, to_p85),
-                model.observations,
-                basis,
-                now,
-                False,
-                holds_until,
-                confidence,
-                False,
-                None,
-            ),
-        )
-        return made, holds
+            else:  # Its confidence rises with observations, not with the model.
+                return None, look, model.observations, MEDIUM, None
+        return None, look, model.observations, confidence, shifted(start, look[2])
 
     def _wait(
         self, model: _StageModel, blocked: bool
@@ -1428,7 +1473,7 @@ class Forecaster:
                 spans.append(None)
         return then_p50, then_p85, spans[0], spans[1], basis_name(model.basis)
 
-    def _look(self, model: _StageModel, first: int) -> tuple[timedelta, timedelta, timedelta, str]:
+    def _look(self, model: _StageModel, first: int) -> Look:
         """What every forecast in one time-in-stage bucket of ``model`` shares: the spans
         from the stage entry to its p50, its p85 and the bucket's end, and its basis
         (``first``: the observed stays the feature has not outlasted start there; ``-1``

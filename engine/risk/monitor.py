@@ -53,7 +53,7 @@ from engine.core.state import FeatureState, Risk
 from engine.core.timemath import shifted, total_seconds, utc_date
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
-from engine.risk.forecast import Forecast, Forecaster
+from engine.risk.forecast import Forecast, Forecaster, Look, dated
 from engine.risk.reasons import (
     BLOCKED,
     CRITICAL_RISK,
@@ -91,10 +91,19 @@ _Row = tuple[bool, bool, float | None, timedelta | None]
 """A stage as :meth:`RiskMonitor._evaluate` reads it (see :meth:`RiskMonitor._row`)."""
 
 
-def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast | None) -> bool:
+def _slipped(
+    target: date,
+    passed: datetime,
+    now: datetime,
+    forecast: Forecast | None,
+    look: Look | None,
+    entered: datetime,
+) -> bool:
     """``target_slip`` as :func:`~engine.risk.reasons.risk_reasons` judges it (today, UTC,
-    after ``target``, or the p85 date of ``forecast`` as of ``now`` after it), compared as
-    instants against ``passed``, the midnight UTC after ``target``, where both are UTC."""
+    after ``target``, or the p85 date of the forecast as of ``now`` after it), compared as
+    instants against ``passed``, the midnight UTC after ``target``, where both are UTC. The
+    forecast is ``forecast`` (a waiting one), or the one with dates ``look`` gives a stay
+    ``entered`` then (see :func:`~engine.risk.forecast.dated`): only its p85 is made."""
     if target >= _LAST_DAY:
         return False  # No date is later.
     if now.tzinfo is _UTC:
@@ -102,6 +111,11 @@ def _slipped(target: date, passed: datetime, now: datetime, forecast: Forecast |
             return True
     elif now.astimezone(_UTC).date() > target:
         return True
+    if look is not None:
+        dated_p85 = shifted(entered, look[1])
+        if dated_p85.tzinfo is _UTC:
+            return dated_p85 >= passed
+        return utc_date(dated_p85) > target
     if forecast is None:
         return False
     # A forecast with dates, or a waiting one made at ``now``, is where it was made.
@@ -142,10 +156,10 @@ class _Watch:
     """
 
     __slots__ = (
-        "blocked", "created_at", "due_at", "entered_stage_at", "forecast", "generation",
-        "holds_until", "id", "launched_at", "open_risks", "priority", "product", "reasons",
-        "stage", "target_launch", "uat_failures", "version", "visited", "workflow",
-        "workflow_version",
+        "blocked", "confidence", "created_at", "due_at", "entered_stage_at", "generation",
+        "holds_until", "id", "launched_at", "look", "made", "made_at", "observations",
+        "open_risks", "priority", "product", "reasons", "stage", "target_launch",
+        "uat_failures", "version", "visited", "workflow", "workflow_version",
     )  # fmt: skip
 
     # The state's fields (see keep):
@@ -165,7 +179,12 @@ class _Watch:
     visited: tuple[str, ...]
     workflow_version: int
     reasons: tuple[str, ...]  # its assessment's, held apart (see assessment)
-    forecast: Forecast | None
+    # Its forecast (see forecast): a waiting one as made, or one with dates as its parts.
+    made: Forecast | None  # a waiting forecast
+    look: Look | None  # a forecast with dates: its bucket's look,
+    observations: int  # its observations,
+    confidence: str  # its confidence
+    made_at: datetime  # and the instant it was made at
     due_at: datetime | None  # its deadline (see :meth:`RiskMonitor._evaluate`)
     holds_until: datetime | None  # the forecast holds for this stage entry until
     generation: int  # of the workflow's forecast model the forecast came from
@@ -174,14 +193,19 @@ class _Watch:
         self,
         state: FeatureState,
         reasons: tuple[str, ...],
-        forecast: Forecast | None,
+        made: Forecast | None,
+        look: Look | None,
+        observations: int,
+        confidence: str,
+        made_at: datetime,
         due_at: datetime | None,
         holds_until: datetime | None,
         generation: int,
     ) -> None:
         self.keep(state)
         self.reasons = reasons
-        self.forecast = forecast
+        self.made, self.look, self.observations = made, look, observations
+        self.confidence, self.made_at = confidence, made_at
         self.due_at = due_at
         self.holds_until = holds_until
         self.generation = generation
@@ -208,8 +232,22 @@ class _Watch:
         self.workflow_version = state[21]
 
     @property
+    def forecast(self) -> Forecast | None:
+        """Its forecast. One with dates is made here, from its parts, each time it is
+        shown (see :func:`~engine.risk.forecast.dated`)."""
+        look = self.look
+        if look is None:
+            return self.made
+        return dated(self.entered_stage_at, look, self.observations, self.confidence, self.made_at)
+
+    @property
+    def forecasts(self) -> bool:
+        """It has a forecast."""
+        return self.look is not None or self.made is not None
+
+    @property
     def assessment(self) -> Assessment:
-        """Its assessment. Held as its two parts, not as one object made per judged event:
+        """Its assessment. Held as its parts, not as one object made per judged event:
         a judgement allocates one object less, and frees one less made long before."""
         return _new(Assessment, (self.reasons, self.forecast))
 
@@ -357,7 +395,7 @@ class RiskMonitor:
         while queue and done < limit and looked < 8 * limit:
             looked += 1
             watch = watches.get(queue.popleft())
-            if watch is None or watch.forecast is None or watch.workflow not in rebuilt:
+            if watch is None or not watch.forecasts or watch.workflow not in rebuilt:
                 continue
             signals += self._evaluate(watch.state, now)
             done += 1
@@ -410,7 +448,7 @@ class RiskMonitor:
         shown = forecast or state.target_launch is not None
         if watch is None or watch.version != state.version:
             return assess(state, workflow, now, self.forecaster if shown else None)
-        if watch.forecast is None and state.target_launch is None and shown:
+        if not watch.forecasts and state.target_launch is None and shown:
             # Only shown, never judged: forecast it now.
             return Assessment(watch.reasons, self.forecaster.forecast(state, workflow, now))
         return watch.assessment
@@ -460,7 +498,12 @@ class RiskMonitor:
         holds_until: datetime | None = None
         generation = 0
         due: datetime | None = None
-        forecast: Forecast | None = None
+        # Its forecast: a waiting one (made), or one with dates as its parts (look, ...).
+        made: Forecast | None = None
+        look: Look | None = None
+        observations = 0
+        confidence = ""
+        made_at = now
         reasons: tuple[str, ...] = ()
         if workflow is not None:
             rows = self._rows.get(name)  # the same as workflow.name, without its attribute read
@@ -481,10 +524,11 @@ class RiskMonitor:
                     and old.stage == stage
                     and old.entered_stage_at == entered
                     and not blocked
-                ):  # Its forecast's inputs are unchanged: so is the forecast.
-                    forecast, holds_until = old.forecast, old.holds_until
+                ):  # Its forecast's inputs are unchanged: so is the forecast (with dates).
+                    look, holds_until, made_at = old.look, old.holds_until, old.made_at
+                    observations, confidence = old.observations, old.confidence
                 else:
-                    forecast, holds_until = self.forecaster.lookup(
+                    made, look, observations, confidence, holds_until = self.forecaster.parts(
                         state, workflow, now, models, elapsed
                     )
             if not terminal:  # (a terminal stage has no reason and no deadline)
@@ -507,7 +551,7 @@ class RiskMonitor:
                     found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
                     passed = target_passed(target)  # midnight UTC after the target
-                    if _slipped(target, passed, now, forecast):
+                    if _slipped(target, passed, now, made, look, entered):
                         found.append(TARGET_SLIP)
                     if passed > now and (earliest is None or passed < earliest):
                         earliest = passed
@@ -515,8 +559,12 @@ class RiskMonitor:
                     found.append(REWORK)
                 if found:
                     reasons = tuple(found)
-                if forecast is not None and forecast.holds_until is not None:
-                    t = shifted(forecast.holds_until, EPSILON)
+                # When the forecast next changes: the end of its bucket (holds_until).
+                turn = made.holds_until if made is not None else holds_until
+                if turn is None and look is not None:  # (one that holds, but not for good)
+                    turn = shifted(entered, look[2])
+                if turn is not None:
+                    t = shifted(turn, EPSILON)
                     if t > now and (earliest is None or t < earliest):
                         earliest = t
                 due = earliest
@@ -530,20 +578,27 @@ class RiskMonitor:
                 self.listener.reasons_changed(was, (name, stage, reasons))
             if announce:
                 before = (old.state, old_reasons) if old is not None else None
+                forecast = made
+                if look is not None:
+                    forecast = dated(entered, look, observations, confidence, made_at)
                 new = _new(Assessment, (reasons, forecast))
                 signals = signals_between(before, state, new, now, workflow, self.source)
-        if not reasons and forecast is None and due is None:
+        if not reasons and made is None and look is None and due is None:
             if old is not None:
                 del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
-            self._watch[fid] = _Watch(state, reasons, forecast, due, holds_until, generation)
+            self._watch[fid] = _Watch(
+                state, reasons, made, look, observations, confidence, made_at, due, holds_until,
+                generation,
+            )  # fmt: skip
             if due is not None:
                 _heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
             if due is not None and old.due_at != due:
                 _heappush(self._heap, (due, fid))
             old.keep(state)
-            old.reasons, old.forecast, old.due_at = reasons, forecast, due
+            old.reasons, old.made, old.look, old.due_at = reasons, made, look, due
+            old.observations, old.confidence, old.made_at = observations, confidence, made_at
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
             self._announce(signal)

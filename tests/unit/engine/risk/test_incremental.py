@@ -22,8 +22,8 @@ from engine.demo.simulator import build_portfolio
 from engine.risk.deadlines import next_deadline
 from engine.risk.forecast import (
     SPLIT_MIN,
-    Forecast,
     Forecaster,
+    Parts,
     StageDurations,
     _StageModel,
     path_stages,
@@ -44,14 +44,14 @@ TICK = timedelta(hours=6)
 class ScratchForecaster(Forecaster):
     """Forgets every memo of its models before each forecast: each is computed afresh."""
 
-    def lookup(
+    def parts(
         self,
         state: FeatureState,
         workflow: Workflow,
         now: datetime,
         models: dict[str, _StageModel] | None = None,
         elapsed: float | None = None,
-    ) -> tuple[Forecast | None, datetime | None]:
+    ) -> Parts:
         for model in self._model(workflow).values():
             model.looks.clear()
             model.suffix.clear()
@@ -62,7 +62,7 @@ class ScratchForecaster(Forecaster):
                 model.passes.models.clear()
                 model.passes.reaches.clear()
         self._confident.clear()
-        return super().lookup(state, workflow, now, models, elapsed)
+        return super().parts(state, workflow, now, models, elapsed)
 
 
 class ScratchMonitor(RiskMonitor):
@@ -120,6 +120,22 @@ def by_the_pure_parts(monitor: RiskMonitor, state: FeatureState, now: datetime) 
     assert (watch.due if watch is not None else None) == due, state.id
 
 
+def shown_as_made(monitor: RiskMonitor, state: FeatureState, now: datetime) -> bool:
+    """The forecast the monitor shows for ``state`` (one with dates is kept as its parts and
+    made when shown) is the one its forecaster makes for ``state`` at ``now`` from the model
+    as built, but for the ``made_at`` a reused forecast keeps. Returns whether it had one."""
+    watch = monitor._watch.get(state.id)
+    if watch is None or watch.assessment.forecast is None:
+        return False
+    workflow = monitor.workflows.by_name[state.workflow]
+    built = monitor.forecaster._models[state.workflow][1]  # as built: no rebuild here
+    made = monitor.forecaster.lookup(state, workflow, now, built)[0]
+    assert made is not None, state.id
+    shown = watch.assessment.forecast
+    assert shown == made._replace(made_at=shown.made_at), state.id
+    return True
+
+
 def reworked(forecaster: Forecaster, state: FeatureState) -> bool:
     """``state`` is forecast from its stage's rework model (it was back for rework, and the
     model tells rework from first passes). Reads the model as built: a rebuild here would
@@ -161,7 +177,7 @@ def run_side_by_side(
 
     engine = Engine(workflows, MemoryStore(), on_outcome=both)
     next_tick = START + TICK
-    compared = rework = 0
+    compared = rework = shown = 0
     for item in portfolio:
         at = START + timedelta(seconds=item.offset)
         while next_tick <= at:
@@ -183,9 +199,11 @@ def run_side_by_side(
             assert judged(incremental, [outcome.state]) == judged(scratch, [outcome.state])
             if outcome.changed and outcome.workflow in workflows.by_name:
                 by_the_pure_parts(incremental, outcome.state, at)
+                shown += shown_as_made(incremental, outcome.state, at)
             compared += 1
             rework += reworked(incremental.forecaster, outcome.state)
     assert incremental.forecaster.generation > 3  # the models were rebuilt as they grew
+    assert shown > 100  # forecasts were shown and checked
     return compared, rework
 
 
