@@ -56,6 +56,7 @@ class Opening:
         self.clock = clock
         self.handed: Callable[[Outcome, datetime], Any] | None = engine.on_outcome
         engine.on_outcome = self.observe
+        monitor.arm_every = True  # ticks at the instants it always ticked at (see there)
 
     def advance(self, at: datetime) -> None:
         """Move the clock to ``at`` (never back), each deadline on the way ticked at its own
@@ -73,3 +74,4 @@ class Opening:
     def close(self) -> None:
         """The opening is sent (or failed): give the engine's ``on_outcome`` back."""
         self.engine.on_outcome = self.handed
+        self.monitor.arm_every = False

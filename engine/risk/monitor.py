@@ -156,7 +156,7 @@ class _Watch:
     """
 
     __slots__ = (
-        "blocked", "confidence", "created_at", "due_at", "entered_stage_at", "generation",
+        "armed", "blocked", "confidence", "created_at", "due_at", "entered_stage_at", "generation",
         "holds_until", "id", "launched_at", "look", "made", "made_at", "observations",
         "open_risks", "priority", "product", "reasons", "stage", "target_launch",
         "uat_failures", "version", "visited", "workflow", "workflow_version",
@@ -186,6 +186,7 @@ class _Watch:
     confidence: str  # its confidence
     made_at: datetime  # and the instant it was made at
     due_at: datetime | None  # its deadline (see :meth:`RiskMonitor._evaluate`)
+    armed: datetime | None  # the instant of its entry on the heap (see RiskMonitor._heap)
     holds_until: datetime | None  # the forecast holds for this stage entry until
     generation: int  # of the workflow's forecast model the forecast came from
 
@@ -206,7 +207,7 @@ class _Watch:
         self.reasons = reasons
         self.made, self.look, self.observations = made, look, observations
         self.confidence, self.made_at = confidence, made_at
-        self.due_at = due_at
+        self.due_at = self.armed = due_at
         self.holds_until = holds_until
         self.generation = generation
 
@@ -302,9 +303,19 @@ class RiskMonitor:
         self.listener = RiskMetrics(metrics) if metrics is not None else None
         self.source = source
         self.refresh_per_tick = refresh_per_tick
+        self.arm_every = False
+        """Push every new deadline onto the heap, not only one earlier than the feature's
+        armed entry: :meth:`tick_until` then ticks at each instant that was ever a deadline,
+        superseded ones included, as it did before entries were re-armed (the demo's opening
+        sets it, so a replay rebuilds models at the same instants). :meth:`tick` judges the
+        same either way."""
         self._watch: dict[str, _Watch] = {}
-        # (deadline, feature): datetimes, compared as instants; an entry whose deadline is no
-        # longer its feature's is stale and skipped when it comes.
+        # (instant, feature): datetimes, compared as instants. A feature's entry is the one at
+        # its record's ``armed``, never later than its deadline: a judgement pushes only a
+        # deadline earlier than the armed one (every new one with arm_every), and an entry
+        # that comes before its feature's deadline re-arms at the deadline (see tick). An
+        # entry at another instant than ``armed`` (superseded, or of a record since dropped)
+        # is stale and skipped when it comes.
         self._heap: list[tuple[datetime, str]] = []
         self._generations = self._model_generations()
         self._refresh: deque[str] = deque()
@@ -364,11 +375,17 @@ class RiskMonitor:
         signals: list[RiskSignal] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, fid = heappop(heap)
+            at, fid = heappop(heap)
             watch = self._watch.get(fid)
-            if watch is None or watch.due_at != due:
+            if watch is None or watch.armed != at:
                 continue  # Re-armed or gone since: a stale heap entry.
-            watch.due_at = None
+            due = watch.due_at
+            if due != at:  # Its deadline moved later (or went): armed again at it, if any.
+                watch.armed = due
+                if due is not None:
+                    heappush(heap, (due, fid))  # (judged in its turn if it is due too)
+                continue
+            watch.due_at = watch.armed = None
             signals += self._evaluate(watch.state, now)
         for workflow in self.workflows.by_name.values():
             self.forecaster.refresh(workflow, now)
@@ -594,8 +611,12 @@ class RiskMonitor:
             if due is not None:
                 _heappush(self._heap, (due, fid))
         else:  # Updated in place: one allocation less per event.
-            if due is not None and old.due_at != due:
+            armed = old.armed
+            if due is not None and (
+                armed is None or due < armed or (self.arm_every and due != old.due_at)
+            ):  # (a later deadline waits for the armed entry, which re-arms at it)
                 _heappush(self._heap, (due, fid))
+                old.armed = due
             old.keep(state)
             old.reasons, old.made, old.look, old.due_at = reasons, made, look, due
             old.observations, old.confidence, old.made_at = observations, confidence, made_at
@@ -637,5 +658,10 @@ class RiskMonitor:
                 )
 
     def _compact(self) -> None:
-        self._heap = [(w.due_at, fid) for fid, w in self._watch.items() if w.due_at is not None]
-        heapify(self._heap)
+        heap: list[tuple[datetime, str]] = []
+        for fid, watch in self._watch.items():
+            watch.armed = watch.due_at
+            if watch.due_at is not None:
+                heap.append((watch.due_at, fid))
+        heapify(heap)
+        self._heap = heap

@@ -16,6 +16,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
@@ -273,3 +275,44 @@ def test_one_workflows_observations_rebuild_only_its_model(feature_workflow: Wor
         forecaster.refresh(workflow)
     assert forecaster.generation_of("feature") == 2
     assert forecaster.generation_of("incident") == 1  # its observations did not change
+
+
+@pytest.mark.parametrize("seed", [7, 2024])
+def test_deadlines_re_armed_when_they_come_judge_as_every_deadline_pushed(
+    workflows: Workflows, seed: int
+) -> None:
+    """A judgement pushes a feature's deadline onto the heap only when it is earlier than the
+    entry already armed; a later one waits for that entry, which re-arms at it when it comes.
+    Ticked at random instants through a portfolio, such a monitor announces the same signals
+    in the same order, and holds the same records, as one that pushes every new deadline
+    (:attr:`RiskMonitor.arm_every`, as before re-arming), with fewer entries pushed."""
+    portfolio = build_portfolio(random.Random(seed), features=150, days=150.0, start=START)
+    lazy = RiskMonitor(workflows, Forecaster(StageDurations()), refresh_per_tick=10**6)
+    eager = RiskMonitor(workflows, Forecaster(StageDurations()), refresh_per_tick=10**6)
+    eager.arm_every = True
+    pairs: list[tuple[list[RiskSignal], list[RiskSignal]]] = []
+    engine = Engine(
+        workflows,
+        MemoryStore(),
+        on_outcome=lambda o, now: pairs.append((lazy.observe(o, now), eager.observe(o, now))),
+    )
+    pick = random.Random(seed)
+    next_tick = START + timedelta(hours=pick.uniform(0, 30))
+    ticks = announced = 0
+    for item in portfolio:
+        at = START + timedelta(seconds=item.offset)
+        while next_tick <= at:
+            a, b = lazy.tick(next_tick), eager.tick(next_tick)
+            assert signal_facts(a) == signal_facts(b), next_tick
+            announced += len(a)
+            states = sorted(engine.store.features())
+            assert judged(lazy, states) == judged(eager, states), next_tick
+            next_tick += timedelta(hours=pick.uniform(0, 30))
+            ticks += 1
+        event = validate_event(item.event, workflows.event_types, at)
+        assert event is not None
+        engine.apply(event, at)
+        a, b = pairs.pop()
+        assert signal_facts(a) == signal_facts(b), item.event
+    assert ticks > 100 and announced > 20  # deadlines came and were announced by ticks
+    assert len(lazy._heap) < len(eager._heap)  # it pushed fewer entries

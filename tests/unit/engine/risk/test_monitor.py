@@ -401,6 +401,24 @@ def test_ticking_until_a_time_announces_each_deadline_at_its_own_instant(rig: Ri
     assert rig.monitor.tick_until(T0 + 60 * DAY) == []  # announced once
 
 
+def test_a_deadline_moved_later_waits_for_its_entry_and_is_judged_in_its_turn(rig: Rig) -> None:
+    """A judgement that moves a feature's deadline later pushes nothing: its entry on the
+    heap, armed at the earlier deadline, re-arms at the later one when it comes. A tick past
+    both still judges the features in the order of their deadlines."""
+    rig.send("idea.submitted", "a", title="A", product="p")  # idea's SLA: 30 days
+    rig.clock.now += 5 * DAY
+    rig.send("idea.submitted", "b", title="B", product="p")  # due at 35 days
+    rig.clock.now += 15 * DAY
+    rig.send("discovery.started", "a")  # discovery's SLA: 21 days, so due at 41 days
+    assert len(rig.monitor._heap) == 2  # a's entry still at 30 days, b's at 35
+    signals = rig.tick(30 * DAY)
+    assert [(s.feature, s.stage, s.reason) for s in signals] == [
+        ("b", "idea", "sla_breached"),
+        ("a", "discovery", "sla_breached"),
+    ]
+    assert rig.tick(DAY) == []
+
+
 def test_the_monitor_judges_a_target_as_the_reasons_do_to_the_microsecond(
     workflows: Workflows,
 ) -> None:
