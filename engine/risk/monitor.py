@@ -13,10 +13,11 @@ Reasons also change with no event at all: a feature outstays its stage's SLA, it
 passes, or its launch forecast moves past the target. Each feature has at most one armed
 deadline: the earliest instant at which its assessment can change by time alone (its SLA
 expiry, the day after its target, the next point where its forecast changes). Deadlines sit
-in one heap, re-armed on every evaluation, so a tick costs O(k log n) for the k features due,
-not a scan of all n. When new observations rebuild the forecast model, a tick also
-re-evaluates a bounded slice of the features (:attr:`RiskMonitor.refresh_per_tick`) until
-all have been refreshed.
+in one heap, so a tick costs O(k log n) for the k features due, not a scan of all n. An
+evaluation pushes a deadline only when it is earlier than the feature's entry there; a later
+one waits for that entry, which re-arms at it when it comes. When new observations rebuild
+the forecast model, a tick also re-evaluates a bounded slice of the features
+(:attr:`RiskMonitor.refresh_per_tick`) until all have been refreshed.
 
 The monitor wires three pure parts and one listener: the reasons
 (:func:`engine.risk.reasons.assess`), the signals a change of reasons makes
