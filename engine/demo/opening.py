@@ -56,7 +56,7 @@ class Opening:
         self.clock = clock
         self.handed: Callable[[Outcome, datetime], Any] | None = engine.on_outcome
         engine.on_outcome = self.observe
-        monitor.arm_every = True  # ticks at the instants it always ticked at (see there)
+        monitor.arm_every = True  # tick_until ticks at every instant that was a deadline
 
     def advance(self, at: datetime) -> None:
         """Move the clock to ``at`` (never back), each deadline on the way ticked at its own

@@ -306,10 +306,10 @@ class RiskMonitor:
         self.refresh_per_tick = refresh_per_tick
         self.arm_every = False
         """Push every new deadline onto the heap, not only one earlier than the feature's
-        armed entry: :meth:`tick_until` then ticks at each instant that was ever a deadline,
-        superseded ones included, as it did before entries were re-armed (the demo's opening
-        sets it, so a replay rebuilds models at the same instants). :meth:`tick` judges the
-        same either way."""
+        armed entry: :meth:`tick_until` then ticks, and may rebuild a model, at every instant
+        that was a deadline, superseded ones included. The demo's opening sets it, so its
+        replays keep the instants they have always ticked at. :meth:`tick` judges the same
+        either way."""
         self._watch: dict[str, _Watch] = {}
         # (instant, feature): datetimes, compared as instants. A feature's entry is the one at
         # its record's ``armed``, never later than its deadline: a judgement pushes only a

@@ -16,9 +16,13 @@ import pytest
 from engine.core.state import HistoryEntry
 from engine.demo.opening import Opening
 from engine.demo.run import SimulatedClock, simulate
+from engine.risk.monitor import RiskMonitor
 from engine.risk.reasons import SLA_BREACHED
 from engine.risk.signals import AT_RISK
+from engine.service import Engine
+from engine.stores.memory import MemoryStore
 from tests.embedded_server import EmbeddedServer
+from workflows.loader import Workflows
 from workflows.model import Workflow
 
 DAYS = 120.0
@@ -61,6 +65,18 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Opened:
         store = handle.store
         histories = {state.id: store.history(state.id) for state in store.features()}
         return histories, handle.engine.workflows.default, clock()
+
+
+def test_the_opening_arms_every_deadline_while_it_lasts(workflows: Workflows) -> None:
+    """While the opening is sent, the monitor pushes every new deadline (so ``tick_until``
+    ticks at the instants the opening always ticked at); once closed, the engine's own
+    monitor re-arms deadlines as they come."""
+    monitor = RiskMonitor(workflows)
+    engine = Engine(workflows, MemoryStore(), on_outcome=monitor.observe)
+    opening = Opening(engine, monitor, SimulatedClock(days=1.0, speed=None))
+    assert monitor.arm_every and engine.on_outcome == opening.observe
+    opening.close()
+    assert not monitor.arm_every and engine.on_outcome == monitor.observe
 
 
 def _stays_with_an_sla(

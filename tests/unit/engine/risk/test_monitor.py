@@ -419,6 +419,40 @@ def test_a_deadline_moved_later_waits_for_its_entry_and_is_judged_in_its_turn(ri
     assert rig.tick(DAY) == []
 
 
+class TickedAt(RiskMonitor):
+    """Records the instant of each tick."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ticked: list[datetime] = []
+
+    def tick(self, now: datetime) -> list[RiskSignal]:
+        self.ticked.append(now)
+        return super().tick(now)
+
+
+@pytest.mark.parametrize("arm_every", [False, True])
+def test_ticking_until_a_time_ticks_at_superseded_deadlines_only_when_every_one_is_armed(
+    workflows: Workflows, arm_every: bool
+) -> None:
+    """A deadline moved later, then earlier again, is superseded: with ``arm_every`` (the
+    demo's opening) its instant is still on the heap and ``tick_until`` ticks there too, as
+    the opening always has; otherwise it was never pushed. The signals are the same."""
+    rig = Rig(workflows, monitor=TickedAt)
+    monitor = rig.monitor
+    assert isinstance(monitor, TickedAt)
+    monitor.arm_every = arm_every
+    rig.send("idea.submitted", "a", title="A", product="p")  # due at 30 days (idea's SLA)
+    rig.clock.now += 20 * DAY
+    rig.send("discovery.started", "a")  # due at 41 days (discovery: 21 days)
+    rig.clock.now += DAY
+    rig.send("requirement.approved", "a")  # due at 35 days (defined: 14 days)
+    signals = monitor.tick_until(T0 + 50 * DAY)
+    assert [(s.stage, s.reason) for s in signals] == [("defined", "sla_breached")]
+    days = [round((t - T0) / DAY) for t in monitor.ticked]
+    assert days == ([30, 35, 41] if arm_every else [30, 35])
+
+
 def test_the_monitor_judges_a_target_as_the_reasons_do_to_the_microsecond(
     workflows: Workflows,
 ) -> None:
