@@ -109,13 +109,16 @@ SPLIT_MIN: Final = 20
 stays, and where they went next, from them alone rather than from the stage's pooled stays."""
 
 
+@mypyc_attr(acyclic=True)
 class _Stay:
     """One feature's stay in a stage.
 
     One object, its fields held in it: a build reads every stay of every cohort, and a move
     the stay it closes, so each is one read away (a list would hold its items in a second
     block of memory). Made per move until a cohort is full, then recycled: either way its
-    fields are written by :meth:`reuse`.
+    fields are written by :meth:`reuse`. Compiled, it is ``acyclic``: none of its fields can
+    lead back to a stay, so the cyclic garbage collector neither tracks nor walks it, and it
+    is 16 bytes smaller.
     """
 
     __slots__ = ("counted", "entered_at", "entered_us", "feature", "seconds", "stage", "to",
