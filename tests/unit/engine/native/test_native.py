@@ -97,20 +97,21 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
 
 
 def test_the_records_kept_per_feature_and_per_stay_are_not_walked_by_the_collector() -> None:
-    """Compiled, the monitor's record of a feature and a cohort's record of a stay are
-    ``acyclic``: the cyclic garbage collector neither tracks nor walks them (a live engine
-    holds one per feature and one per kept stay). As pure Python they are tracked, as any
+    """Compiled, the monitor's record of a feature, its deadline heap's entries and a
+    cohort's record of a stay are ``acyclic``: the cyclic garbage collector neither tracks
+    nor walks them (a live engine holds one per feature, one per armed deadline and one per
+    kept stay). As pure Python they are tracked, as any
     object with slots is."""
     from engine.core.state import FeatureState
     from engine.risk.forecast import _Stay
-    from engine.risk.monitor import _Watch
+    from engine.risk.monitor import _Armed, _Watch
     from tests.factories import T0
 
     state = FeatureState(id="F-1", workflow="feature", stage="idea", created_at=T0,
                          entered_stage_at=T0)  # fmt: skip
     watch = _Watch(state, (), None, None, 0, "low", T0, None, None, 0)
     compiled = native.status[HOT.name] == COMPILED
-    for record in (_Stay(), watch):
+    for record in (_Stay(), watch, _Armed(T0, "F-1")):
         assert gc.is_tracked(record) is not compiled, record
 
 

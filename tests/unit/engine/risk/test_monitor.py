@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from datetime import time as dt_time
 from typing import Any
 
@@ -16,7 +17,7 @@ from engine.demo.simulator import build_portfolio
 from engine.risk import deadlines
 from engine.risk.deadlines import PASSED_KEPT
 from engine.risk.forecast import Forecaster, StageDurations
-from engine.risk.monitor import RiskMonitor
+from engine.risk.monitor import RiskMonitor, _Armed
 from engine.risk.reasons import risk_reasons
 from engine.risk.signals import RiskSignal
 from engine.service import Engine
@@ -399,6 +400,28 @@ def test_ticking_until_a_time_announces_each_deadline_at_its_own_instant(rig: Ri
     assert T0 + 30 * DAY < a < T0 + 30 * DAY + timedelta(seconds=1)  # idea's SLA is 30 days
     assert T0 + 35 * DAY < b < T0 + 35 * DAY + timedelta(seconds=1)
     assert rig.monitor.tick_until(T0 + 60 * DAY) == []  # announced once
+
+
+def test_heap_entries_come_off_in_the_order_of_their_instant_and_feature_pairs() -> None:
+    """The deadline heap's entries are ordered as the ``(instant, feature)`` pairs they
+    stand for: features due at one instant (a target's midnight, a shared SLA) come off by
+    id, instants in other zones compare as instants."""
+    pick = random.Random(11)
+    zones = (UTC, timezone(timedelta(hours=2)))
+    pairs = [
+        ((T0 + timedelta(hours=pick.randrange(6))).astimezone(pick.choice(zones)),
+         f"F-{pick.randrange(40)}")
+        for _ in range(600)
+    ]  # fmt: skip
+    heap: list[_Armed] = []
+    for at, fid in pairs:
+        heapq.heappush(heap, _Armed(at, fid))
+    popped = []
+    while heap:
+        entry = heapq.heappop(heap)
+        popped.append((entry.at, entry.fid))
+    assert popped == sorted(pairs)
+    assert [(e.at, e.fid) for e in sorted(_Armed(*p) for p in pairs)] == sorted(pairs)
 
 
 def test_a_deadline_moved_later_waits_for_its_entry_and_is_judged_in_its_turn(rig: Rig) -> None:
