@@ -96,12 +96,11 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             assert file.endswith(".py"), module
 
 
-def test_the_records_kept_per_feature_and_per_stay_are_not_walked_by_the_collector() -> None:
+def test_the_objects_risk_keeps_per_feature_are_not_walked_by_the_collector() -> None:
     """Compiled, the monitor's record of a feature, its deadline heap's entries and a
     cohort's record of a stay are ``acyclic``: the cyclic garbage collector neither tracks
     nor walks them (a live engine holds one per feature, one per armed deadline and one per
-    kept stay). As pure Python they are tracked, as any
-    object with slots is."""
+    kept stay). As pure Python they are tracked, as any object with slots is."""
     from engine.core.state import FeatureState
     from engine.risk.forecast import _Stay
     from engine.risk.monitor import _Armed, _Watch
