@@ -6,11 +6,16 @@ where ``make test`` installs and starts everything: CI never passes by skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
+
+from engine import native
 
 
 def missing_service(message: str) -> NoReturn:
@@ -18,6 +23,22 @@ def missing_service(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (required under CI=true; make test installs and starts it)")
     pytest.skip(message)
+
+
+def native_module(name: str) -> ModuleType:
+    """Module ``name`` of the project's native build (``make native``) loaded from its file,
+    whether or not this process runs the build (``LIFECYCLE_NATIVE=0``); a missing or stale
+    build is a missing service."""
+    found, files = native.check(native.HOT)
+    if found != native.COMPILED:
+        missing_service(f"no fresh native build here ({found}): run make native")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, files[name])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

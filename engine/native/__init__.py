@@ -62,11 +62,18 @@ class Group:
 
     name: str
     modules: tuple[str, ...]
+    extensions: tuple[tuple[str, str], ...] = ()
+    """Modules written in C, built beside them: (module, its source under :data:`ROOT`)."""
 
     @property
     def library(self) -> str:
         """The shared library's module name, as mypyc names it."""
         return f"{self.name}__mypyc"
+
+    @property
+    def built(self) -> tuple[str, ...]:
+        """Every module a build holds: the compiled ones, the C ones, the library."""
+        return (*self.modules, *(module for module, _ in self.extensions), self.library)
 
 
 HOT: Final = Group(
@@ -81,11 +88,13 @@ HOT: Final = Group(
         "engine.risk.reasons",
         "engine.risk.signals",
     ),
+    (("engine.risk._walks", "engine/risk/_walks.c"),),
 )
 """The core and the risk package, compiled as one library: the risk modules call the core's
 time math and read its outcomes on every event, and calls stay native only inside one
 library. So the two are one build, used or not as a whole: an edit to any source either of
-them imports runs both as Python.
+them imports runs both as Python. The forecast model's Monte Carlo walks are built with them
+in C (``engine/risk/_walks.c``), and used only with them.
 
 ``engine.core.state`` and ``engine.core.outcomes`` stay interpreted: compiled, a class of
 theirs becomes one mypyc checks the types of (reading a ``FeatureState`` field of another
@@ -134,7 +143,7 @@ def check(group: Group, built: Path = BUILT, root: Path = ROOT) -> tuple[str, di
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     if manifest.get("suffix") != suffix:
         return f"pure: built for another Python ({manifest.get('suffix')}, not {suffix})", {}
-    if tuple(manifest.get("modules", {})) != (*group.modules, group.library):
+    if tuple(manifest.get("modules", {})) != group.built:
         return "pure: built for other modules", {}
     for name, digest in manifest.get("sources", {}).items():
         try:

@@ -30,26 +30,30 @@ PACKAGES = ("engine", "events", "workflows", "metrics", "connectors")
 """The project's top-level packages: the sources whose hashes a build depends on."""
 
 _SETUP = """
+import json
 import sys
-from setuptools import setup
+from setuptools import Extension, setup
 from mypyc.build import mypycify
 
+out, config, group, extensions, *files = sys.argv[1:]
 setup(
     name="lifecycle-native",
-    script_args=["build_ext", "--build-lib", sys.argv[1]],
-    ext_modules=mypycify(
-        [*(["--config-file", sys.argv[2]] if sys.argv[2] else []), *sys.argv[4:]],
-        group_name=sys.argv[3],
-        opt_level="3",
-    ),
+    script_args=["build_ext", "--build-lib", out],
+    ext_modules=[
+        *mypycify([*(["--config-file", config] if config else []), *files], group_name=group,
+                  opt_level="3"),
+        *(Extension(module, [source], extra_compile_args=["-O3"])
+          for module, source in json.loads(extensions)),
+    ],
 )
 """
 
 
 def module_path(root: Path, module: str) -> Path | None:
-    """The source file of project ``module`` under ``root`` (a package's ``__init__``)."""
+    """The source file of project ``module`` under ``root`` (a package's ``__init__``; the
+    stub of a module written in C)."""
     base = root.joinpath(*module.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
+    for path in (base.with_suffix(".py"), base / "__init__.py", base.with_suffix(".pyi")):
         if path.is_file():
             return path
     return None
@@ -90,7 +94,7 @@ def build(group: Group, root: Path = ROOT, built: Path = BUILT, *, force: bool =
     :class:`RuntimeError` with the compiler's last lines when the build fails."""
     if not force and check(group, built, root)[0] == COMPILED:
         return f"{group.name}: up to date"
-    sources = dependencies(root, group.modules)
+    sources = [*dependencies(root, group.modules), *(root / c for _, c in group.extensions)]
     digests = {str(path.relative_to(root)): source_hash(path) for path in sources}
     files = [str(root.joinpath(*m.split(".")).with_suffix(".py")) for m in group.modules]
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -102,7 +106,8 @@ def build(group: Group, root: Path = ROOT, built: Path = BUILT, *, force: bool =
         env = {**os.environ, "MYPYPATH": str(root)}
         config = root / "pyproject.toml"
         # The project's mypy settings where they are (a source tree); mypy's defaults else.
-        args = [str(out), str(config) if config.is_file() else "", group.name, *files]
+        extensions = json.dumps([(module, str(root / c)) for module, c in group.extensions])
+        args = [str(out), str(config) if config.is_file() else "", group.name, extensions, *files]
         done = subprocess.run(
             [sys.executable, "setup.py", *args],
             cwd=work,  # C files and objects stay here; setuptools reads no pyproject.toml
@@ -117,7 +122,7 @@ def build(group: Group, root: Path = ROOT, built: Path = BUILT, *, force: bool =
         target = work / "result"
         target.mkdir()
         modules: dict[str, str] = {}
-        for module in (*group.modules, group.library):
+        for module in group.built:
             made = out.joinpath(*module.split(".")).with_name(module.split(".")[-1] + suffix)
             shutil.copy2(made, target / (module + suffix))
             modules[module] = module + suffix
@@ -128,7 +133,8 @@ def build(group: Group, root: Path = ROOT, built: Path = BUILT, *, force: bool =
         if final.exists():
             final.rename(old)
         target.rename(final)
-    return f"{group.name}: built {len(group.modules)} modules ({len(digests)} sources hashed)"
+    count = len(group.modules) + len(group.extensions)
+    return f"{group.name}: built {count} modules ({len(digests)} sources hashed)"
 
 
 def prune(keep: Group, built: Path = BUILT) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import engine.native as native
+import engine.risk.forecast as forecast
 from engine.native import BUILT, COMPILED, HOT, MANIFEST, ROOT
 from engine.native.build import dependencies, prune
 from tests.services import missing_service
@@ -61,7 +62,7 @@ def fake_build(root: Path) -> Path:
     """A build of ``root``'s sources whose libraries are not libraries: loading them fails."""
     built = root / "engine" / "native" / "built" / HOT.name
     built.mkdir(parents=True)
-    modules = {module: f"{module}{SUFFIX}-fake.so" for module in (*HOT.modules, HOT.library)}
+    modules = {module: f"{module}{SUFFIX}-fake.so" for module in HOT.built}
     for file in modules.values():
         (built / file).write_bytes(b"not a shared library")
     manifest = {
@@ -69,7 +70,7 @@ def fake_build(root: Path) -> Path:
         "modules": modules,
         "sources": {
             str(path.relative_to(root)): native.source_hash(path)
-            for path in dependencies(root, HOT.modules)
+            for path in [*dependencies(root, HOT.modules), *(root / c for _, c in HOT.extensions)]
         },
     }
     (built / MANIFEST).write_text(json.dumps(manifest))
@@ -94,6 +95,13 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             assert file.startswith(str(BUILT)) and SUFFIX in file, module
         else:
             assert file.endswith(".py"), module
+    # The forecast's walks run in C exactly when the compiled modules run.
+    walks = forecast._NATIVE_WALKS
+    if status == COMPILED:
+        assert walks is not None and walks.__module__ == "engine.risk._walks"
+        assert str(BUILT) in (sys.modules["engine.risk._walks"].__file__ or "")
+    else:
+        assert walks is None
 
 
 def test_the_objects_risk_keeps_per_feature_are_not_walked_by_the_collector() -> None:
@@ -174,7 +182,13 @@ def test_switched_off_or_not_built_runs_the_pure_python_quietly(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    "edited", ["engine/risk/monitor.py", "engine/core/effects.py", "engine/core/timemath.py"]
+    "edited",
+    [
+        "engine/risk/monitor.py",
+        "engine/core/effects.py",
+        "engine/core/timemath.py",
+        "engine/risk/_walks.c",  # the walks in C, built with them
+    ],
 )
 def test_the_real_build_copied_is_used_and_an_edit_turns_it_off(
     tmp_path: Path, edited: str
@@ -210,6 +224,7 @@ def test_the_hashed_sources_are_what_the_compiled_modules_import() -> None:
         "events/catalogue.py",
         "workflows/model.py",
         "engine/native/__init__.py",
+        "engine/risk/_walks.pyi",  # the C walks' stub: its types are compiled in
     } <= found
     assert "engine/streaming/app.py" not in found  # not imported: edits there do not matter
 

@@ -1,0 +1,379 @@
+/* The forecast model's Monte Carlo walks in C: engine.risk.forecast._walks, draw for draw.
+ *
+ * A model rebuild makes tens of thousands of draws; compiled with mypyc, each still costs a
+ * call of rng.getrandbits, a new int and boxed floats, over half of a rebuild's time. Here
+ * the walks run on C arrays with the generator's own algorithm (MT19937, as CPython's
+ * Modules/_randommodule.c makes its words): the state is read with rng.getstate(), drawn from
+ * as rng.getrandbits(k) would for 0 < k <= 32 (the top k bits of the next word), and written
+ * back with rng.setstate(), so the walks' draws, their sums (the same additions of doubles in
+ * the same order) and the generator after them are those of the Python.
+ *
+ * Built by engine.native.build with the compiled modules and used only with them (a fresh
+ * build); tests/unit/engine/risk/test_forecast.py holds it to the Python on the same inputs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define N 624
+#define M 397
+#define MATRIX_A 0x9908b0dfU
+#define UPPER_MASK 0x80000000U
+#define LOWER_MASK 0x7fffffffU
+
+typedef struct {
+    uint32_t state[N];
+    int index;
+} Twister;
+
+/* CPython's genrand_uint32. */
+static uint32_t next_word(Twister *mt) {
+    static const uint32_t mag01[2] = {0x0U, MATRIX_A};
+    uint32_t y;
+    uint32_t *s = mt->state;
+    if (mt->index >= N) {
+        int kk;
+        for (kk = 0; kk < N - M; kk++) {
+            y = (s[kk] & UPPER_MASK) | (s[kk + 1] & LOWER_MASK);
+            s[kk] = s[kk + M] ^ (y >> 1) ^ mag01[y & 0x1U];
+        }
+        for (; kk < N - 1; kk++) {
+            y = (s[kk] & UPPER_MASK) | (s[kk + 1] & LOWER_MASK);
+            s[kk] = s[kk + (M - N)] ^ (y >> 1) ^ mag01[y & 0x1U];
+        }
+        y = (s[N - 1] & UPPER_MASK) | (s[0] & LOWER_MASK);
+        s[N - 1] = s[M - 1] ^ (y >> 1) ^ mag01[y & 0x1U];
+        mt->index = 0;
+    }
+    y = s[mt->index++];
+    y ^= (y >> 11);
+    y ^= (y << 7) & 0x9d2c5680U;
+    y ^= (y << 15) & 0xefc60000U;
+    y ^= (y >> 18);
+    return y;
+}
+
+/* rng.choice's index into ``count`` items (count >= 1): getrandbits(count.bit_length())
+ * until below count. */
+static Py_ssize_t pick(Twister *mt, uint32_t count, int shift) {
+    uint32_t r = next_word(mt) >> shift;
+    while (r >= count)
+        r = next_word(mt) >> shift;
+    return (Py_ssize_t)r;
+}
+
+static int shift_for(Py_ssize_t count) { /* 32 - count.bit_length() */
+    int bits = 0;
+    while (count >> bits)
+        bits++;
+    return 32 - bits;
+}
+
+typedef struct {
+    double *observed; /* sorted stays drawn from, or none: ``fixed`` (the SLA) */
+    Py_ssize_t count;
+    int shift;
+    double fixed;
+} Stays;
+
+typedef struct {
+    Py_ssize_t *ways; /* path indices of where the stage was left for */
+    Py_ssize_t count;
+    int shift;
+} Moves;
+
+static int read_state(PyObject *rng, Twister *mt, PyObject **gauss) {
+    PyObject *got = PyObject_CallMethod(rng, "getstate", NULL);
+    if (got == NULL)
+        return -1;
+    PyObject *words = NULL;
+    int ok = PyTuple_Check(got) && PyTuple_GET_SIZE(got) == 3;
+    if (ok) {
+        words = PyTuple_GET_ITEM(got, 1);
+        ok = PyTuple_Check(words) && PyTuple_GET_SIZE(words) == N + 1;
+    }
+    if (!ok) {
+        Py_DECREF(got);
+        PyErr_SetString(PyExc_ValueError, "rng.getstate() is not a Mersenne Twister's");
+        return -1;
+    }
+    for (int i = 0; i < N; i++) {
+        unsigned long word = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(words, i));
+        if (word == (unsigned long)-1 && PyErr_Occurred()) {
+            Py_DECREF(got);
+            return -1;
+        }
+        mt->state[i] = (uint32_t)word;
+    }
+    long index = PyLong_AsLong(PyTuple_GET_ITEM(words, N));
+    if (index == -1 && PyErr_Occurred()) {
+        Py_DECREF(got);
+        return -1;
+    }
+    if (index < 0 || index > N) {
+        Py_DECREF(got);
+        PyErr_SetString(PyExc_ValueError, "rng.getstate() has an index out of range");
+        return -1;
+    }
+    mt->index = (int)index;
+    *gauss = Py_NewRef(PyTuple_GET_ITEM(got, 2));
+    Py_DECREF(got);
+    return 0;
+}
+
+static int write_state(PyObject *rng, const Twister *mt, PyObject *gauss) {
+    PyObject *words = PyTuple_New(N + 1);
+    if (words == NULL)
+        return -1;
+    for (int i = 0; i < N; i++) {
+        PyObject *word = PyLong_FromUnsignedLong(mt->state[i]);
+        if (word == NULL) {
+            Py_DECREF(words);
+            return -1;
+        }
+        PyTuple_SET_ITEM(words, i, word);
+    }
+    PyObject *index = PyLong_FromLong(mt->index);
+    if (index == NULL) {
+        Py_DECREF(words);
+        return -1;
+    }
+    PyTuple_SET_ITEM(words, N, index);
+    PyObject *state = Py_BuildValue("(iNO)", 3, words, gauss);
+    if (state == NULL)
+        return -1;
+    PyObject *done = PyObject_CallMethod(rng, "setstate", "(O)", state);
+    Py_DECREF(state);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+/* item ``i`` of sequence ``seq`` (a tuple or a list), borrowed. */
+static PyObject *item(PyObject *seq, Py_ssize_t i, const char *what) {
+    if (PyTuple_Check(seq) && i < PyTuple_GET_SIZE(seq))
+        return PyTuple_GET_ITEM(seq, i);
+    if (PyList_Check(seq) && i < PyList_GET_SIZE(seq))
+        return PyList_GET_ITEM(seq, i);
+    PyErr_Format(PyExc_TypeError, "%s: a tuple or list of at least %zd items expected", what,
+                 i + 1);
+    return NULL;
+}
+
+static Py_ssize_t length(PyObject *seq, const char *what) {
+    if (PyTuple_Check(seq))
+        return PyTuple_GET_SIZE(seq);
+    if (PyList_Check(seq))
+        return PyList_GET_SIZE(seq);
+    PyErr_Format(PyExc_TypeError, "%s: a tuple or list expected", what);
+    return -1;
+}
+
+/* One pass's stays of a stage, ``(observed, fixed)``, into ``out`` (its array from
+ * ``heap``, advanced past it). */
+static int read_stays(PyObject *kind, Stays *out, double **heap) {
+    PyObject *observed = item(kind, 0, "a stage's stays");
+    PyObject *fixed = observed ? item(kind, 1, "a stage's stays") : NULL;
+    if (fixed == NULL)
+        return -1;
+    Py_ssize_t count = length(observed, "a stage's observed stays");
+    if (count < 0)
+        return -1;
+    if (count > (Py_ssize_t)UINT32_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "too many stays to draw from with one word");
+        return -1;
+    }
+    out->fixed = PyFloat_AsDouble(fixed);
+    if (out->fixed == -1.0 && PyErr_Occurred())
+        return -1;
+    out->observed = *heap;
+    out->count = count;
+    out->shift = shift_for(count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        double value = PyFloat_AsDouble(item(observed, i, "a stage's observed stays"));
+        if (value == -1.0 && PyErr_Occurred())
+            return -1;
+        out->observed[i] = value;
+    }
+    *heap += count;
+    return 0;
+}
+
+static int read_moves(PyObject *ways, Moves *out, Py_ssize_t **heap) {
+    Py_ssize_t count = length(ways, "a stage's exits");
+    if (count < 0)
+        return -1;
+    if (count < 1 || count > (Py_ssize_t)UINT32_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "a stage needs at least one exit to walk on");
+        return -1;
+    }
+    out->ways = *heap;
+    out->count = count;
+    out->shift = shift_for(count);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t to = PyLong_AsSsize_t(item(ways, i, "a stage's exits"));
+        if (to == -1 && PyErr_Occurred())
+            return -1;
+        if (to < 0) {
+            PyErr_SetString(PyExc_ValueError, "an exit to a negative path index");
+            return -1;
+        }
+        out->ways[i] = to;
+    }
+    *heap += count;
+    return 0;
+}
+
+/* How many doubles and indices the arrays of ``kinds`` and ``nexts`` need. */
+static int sizes(PyObject *kinds, PyObject *nexts, Py_ssize_t size, Py_ssize_t *values,
+                 Py_ssize_t *indices) {
+    *values = *indices = 0;
+    for (Py_ssize_t k = 0; k < size; k++) {
+        PyObject *pair = item(kinds, k, "kinds");
+        PyObject *ways = pair ? item(nexts, k, "nexts") : NULL;
+        if (ways == NULL)
+            return -1;
+        for (Py_ssize_t p = 0; p < 2; p++) {
+            PyObject *kind = item(pair, p, "a stage's stays by pass");
+            PyObject *observed = kind ? item(kind, 0, "a stage's stays") : NULL;
+            PyObject *exits = observed ? item(ways, p, "a stage's exits by pass") : NULL;
+            Py_ssize_t n = exits ? length(observed, "a stage's observed stays") : -1;
+            Py_ssize_t m = n >= 0 ? length(exits, "a stage's exits") : -1;
+            if (m < 0)
+                return -1;
+            *values += n;
+            *indices += m;
+        }
+    }
+    return 0;
+}
+
+static PyObject *walks(PyObject *module, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"rng", "kinds", "nexts", "n", "limit", "starts", NULL};
+    PyObject *rng, *kinds, *nexts, *starts = Py_None;
+    Py_ssize_t n, limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOnn|O:walks", keywords, &rng, &kinds,
+                                     &nexts, &n, &limit, &starts))
+        return NULL;
+    (void)module;
+    Py_ssize_t size = length(kinds, "kinds");
+    if (size < 0 || length(nexts, "nexts") < 0)
+        return NULL;
+    if (length(nexts, "nexts") != size) {
+        PyErr_SetString(PyExc_ValueError, "kinds and nexts are of different lengths");
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative number of draws");
+        return NULL;
+    }
+    Py_ssize_t starting = starts == Py_None ? size : length(starts, "starts");
+    if (starting < 0)
+        return NULL;
+    Py_ssize_t values, indices;
+    if (sizes(kinds, nexts, size, &values, &indices) < 0)
+        return NULL;
+
+    PyObject *tails = NULL, *gauss = NULL;
+    Twister *mt = PyMem_Malloc(sizeof(Twister));
+    Stays *stays = PyMem_Calloc(2 * (size_t)size + 1, sizeof(Stays));
+    Moves *moves = PyMem_Calloc(2 * (size_t)size + 1, sizeof(Moves));
+    double *observed = PyMem_Malloc(((size_t)values + 1) * sizeof(double));
+    Py_ssize_t *ways = PyMem_Malloc(((size_t)indices + 1) * sizeof(Py_ssize_t));
+    if (mt == NULL || stays == NULL || moves == NULL || observed == NULL || ways == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *next_value = observed;
+    Py_ssize_t *next_index = ways;
+    for (Py_ssize_t k = 0; k < size; k++) {
+        PyObject *pair = item(kinds, k, "kinds"), *exits = item(nexts, k, "nexts");
+        for (Py_ssize_t p = 0; p < 2; p++) {
+            if (read_stays(item(pair, p, "a stage's stays by pass"), &stays[2 * k + p],
+                           &next_value) < 0 ||
+                read_moves(item(exits, p, "a stage's exits by pass"), &moves[2 * k + p],
+                           &next_index) < 0)
+                goto done;
+        }
+    }
+    if (read_state(rng, mt, &gauss) < 0)
+        goto done;
+    tails = PyList_New(starting);
+    if (tails == NULL)
+        goto done;
+    for (Py_ssize_t s = 0; s < starting; s++) {
+        Py_ssize_t k = s, reach = s;
+        if (starts != Py_None) {
+            PyObject *start = item(starts, s, "starts");
+            PyObject *stage = start ? item(start, 0, "a start (k, reach)") : NULL;
+            PyObject *far = stage ? item(start, 1, "a start (k, reach)") : NULL;
+            if (far == NULL)
+                goto failed;
+            k = PyLong_AsSsize_t(stage);
+            reach = PyLong_AsSsize_t(far);
+            if ((k == -1 || reach == -1) && PyErr_Occurred())
+                goto failed;
+            if (k < 0 || k >= size) {
+                PyErr_SetString(PyExc_IndexError, "a start's stage is not on the path");
+                goto failed;
+            }
+        }
+        PyObject *row = PyList_New(n);
+        if (row == NULL)
+            goto failed;
+        PyList_SET_ITEM(tails, s, row);
+        const Moves *first = &moves[2 * k + (k < reach)];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double total = 0.0;
+            Py_ssize_t at = first->ways[pick(mt, (uint32_t)first->count, first->shift)];
+            Py_ssize_t steps = 0, far = reach;
+            while (at < size && steps < limit) {
+                if (at > far)
+                    far = at;
+                int rework = at < far;
+                const Stays *stay = &stays[2 * at + rework];
+                if (stay->count)
+                    total += stay->observed[pick(mt, (uint32_t)stay->count, stay->shift)];
+                else
+                    total += stay->fixed;
+                const Moves *move = &moves[2 * at + rework];
+                at = move->ways[pick(mt, (uint32_t)move->count, move->shift)];
+                steps++;
+            }
+            PyObject *drawn = PyFloat_FromDouble(total);
+            if (drawn == NULL)
+                goto failed;
+            PyList_SET_ITEM(row, i, drawn);
+        }
+    }
+    if (write_state(rng, mt, gauss) < 0)
+        goto failed;
+    goto done;
+failed:
+    Py_CLEAR(tails);
+done:
+    Py_XDECREF(gauss);
+    PyMem_Free(mt);
+    PyMem_Free(stays);
+    PyMem_Free(moves);
+    PyMem_Free(observed);
+    PyMem_Free(ways);
+    return tails;
+}
+
+static PyMethodDef methods[] = {
+    {"walks", (PyCFunction)(void (*)(void))walks, METH_VARARGS | METH_KEYWORDS,
+     "walks(rng, kinds, nexts, n, limit, starts=None)\n--\n\n"
+     "engine.risk.forecast._walks in C: the same draws from rng, the same tails."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "engine.risk._walks",
+    "The forecast model's Monte Carlo walks in C (see engine.risk.forecast._walks).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__walks(void) { return PyModule_Create(&module); }
