@@ -88,13 +88,14 @@ HOT: Final = Group(
         "engine.risk.reasons",
         "engine.risk.signals",
     ),
-    (("engine.risk._walks", "engine/risk/_walks.c"),),
+    (("engine.risk._speedups", "engine/risk/_speedups.c"),),
 )
 """The core and the risk package, compiled as one library: the risk modules call the core's
 time math and read its outcomes on every event, and calls stay native only inside one
 library. So the two are one build, used or not as a whole: an edit to any source either of
-them imports runs both as Python. The forecast model's Monte Carlo walks are built with them
-in C (``engine/risk/_walks.c``), and used only with them.
+them imports runs both as Python. What risk runs in C (``engine/risk/_speedups.c``: the
+forecast model's Monte Carlo walks, conversions of instants) is built with them, and used
+only with them.
 
 ``engine.core.state`` and ``engine.core.outcomes`` stay interpreted: compiled, a class of
 theirs becomes one mypyc checks the types of (reading a ``FeatureState`` field of another

@@ -66,7 +66,7 @@ from mypy_extensions import i64, mypyc_attr
 from engine.core.outcomes import OutcomeKind
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, HistoryEntry
-from engine.core.timemath import seconds_after, shifted, utc_date
+from engine.core.timemath import seconds_after, shifted, total_seconds, utc_date
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
@@ -121,10 +121,9 @@ class _Stay:
     is 16 bytes smaller.
     """
 
-    __slots__ = ("counted", "entered_at", "entered_us", "feature", "seconds", "stage", "to",
-                 "visited", "workflow")  # fmt: skip
+    __slots__ = ("counted", "entered_us", "feature", "seconds", "stage", "to", "visited",
+                 "workflow")  # fmt: skip
 
-    entered_at: datetime
     seconds: float | None  # how long it lasted; ``None`` while it lasts
     stage: str
     workflow: str
@@ -133,9 +132,10 @@ class _Stay:
     """The feature's ``visited`` stages at entry: the stay is rework when one of them lies
     after the stage (see :meth:`_Passes.reach`)."""
     to: str | None  # where the feature went next (``None`` until then)
-    entered_us: int | None
-    """``entered_at`` in whole microseconds since the epoch, kept by the first rebuild that
-    counts the stay as censored (see :func:`_censored`)."""
+    entered_us: int
+    """When it began, in whole microseconds since the epoch (see :func:`_censored`). Not the
+    datetime: the state that entered at it frees it when the feature moves on, while it is
+    still in the processor's caches, where a stay would free it hundreds of moves later."""
     counted: list[int]
     """Its cohort's count of stays with its ``visited`` (see :attr:`_StageLog.visits`), held
     so that the stay, leaving the cohort, takes itself off the count without hashing the
@@ -149,7 +149,8 @@ class _Stay:
         feature: str,
         visited: tuple[str, ...],
     ) -> _Stay:
-        """This stay, become a new one open since ``entered_at``.
+        """This stay, become a new one open since ``entered_at`` (taken in microseconds:
+        :attr:`entered_us`).
 
         A cohort turns over one stay per move into its stage, and nothing but the cohort
         and :attr:`StageDurations._open` holds a stay (a build reads them and keeps none).
@@ -158,14 +159,13 @@ class _Stay:
         making one that the cyclic garbage collector would walk: of what risk adds to a live
         event, freeing and the collector are the largest parts
         (``bench/risk_instructions.py --cache``)."""
-        self.entered_at = entered_at
+        self.entered_us = to_microseconds(entered_at)
         self.seconds = None
         self.stage = stage
         self.workflow = workflow
         self.feature = feature
         self.visited = visited
         self.to = None
-        self.entered_us = None
         return self
 
 
@@ -334,13 +334,12 @@ class StageDurations:
             stay.seconds = seconds if seconds > 0.0 else 0.0
             stay.to = to
 
-    def _asof(self, workflow: str) -> datetime:
+    def _asof(self, workflow: str) -> int:
         """The latest entry into any of the workflow's stages that its cohorts still hold
-        the last of: the instant the censored stays are measured at (no clock needed).
-        One of its cohorts holds a stay."""
+        the last of, in microseconds since the epoch: the instant the censored stays are
+        measured at (no clock needed). One of its cohorts holds a stay."""
         stages = self._workflows[workflow].stages.values()
-        at: datetime = max(log.cohort[-1].entered_at for log in stages if log.cohort)
-        return at
+        return max(log.cohort[-1].entered_us for log in stages if log.cohort)
 
     def survival(self, workflow: str, stage: str) -> tuple[float, ...]:
         """The stage's durations estimated from its cohort, censoring included: sorted.
@@ -513,41 +512,23 @@ class StageDurations:
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 _UTC: Final = UTC
 """``datetime.UTC``, held as Final: compiled, an imported name that is not is looked up in
-the module's dictionary at every use (a rebuild reads it per stay under way)."""
+the module's dictionary at every use (:func:`_microseconds` reads it per stay begun)."""
 
 
-def _censored(stays: Iterable[_Stay], asof: datetime) -> list[float]:
+def _censored(stays: Iterable[_Stay], asof: int) -> list[float]:
     """``max(0.0, (asof - entered_at).total_seconds())`` of each stay under way among
     ``stays``, in order: how long it has lasted as of ``asof`` (see
-    :meth:`StageDurations.survival`).
-
-    A rebuild counts every stay under way of every stage, so the differences are taken in
-    whole microseconds, each stay's entry converted once and kept with it (``entered_us``):
-    ``total_seconds()`` divides the same whole microseconds by 10**6, so the seconds are the
-    same floats. Times in a zone other than ``datetime.UTC`` are subtracted as datetimes.
-    """
-    if asof.tzinfo is not _UTC:
-        return [
-            max(0.0, (asof - stay.entered_at).total_seconds())
-            for stay in stays
-            if stay.seconds is None
-        ]
-    now = _microseconds(asof)
+    :meth:`StageDurations.survival`). Both instants are in whole microseconds since the
+    epoch (:attr:`_Stay.entered_us`): ``total_seconds()`` divides the same whole
+    microseconds by 10**6, so the seconds are the same floats."""
     out: list[float] = []
     for stay in stays:
-        if stay.seconds is not None:
-            continue
-        entered: int | None = stay.entered_us
-        if entered is None:
-            at: datetime = stay.entered_at
-            if at.tzinfo is not _UTC:
-                out.append(max(0.0, (asof - at).total_seconds()))
-                continue
-            entered = stay.entered_us = _microseconds(at)
-        lasted = now - entered
-        out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
+        if stay.seconds is None:
+            lasted = asof - stay.entered_us
+            out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
     return out
 
 
@@ -556,12 +537,47 @@ _EPOCH_DAY: Final = 719163
 
 
 def _microseconds(at: datetime) -> int:
-    """``(at - _EPOCH) // timedelta(microseconds=1)`` for ``at`` in ``datetime.UTC``, from
-    its fields in 64-bit integers (a fraction of the cost: the timedelta division works on
-    Python integers of any size; a datetime's microseconds since 1970 fit in 49 bits)."""
+    """``(at - _EPOCH) // timedelta(microseconds=1)``: in ``datetime.UTC``, from its fields
+    in 64-bit integers (a fraction of the cost: the timedelta division works on Python
+    integers of any size; a datetime's microseconds since 1970 fit in 49 bits)."""
+    if at.tzinfo is not _UTC:
+        return (at - _EPOCH) // _MICROSECOND
     days: i64 = at.toordinal() - _EPOCH_DAY
     seconds: i64 = days * 86400 + at.hour * 3600 + at.minute * 60 + at.second
     return seconds * 1_000_000 + at.microsecond
+
+
+def seconds_between(later: datetime, earlier: datetime) -> float:
+    """``(later - earlier).total_seconds()`` (see :func:`~engine.core.timemath.total_seconds`)."""
+    return total_seconds(later - earlier)
+
+
+_Native = tuple[
+    Callable[..., list[list[float]]] | None,
+    Callable[[datetime], int],
+    Callable[[datetime, datetime], float],
+]
+
+
+def _native() -> _Native:
+    """What risk runs in C (``engine/risk/_speedups.c``) where the native build is fresh and
+    loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
+    leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
+    the datetimes' fields with the C API). As pure Python: no walks, the Python twins."""
+    try:
+        from engine.risk import _speedups
+    except ImportError:
+        return None, _microseconds, seconds_between
+    return _speedups.walks, _speedups.microseconds, _speedups.seconds_between
+
+
+_NATIVE: Final = _native()
+_NATIVE_WALKS: Final = _NATIVE[0]
+"""Compiled, a rebuild's walks take a sixth of their time in C."""
+to_microseconds: Final = _NATIVE[1]
+""":func:`_microseconds`, in C where it is built (a stay converts its entry once)."""
+elapsed_seconds: Final = _NATIVE[2]
+""":func:`seconds_between`, in C where it is built (the monitor takes one per judgement)."""
 
 
 def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
@@ -1072,20 +1088,6 @@ def _walks(
     return tails
 
 
-def _native_walks() -> Callable[..., list[list[float]]] | None:
-    """:func:`_walks` in C (``engine/risk/_walks.c``: the same draws, the same tails, the
-    generator left as the Python leaves it), where the native build is fresh and loaded; a
-    rebuild's walks take a sixth of their compiled time there. ``None`` as pure Python."""
-    try:
-        from engine.risk._walks import walks
-    except ImportError:
-        return None
-    return walks
-
-
-_NATIVE_WALKS: Final = _native_walks()
-
-
 def _draw(
     rng: random.Random,
     kinds: list[tuple[_Kind, _Kind]],
@@ -1094,7 +1096,7 @@ def _draw(
     limit: int,
     starts: list[tuple[int, int]] | None = None,
 ) -> list[list[float]]:
-    """:func:`_walks`, in C where it is built."""
+    """:func:`_walks`, in C where it is built (:data:`_NATIVE_WALKS`)."""
     if _NATIVE_WALKS is not None:
         return _NATIVE_WALKS(rng, kinds, nexts, n, limit, starts)
     return _walks(rng, kinds, nexts, n, limit, starts)

@@ -51,10 +51,10 @@ from mypy_extensions import mypyc_attr
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, Risk
-from engine.core.timemath import shifted, total_seconds, utc_date
+from engine.core.timemath import shifted, utc_date
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
-from engine.risk.forecast import Forecast, Forecaster, Look, dated
+from engine.risk.forecast import Forecast, Forecaster, Look, dated, elapsed_seconds
 from engine.risk.reasons import (
     BLOCKED,
     CRITICAL_RISK,
@@ -557,7 +557,7 @@ class RiskMonitor:
             forecasts = target is not None and launched is None  # a target to slip
             # Seconds in the stage, taken once for the forecast and the SLA.
             timed = forecasts or (sla is not None and not finished)
-            elapsed = total_seconds(now - entered) if timed else 0.0
+            elapsed = elapsed_seconds(now, entered) if timed else 0.0
             if forecasts:
                 # A forecast only where one can change the reasons (a target to slip).
                 generation, models = self.forecaster.models(workflow, now)

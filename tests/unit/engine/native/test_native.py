@@ -95,13 +95,13 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             assert file.startswith(str(BUILT)) and SUFFIX in file, module
         else:
             assert file.endswith(".py"), module
-    # The forecast's walks run in C exactly when the compiled modules run.
-    walks = forecast._NATIVE_WALKS
+    # Risk's C functions run exactly when the compiled modules run.
+    chosen = [forecast._NATIVE_WALKS, forecast.to_microseconds, forecast.elapsed_seconds]
     if status == COMPILED:
-        assert walks is not None and walks.__module__ == "engine.risk._walks"
-        assert str(BUILT) in (sys.modules["engine.risk._walks"].__file__ or "")
+        assert all(f is not None and f.__module__ == "engine.risk._speedups" for f in chosen)
+        assert str(BUILT) in (sys.modules["engine.risk._speedups"].__file__ or "")
     else:
-        assert walks is None
+        assert chosen == [None, forecast._microseconds, forecast.seconds_between]
 
 
 def test_the_objects_risk_keeps_per_feature_are_not_walked_by_the_collector() -> None:
@@ -187,7 +187,7 @@ def test_switched_off_or_not_built_runs_the_pure_python_quietly(tmp_path: Path) 
         "engine/risk/monitor.py",
         "engine/core/effects.py",
         "engine/core/timemath.py",
-        "engine/risk/_walks.c",  # the walks in C, built with them
+        "engine/risk/_speedups.c",  # what risk runs in C, built with them
     ],
 )
 def test_the_real_build_copied_is_used_and_an_edit_turns_it_off(
@@ -224,7 +224,7 @@ def test_the_hashed_sources_are_what_the_compiled_modules_import() -> None:
         "events/catalogue.py",
         "workflows/model.py",
         "engine/native/__init__.py",
-        "engine/risk/_walks.pyi",  # the C walks' stub: its types are compiled in
+        "engine/risk/_speedups.pyi",  # the C functions' stub: their types are compiled in
     } <= found
     assert "engine/streaming/app.py" not in found  # not imported: edits there do not matter
 

@@ -16,13 +16,11 @@ from engine.risk.forecast import (
     Forecaster,
     StageDurations,
     _outlasted,
-    _walks,
     durations_from_history,
     path_stages,
     seed_durations,
 )
 from tests.factories import T0
-from tests.services import native_module
 from workflows.model import Workflow
 
 DAY = timedelta(days=1)
@@ -310,46 +308,6 @@ def test_the_fast_walk_draws_exactly_what_rng_choice_drew(feature_workflow: Work
     models = forecaster._build(feature_workflow)
     reference = _choice_tails(forecaster, feature_workflow)
     assert [models[s].tail_draws for s in stages] == reference
-
-
-def _walk_inputs(pick: random.Random) -> tuple[Any, ...]:
-    """Arguments of ``_walks`` made at random: stays (none, one, many) and exits (ahead,
-    back, past the path) per pass, the two passes the same or apart, walks cut short by
-    the limit, with and without starts (reach before, at and past the stage)."""
-    size = pick.randint(1, 9)
-
-    def stays() -> tuple[tuple[float, ...], float]:
-        many = pick.choice([0, 1, 2, 5, 17, 300])
-        return tuple(sorted(pick.uniform(0, 9) * D for _ in range(many))), pick.choice([0.0, D])
-
-    def exits() -> list[int]:
-        return [pick.randint(0, size) for _ in range(pick.choice([1, 2, 3, 7]))]
-
-    kinds, nexts = [], []
-    for _ in range(size):
-        first, ways = stays(), exits()
-        kinds.append((first, stays() if pick.random() < 0.5 else first))
-        nexts.append((ways, exits() if pick.random() < 0.5 else ways))
-    starts = None
-    if pick.random() < 0.5:
-        starts = [(pick.randrange(size), pick.randrange(size + 2)) for _ in range(3)]
-    n, limit = pick.choice([0, 1, 50]), pick.choice([1, 4 * size, 100])
-    return kinds, nexts, n, limit, starts
-
-
-def test_the_walks_in_c_draw_what_the_python_draws() -> None:
-    """``engine/risk/_walks.c`` (what a fresh native build uses) against ``_walks`` on the
-    same inputs: the same tails, and the generator left in the same state. The built module
-    is loaded from its file, so the pure-Python run of the tests checks it too."""
-    walks = native_module("engine.risk._walks").walks
-    pick = random.Random(5)
-    for case in range(300):
-        args = _walk_inputs(pick)
-        python, c = random.Random(case), random.Random(case)
-        for rng in (python, c):  # mid-way through the generator's words, or at their end
-            rng.getrandbits(32 * (case % 700))
-        assert walks(c, *args) == _walks(python, *args), case
-        assert c.getstate() == python.getstate(), case
 
 
 @pytest.mark.parametrize("stay_days", [1.0, 1e9])  # 1e9 days: past the range of a timedelta

@@ -1,18 +1,28 @@
-/* The forecast model's Monte Carlo walks in C: engine.risk.forecast._walks, draw for draw.
+/* What risk runs in C where the native build is fresh (engine.native): the forecast model's
+ * Monte Carlo walks, and the two conversions of instants it makes per event. Each is
+ * what its Python twin in engine/risk/forecast.py answers, to the bit; tests hold them to it.
  *
- * A model rebuild makes tens of thousands of draws; compiled with mypyc, each still costs a
- * call of rng.getrandbits, a new int and boxed floats, over half of a rebuild's time. Here
- * the walks run on C arrays with the generator's own algorithm (MT19937, as CPython's
- * Modules/_randommodule.c makes its words): the state is read with rng.getstate(), drawn from
- * as rng.getrandbits(k) would for 0 < k <= 32 (the top k bits of the next word), and written
- * back with rng.setstate(), so the walks' draws, their sums (the same additions of doubles in
- * the same order) and the generator after them are those of the Python.
+ * walks: engine.risk.forecast._walks, draw for draw. A model rebuild makes tens of thousands
+ * of draws; compiled with mypyc, each still cost a call of rng.getrandbits, a new int and
+ * boxed floats, over half of a rebuild's time. Here the walks run on C arrays with the
+ * generator's own algorithm (MT19937, as CPython's Modules/_randommodule.c makes its words):
+ * the state is read with rng.getstate(), drawn from as rng.getrandbits(k) would for
+ * 0 < k <= 32 (the top k bits of the next word), and written back with rng.setstate(), so the
+ * walks' draws, their sums (the same additions of doubles in the same order) and the
+ * generator after them are those of the Python.
  *
- * Built by engine.native.build with the compiled modules and used only with them (a fresh
- * build); tests/unit/engine/risk/test_forecast.py holds it to the Python on the same inputs.
+ * microseconds, seconds_between: a datetime's microseconds since the epoch, and the seconds
+ * from one datetime to another, from their fields with the datetime C API (compiled Python
+ * reads each field through a generic attribute look-up: over a thousand instructions a
+ * conversion). Datetimes of other zones than the one UTC object, or of two different zones,
+ * are left to Python's own arithmetic.
+ *
+ * Built by engine.native.build with the compiled modules and used only with them;
+ * tests/unit/engine/risk/test_speedups.py holds each function to its Python twin.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -363,17 +373,87 @@ done:
     return tails;
 }
 
+/* CPython's ymd_to_ord (Modules/_datetimemodule.c): days since 0001-01-01, day 1. */
+static long ordinal(int year, int month, int day) {
+    static const int before_month[] = {0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+    long y = year - 1;
+    int leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    return y * 365 + y / 4 - y / 100 + y / 400 + before_month[month] + (month > 2 && leap) + day;
+}
+
+/* The datetime's fields as microseconds since 1970-01-01 of its own clock (49 bits). */
+static long long local_microseconds(PyObject *at) {
+    long long days = ordinal(PyDateTime_GET_YEAR(at), PyDateTime_GET_MONTH(at),
+                             PyDateTime_GET_DAY(at)) - 719163;
+    long long seconds = days * 86400 + PyDateTime_DATE_GET_HOUR(at) * 3600 +
+                        PyDateTime_DATE_GET_MINUTE(at) * 60 + PyDateTime_DATE_GET_SECOND(at);
+    return seconds * 1000000 + PyDateTime_DATE_GET_MICROSECOND(at);
+}
+
+static PyObject *epoch, *one_microsecond; /* datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1) */
+
+static PyObject *microseconds(PyObject *module, PyObject *at) {
+    (void)module;
+    if (PyDateTime_CheckExact(at) && PyDateTime_DATE_GET_TZINFO(at) == PyDateTime_TimeZone_UTC)
+        return PyLong_FromLongLong(local_microseconds(at));
+    PyObject *span = PyNumber_Subtract(at, epoch); /* another zone: (at - EPOCH) // 1 us */
+    if (span == NULL)
+        return NULL;
+    PyObject *found = PyNumber_FloorDivide(span, one_microsecond);
+    Py_DECREF(span);
+    return found;
+}
+
+static PyObject *seconds_between(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seconds_between(later, earlier)");
+        return NULL;
+    }
+    PyObject *later = args[0], *earlier = args[1];
+    if (PyDateTime_CheckExact(later) && PyDateTime_CheckExact(earlier) &&
+        PyDateTime_DATE_GET_TZINFO(later) == PyDateTime_DATE_GET_TZINFO(earlier)) {
+        /* One zone: the difference of the fields, as datetime's subtraction takes it. */
+        long long us = local_microseconds(later) - local_microseconds(earlier);
+        if (-(1LL << 53) <= us && us <= (1LL << 53))
+            return PyFloat_FromDouble((double)us / 1e6); /* both exact: rounded once */
+    }
+    PyObject *span = PyNumber_Subtract(later, earlier);
+    if (span == NULL)
+        return NULL;
+    PyObject *found = PyObject_CallMethod(span, "total_seconds", NULL);
+    Py_DECREF(span);
+    return found;
+}
+
 static PyMethodDef methods[] = {
     {"walks", (PyCFunction)(void (*)(void))walks, METH_VARARGS | METH_KEYWORDS,
      "walks(rng, kinds, nexts, n, limit, starts=None)\n--\n\n"
      "engine.risk.forecast._walks in C: the same draws from rng, the same tails."},
+    {"microseconds", microseconds, METH_O,
+     "microseconds(at)\n--\n\n(at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)"},
+    {"seconds_between", (PyCFunction)(void (*)(void))seconds_between, METH_FASTCALL,
+     "seconds_between(later, earlier)\n--\n\n(later - earlier).total_seconds()"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "engine.risk._walks",
-    "The forecast model's Monte Carlo walks in C (see engine.risk.forecast._walks).", -1,
+    PyModuleDef_HEAD_INIT, "engine.risk._speedups",
+    "What risk runs in C where the native build is fresh (see engine.risk.forecast).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__walks(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
+    if (epoch == NULL) {
+        epoch = PyDateTimeAPI->DateTime_FromDateAndTime(1970, 1, 1, 0, 0, 0, 0,
+                                                        PyDateTime_TimeZone_UTC,
+                                                        PyDateTimeAPI->DateTimeType);
+        one_microsecond = PyDelta_FromDSU(0, 0, 1);
+        if (epoch == NULL || one_microsecond == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,17 @@
+"""What risk runs in C (``_speedups.c``), built by :mod:`engine.native.build` with the
+compiled modules: each function answers what its Python twin in
+:mod:`engine.risk.forecast` answers."""
+
+import random
+from datetime import datetime
+
+def walks(
+    rng: random.Random,
+    kinds: list[tuple[tuple[tuple[float, ...], float], tuple[tuple[float, ...], float]]],
+    nexts: list[tuple[list[int], list[int]]],
+    n: int,
+    limit: int,
+    starts: list[tuple[int, int]] | None = None,
+) -> list[list[float]]: ...
+def microseconds(at: datetime, /) -> int: ...
+def seconds_between(later: datetime, earlier: datetime, /) -> float: ...

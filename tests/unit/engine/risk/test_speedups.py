@@ -1,0 +1,115 @@
+"""What risk runs in C (``engine/risk/_speedups.c``) answers what its Python twins answer.
+
+The built module is loaded from its file (``tests.services.native_module``), so the run of
+the tests as pure Python (``LIFECYCLE_NATIVE=0``) checks it too; without a fresh build the
+tests skip, and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.risk.forecast import _microseconds, _walks, seconds_between
+from tests.services import native_module
+
+D = 86400.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _walk_inputs(pick: random.Random) -> tuple[Any, ...]:
+    """Arguments of ``_walks`` made at random: stays (none, one, many) and exits (ahead,
+    back, past the path) per pass, the two passes the same or apart, walks cut short by
+    the limit, with and without starts (reach before, at and past the stage)."""
+    size = pick.randint(1, 9)
+
+    def stays() -> tuple[tuple[float, ...], float]:
+        many = pick.choice([0, 1, 2, 5, 17, 300])
+        return tuple(sorted(pick.uniform(0, 9) * D for _ in range(many))), pick.choice([0.0, D])
+
+    def exits() -> list[int]:
+        return [pick.randint(0, size) for _ in range(pick.choice([1, 2, 3, 7]))]
+
+    kinds, nexts = [], []
+    for _ in range(size):
+        first, ways = stays(), exits()
+        kinds.append((first, stays() if pick.random() < 0.5 else first))
+        nexts.append((ways, exits() if pick.random() < 0.5 else ways))
+    starts = None
+    if pick.random() < 0.5:
+        starts = [(pick.randrange(size), pick.randrange(size + 2)) for _ in range(3)]
+    n, limit = pick.choice([0, 1, 50]), pick.choice([1, 4 * size, 100])
+    return kinds, nexts, n, limit, starts
+
+
+def test_the_walks_in_c_draw_what_the_python_draws() -> None:
+    """The same tails as ``_walks`` on the same inputs, and the generator left in the same
+    state."""
+    walks = native_module("engine.risk._speedups").walks
+    pick = random.Random(5)
+    for case in range(300):
+        args = _walk_inputs(pick)
+        python, c = random.Random(case), random.Random(case)
+        for rng in (python, c):  # mid-way through the generator's words, or at their end
+            rng.getrandbits(32 * (case % 700))
+        assert walks(c, *args) == _walks(python, *args), case
+        assert c.getstate() == python.getstate(), case
+
+
+def _instants(rng: random.Random) -> dict[str, list[datetime]]:
+    """Instants over the whole range of a datetime (its ends and the epoch's edges among
+    them, and an hour of summer time beginning) in UTC, a fixed offset, a zone with summer
+    time (both folds) and without a zone."""
+    utc = [datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), EPOCH]
+    utc += [EPOCH + timedelta(microseconds=s) for s in (-1, 1, 999_999, 86_400 * 10**6)]
+    utc += [EPOCH + timedelta(microseconds=rng.randrange(-(2**55), 2**57)) for _ in range(500)]
+    utc += [datetime(2026, 3, 29, 0, 30, tzinfo=UTC) + timedelta(minutes=m) for m in range(90)]
+    inner = utc[3:]  # away from the ends, where another zone's clock would overflow
+    berlin = ZoneInfo("Europe/Berlin")
+    return {
+        "utc": utc,
+        "offset": [at.astimezone(timezone(timedelta(hours=-5, minutes=-30))) for at in inner],
+        "zone": [at.astimezone(berlin).replace(fold=rng.randrange(2)) for at in inner],
+        "naive": [at.replace(tzinfo=None) for at in utc],
+    }
+
+
+def test_a_datetime_in_microseconds_is_the_python_s() -> None:
+    microseconds = native_module("engine.risk._speedups").microseconds
+    for kind, instants in _instants(random.Random(3)).items():
+        for at in instants:
+            if kind == "naive":  # no instant: both refuse it
+                with pytest.raises(TypeError):
+                    _microseconds(at)
+                with pytest.raises(TypeError):
+                    microseconds(at)
+                continue
+            expected = (at - EPOCH) // timedelta(microseconds=1)
+            assert microseconds(at) == _microseconds(at) == expected, at
+
+
+def test_the_seconds_between_two_datetimes_are_the_python_s() -> None:
+    """In one zone (where the C takes the fields' difference), across zones (where it
+    leaves the datetimes to Python), naive, far apart (past 2**53 microseconds, where it
+    leaves the division to Python) and close."""
+    between = native_module("engine.risk._speedups").seconds_between
+    rng = random.Random(4)
+    kinds = _instants(rng)
+    everything = [at for instants in kinds.values() for at in instants]
+    pairs = [(rng.choice(ats), rng.choice(ats)) for ats in kinds.values() for _ in range(3000)]
+    pairs += [(rng.choice(everything), rng.choice(everything)) for _ in range(5000)]
+    pairs += [(at, at) for at in everything[:50]]
+    for later, earlier in pairs:
+        if (later.tzinfo is None) != (earlier.tzinfo is None):
+            with pytest.raises(TypeError):
+                between(later, earlier)
+            continue
+        expected = (later - earlier).total_seconds()
+        assert between(later, earlier) == seconds_between(later, earlier) == expected, (
+            later,
+            earlier,
+        )
