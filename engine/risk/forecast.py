@@ -240,11 +240,12 @@ class StageDurations:
         self._workflows: dict[str, _WorkflowLog] = {}
         self.added = 0
         """Observations added since creation (a version number of the reservoirs)."""
-        # The stay each feature is in (feature ids are unique).
+        # The stay each feature is in (feature ids are unique). A move overwrites the
+        # feature's entry with its new stay rather than taking it out and putting it back: a
+        # key taken out leaves a slot no insertion reuses, and the slots used up make the
+        # dictionary rebuild its whole table (bench/risk_instructions.py --cache: over a
+        # second-level miss a live event).
         self._open: dict[str, _Stay] = {}
-        # Its pop, bound once: compiled, a dictionary's pop with a default is a method call
-        # looked up by name on every move.
-        self._take_open: Callable[[str, None], _Stay | None] = self._open.pop
 
     def _log(self, workflow: str, stage: str) -> _StageLog:
         """The record of ``stage`` of ``workflow``, made on first use."""
@@ -453,7 +454,7 @@ class StageDurations:
         if flog is None:
             flog = self._workflows[workflow] = _WorkflowLog()
         stages = flog.stages
-        left = False  # the feature's open stay was taken off: it is in no stay now
+        left = False  # the feature's open stay was closed: it is in no stay now
         if stage_duration is not None and from_stage is not None:
             log = stages.get(from_stage)
             if log is None:
@@ -465,32 +466,35 @@ class StageDurations:
             self.added += 1
             flog.added += 1
             if feature is not None:
-                stay = self._take_open(feature, None)
+                stay = self._open.get(feature)  # its entry: overwritten or removed below
                 left = True
                 if stay is not None and stay.stage == from_stage and stay.workflow == workflow:
                     stay.seconds = seconds
                     stay.to = to_stage
-        if feature is not None and entered is not None and to_stage is not None:
-            log = stages.get(to_stage)
-            if log is None:
-                log = stages[to_stage] = _StageLog(self.capacity)
-            if not left:
-                self._begin(log, workflow, to_stage, feature, entered, visited, True)
-                return
-            # _begin(), inlined for a feature just taken off its stay.
-            cohort, visits, opened = log.cohort, log.visits, self._open
-            oldest: _Stay | None = None
-            if len(cohort) == self.capacity:
-                oldest = log.take_oldest()
-                if oldest.seconds is None and opened.get(oldest.feature) is oldest:
-                    del opened[oldest.feature]
-                _unvisit(visits, oldest)
-            stay = (oldest if oldest is not None else _Stay()).reuse(
-                entered, to_stage, workflow, feature, visited
-            )
-            log.add_stay(stay)
-            opened[feature] = stay
-            _visit(visits, stay)
+        if feature is None or entered is None or to_stage is None:
+            if left and feature is not None:
+                self._open.pop(feature, None)  # No stay begun: it is in none now.
+            return
+        log = stages.get(to_stage)
+        if log is None:
+            log = stages[to_stage] = _StageLog(self.capacity)
+        if not left:
+            self._begin(log, workflow, to_stage, feature, entered, visited, True)
+            return
+        # _begin(), inlined for a feature whose stay was just closed.
+        cohort, visits, opened = log.cohort, log.visits, self._open
+        oldest: _Stay | None = None
+        if len(cohort) == self.capacity:
+            oldest = log.take_oldest()
+            if oldest.seconds is None and opened.get(oldest.feature) is oldest:
+                del opened[oldest.feature]
+            _unvisit(visits, oldest)
+        stay = (oldest if oldest is not None else _Stay()).reuse(
+            entered, to_stage, workflow, feature, visited
+        )
+        log.add_stay(stay)
+        opened[feature] = stay
+        _visit(visits, stay)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""

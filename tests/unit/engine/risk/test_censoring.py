@@ -126,6 +126,20 @@ def test_a_restart_seeds_the_stays_still_under_way_too() -> None:
     assert durations.survival("feature", "defined") == ()  # five stays there, none ended
 
 
+def test_a_stay_closed_without_a_new_one_leaves_the_feature_in_none() -> None:
+    """A move whose new stay is not known (no entry time) closes the feature's stay and
+    leaves it in none: a later entry elsewhere drops nothing (a stay it were still in would
+    be dropped as a stay whose end was never seen)."""
+    durations = StageDurations()
+    for i, fid in enumerate("abc"):
+        durations.enter("feature", "idea", fid, T0 + timedelta(i))
+    durations.observe_outcome("feature", "idea", "defined", 5 * D, "a")  # no entry time
+    durations.observe_outcome("feature", "idea", "defined", 6 * D, "b", T0 + timedelta(7))
+    durations.enter("feature", "design", "a", T0 + timedelta(8))
+    # a and b ended (5 and 6 days), c under way 6 days as of a's entry: all three counted.
+    assert [s / D for s in durations.survival("feature", "idea")] == [5, 6, 6]
+
+
 def test_seeding_again_after_a_rebalance_counts_a_stay_under_way_once() -> None:
     """A streaming worker seeds again after each rebalance: the stay a feature is still in
     must not be counted twice (it would look like a second feature that never leaves)."""
