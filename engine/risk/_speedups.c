@@ -1,5 +1,6 @@
 /* What risk runs in C where the native build is fresh (engine.native): the forecast model's
- * Monte Carlo walks, and the two conversions of instants it makes per event. Each is
+ * Monte Carlo walks and the quantiles of its stays, and the two conversions of instants it
+ * makes per event. Each is
  * what its Python twin in engine/risk/forecast.py answers, to the bit; tests hold them to it.
  *
  * walks: engine.risk.forecast._walks, draw for draw. A model rebuild makes tens of thousands
@@ -10,6 +11,10 @@
  * 0 < k <= 32 (the top k bits of the next word), and written back with rng.setstate(), so the
  * walks' draws, their sums (the same additions of doubles in the same order) and the
  * generator after them are those of the Python.
+ *
+ * paired_quantiles: the p50 and p85 of a stage's stays paired with the later stages' draws,
+ * the first forecast from each time-in-stage bucket of a model makes; the two ranks are
+ * selected in place (the k-th smallest is one value however it is found), not sorted.
  *
  * microseconds, seconds_between: a datetime's microseconds since the epoch, and the seconds
  * from one datetime to another, from their fields with the datetime C API (compiled Python
@@ -23,6 +28,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -426,12 +432,96 @@ static PyObject *seconds_between(PyObject *module, PyObject *const *args, Py_ssi
     return found;
 }
 
+/* The k-th smallest of values[0..n) (k < n), moving them (Hoare's selection). */
+static double select_kth(double *values, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = values[lo + (hi - lo) / 2];
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (values[i] < pivot)
+                i++;
+            while (pivot < values[j])
+                j--;
+            if (i <= j) {
+                double swap = values[i];
+                values[i++] = values[j];
+                values[j--] = swap;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break; /* values[j + 1 .. i - 1] all equal the pivot */
+    }
+    return values[k];
+}
+
+/* Nearest rank, as engine.risk.forecast.quantile: max(1, ceil(q * n)) - 1. */
+static Py_ssize_t rank(double q, Py_ssize_t n) {
+    double r = ceil(q * (double)n);
+    return r < 1.0 ? 0 : (Py_ssize_t)r - 1;
+}
+
+static PyObject *paired_quantiles(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "paired_quantiles(observed, first, draws, reps)");
+        return NULL;
+    }
+    PyObject *observed = args[0], *draws = args[2];
+    Py_ssize_t first = PyLong_AsSsize_t(args[1]), reps = PyLong_AsSsize_t(args[3]);
+    if ((first == -1 || reps == -1) && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t count = length(observed, "observed"), n = length(draws, "draws");
+    if (count < 0 || n < 0)
+        return NULL;
+    if (first < 0 || reps < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative first or reps");
+        return NULL;
+    }
+    Py_ssize_t m = first < count ? (count - first) * reps : 0;
+    if (m == 0 || n == 0) {
+        PyErr_SetString(PyExc_IndexError, "no sums to take quantiles of");
+        return NULL;
+    }
+    double *sums = PyMem_Malloc((size_t)m * sizeof(double));
+    if (sums == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t at = 0;
+    for (Py_ssize_t j = first; j < count; j++) {
+        double x = PyFloat_AsDouble(item(observed, j, "observed"));
+        if (x == -1.0 && PyErr_Occurred())
+            goto failed;
+        for (Py_ssize_t r = 0; r < reps; r++) {
+            double draw = PyFloat_AsDouble(item(draws, (j * reps + r) % n, "draws"));
+            if (draw == -1.0 && PyErr_Occurred())
+                goto failed;
+            sums[at++] = x + draw;
+        }
+    }
+    /* The p85's rank first: selecting it leaves every smaller sum before it. */
+    Py_ssize_t k85 = rank(0.85, m), k50 = rank(0.5, m);
+    double p85 = select_kth(sums, m, k85);
+    double p50 = select_kth(sums, k85 + 1, k50);
+    PyMem_Free(sums);
+    return Py_BuildValue("(dd)", p50, p85);
+failed:
+    PyMem_Free(sums);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"walks", (PyCFunction)(void (*)(void))walks, METH_VARARGS | METH_KEYWORDS,
      "walks(rng, kinds, nexts, n, limit, starts=None)\n--\n\n"
      "engine.risk.forecast._walks in C: the same draws from rng, the same tails."},
     {"microseconds", microseconds, METH_O,
      "microseconds(at)\n--\n\n(at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)"},
+    {"paired_quantiles", (PyCFunction)(void (*)(void))paired_quantiles, METH_FASTCALL,
+     "paired_quantiles(observed, first, draws, reps)\n--\n\n"
+     "engine.risk.forecast.paired_quantiles: the same p50 and p85, selected, not sorted."},
     {"seconds_between", (PyCFunction)(void (*)(void))seconds_between, METH_FASTCALL,
      "seconds_between(later, earlier)\n--\n\n(later - earlier).total_seconds()"},
     {NULL, NULL, 0, NULL},

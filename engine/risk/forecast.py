@@ -556,34 +556,6 @@ def seconds_between(later: datetime, earlier: datetime) -> float:
     return total_seconds(later - earlier)
 
 
-_Native = tuple[
-    Callable[..., list[list[float]]] | None,
-    Callable[[datetime], int],
-    Callable[[datetime, datetime], float],
-]
-
-
-def _native() -> _Native:
-    """What risk runs in C (``engine/risk/_speedups.c``) where the native build is fresh and
-    loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
-    leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
-    the datetimes' fields with the C API). As pure Python: no walks, the Python twins."""
-    try:
-        from engine.risk import _speedups
-    except ImportError:
-        return None, _microseconds, seconds_between
-    return _speedups.walks, _speedups.microseconds, _speedups.seconds_between
-
-
-_NATIVE: Final = _native()
-_NATIVE_WALKS: Final = _NATIVE[0]
-"""Compiled, a rebuild's walks take a sixth of their time in C."""
-to_microseconds: Final = _NATIVE[1]
-""":func:`_microseconds`, in C where it is built (a stay converts its entry once)."""
-elapsed_seconds: Final = _NATIVE[2]
-""":func:`seconds_between`, in C where it is built (the monitor takes one per judgement)."""
-
-
 def product_limit(ended: list[float], censored: list[float]) -> tuple[float, ...]:
     """Equally weighted quantiles of the product-limit estimate of stays that ``ended``
     after so many seconds and stays ``censored`` (still going) after so many.
@@ -1141,10 +1113,64 @@ def _pooled_walks(
     return row
 
 
+def paired_quantiles(
+    observed: tuple[float, ...], first: int, draws: list[float], reps: int
+) -> tuple[float, float]:
+    """The p50 and p85 of the sums of each of ``observed[first:]`` with ``reps`` of the
+    ``draws`` (in draw order, the ``j``-th observed value with draws ``j * reps`` on, round
+    the end): a stage's stays from ``first`` on paired with the later stages' draws (see
+    :meth:`Forecaster._suffix`)."""
+    n = len(draws)
+    sums = sorted(
+        x + draws[(j * reps + r) % n]
+        for j, x in enumerate(observed[first:], start=first)
+        for r in range(reps)
+    )
+    return quantile(sums, 0.5), quantile(sums, 0.85)
+
+
 def quantile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank quantile of ascending ``sorted_values`` (not empty)."""
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+_Native = tuple[
+    Callable[..., list[list[float]]] | None,
+    Callable[[datetime], int],
+    Callable[[datetime, datetime], float],
+    Callable[[tuple[float, ...], int, list[float], int], tuple[float, float]],
+]
+
+
+def _native() -> _Native:
+    """What risk runs in C (``engine/risk/_speedups.c``) where the native build is fresh and
+    loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
+    leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
+    the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
+    selected in place of sorting every sum). As pure Python: no walks, the Python twins."""
+    try:
+        from engine.risk import _speedups
+    except ImportError:
+        return None, _microseconds, seconds_between, paired_quantiles
+    return (
+        _speedups.walks,
+        _speedups.microseconds,
+        _speedups.seconds_between,
+        _speedups.paired_quantiles,
+    )
+
+
+_NATIVE: Final = _native()
+_NATIVE_WALKS: Final = _NATIVE[0]
+"""Compiled, a rebuild's walks take a sixth of their time in C."""
+to_microseconds: Final = _NATIVE[1]
+""":func:`_microseconds`, in C where it is built (a stay converts its entry once)."""
+elapsed_seconds: Final = _NATIVE[2]
+""":func:`seconds_between`, in C where it is built (the monitor takes one per judgement)."""
+suffix_quantiles: Final = _NATIVE[3]
+""":func:`paired_quantiles`, in C where it is built (a model's first forecast from each
+time-in-stage bucket: a sixth of its compiled time there)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses
@@ -1542,11 +1568,7 @@ class Forecaster:
         ``first`` on, counted from the stage entry (memoised per model and ``first``)."""
         found = model.suffix.get(first)
         if found is None:
-            draws, reps, n = model.tail_draws, model.reps, len(model.tail_draws)
-            sums = sorted(
-                x + draws[(j * reps + r) % n]
-                for j, x in enumerate(model.observed[first:], start=first)
-                for r in range(reps)
+            found = model.suffix[first] = suffix_quantiles(
+                model.observed, first, model.tail_draws, model.reps
             )
-            found = model.suffix[first] = (quantile(sums, 0.5), quantile(sums, 0.85))
         return found

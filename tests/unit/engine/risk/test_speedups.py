@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.risk.forecast import _microseconds, _walks, seconds_between
+from engine.risk.forecast import _microseconds, _walks, paired_quantiles, seconds_between
 from tests.services import native_module
 
 D = 86400.0
@@ -58,6 +58,27 @@ def test_the_walks_in_c_draw_what_the_python_draws() -> None:
             rng.getrandbits(32 * (case % 700))
         assert walks(c, *args) == _walks(python, *args), case
         assert c.getstate() == python.getstate(), case
+
+
+def test_the_quantiles_of_the_paired_sums_are_the_python_s() -> None:
+    """Selected, not sorted: the same two values, on stays and draws with many equal values
+    (every rank among equals), few and many stays, one pairing each or several."""
+    quantiles = native_module("engine.risk._speedups").paired_quantiles
+    rng = random.Random(6)
+    for case in range(400):
+        grain = rng.choice([0.5, 1.0, 1e-3])  # coarse grains make many equal sums
+        observed = tuple(sorted(round(rng.uniform(0, 9), 0) * grain * D
+                                for _ in range(rng.choice([1, 2, 3, 50, 500]))))  # fmt: skip
+        draws = [round(rng.uniform(0, 30), 0) * grain * D for _ in range(rng.choice([1, 7, 400]))]
+        reps = -(-len(draws) // len(observed))  # ceil, as a model pairs them
+        first = rng.randrange(len(observed))
+        expected = paired_quantiles(observed, first, draws, reps)
+        assert quantiles(observed, first, draws, reps) == expected, case
+    for args in (((1.0,), 1, [2.0], 1), ((), 0, [2.0], 1)):  # no sums: both refuse
+        with pytest.raises(IndexError):
+            paired_quantiles(*args)
+        with pytest.raises(IndexError):
+            quantiles(*args)
 
 
 def _instants(rng: random.Random) -> dict[str, list[datetime]]:
