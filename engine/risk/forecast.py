@@ -1064,20 +1064,6 @@ def _walks(
     return tails
 
 
-def _draw(
-    rng: random.Random,
-    kinds: list[tuple[_Kind, _Kind]],
-    nexts: list[tuple[list[int], list[int]]],
-    n: int,
-    limit: int,
-    starts: list[tuple[int, int]] | None = None,
-) -> list[list[float]]:
-    """:func:`_walks`, in C where it is built (:data:`_NATIVE_WALKS`)."""
-    if _NATIVE_WALKS is not None:
-        return _NATIVE_WALKS(rng, kinds, nexts, n, limit, starts)
-    return _walks(rng, kinds, nexts, n, limit, starts)
-
-
 def _pooled_walks(
     getrandbits: Callable[[int], int],
     stays: list[tuple[tuple[float, ...], float, int, int]],
@@ -1136,7 +1122,7 @@ def quantile(sorted_values: list[float], q: float) -> float:
 
 
 _Native = tuple[
-    Callable[..., list[list[float]]] | None,
+    Callable[..., list[list[float]]],
     Callable[[datetime], int],
     Callable[[datetime, datetime], float],
     Callable[[tuple[float, ...], int, list[float], int], tuple[float, float]],
@@ -1148,11 +1134,11 @@ def _native() -> _Native:
     loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
     leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
     the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
-    selected in place of sorting every sum). As pure Python: no walks, the Python twins."""
+    selected in place of sorting every sum). As pure Python: the Python twins."""
     try:
         from engine.risk import _speedups
     except ImportError:
-        return None, _microseconds, seconds_between, paired_quantiles
+        return _walks, _microseconds, seconds_between, paired_quantiles
     return (
         _speedups.walks,
         _speedups.microseconds,
@@ -1162,8 +1148,9 @@ def _native() -> _Native:
 
 
 _NATIVE: Final = _native()
-_NATIVE_WALKS: Final = _NATIVE[0]
-"""Compiled, a rebuild's walks take a sixth of their time in C."""
+draw_walks: Final = _NATIVE[0]
+""":func:`_walks`, in C where it is built (a rebuild's walks take a sixth of their compiled
+time there)."""
 to_microseconds: Final = _NATIVE[1]
 """:func:`_microseconds`, in C where it is built (a stay converts its entry once)."""
 elapsed_seconds: Final = _NATIVE[2]
@@ -1328,7 +1315,7 @@ class Forecaster:
             passes.last_exits.append((lasts[0], lasts[1]))
         # tails[k][i]: the i-th draw of the time from leaving stage k, on a first pass, to
         # launch.
-        tails = _draw(rng, passes.kinds, passes.nexts, self.samples, passes.limit)
+        tails = draw_walks(rng, passes.kinds, passes.nexts, self.samples, passes.limit)
         return {
             stage: self._stage_model(passes, k, False, tails[k], split)
             for k, stage in enumerate(stages)
@@ -1367,7 +1354,8 @@ class Forecaster:
         found = passes.models.get((k, reach))
         if found is None:
             rng = random.Random(f"{self.seed}:{k}:{reach}")
-            tail = _draw(rng, passes.kinds, passes.nexts, self.samples, passes.limit, [(k, reach)])
+            starts = [(k, reach)]
+            tail = draw_walks(rng, passes.kinds, passes.nexts, self.samples, passes.limit, starts)
             found = passes.models[(k, reach)] = self._stage_model(passes, k, True, tail[0])
         return found
 
