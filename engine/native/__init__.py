@@ -94,8 +94,8 @@ HOT: Final = Group(
 time math and read its outcomes on every event, and calls stay native only inside one
 library. So the two are one build, used or not as a whole: an edit to any source either of
 them imports runs both as Python. What risk runs in C (``engine/risk/_speedups.c``: the
-forecast model's Monte Carlo walks, conversions of instants) is built with them, and used
-only with them.
+forecast model's Monte Carlo walks, the quantiles of its stays, two conversions of instants)
+is built with them, and used only with them.
 
 ``engine.core.state`` and ``engine.core.outcomes`` stay interpreted: compiled, a class of
 theirs becomes one mypyc checks the types of (reading a ``FeatureState`` field of another

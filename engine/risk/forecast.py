@@ -541,9 +541,10 @@ _EPOCH_DAY: Final = 719163
 
 
 def _microseconds(at: datetime) -> int:
-    """``(at - _EPOCH) // timedelta(microseconds=1)``: in ``datetime.UTC``, from its fields
+    """``(at - _EPOCH) // timedelta(microseconds=1)``. In ``datetime.UTC``, from its fields
     in 64-bit integers (a fraction of the cost: the timedelta division works on Python
-    integers of any size; a datetime's microseconds since 1970 fit in 49 bits)."""
+    integers of any size; a datetime's microseconds since 1970 fit in 49 bits); in another
+    zone, by that division."""
     if at.tzinfo is not _UTC:
         return (at - _EPOCH) // _MICROSECOND
     days: i64 = at.toordinal() - _EPOCH_DAY
@@ -1157,7 +1158,7 @@ elapsed_seconds: Final = _NATIVE[2]
 """:func:`seconds_between`, in C where it is built (the monitor takes one per judgement)."""
 suffix_quantiles: Final = _NATIVE[3]
 """:func:`paired_quantiles`, in C where it is built (a model's first forecast from each
-time-in-stage bucket: a sixth of its compiled time there)."""
+time-in-stage bucket: a quarter of its compiled time there)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses
