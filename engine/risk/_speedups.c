@@ -30,7 +30,6 @@
 #include <datetime.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #define N 624
 #define M 397
@@ -274,10 +273,10 @@ static PyObject *walks(PyObject *module, PyObject *args, PyObject *kwargs) {
                                      &nexts, &n, &limit, &starts))
         return NULL;
     (void)module;
-    Py_ssize_t size = length(kinds, "kinds");
-    if (size < 0 || length(nexts, "nexts") < 0)
+    Py_ssize_t size = length(kinds, "kinds"), stages = length(nexts, "nexts");
+    if (size < 0 || stages < 0)
         return NULL;
-    if (length(nexts, "nexts") != size) {
+    if (stages != size) {
         PyErr_SetString(PyExc_ValueError, "kinds and nexts are of different lengths");
         return NULL;
     }
