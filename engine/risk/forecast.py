@@ -110,6 +110,21 @@ stays, and where they went next, from them alone rather than from the stage's po
 
 
 @mypyc_attr(acyclic=True)
+class _Count:
+    """How many stays of a cohort entered with one ``visited`` (see :attr:`_StageLog.visits`).
+
+    An object with an integer field rather than a one-item list: compiled, adding one to
+    the field is a machine addition, where ``count[0] += 1`` called the generic number
+    protocol and stored a new integer object into the list (each move adds one and takes
+    one)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+@mypyc_attr(acyclic=True)
 class _Stay:
     """One feature's stay in a stage.
 
@@ -136,7 +151,7 @@ class _Stay:
     """When it began, in whole microseconds since the epoch (see :func:`_censored`). Not the
     datetime: the state that entered at it frees it when the feature moves on, while it is
     still in the processor's caches, where a stay would free it hundreds of moves later."""
-    counted: list[int]
+    counted: _Count
     """Its cohort's count of stays with its ``visited`` (see :attr:`_StageLog.visits`), held
     so that the stay, leaving the cohort, takes itself off the count without hashing the
     tuple again."""
@@ -173,7 +188,7 @@ class _StageLog:
     """What :class:`StageDurations` keeps of one stage of one workflow."""
 
     __slots__ = ("add_exit", "add_sample", "add_stay", "cohort", "exits", "samples",
-                 "take_oldest", "visits")  # fmt: skip
+                 "seen", "seen_count", "take_oldest", "visits")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         self.samples: deque[float] = deque(maxlen=capacity)  # the ended stays' durations
@@ -187,30 +202,40 @@ class _StageLog:
         self.take_oldest: Callable[[], _Stay] = self.cohort.popleft
         # How many stays of the cohort entered with each ``visited`` (the processor shares
         # the tuples, so there are few): a build looks at these, not at every stay, to see
-        # whether a stage has any rework to tell apart. Each count is a one-item list, which
-        # the stay coming in finds with one look-up and holds (_Stay.counted), so the stay
-        # going out needs none (a tuple's hash is not kept: it is taken anew each time, from
-        # every stage name in it).
-        self.visits: dict[tuple[str, ...], list[int]] = {}
+        # whether a stage has any rework to tell apart. The stay coming in finds its count
+        # and holds it (_Stay.counted), so the stay going out needs no look-up.
+        self.visits: dict[tuple[str, ...], _Count] = {}
+        # The ``visited`` last counted and its count: the processor shares one tuple per
+        # path, so most stays entering a stage come with the one before's, found here by
+        # identity. A look-up in ``visits`` hashes the tuple anew, from every stage name in
+        # it (a tuple keeps no hash), a few hundred instructions per move.
+        self.seen: tuple[str, ...] | None = None
+        self.seen_count: _Count | None = None
 
 
-def _visit(visits: dict[tuple[str, ...], list[int]], stay: _Stay) -> None:
-    """``stay`` joined its cohort: one stay more in the count of its ``visited``
+def _visit(log: _StageLog, stay: _Stay) -> None:
+    """``stay`` joined the cohort of ``log``: one stay more in the count of its ``visited``
     (:attr:`_StageLog.visits`), which the stay holds (:attr:`_Stay.counted`)."""
-    count = visits.get(stay.visited)
-    if count is None:
-        count = visits[stay.visited] = [1]
-    else:
-        count[0] += 1
+    visited = stay.visited
+    count = log.seen_count
+    if visited is not log.seen or count is None:
+        count = log.visits.get(visited)
+        if count is None:
+            count = log.visits[visited] = _Count()
+        log.seen, log.seen_count = visited, count
+    count.n += 1
     stay.counted = count
 
 
-def _unvisit(visits: dict[tuple[str, ...], list[int]], stay: _Stay) -> None:
-    """``stay`` left its cohort: one fewer with its ``visited`` (:attr:`_StageLog.visits`)."""
+def _unvisit(log: _StageLog, stay: _Stay) -> None:
+    """``stay`` left the cohort of ``log``: one fewer with its ``visited``
+    (:attr:`_StageLog.visits`)."""
     count = stay.counted
-    count[0] -= 1
-    if not count[0]:
-        del visits[stay.visited]
+    count.n -= 1
+    if not count.n:
+        del log.visits[stay.visited]
+        if count is log.seen_count:  # gone from visits: a new stay counts from a new one
+            log.seen = log.seen_count = None
 
 
 class _WorkflowLog:
@@ -298,7 +323,7 @@ class StageDurations:
             oldest = cohort[0]
             if oldest.seconds is None and self._open.get(oldest.feature) is oldest:
                 del self._open[oldest.feature]
-            _unvisit(log.visits, oldest)
+            _unvisit(log, oldest)
         if stale:
             found = self._open.get(feature)
             if found is not None:
@@ -308,7 +333,7 @@ class StageDurations:
         stay = (gone if gone is not None else _Stay()).reuse(at, stage, workflow, feature, visited)
         cohort.append(stay)
         self._open[feature] = stay
-        _visit(log.visits, stay)
+        _visit(log, stay)
 
     def _drop(self, stay: _Stay) -> None:
         """Remove a stay still open from its cohort (rare: see :meth:`enter`)."""
@@ -317,7 +342,7 @@ class StageDurations:
         for i, found in enumerate(cohort):
             if found is stay:
                 del cohort[i]
-                _unvisit(log.visits, stay)
+                _unvisit(log, stay)
                 return
 
     def visits(self, workflow: str, stage: str) -> tuple[tuple[str, ...], ...]:
@@ -482,19 +507,19 @@ class StageDurations:
             self._begin(log, workflow, to_stage, feature, entered, visited, True)
             return
         # _begin(), inlined for a feature whose stay was just closed.
-        cohort, visits, opened = log.cohort, log.visits, self._open
+        cohort, opened = log.cohort, self._open
         oldest: _Stay | None = None
         if len(cohort) == self.capacity:
             oldest = log.take_oldest()
             if oldest.seconds is None and opened.get(oldest.feature) is oldest:
                 del opened[oldest.feature]
-            _unvisit(visits, oldest)
+            _unvisit(log, oldest)
         stay = (oldest if oldest is not None else _Stay()).reuse(
             entered, to_stage, workflow, feature, visited
         )
         log.add_stay(stay)
         opened[feature] = stay
-        _visit(visits, stay)
+        _visit(log, stay)
 
     def exits(self, workflow: str, stage: str) -> tuple[str, ...]:
         """Where features that left ``stage`` went, oldest first (as many as kept)."""

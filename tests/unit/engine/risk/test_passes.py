@@ -176,6 +176,22 @@ def test_a_cohort_knows_which_visited_stages_its_stays_came_with() -> None:
     assert durations.visits("feature", "development") == (FIRST,)
 
 
+def test_a_visited_whose_stays_all_left_is_counted_again_when_one_comes_back() -> None:
+    """The last ``visited`` counted is found again by identity: when its count falls to
+    none (its last stay left the cohort), a stay that comes with it again is counted anew,
+    not on the count taken out of the cohort's visits."""
+    durations = StageDurations(capacity=1)
+    durations.enter("feature", "development", "a", T0, FIRST)
+    durations.enter("feature", "development", "b", T0 + timedelta(1), FIRST)  # a falls out
+    assert durations.visits("feature", "development") == (FIRST,)
+    durations.observe_outcome(
+        "feature", "prioritized", "development", D, "c", T0 + timedelta(2), FIRST
+    )  # b falls out, c comes with the same tuple
+    assert durations.visits("feature", "development") == (FIRST,)
+    durations.enter("feature", "development", "d", T0 + timedelta(3), REWORK)
+    assert durations.visits("feature", "development") == (REWORK,)
+
+
 def test_a_cohort_turned_over_by_moves_forgets_the_visited_stages_that_left() -> None:
     """The same count, kept by moves (``observe_outcome``: a feature leaves one stage and
     enters the next), where the oldest stay falls out of a full cohort."""
