@@ -1,6 +1,6 @@
 /* What risk runs in C where the native build is fresh (engine.native): the forecast model's
- * Monte Carlo walks and the quantiles of its stays, and the two conversions of instants it
- * makes per event. Each is
+ * Monte Carlo walks, its product-limit estimates and the quantiles of its stays, and the
+ * conversions of instants and the search among a stage's stays it makes per event. Each is
  * what its Python twin in engine/risk/forecast.py answers, to the bit; tests hold them to it.
  *
  * walks: engine.risk.forecast._walks, draw for draw. A model rebuild makes tens of thousands
@@ -16,6 +16,13 @@
  * the first forecast from each time-in-stage bucket of a model makes; the two ranks are
  * selected in place (the k-th smallest is one value however it is found), not sorted.
  *
+ * product_limit: a stage's stays as quantiles of their product-limit estimate, per stage and
+ * pass of every rebuild; sorted as doubles (a stable merge, as Python's sort keeps equal
+ * values in order), the float objects handed back as they came.
+ *
+ * outlasted: how many of a stage's sorted stays a feature has outlasted (bisect_right), once
+ * per forecast with dates; compiled Python unboxed a float per step.
+ *
  * microseconds, seconds_between: a datetime's microseconds since the epoch, and the seconds
  * from one datetime to another, from their fields with the datetime C API (compiled Python
  * reads each field through a generic attribute look-up: over a thousand instructions a
@@ -30,6 +37,7 @@
 #include <datetime.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define N 624
 #define M 397
@@ -512,6 +520,125 @@ failed:
     return NULL;
 }
 
+/* How many of the ascending observed stays elapsed has reached: bisect_right. */
+static PyObject *outlasted(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "outlasted(observed: tuple, elapsed)");
+        return NULL;
+    }
+    PyObject *observed = args[0], *elapsed = args[1];
+    int exact = PyFloat_CheckExact(elapsed);
+    double at = exact ? PyFloat_AS_DOUBLE(elapsed) : 0.0;
+    Py_ssize_t lo = 0, hi = PyTuple_GET_SIZE(observed);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        PyObject *value = PyTuple_GET_ITEM(observed, mid);
+        int below;
+        if (exact && PyFloat_CheckExact(value))
+            below = at < PyFloat_AS_DOUBLE(value);
+        else if ((below = PyObject_RichCompareBool(elapsed, value, Py_LT)) < 0)
+            return NULL; /* not two floats: as Python compares them */
+        if (below)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return PyLong_FromSsize_t(lo);
+}
+
+/* A stay's duration, and the float object it came as (answered as it came, as Python's
+ * sorted list hands back its items). */
+typedef struct {
+    double seconds;
+    PyObject *value;
+} Timed;
+
+/* values[0..n) in ascending order of seconds, equal ones kept in their order (as Python's
+ * sort), by merging runs back and forth between values and spare (n items). */
+static void merge_sort(Timed *values, Timed *spare, Py_ssize_t n) {
+    Timed *from = values, *to = spare;
+    for (Py_ssize_t width = 1; width < n; width *= 2) {
+        for (Py_ssize_t lo = 0; lo < n; lo += 2 * width) {
+            Py_ssize_t mid = width < n - lo ? lo + width : n;
+            Py_ssize_t hi = 2 * width < n - lo ? lo + 2 * width : n;
+            Py_ssize_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                to[k++] = from[j].seconds < from[i].seconds ? from[j++] : from[i++];
+            while (i < mid)
+                to[k++] = from[i++];
+            while (j < hi)
+                to[k++] = from[j++];
+        }
+        Timed *swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != values)
+        memcpy(values, from, (size_t)n * sizeof(Timed));
+}
+
+/* The items of a list of numbers into out, each with its double (PyFloat_AsDouble). */
+static int read_timed(PyObject *list, Timed *out, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i].value = PyList_GET_ITEM(list, i);
+        out[i].seconds = PyFloat_AsDouble(out[i].value);
+        if (out[i].seconds == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *product_limit(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "product_limit(ended: list, censored: list)");
+        return NULL;
+    }
+    Py_ssize_t ne = PyList_GET_SIZE(args[0]), nc = PyList_GET_SIZE(args[1]);
+    if (ne < 2)
+        return PyTuple_New(0);
+    Py_ssize_t n = ne + nc;
+    Timed *ends = PyMem_Malloc((size_t)(2 * n) * sizeof(Timed));
+    if (ends == NULL)
+        return PyErr_NoMemory();
+    Timed *cens = ends + ne, *spare = ends + n;
+    PyObject *out = NULL;
+    if (read_timed(args[0], ends, ne) < 0 || read_timed(args[1], cens, nc) < 0)
+        goto done;
+    merge_sort(ends, spare, ne);
+    merge_sort(cens, spare, nc);
+    out = PyTuple_New(n);
+    if (out == NULL)
+        goto done;
+    if (nc == 0) { /* nothing censored: the estimate is the stays themselves */
+        for (Py_ssize_t k = 0; k < ne; k++)
+            PyTuple_SET_ITEM(out, k, Py_NewRef(ends[k].value));
+        goto done;
+    }
+    PyObject *longest = ends[ne - 1].seconds < cens[nc - 1].seconds ? cens[nc - 1].value
+                                                                      : ends[ne - 1].value;
+    double survival = 1.0;
+    Py_ssize_t i = 0, j = 0, c = 0;
+    while (i < ne) {
+        double t = ends[i].seconds;
+        Py_ssize_t first = i;
+        while (i < ne && ends[i].seconds == t)
+            i++;
+        while (c < nc && cens[c].seconds < t)
+            c++;
+        survival *= 1 - (double)(i - first) / (double)(n - first - c);
+        double left = 1.0 - survival + 1e-9;
+        while (j < n && (j + 0.5) / (double)n <= left)
+            PyTuple_SET_ITEM(out, j++, Py_NewRef(ends[first].value));
+    }
+    while (j < n)
+        PyTuple_SET_ITEM(out, j++, Py_NewRef(longest));
+done:
+    PyMem_Free(ends);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"walks", (PyCFunction)(void (*)(void))walks, METH_VARARGS | METH_KEYWORDS,
      "walks(rng, kinds, nexts, n, limit, starts=None)\n--\n\n"
@@ -521,6 +648,11 @@ static PyMethodDef methods[] = {
     {"paired_quantiles", (PyCFunction)(void (*)(void))paired_quantiles, METH_FASTCALL,
      "paired_quantiles(observed, first, draws, reps)\n--\n\n"
      "engine.risk.forecast.paired_quantiles: the same p50 and p85, selected, not sorted."},
+    {"outlasted", (PyCFunction)(void (*)(void))outlasted, METH_FASTCALL,
+     "outlasted(observed, elapsed)\n--\n\nbisect.bisect_right(observed, elapsed)"},
+    {"product_limit", (PyCFunction)(void (*)(void))product_limit, METH_FASTCALL,
+     "product_limit(ended, censored)\n--\n\n"
+     "engine.risk.forecast.product_limit: the same quantiles, sorted in C."},
     {"seconds_between", (PyCFunction)(void (*)(void))seconds_between, METH_FASTCALL,
      "seconds_between(later, earlier)\n--\n\n(later - earlier).total_seconds()"},
     {NULL, NULL, 0, NULL},

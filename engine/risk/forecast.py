@@ -385,7 +385,7 @@ class StageDurations:
         cohort = log.cohort
         asof = self._asof(workflow)
         ended = [stay.seconds for stay in cohort if stay.seconds is not None]
-        return product_limit(ended, _censored(cohort, asof))
+        return survival_quantiles(ended, _censored(cohort, asof))
 
     def passes(
         self, workflow: str, stage: str, rework: Callable[[tuple[str, ...]], bool | None]
@@ -1152,6 +1152,8 @@ _Native = tuple[
     Callable[[datetime], int],
     Callable[[datetime, datetime], float],
     Callable[[tuple[float, ...], int, list[float], int], tuple[float, float]],
+    Callable[[tuple[float, ...], float], int],
+    Callable[[list[float], list[float]], tuple[float, ...]],
 ]
 
 
@@ -1160,16 +1162,22 @@ def _native() -> _Native:
     loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
     leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
     the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
-    selected in place of sorting every sum). As pure Python: the Python twins."""
+    selected in place of sorting every sum), :func:`_outlasted` (the same count, comparing
+    C doubles) and :func:`product_limit` (the same quantiles, from arrays of doubles). As
+    pure Python: the Python twins."""
     try:
         from engine.risk import _speedups
     except ImportError:
-        return _walks, _microseconds, seconds_between, paired_quantiles
+        return (
+            _walks, _microseconds, seconds_between, paired_quantiles, _outlasted, product_limit
+        )  # fmt: skip
     return (
         _speedups.walks,
         _speedups.microseconds,
         _speedups.seconds_between,
         _speedups.paired_quantiles,
+        _speedups.outlasted,
+        _speedups.product_limit,
     )
 
 
@@ -1184,6 +1192,12 @@ elapsed_seconds: Final = _NATIVE[2]
 suffix_quantiles: Final = _NATIVE[3]
 """:func:`paired_quantiles`, in C where it is built (a model's first forecast from each
 time-in-stage bucket: a quarter of its compiled time there)."""
+outlasted: Final = _NATIVE[4]
+""":func:`_outlasted`, in C where it is built (once per forecast with dates: compiled, each
+step of the search unboxed a float, 690 instructions a search)."""
+survival_quantiles: Final = _NATIVE[5]
+""":func:`product_limit`, in C where it is built (per stage and pass of every model rebuild:
+compiled, its sorts and loops worked on boxed floats)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses
@@ -1330,7 +1344,7 @@ class Forecaster:
                     if len(done) < max(self.split_min, self.min_observations):
                         continue
                     split = True
-                    own = product_limit(done, under_way)
+                    own = survival_quantiles(done, under_way)
                     kinds[rework] = (own, pooled[1])
                     lasts[rework] = min(own[-1], max(done))
                     found = _leading(leads, exits)
@@ -1513,7 +1527,7 @@ class Forecaster:
             )
             model.waiting[blocked] = made
             return made, None, 0, LOW, None
-        first = _outlasted(observed, elapsed) if observed else -1
+        first = outlasted(observed, elapsed) if observed else -1
         look = model.looks.get(first)
         if look is None:
             look = model.looks[first] = self._look(model, first)

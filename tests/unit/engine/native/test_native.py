@@ -101,6 +101,8 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
         forecast.to_microseconds,
         forecast.elapsed_seconds,
         forecast.suffix_quantiles,
+        forecast.outlasted,
+        forecast.survival_quantiles,
     ]
     if status == COMPILED:
         assert all(f.__module__ == "engine.risk._speedups" for f in chosen)
@@ -111,6 +113,8 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             forecast._microseconds,
             forecast.seconds_between,
             forecast.paired_quantiles,
+            forecast._outlasted,
+            forecast.product_limit,
         ]
 
 

@@ -14,7 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.risk.forecast import _microseconds, _walks, paired_quantiles, seconds_between
+from engine.risk.forecast import (
+    _microseconds,
+    _outlasted,
+    _walks,
+    paired_quantiles,
+    product_limit,
+    seconds_between,
+)
 from tests.services import native_module
 
 D = 86400.0
@@ -79,6 +86,51 @@ def test_the_quantiles_of_the_paired_sums_are_the_python_s() -> None:
             paired_quantiles(*args)
         with pytest.raises(IndexError):
             quantiles(*args)
+
+
+def _bits(values: tuple[float, ...]) -> list[str]:
+    """Each value's exact bits (``0.0`` and ``-0.0`` told apart)."""
+    return [float(value).hex() for value in values]
+
+
+def test_the_product_limit_in_c_is_the_python_s() -> None:
+    """The same quantiles to the bit: few and many stays, many equal ones (ends and
+    censoring at one time), censoring before, among and after every end, none at all, and
+    fewer than two ends."""
+    limit = native_module("engine.risk._speedups").product_limit
+    rng = random.Random(7)
+    for case in range(400):
+        grain = rng.choice([1.0, 1e-3, D])  # a coarse grain makes many equal times
+        span = rng.choice([3, 50, 1e6])
+        ended = [round(rng.uniform(0, span), 0) * grain
+                 for _ in range(rng.choice([0, 1, 2, 3, 40, 500]))]  # fmt: skip
+        censored = [round(rng.uniform(0, span), 0) * grain
+                    for _ in range(rng.choice([0, 1, 5, 300]))]  # fmt: skip
+        if rng.random() < 0.2:
+            censored = [x + span * grain for x in censored]  # all outlast every end
+        expected = product_limit(list(ended), list(censored))
+        assert _bits(limit(ended, censored)) == _bits(expected), case
+    assert limit([3.0, 1.0, 2.0], []) == (1.0, 2.0, 3.0)
+    assert _bits(limit([0.0, -0.0, 0.0], [])) == _bits(tuple(sorted([0.0, -0.0, 0.0])))
+    assert _bits(limit([0.0, -0.0, 1.0], [0.5])) == _bits(product_limit([0.0, -0.0, 1.0], [0.5]))
+    with pytest.raises(TypeError):
+        limit((1.0, 2.0), [])  # lists, as the cohorts hand them over
+
+
+def test_the_stays_outlasted_in_c_are_the_python_s() -> None:
+    """``bisect_right`` over sorted stays: before, among, on and after equal values, on an
+    empty tuple, and with stays that are not floats (compared as Python compares them)."""
+    count = native_module("engine.risk._speedups").outlasted
+    rng = random.Random(8)
+    for case in range(400):
+        observed = tuple(
+            sorted(float(rng.randrange(20)) for _ in range(rng.choice([0, 1, 9, 500])))
+        )
+        for elapsed in (-1.0, 0.0, 3.0, 3.5, 19.0, 25.0, rng.uniform(-1, 21)):
+            assert count(observed, elapsed) == _outlasted(observed, elapsed), (case, elapsed)
+    assert count((1, 2, 3), 2.5) == 2
+    with pytest.raises(TypeError):
+        count([1.0, 2.0], 1.0)  # a tuple, as a model holds its stays
 
 
 def _instants(rng: random.Random) -> dict[str, list[datetime]]:
