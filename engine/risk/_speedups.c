@@ -23,11 +23,12 @@
  * outlasted: how many of a stage's sorted stays a feature has outlasted (bisect_right), once
  * per forecast with dates; compiled Python unboxed a float per step.
  *
- * microseconds, seconds_between: a datetime's microseconds since the epoch, and the seconds
- * from one datetime to another, from their fields with the datetime C API (compiled Python
- * reads each field through a generic attribute look-up: over a thousand instructions a
- * conversion). Datetimes of other zones than the one UTC object, or of two different zones,
- * are left to Python's own arithmetic.
+ * microseconds, utc_microseconds, seconds_between: a datetime's microseconds since the
+ * epoch (utc_microseconds: only of one in UTC, else None), and the seconds from one datetime
+ * to another, from their fields with the datetime C API (compiled Python reads each field
+ * through a generic attribute look-up: over a thousand instructions a conversion). Datetimes
+ * of other zones than the one UTC object, or of two different zones, are left to Python's
+ * own arithmetic.
  *
  * Built by engine.native.build with the compiled modules and used only with them;
  * tests/unit/engine/risk/test_speedups.py holds each function to its Python twin.
@@ -417,6 +418,17 @@ static PyObject *microseconds(PyObject *module, PyObject *at) {
     return found;
 }
 
+static PyObject *utc_microseconds(PyObject *module, PyObject *at) {
+    (void)module;
+    if (!PyDateTime_Check(at)) {
+        PyErr_SetString(PyExc_TypeError, "utc_microseconds(at: datetime)");
+        return NULL;
+    }
+    if (PyDateTime_DATE_GET_TZINFO(at) == PyDateTime_TimeZone_UTC)
+        return PyLong_FromLongLong(local_microseconds(at));
+    Py_RETURN_NONE; /* another zone: its clock is not the instant's */
+}
+
 static PyObject *seconds_between(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 2) {
@@ -648,6 +660,8 @@ static PyMethodDef methods[] = {
     {"paired_quantiles", (PyCFunction)(void (*)(void))paired_quantiles, METH_FASTCALL,
      "paired_quantiles(observed, first, draws, reps)\n--\n\n"
      "engine.risk.forecast.paired_quantiles: the same p50 and p85, selected, not sorted."},
+    {"utc_microseconds", utc_microseconds, METH_O,
+     "utc_microseconds(at)\n--\n\nmicroseconds(at) where at is in datetime.UTC, else None"},
     {"outlasted", (PyCFunction)(void (*)(void))outlasted, METH_FASTCALL,
      "outlasted(observed, elapsed)\n--\n\nbisect.bisect_right(observed, elapsed)"},
     {"product_limit", (PyCFunction)(void (*)(void))product_limit, METH_FASTCALL,

@@ -7,7 +7,7 @@ date passing, a launch forecast that holds only until a time in stage).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 
@@ -24,6 +24,27 @@ _EPSILON_S: Final = EPSILON.total_seconds()
 PASSED_KEPT: Final = 1024
 """Target dates whose passing instant :func:`target_passed` keeps at most."""
 _PASSED: Final[dict[date, datetime]] = {}
+
+
+_PASSED_US: Final[dict[date, int]] = {}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def microseconds(at: datetime) -> int:
+    """``at`` in whole microseconds since the epoch (exact: a datetime counts microseconds)."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def target_passed_us(target: date) -> int:
+    """:func:`target_passed` in microseconds since the epoch (:func:`microseconds`),
+    remembered as :func:`target_passed` remembers it."""
+    passed = _PASSED_US.get(target)
+    if passed is None:
+        if len(_PASSED_US) >= PASSED_KEPT:
+            _PASSED_US.clear()
+        passed = _PASSED_US[target] = microseconds(day_after(target))
+    return passed
 
 
 def target_passed(target: date) -> datetime:

@@ -577,6 +577,12 @@ def _microseconds(at: datetime) -> int:
     return seconds * 1_000_000 + at.microsecond
 
 
+def _utc_microseconds(at: datetime) -> int | None:
+    """:func:`_microseconds` of ``at`` where it is in ``datetime.UTC``; ``None`` in any other
+    zone (where a span added to it is added to its own clock, not to the instant)."""
+    return _microseconds(at) if at.tzinfo is _UTC else None
+
+
 def seconds_between(later: datetime, earlier: datetime) -> float:
     """``(later - earlier).total_seconds()`` (see :func:`~engine.core.timemath.total_seconds`)."""
     return total_seconds(later - earlier)
@@ -835,10 +841,28 @@ class Forecast(NamedTuple):
         }
 
 
-Look = tuple[timedelta, timedelta, timedelta, str]
-"""What every forecast with dates in one time-in-stage bucket of a stage model shares
-(:meth:`Forecaster._look`): the spans from the stage entry to its p50, its p85 and the
-bucket's end (its ``holds_until``), and its basis."""
+@mypyc_attr(acyclic=True)
+class Look:
+    """What every forecast with dates in one time-in-stage bucket of a stage model shares
+    (:meth:`Forecaster._look`): the spans from the stage entry to its p50, its p85 and the
+    bucket's end (its ``holds_until``), and its basis; the spans to its p85 and to the
+    bucket's end again in whole microseconds (what the risk monitor adds to a stage entry
+    in microseconds).
+
+    An object, not a tuple: compiled, a tuple read from a dictionary is unpacked into its
+    items, and packed again when it is stored, a new integer object for each integer in it;
+    a look is read from its bucket and held in the monitor's record once per judged event.
+    """
+
+    __slots__ = ("basis", "hold", "hold_us", "p50", "p85", "p85_us")
+
+    def __init__(self, p50: timedelta, p85: timedelta, hold: timedelta, basis: str) -> None:
+        self.p50 = p50
+        self.p85 = p85
+        self.hold = hold
+        self.basis = basis
+        self.p85_us: int = p85 // _MICROSECOND
+        self.hold_us: int = hold // _MICROSECOND
 
 
 @dataclass
@@ -945,13 +969,13 @@ def dated(
     return _new(
         _Forecast,
         (
-            shifted(start, look[0]),
-            shifted(start, look[1]),
+            shifted(start, look.p50),
+            shifted(start, look.p85),
             observations,
-            look[3],
+            look.basis,
             made_at,
             False,  # moving
-            shifted(start, look[2]),  # holds_until
+            shifted(start, look.hold),  # holds_until
             confidence,
             False,  # blocked
             None,  # waiting
@@ -1154,6 +1178,7 @@ _Native = tuple[
     Callable[[tuple[float, ...], int, list[float], int], tuple[float, float]],
     Callable[[tuple[float, ...], float], int],
     Callable[[list[float], list[float]], tuple[float, ...]],
+    Callable[[datetime], int | None],
 ]
 
 
@@ -1163,13 +1188,14 @@ def _native() -> _Native:
     leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
     the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
     selected in place of sorting every sum), :func:`_outlasted` (the same count, comparing
-    C doubles) and :func:`product_limit` (the same quantiles, from arrays of doubles). As
-    pure Python: the Python twins."""
+    C doubles), :func:`product_limit` (the same quantiles, from arrays of doubles) and
+    :func:`_utc_microseconds`. As pure Python: the Python twins."""
     try:
         from engine.risk import _speedups
     except ImportError:
         return (
-            _walks, _microseconds, seconds_between, paired_quantiles, _outlasted, product_limit
+            _walks, _microseconds, seconds_between, paired_quantiles, _outlasted, product_limit,
+            _utc_microseconds,
         )  # fmt: skip
     return (
         _speedups.walks,
@@ -1178,6 +1204,7 @@ def _native() -> _Native:
         _speedups.paired_quantiles,
         _speedups.outlasted,
         _speedups.product_limit,
+        _speedups.utc_microseconds,
     )
 
 
@@ -1195,6 +1222,9 @@ time-in-stage bucket: a quarter of its compiled time there)."""
 outlasted: Final = _NATIVE[4]
 """:func:`_outlasted`, in C where it is built (once per forecast with dates: compiled, each
 step of the search unboxed a float, 690 instructions a search)."""
+utc_microseconds: Final = _NATIVE[6]
+""":func:`_utc_microseconds`, in C where it is built (the monitor takes its deadlines in
+microseconds from a stage entry in UTC: two per judgement)."""
 survival_quantiles: Final = _NATIVE[5]
 """:func:`product_limit`, in C where it is built (per stage and pass of every model rebuild:
 compiled, its sorts and loops worked on boxed floats)."""
@@ -1531,7 +1561,7 @@ class Forecaster:
         look = model.looks.get(first)
         if look is None:
             look = model.looks[first] = self._look(model, first)
-        basis = look[3]
+        basis = look.basis
         confidence = MEDIUM
         if basis == SLA:
             confidence = LOW
@@ -1541,7 +1571,7 @@ class Forecaster:
                 confidence = HIGH
             else:  # Its confidence rises with observations, not with the model.
                 return None, look, model.observations, MEDIUM, None
-        return None, look, model.observations, confidence, shifted(start, look[2])
+        return None, look, model.observations, confidence, shifted(start, look.hold)
 
     def _wait(
         self, model: _StageModel, blocked: bool
@@ -1572,9 +1602,11 @@ class Forecaster:
         basis = basis_name(model.basis)
         if first < 0:  # the later stages, from the end of the SLA
             hold = _span(model.fixed)
-            return _plus(hold, model.tail_p50), _plus(hold, model.tail_p85), hold, basis
-        p50_s, p85_s = self._suffix(model, first)
-        return _span(p50_s), _span(p85_s), _span(model.observed[first]), basis
+            p50, p85 = _plus(hold, model.tail_p50), _plus(hold, model.tail_p85)
+        else:
+            p50_s, p85_s = self._suffix(model, first)
+            p50, p85, hold = _span(p50_s), _span(p85_s), _span(model.observed[first])
+        return Look(p50, p85, hold, basis)
 
     def _enough(self, workflow: Workflow, stage: str) -> bool:
         """Every stage from ``stage`` on rests on :data:`CONFIDENT_OBSERVATIONS` or more

@@ -12,7 +12,8 @@ them (they change no reason).
 Reasons also change with no event at all: a feature outstays its stage's SLA, its target date
 passes, or its launch forecast moves past the target. Each feature has at most one armed
 deadline: the earliest instant at which its assessment can change by time alone (its SLA
-expiry, the day after its target, the next point where its forecast changes). Deadlines sit
+expiry, the day after its target, the next point where its forecast changes), kept in
+microseconds since the epoch (:data:`NEVER`: none). Deadlines sit
 in one heap, so a tick costs O(k log n) for the k features due, not a scan of all n. An
 evaluation pushes a deadline only when it is earlier than the feature's entry there; a later
 one waits for that entry, which re-arms at it when it comes. When new observations rebuild
@@ -51,10 +52,24 @@ from mypy_extensions import mypyc_attr
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, Risk
-from engine.core.timemath import shifted, utc_date
+from engine.core.timemath import FAR_FUTURE, FAR_PAST, shifted, utc_date
 from engine.observe import RiskMetrics
-from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
-from engine.risk.forecast import Forecast, Forecaster, Look, dated, elapsed_seconds
+from engine.risk.deadlines import (
+    EPSILON,
+    microseconds,
+    sla_expiry,
+    sla_span,
+    target_passed_us,
+)
+from engine.risk.forecast import (
+    Forecast,
+    Forecaster,
+    Look,
+    dated,
+    elapsed_seconds,
+    to_microseconds,
+    utc_microseconds,
+)
 from engine.risk.reasons import (
     BLOCKED,
     CRITICAL_RISK,
@@ -86,43 +101,69 @@ _new: Final = tuple.__new__
 is a C one)."""
 # Imported names read per judged event, held as Final: compiled, a module-level name that is
 # not is looked up in the module's dictionary at every use.
-_UTC: Final = UTC
 _heappush: Final = heappush
-_Row = tuple[bool, bool, float | None, timedelta | None]
+_Row = tuple[bool, bool, float | None, timedelta | None, int]
 """A stage as :meth:`RiskMonitor._evaluate` reads it (see :meth:`RiskMonitor._row`)."""
+# Deadlines are kept in whole microseconds since the epoch: compared and added as integers,
+# they make no datetime per judgement (three were made, and freed, and compared through the
+# generic protocol, per judged event). A sum is saturated as shifted() saturates it.
+_LATEST_US: Final = microseconds(FAR_FUTURE)
+_EARLIEST_US: Final = microseconds(FAR_PAST)
+NEVER: Final = _LATEST_US + 1
+"""A deadline that never comes (later than any instant): nothing can change by time alone."""
+_MICROSECOND: Final = timedelta(microseconds=1)
+_EPSILON_US: Final = EPSILON // _MICROSECOND
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EXACT_US: Final = 2**53
+"""Microseconds a float holds exactly (seconds_between's bound)."""
+
+
+def _plus(at_us: int, span_us: int) -> int:
+    """``shifted(at, span)`` in microseconds, for an ``at`` in UTC (where a span is added to
+    the instant): saturated at the ends of a datetime's range."""
+    t = at_us + span_us
+    if t > _LATEST_US:
+        return _LATEST_US
+    return _EARLIEST_US if t < _EARLIEST_US else t
+
+
+def instant(at_us: int) -> datetime:
+    """The instant (in UTC) ``at_us`` microseconds after the epoch."""
+    return _EPOCH + timedelta(microseconds=at_us)
 
 
 def _slipped(
     target: date,
-    passed: datetime,
+    passed: int,
     now: datetime,
+    now_us: int,
     forecast: Forecast | None,
     look: Look | None,
     entered: datetime,
+    utc: bool,
+    entered_us: int,
 ) -> bool:
     """``target_slip`` as :func:`~engine.risk.reasons.risk_reasons` judges it (today, UTC,
     after ``target``, or the p85 date of the forecast as of ``now`` after it), compared as
-    instants against ``passed``, the midnight UTC after ``target``, where both are UTC. The
-    forecast is ``forecast`` (a waiting one), or the one with dates ``look`` gives a stay
-    ``entered`` then (see :func:`~engine.risk.forecast.dated`): only its p85 is made."""
+    instants in microseconds (``now_us``) against ``passed``, the midnight UTC after
+    ``target``. The forecast is ``forecast`` (a waiting one), or the one with dates ``look``
+    gives a stay ``entered`` then (see :func:`~engine.risk.forecast.dated`): only its p85 is
+    taken, added to ``entered_us`` where the entry is in UTC (``utc``)."""
     if target >= _LAST_DAY:
         return False  # No date is later.
-    if now.tzinfo is _UTC:
-        if now >= passed:
-            return True
-    elif now.astimezone(_UTC).date() > target:
-        return True
+    if now_us >= passed:
+        return True  # (today, UTC, is after the target)
     if look is not None:
-        dated_p85 = shifted(entered, look[1])
-        if dated_p85.tzinfo is _UTC:
-            return dated_p85 >= passed
-        return utc_date(dated_p85) > target
+        if utc:
+            return _plus(entered_us, look.p85_us) >= passed
+        return utc_date(shifted(entered, look.p85)) > target
     if forecast is None:
         return False
     # A forecast with dates, or a waiting one made at ``now``, is where it was made.
     p85 = forecast.p85 if forecast.waiting is None or forecast.made_at == now else None
-    if p85 is not None and p85.tzinfo is _UTC:
-        return p85 >= passed
+    p85_us = utc_microseconds(p85) if p85 is not None else None
+    if p85_us is not None:
+        return p85_us >= passed
     return utc_date(forecast.at(now)[1]) > target
 
 
@@ -146,7 +187,8 @@ def _same_judged(a: FeatureState, b: FeatureState) -> bool:
 
 @mypyc_attr(acyclic=True)
 class _Armed:
-    """An entry of the monitor's deadline heap: feature ``fid`` armed at instant ``at``.
+    """An entry of the monitor's deadline heap: feature ``fid`` armed at instant ``at`` (in
+    microseconds since the epoch).
 
     Ordered as the pair ``(at, fid)`` would be (by instant, then by feature id), so a tick
     judges the features due at one instant in the same order. An object rather than that
@@ -158,7 +200,7 @@ class _Armed:
 
     __slots__ = ("at", "fid")
 
-    def __init__(self, at: datetime, fid: str) -> None:
+    def __init__(self, at: int, fid: str) -> None:
         self.at = at
         self.fid = fid
 
@@ -183,7 +225,7 @@ class _Watch:
     """
 
     __slots__ = (
-        "armed", "blocked", "confidence", "created_at", "due_at", "entered_stage_at", "generation",
+        "armed", "blocked", "confidence", "created_at", "due_us", "entered_stage_at", "generation",
         "holds_until", "id", "launched_at", "look", "made", "made_at", "observations",
         "open_risks", "priority", "product", "reasons", "stage", "target_launch",
         "uat_failures", "version", "visited", "workflow", "workflow_version",
@@ -212,8 +254,9 @@ class _Watch:
     observations: int  # its observations,
     confidence: str  # its confidence
     made_at: datetime  # and the instant it was made at
-    due_at: datetime | None  # its deadline (see :meth:`RiskMonitor._evaluate`)
-    armed: datetime | None  # the instant of its entry on the heap (see RiskMonitor._heap)
+    # In microseconds since the epoch, NEVER for none:
+    due_us: int  # its deadline (see :meth:`RiskMonitor._evaluate`)
+    armed: int  # the instant of its entry on the heap (see RiskMonitor._heap)
     holds_until: datetime | None  # the forecast holds for this stage entry until
     generation: int  # of the workflow's forecast model the forecast came from
 
@@ -226,7 +269,7 @@ class _Watch:
         observations: int,
         confidence: str,
         made_at: datetime,
-        due_at: datetime | None,
+        due_us: int,
         holds_until: datetime | None,
         generation: int,
     ) -> None:
@@ -234,7 +277,7 @@ class _Watch:
         self.reasons = reasons
         self.made, self.look, self.observations = made, look, observations
         self.confidence, self.made_at = confidence, made_at
-        self.due_at = self.armed = due_at
+        self.due_us = self.armed = due_us
         self.holds_until = holds_until
         self.generation = generation
 
@@ -283,7 +326,7 @@ class _Watch:
     def due(self) -> float | None:
         """Its deadline as a POSIX timestamp (what :func:`~engine.risk.deadlines.next_deadline`
         answers); ``None``: nothing can change by time alone."""
-        return self.due_at.timestamp() if self.due_at is not None else None
+        return instant(self.due_us).timestamp() if self.due_us != NEVER else None
 
     @property
     def state(self) -> FeatureState:
@@ -401,19 +444,20 @@ class RiskMonitor:
         forecast a model rebuild changed; returns the signals published."""
         signals: list[RiskSignal] = []
         heap = self._heap
-        while heap and heap[0].at <= now:
+        now_us = to_microseconds(now)
+        while heap and heap[0].at <= now_us:
             entry = heappop(heap)
             at, fid = entry.at, entry.fid
             watch = self._watch.get(fid)
             if watch is None or watch.armed != at:
                 continue  # Re-armed or gone since: a stale heap entry.
-            due = watch.due_at
+            due = watch.due_us
             if due != at:  # Its deadline moved later (or went): armed again at it, if any.
                 watch.armed = due
-                if due is not None:
+                if due != NEVER:
                     heappush(heap, _Armed(due, fid))  # (judged in its turn if it is due too)
                 continue
-            watch.due_at = watch.armed = None
+            watch.due_us = watch.armed = NEVER
             signals += self._evaluate(watch.state, now)
         for workflow in self.workflows.by_name.values():
             self.forecaster.refresh(workflow, now)
@@ -459,9 +503,9 @@ class RiskMonitor:
         """
         signals: list[RiskSignal] = []
         heap = self._heap
-        while heap and heap[0].at <= until:
-            at = heap[0].at
-            signals += self.tick(at if at.tzinfo is UTC else at.astimezone(UTC))
+        until_us = to_microseconds(until)
+        while heap and heap[0].at <= until_us:
+            signals += self.tick(instant(heap[0].at))
         return signals
 
     @property
@@ -542,7 +586,7 @@ class RiskMonitor:
         workflow = self._by_name.get(name)
         holds_until: datetime | None = None
         generation = 0
-        due: datetime | None = None
+        due = NEVER
         # Its forecast: a waiting one (made), or one with dates as its parts (look, ...).
         made: Forecast | None = None
         look: Look | None = None
@@ -553,11 +597,25 @@ class RiskMonitor:
         if workflow is not None:
             rows = self._rows.get(name)  # the same as workflow.name, without its attribute read
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
-            terminal, finished, sla, span = row or self._row(workflow, stage)
+            terminal, finished, sla, span, span_us = row or self._row(workflow, stage)
             forecasts = target is not None and launched is None  # a target to slip
+            # Instants in microseconds since the epoch; a span is added to the entry's where
+            # it is in UTC (in another zone, to its clock: as a datetime, then converted).
+            at = utc_microseconds(now)
+            now_utc = at is not None
+            now_us = at if at is not None else to_microseconds(now)
+            at = utc_microseconds(entered)
+            utc = at is not None  # the entry is in UTC
+            entered_us = at if at is not None else 0
             # Seconds in the stage, taken once for the forecast and the SLA.
             timed = forecasts or (sla is not None and not finished)
-            elapsed = elapsed_seconds(now, entered) if timed else 0.0
+            elapsed = 0.0
+            if timed:
+                lasted = now_us - entered_us
+                if utc and now_utc and -_EXACT_US <= lasted <= _EXACT_US:
+                    elapsed = lasted / 1_000_000  # (both exact: rounded once, as C does)
+                else:
+                    elapsed = elapsed_seconds(now, entered)
             if forecasts:
                 # A forecast only where one can change the reasons (a target to slip).
                 generation, models = self.forecaster.models(workflow, now)
@@ -577,14 +635,19 @@ class RiskMonitor:
                         state, workflow, now, models, elapsed
                     )
             if not terminal:  # (a terminal stage has no reason and no deadline)
-                earliest: datetime | None = None
+                earliest = NEVER
                 found: list[str] = []
                 if sla is not None and not finished:
                     # The SLA runs out just after entry + SLA (deadlines.EPSILON later).
                     if elapsed > sla:
                         found.append(SLA_BREACHED)
-                    t = shifted(entered, span) if span is not None else sla_expiry(entered, sla)
-                    if t > now:
+                    if utc and span is not None:
+                        t = _plus(entered_us, span_us)
+                    elif span is not None:
+                        t = to_microseconds(shifted(entered, span))
+                    else:
+                        t = to_microseconds(sla_expiry(entered, sla))
+                    if t > now_us:
                         earliest = t
                 if risks:
                     severities = {risk.severity for risk in risks.values()}
@@ -595,23 +658,33 @@ class RiskMonitor:
                 if blocked:
                     found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
-                    passed = target_passed(target)  # midnight UTC after the target
-                    if _slipped(target, passed, now, made, look, entered):
+                    passed = target_passed_us(target)  # midnight UTC after the target
+                    if _slipped(target, passed, now, now_us, made, look, entered, utc, entered_us):
                         found.append(TARGET_SLIP)
-                    if passed > now and (earliest is None or passed < earliest):
+                    if now_us < passed < earliest:
                         earliest = passed
                 if not finished and uat_failures >= REWORK_FAILURES:
                     found.append(REWORK)
                 if found:
                     reasons = tuple(found)
-                # When the forecast next changes: the end of its bucket (holds_until).
-                turn = made.holds_until if made is not None else holds_until
-                if turn is None and look is not None:  # (one that holds, but not for good)
-                    turn = shifted(entered, look[2])
-                if turn is not None:
-                    t = shifted(turn, EPSILON)
-                    if t > now and (earliest is None or t < earliest):
-                        earliest = t
+                # When the forecast next changes: the end of its bucket (its holds_until,
+                # the stage entry and look.hold, whether it holds for good or not), or the
+                # instant a waiting forecast's p85 date turns.
+                t = NEVER
+                if look is not None:
+                    if utc:
+                        t = _plus(_plus(entered_us, look.hold_us), _EPSILON_US)
+                    else:
+                        t = to_microseconds(shifted(shifted(entered, look.hold), EPSILON))
+                elif made is not None and made.holds_until is not None:
+                    turn = made.holds_until
+                    turn_us = utc_microseconds(turn)
+                    if turn_us is not None:
+                        t = _plus(turn_us, _EPSILON_US)
+                    else:
+                        t = to_microseconds(shifted(turn, EPSILON))
+                if now_us < t < earliest:
+                    earliest = t
                 due = earliest
         old_reasons = old.reasons if old is not None else ()
         signals: list[RiskSignal] = []
@@ -628,7 +701,7 @@ class RiskMonitor:
                     forecast = dated(entered, look, observations, confidence, made_at)
                 new = _new(Assessment, (reasons, forecast))
                 signals = signals_between(before, state, new, now, workflow, self.source)
-        if not reasons and made is None and look is None and due is None:
+        if not reasons and made is None and look is None and due == NEVER:
             if old is not None:
                 del self._watch[fid]  # Nothing can change by time alone: no record needed.
         elif old is None:
@@ -636,17 +709,15 @@ class RiskMonitor:
                 state, reasons, made, look, observations, confidence, made_at, due, holds_until,
                 generation,
             )  # fmt: skip
-            if due is not None:
+            if due != NEVER:
                 _heappush(self._heap, _Armed(due, fid))
         else:  # Updated in place: one allocation less per event.
-            armed = old.armed
-            if due is not None and (
-                armed is None or due < armed or (self.arm_every and due != old.due_at)
-            ):  # (a later deadline waits for the armed entry, which re-arms at it)
+            if due != NEVER and (due < old.armed or (self.arm_every and due != old.due_us)):
+                # (a later deadline waits for the armed entry, which re-arms at it)
                 _heappush(self._heap, _Armed(due, fid))
                 old.armed = due
             old.keep(state)
-            old.reasons, old.made, old.look, old.due_at = reasons, made, look, due
+            old.reasons, old.made, old.look, old.due_us = reasons, made, look, due
             old.observations, old.confidence, old.made_at = observations, confidence, made_at
             old.holds_until, old.generation = holds_until, generation
         for signal in signals:
@@ -656,18 +727,21 @@ class RiskMonitor:
     def _row(self, workflow: Workflow, stage: str) -> _Row:
         """What :meth:`_evaluate` reads of ``stage`` of ``workflow``: terminal, done, its
         SLA and the SLA plus :data:`~engine.risk.deadlines.EPSILON` as a span (``None``
-        past the range of a timedelta), made once per workflow object and stage."""
+        past the range of a timedelta) and in microseconds (0 without one), made once per
+        workflow object and stage."""
         rows = self._rows.get(workflow.name)
         if rows is None or rows[0] is not workflow:  # a workflow loaded again: new rows
             rows = self._rows[workflow.name] = (workflow, {})
         row = rows[1].get(stage)
         if row is None:
             sla = workflow.slas.get(stage)
+            span = sla_span(sla) if sla is not None else None
             row = rows[1][stage] = (
                 stage in workflow.terminal,
                 stage in workflow.done,
                 sla,
-                sla_span(sla) if sla is not None else None,
+                span,
+                span // _MICROSECOND if span is not None else 0,
             )
         return row
 
@@ -688,8 +762,8 @@ class RiskMonitor:
     def _compact(self) -> None:
         heap: list[_Armed] = []
         for fid, watch in self._watch.items():
-            watch.armed = watch.due_at
-            if watch.due_at is not None:
-                heap.append(_Armed(watch.due_at, fid))
+            watch.armed = watch.due_us
+            if watch.due_us != NEVER:
+                heap.append(_Armed(watch.due_us, fid))
         heapify(heap)
         self._heap = heap

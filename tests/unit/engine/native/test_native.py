@@ -103,6 +103,7 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
         forecast.suffix_quantiles,
         forecast.outlasted,
         forecast.survival_quantiles,
+        forecast.utc_microseconds,
     ]
     if status == COMPILED:
         assert all(f.__module__ == "engine.risk._speedups" for f in chosen)
@@ -115,6 +116,7 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             forecast.paired_quantiles,
             forecast._outlasted,
             forecast.product_limit,
+            forecast._utc_microseconds,
         ]
 
 
@@ -125,14 +127,14 @@ def test_the_objects_risk_keeps_per_feature_are_not_walked_by_the_collector() ->
     kept stay). As pure Python they are tracked, as any object with slots is."""
     from engine.core.state import FeatureState
     from engine.risk.forecast import _Stay
-    from engine.risk.monitor import _Armed, _Watch
+    from engine.risk.monitor import NEVER, _Armed, _Watch
     from tests.factories import T0
 
     state = FeatureState(id="F-1", workflow="feature", stage="idea", created_at=T0,
                          entered_stage_at=T0)  # fmt: skip
-    watch = _Watch(state, (), None, None, 0, "low", T0, None, None, 0)
+    watch = _Watch(state, (), None, None, 0, "low", T0, NEVER, None, 0)
     compiled = native.status[HOT.name] == COMPILED
-    for record in (_Stay(), watch, _Armed(T0, "F-1")):
+    for record in (_Stay(), watch, _Armed(0, "F-1")):
         assert gc.is_tracked(record) is not compiled, record
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -222,6 +223,57 @@ def test_it_agrees_where_rework_is_forecast_apart(workflows: Workflows) -> None:
     rework are forecast from models of their own, made on first use."""
     compared, rework = run_side_by_side(workflows, seed=7, features=180, days=180.0, split_min=5)
     assert compared > 1000 and rework > 20
+
+
+@pytest.mark.parametrize(
+    "zone", [timezone(timedelta(hours=-5, minutes=-30)), ZoneInfo("Europe/Berlin")], ids=str
+)
+def test_entries_and_clocks_in_other_zones_are_judged_as_the_pure_parts_judge_them(
+    workflows: Workflows, zone: tzinfo
+) -> None:
+    """The monitor adds spans to a stage entry in UTC as microseconds. An entry in another
+    zone has its spans added to its own clock (across a change to summer time, an hour more
+    or less than the instant), as the pure functions add them: features whose stage entries,
+    and a clock, read in a fixed offset and in a zone with summer time (the portfolio runs
+    from January to July) hold the reasons and deadlines the pure functions answer, when
+    judged by their events and by ticks."""
+    portfolio = build_portfolio(random.Random(5), features=120, days=180.0, start=START)
+    monitor = RiskMonitor(workflows, Forecaster(StageDurations()), refresh_per_tick=10**6)
+
+    def there(state: FeatureState) -> FeatureState:
+        return state._replace(entered_stage_at=state.entered_stage_at.astimezone(zone))
+
+    local: dict[str, FeatureState] = {}
+
+    def on(outcome: Outcome, now: datetime) -> None:
+        state, previous = outcome.state, outcome.previous
+        if state is None or outcome.workflow not in workflows.by_name:
+            return
+        moved = outcome._replace(
+            state=there(state), previous=there(previous) if previous is not None else None
+        )
+        now = now.astimezone(zone)
+        monitor.observe(moved, now)
+        local[state.id] = moved.state
+        by_the_pure_parts(monitor, moved.state, now)
+
+    engine = Engine(workflows, MemoryStore(), on_outcome=on)
+    next_tick = START + TICK
+    ticked = 0
+    for item in portfolio:
+        at = START + timedelta(seconds=item.offset)
+        while next_tick <= at:
+            now = next_tick.astimezone(zone)
+            due = [s for s in local.values() if _due(monitor, s, now)]
+            monitor.tick(now)
+            for state in due:
+                by_the_pure_parts(monitor, state, now)
+            ticked += len(due)
+            next_tick += TICK
+        event = validate_event(item.event, workflows.event_types, at)
+        assert event is not None
+        engine.apply(event, at)
+    assert ticked > 100 and len(local) == 120
 
 
 def test_the_inlined_draws_are_rng_choice(feature_workflow: Workflow) -> None:

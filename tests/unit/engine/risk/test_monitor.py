@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from engine.core.state import FeatureState
 from engine.demo.simulator import build_portfolio
 from engine.risk import deadlines
-from engine.risk.deadlines import PASSED_KEPT
+from engine.risk.deadlines import PASSED_KEPT, microseconds
 from engine.risk.forecast import Forecaster, StageDurations
 from engine.risk.monitor import RiskMonitor, _Armed
 from engine.risk.reasons import risk_reasons
@@ -405,7 +405,7 @@ def test_ticking_until_a_time_announces_each_deadline_at_its_own_instant(rig: Ri
 def test_heap_entries_come_off_in_the_order_of_their_instant_and_feature_pairs() -> None:
     """The deadline heap's entries are ordered as the ``(instant, feature)`` pairs they
     stand for: features due at one instant (a target's midnight, a shared SLA) come off by
-    id, instants in other zones compare as instants."""
+    id, instants in other zones, kept in microseconds, as instants."""
     pick = random.Random(11)
     zones = (UTC, timezone(timedelta(hours=2)))
     pairs = [
@@ -415,13 +415,15 @@ def test_heap_entries_come_off_in_the_order_of_their_instant_and_feature_pairs()
     ]  # fmt: skip
     heap: list[_Armed] = []
     for at, fid in pairs:
-        heapq.heappush(heap, _Armed(at, fid))
+        heapq.heappush(heap, _Armed(microseconds(at), fid))
     popped = []
     while heap:
         entry = heapq.heappop(heap)
         popped.append((entry.at, entry.fid))
-    assert popped == sorted(pairs)
-    assert [(e.at, e.fid) for e in sorted(_Armed(*p) for p in pairs)] == sorted(pairs)
+    expected = [(microseconds(at), fid) for at, fid in sorted(pairs)]
+    assert popped == expected
+    entries = [_Armed(microseconds(at), fid) for at, fid in pairs]
+    assert [(e.at, e.fid) for e in sorted(entries)] == expected
 
 
 def test_a_deadline_moved_later_waits_for_its_entry_and_is_judged_in_its_turn(rig: Rig) -> None:

@@ -17,6 +17,7 @@ import pytest
 from engine.risk.forecast import (
     _microseconds,
     _outlasted,
+    _utc_microseconds,
     _walks,
     paired_quantiles,
     product_limit,
@@ -163,6 +164,18 @@ def test_a_datetime_in_microseconds_is_the_python_s() -> None:
                 continue
             expected = (at - EPOCH) // timedelta(microseconds=1)
             assert microseconds(at) == _microseconds(at) == expected, at
+
+
+def test_a_datetime_in_utc_in_microseconds_is_the_python_s() -> None:
+    """Its microseconds in UTC, ``None`` in any other zone (an instant there as well) and
+    without one."""
+    in_utc = native_module("engine.risk._speedups").utc_microseconds
+    for kind, instants in _instants(random.Random(9)).items():
+        for at in instants:
+            expected = _microseconds(at) if kind == "utc" else None
+            assert in_utc(at) == _utc_microseconds(at) == expected, at
+    with pytest.raises(TypeError):
+        in_utc(EPOCH.date())  # type: ignore[arg-type]
 
 
 def test_the_seconds_between_two_datetimes_are_the_python_s() -> None:
