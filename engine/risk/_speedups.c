@@ -1,5 +1,6 @@
 /* What risk runs in C where the native build is fresh (engine.native): the forecast model's
- * Monte Carlo walks, its product-limit estimates and the quantiles of its stays, and the
+ * Monte Carlo walks, its product-limit estimates, where its exits lead and the quantiles of
+ * its stays, and the
  * conversions of instants and the search among a stage's stays it makes per event. Each is
  * what its Python twin in engine/risk/forecast.py answers, to the bit; tests hold them to it.
  *
@@ -19,6 +20,9 @@
  * product_limit: a stage's stays as quantiles of their product-limit estimate, per stage and
  * pass of every rebuild; sorted as doubles (a stable merge, as Python's sort keeps equal
  * values in order), the float objects handed back as they came.
+ *
+ * leading: where each exit kept of a stage leads on the path, per stage and pass of every
+ * rebuild (a dictionary look-up per exit, from C).
  *
  * outlasted: how many of a stage's sorted stays a feature has outlasted (bisect_right), once
  * per forecast with dates; compiled Python unboxed a float per step.
@@ -532,6 +536,28 @@ failed:
     return NULL;
 }
 
+/* Where each exit leads on the path: leads[to] for each exit found in leads, in order. */
+static PyObject *leading(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "leading(leads: dict, exits)");
+        return NULL;
+    }
+    PyObject *exits = PySequence_Fast(args[1], "leading(leads, exits): exits is no sequence");
+    if (exits == NULL)
+        return NULL;
+    PyObject *found = PyList_New(0);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(exits);
+    PyObject **items = PySequence_Fast_ITEMS(exits);
+    for (Py_ssize_t i = 0; found != NULL && i < n; i++) {
+        PyObject *k = PyDict_GetItemWithError(args[0], items[i]); /* borrowed */
+        if ((k == NULL && PyErr_Occurred()) || (k != NULL && PyList_Append(found, k) < 0))
+            Py_CLEAR(found);
+    }
+    Py_DECREF(exits);
+    return found;
+}
+
 /* How many of the ascending observed stays elapsed has reached: bisect_right. */
 static PyObject *outlasted(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -662,6 +688,8 @@ static PyMethodDef methods[] = {
      "engine.risk.forecast.paired_quantiles: the same p50 and p85, selected, not sorted."},
     {"utc_microseconds", utc_microseconds, METH_O,
      "utc_microseconds(at)\n--\n\nmicroseconds(at) where at is in datetime.UTC, else None"},
+    {"leading", (PyCFunction)(void (*)(void))leading, METH_FASTCALL,
+     "leading(leads, exits)\n--\n\n[leads[to] for to in exits if to in leads]"},
     {"outlasted", (PyCFunction)(void (*)(void))outlasted, METH_FASTCALL,
      "outlasted(observed, elapsed)\n--\n\nbisect.bisect_right(observed, elapsed)"},
     {"product_limit", (PyCFunction)(void (*)(void))product_limit, METH_FASTCALL,

@@ -148,7 +148,7 @@ class _Stay:
     after the stage (see :meth:`_Passes.reach`)."""
     to: str | None  # where the feature went next (``None`` until then)
     entered_us: int
-    """When it began, in whole microseconds since the epoch (see :func:`_censored`). Not the
+    """When it began, in whole microseconds since the epoch (see :func:`_lasted`). Not the
     datetime: the state that entered at it frees it when the feature moves on, while it is
     still in the processor's caches, where a stay would free it hundreds of moves later."""
     counted: _Count
@@ -382,10 +382,8 @@ class StageDurations:
         log = self._find(workflow, stage)
         if log is None or not log.cohort:
             return ()
-        cohort = log.cohort
-        asof = self._asof(workflow)
-        ended = [stay.seconds for stay in cohort if stay.seconds is not None]
-        return survival_quantiles(ended, _censored(cohort, asof))
+        ended, censored = _lasted(log.cohort, self._asof(workflow))
+        return survival_quantiles(ended, censored)
 
     def passes(
         self, workflow: str, stage: str, rework: Callable[[tuple[str, ...]], bool | None]
@@ -422,7 +420,7 @@ class StageDurations:
                 ended.append(stay.seconds)
                 if stay.to is not None:
                     exits.append(stay.to)
-        for kind, seconds in zip(under_way_kinds, _censored(under_way, asof), strict=True):
+        for kind, seconds in zip(under_way_kinds, _lasted(under_way, asof)[1], strict=True):
             split[kind][1].append(seconds)
         return split
 
@@ -547,18 +545,23 @@ _UTC: Final = UTC
 the module's dictionary at every use (:func:`_microseconds` reads it per stay begun)."""
 
 
-def _censored(stays: Iterable[_Stay], asof: int) -> list[float]:
-    """``max(0.0, (asof - entered_at).total_seconds())`` of each stay under way among
-    ``stays``, in order: how long it has lasted as of ``asof`` (see
-    :meth:`StageDurations.survival`). Both instants are in whole microseconds since the
-    epoch (:attr:`_Stay.entered_us`): ``total_seconds()`` divides the same whole
-    microseconds by 10**6, so the seconds are the same floats."""
-    out: list[float] = []
+def _lasted(stays: Iterable[_Stay], asof: int) -> tuple[list[float], list[float]]:
+    """How long each of ``stays`` lasted, in order, in one pass: the seconds of those that
+    ended, and ``max(0.0, (asof - entered_at).total_seconds())`` of those under way, how
+    long they have lasted as of ``asof`` (censored: see :meth:`StageDurations.survival`).
+    Both instants are in whole microseconds since the epoch (:attr:`_Stay.entered_us`):
+    ``total_seconds()`` divides the same whole microseconds by 10**6, so the seconds are
+    the same floats."""
+    ended: list[float] = []
+    censored: list[float] = []
     for stay in stays:
-        if stay.seconds is None:
+        seconds = stay.seconds
+        if seconds is not None:
+            ended.append(seconds)
+        else:
             lasted = asof - stay.entered_us
-            out.append(lasted / 1_000_000 if lasted > 0 else 0.0)
-    return out
+            censored.append(lasted / 1_000_000 if lasted > 0 else 0.0)
+    return ended, censored
 
 
 _EPOCH_DAY: Final = 719163
@@ -921,7 +924,7 @@ _Forecast: Final = Forecast
 module-level name too)."""
 
 
-def _leading(leads: dict[str, int], exits: Iterable[str]) -> list[int]:
+def _leading(leads: dict[str, int], exits: tuple[str, ...] | list[str]) -> list[int]:
     """``[leads[to] for to in exits if to in leads]``: where each exit leads on the path,
     exits elsewhere left out, with one look-up per exit (a build reads every kept one)."""
     found: list[int] = []
@@ -1179,6 +1182,7 @@ _Native = tuple[
     Callable[[tuple[float, ...], float], int],
     Callable[[list[float], list[float]], tuple[float, ...]],
     Callable[[datetime], int | None],
+    Callable[[dict[str, int], tuple[str, ...] | list[str]], list[int]],
 ]
 
 
@@ -1189,13 +1193,13 @@ def _native() -> _Native:
     the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
     selected in place of sorting every sum), :func:`_outlasted` (the same count, comparing
     C doubles), :func:`product_limit` (the same quantiles, from arrays of doubles) and
-    :func:`_utc_microseconds`. As pure Python: the Python twins."""
+    :func:`_utc_microseconds` and :func:`_leading`. As pure Python: the Python twins."""
     try:
         from engine.risk import _speedups
     except ImportError:
         return (
             _walks, _microseconds, seconds_between, paired_quantiles, _outlasted, product_limit,
-            _utc_microseconds,
+            _utc_microseconds, _leading,
         )  # fmt: skip
     return (
         _speedups.walks,
@@ -1205,6 +1209,7 @@ def _native() -> _Native:
         _speedups.outlasted,
         _speedups.product_limit,
         _speedups.utc_microseconds,
+        _speedups.leading,
     )
 
 
@@ -1225,6 +1230,9 @@ step of the search unboxed a float, 690 instructions a search)."""
 utc_microseconds: Final = _NATIVE[6]
 """:func:`_utc_microseconds`, in C where it is built (the monitor takes its deadlines in
 microseconds from a stage entry in UTC: two per judgement)."""
+leading: Final = _NATIVE[7]
+""":func:`_leading`, in C where it is built (per stage and pass of every rebuild: a look-up
+per exit kept)."""
 survival_quantiles: Final = _NATIVE[5]
 """:func:`product_limit`, in C where it is built (per stage and pass of every model rebuild:
 compiled, its sorts and loops worked on boxed floats)."""
@@ -1357,7 +1365,7 @@ class Forecaster:
             # exits of each (skips ahead, rework back; exits to stages off the path, such as
             # cancelled, are left out: a forecast is of a launch), or on to the next stage
             # where no exit was observed.
-            found = _leading(leads, self.durations.exits(name, stage))
+            found = leading(leads, self.durations.exits(name, stage))
             ways = found if len(found) >= self.min_observations else [k + 1]
             last = min(pooled[0][-1], max(ended)) if ended and pooled[0] else -1.0
             kinds, nexts, lasts = [pooled, pooled], [ways, ways], [last, last]
@@ -1377,7 +1385,7 @@ class Forecaster:
                     own = survival_quantiles(done, under_way)
                     kinds[rework] = (own, pooled[1])
                     lasts[rework] = min(own[-1], max(done))
-                    found = _leading(leads, exits)
+                    found = leading(leads, exits)
                     if len(found) >= self.min_observations:
                         nexts[rework] = found
             passes.kinds.append((kinds[0], kinds[1]))

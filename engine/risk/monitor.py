@@ -227,7 +227,7 @@ class _Watch:
     __slots__ = (
         "armed", "blocked", "confidence", "created_at", "due_us", "entered_stage_at", "generation",
         "holds_until", "id", "launched_at", "look", "made", "made_at", "observations",
-        "open_risks", "priority", "product", "reasons", "stage", "target_launch",
+        "open_risks", "passed_us", "priority", "product", "reasons", "stage", "target_launch",
         "uat_failures", "version", "visited", "workflow", "workflow_version",
     )  # fmt: skip
 
@@ -259,6 +259,7 @@ class _Watch:
     armed: int  # the instant of its entry on the heap (see RiskMonitor._heap)
     holds_until: datetime | None  # the forecast holds for this stage entry until
     generation: int  # of the workflow's forecast model the forecast came from
+    passed_us: int  # the midnight UTC after its target_launch, in microseconds (0: none)
 
     def __init__(
         self,
@@ -272,6 +273,7 @@ class _Watch:
         due_us: int,
         holds_until: datetime | None,
         generation: int,
+        passed_us: int = 0,
     ) -> None:
         self.keep(state)
         self.reasons = reasons
@@ -280,6 +282,7 @@ class _Watch:
         self.due_us = self.armed = due_us
         self.holds_until = holds_until
         self.generation = generation
+        self.passed_us = passed_us
 
     def keep(self, state: FeatureState) -> None:
         """Hold the fields of ``state`` a risk reason or a forecast reads.
@@ -594,6 +597,11 @@ class RiskMonitor:
         confidence = ""
         made_at = now
         reasons: tuple[str, ...] = ()
+        passed = 0  # the midnight UTC after the target, kept with the record's target
+        if target is not None and old is not None and old.target_launch is target:
+            passed = old.passed_us  # (a feature's versions share one date object)
+        elif target is not None:
+            passed = target_passed_us(target)
         if workflow is not None:
             rows = self._rows.get(name)  # the same as workflow.name, without its attribute read
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None
@@ -658,7 +666,6 @@ class RiskMonitor:
                 if blocked:
                     found.append(BLOCKED)
                 if target is not None and launched is None and not finished:
-                    passed = target_passed_us(target)  # midnight UTC after the target
                     if _slipped(target, passed, now, now_us, made, look, entered, utc, entered_us):
                         found.append(TARGET_SLIP)
                     if now_us < passed < earliest:
@@ -707,7 +714,7 @@ class RiskMonitor:
         elif old is None:
             self._watch[fid] = _Watch(
                 state, reasons, made, look, observations, confidence, made_at, due, holds_until,
-                generation,
+                generation, passed,
             )  # fmt: skip
             if due != NEVER:
                 _heappush(self._heap, _Armed(due, fid))
@@ -719,7 +726,7 @@ class RiskMonitor:
             old.keep(state)
             old.reasons, old.made, old.look, old.due_us = reasons, made, look, due
             old.observations, old.confidence, old.made_at = observations, confidence, made_at
-            old.holds_until, old.generation = holds_until, generation
+            old.holds_until, old.generation, old.passed_us = holds_until, generation, passed
         for signal in signals:
             self._announce(signal)
         return signals

@@ -104,6 +104,7 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
         forecast.outlasted,
         forecast.survival_quantiles,
         forecast.utc_microseconds,
+        forecast.leading,
     ]
     if status == COMPILED:
         assert all(f.__module__ == "engine.risk._speedups" for f in chosen)
@@ -117,6 +118,7 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
             forecast._outlasted,
             forecast.product_limit,
             forecast._utc_microseconds,
+            forecast._leading,
         ]
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.risk.forecast import (
+    _leading,
     _microseconds,
     _outlasted,
     _utc_microseconds,
@@ -116,6 +117,21 @@ def test_the_product_limit_in_c_is_the_python_s() -> None:
     assert _bits(limit([0.0, -0.0, 1.0], [0.5])) == _bits(product_limit([0.0, -0.0, 1.0], [0.5]))
     with pytest.raises(TypeError):
         limit((1.0, 2.0), [])  # lists, as the cohorts hand them over
+
+
+def test_where_exits_lead_in_c_is_the_python_s() -> None:
+    """The same indices in the same order: exits on the path, past it and elsewhere (left
+    out), none, and many, from a tuple (kept exits) and a list (a pass's)."""
+    lead = native_module("engine.risk._speedups").leading
+    rng = random.Random(10)
+    names = [f"s{k}" for k in range(12)]
+    for case in range(300):
+        leads = {name: rng.randrange(9) for name in rng.sample(names, rng.randrange(len(names)))}
+        exits = [rng.choice(names) for _ in range(rng.choice([0, 1, 5, 500]))]
+        for given in (tuple(exits), exits):
+            assert lead(leads, given) == _leading(leads, given), case
+    with pytest.raises(TypeError):
+        lead({"a": 1}, [["unhashable"]])  # refused as the look-up refuses it
 
 
 def test_the_stays_outlasted_in_c_are_the_python_s() -> None:
