@@ -22,6 +22,8 @@ FAR_PAST: Final = datetime.min.replace(tzinfo=UTC)
 """The earliest time there is."""
 
 _ZERO: Final = timedelta(0)
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND: Final = timedelta(microseconds=1)
 _EXACT_DAYS: Final = 100_000
 """Spans shorter than this many days hold at most 2**53 microseconds."""
 
@@ -53,6 +55,18 @@ def seconds_after(at: datetime, seconds: float) -> datetime:
     except OverflowError:
         return FAR_FUTURE if seconds > 0 else FAR_PAST
     return shifted(at, span)
+
+
+def microseconds(at: datetime) -> int:
+    """``at`` in whole microseconds since :data:`EPOCH` (exact: a datetime counts whole
+    microseconds), the instant's in any zone."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def instant(us: int) -> datetime:
+    """The instant ``us`` microseconds after :data:`EPOCH`, in UTC (what :func:`microseconds`
+    took)."""
+    return EPOCH + timedelta(microseconds=us)
 
 
 def day_after(day: date) -> datetime:

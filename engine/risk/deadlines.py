@@ -7,12 +7,12 @@ date passing, a launch forecast that holds only until a time in stage).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 
 from engine.core.state import FeatureState
-from engine.core.timemath import day_after, seconds_after, shifted
+from engine.core.timemath import day_after, microseconds, seconds_after, shifted
 from engine.risk.reasons import Assessment
 from workflows.model import Workflow
 
@@ -27,17 +27,11 @@ _PASSED: Final[dict[date, datetime]] = {}
 
 
 _PASSED_US: Final[dict[date, int]] = {}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def microseconds(at: datetime) -> int:
-    """``at`` in whole microseconds since the epoch (exact: a datetime counts microseconds)."""
-    return (at - _EPOCH) // _MICROSECOND
 
 
 def target_passed_us(target: date) -> int:
-    """:func:`target_passed` in microseconds since the epoch (:func:`microseconds`),
+    """:func:`target_passed` in microseconds since the epoch
+    (:func:`~engine.core.timemath.microseconds`),
     remembered as :func:`target_passed` remembers it."""
     passed = _PASSED_US.get(target)
     if passed is None:

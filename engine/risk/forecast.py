@@ -61,12 +61,19 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, Final, NamedTuple
 
-from mypy_extensions import i64, mypyc_attr
+from mypy_extensions import mypyc_attr
 
 from engine.core.outcomes import OutcomeKind
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, HistoryEntry
-from engine.core.timemath import seconds_after, shifted, total_seconds, utc_date
+from engine.core.timemath import (
+    MICROSECOND,
+    microseconds,
+    seconds_after,
+    shifted,
+    total_seconds,
+    utc_date,
+)
 from workflows.loader import Workflows
 from workflows.model import Workflow
 
@@ -538,11 +545,9 @@ class StageDurations:
         return all(self.count(workflow.name, s) >= self.capacity for s in path_stages(workflow))
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 _UTC: Final = UTC
 """``datetime.UTC``, held as Final: compiled, an imported name that is not is looked up in
-the module's dictionary at every use (:func:`_microseconds` reads it per stay begun)."""
+the module's dictionary at every use."""
 
 
 def _lasted(stays: Iterable[_Stay], asof: int) -> tuple[list[float], list[float]]:
@@ -564,26 +569,11 @@ def _lasted(stays: Iterable[_Stay], asof: int) -> tuple[list[float], list[float]
     return ended, censored
 
 
-_EPOCH_DAY: Final = 719163
-"""``_EPOCH.toordinal()``."""
-
-
-def _microseconds(at: datetime) -> int:
-    """``(at - _EPOCH) // timedelta(microseconds=1)``. In ``datetime.UTC``, from its fields
-    in 64-bit integers (a fraction of the cost: the timedelta division works on Python
-    integers of any size; a datetime's microseconds since 1970 fit in 49 bits); in another
-    zone, by that division."""
-    if at.tzinfo is not _UTC:
-        return (at - _EPOCH) // _MICROSECOND
-    days: i64 = at.toordinal() - _EPOCH_DAY
-    seconds: i64 = days * 86400 + at.hour * 3600 + at.minute * 60 + at.second
-    return seconds * 1_000_000 + at.microsecond
-
-
 def _utc_microseconds(at: datetime) -> int | None:
-    """:func:`_microseconds` of ``at`` where it is in ``datetime.UTC``; ``None`` in any other
-    zone (where a span added to it is added to its own clock, not to the instant)."""
-    return _microseconds(at) if at.tzinfo is _UTC else None
+    """:func:`~engine.core.timemath.microseconds` of ``at`` where it is in ``datetime.UTC``;
+    ``None`` in any other zone (where a span added to it is added to its own clock, not to
+    the instant)."""
+    return microseconds(at) if at.tzinfo is _UTC else None
 
 
 def seconds_between(later: datetime, earlier: datetime) -> float:
@@ -864,8 +854,8 @@ class Look:
         self.p85 = p85
         self.hold = hold
         self.basis = basis
-        self.p85_us: int = p85 // _MICROSECOND
-        self.hold_us: int = hold // _MICROSECOND
+        self.p85_us: int = p85 // MICROSECOND
+        self.hold_us: int = hold // MICROSECOND
 
 
 @dataclass
@@ -1189,7 +1179,8 @@ _Native = tuple[
 def _native() -> _Native:
     """What risk runs in C (``engine/risk/_speedups.c``) where the native build is fresh and
     loaded: :func:`_walks` (the same draws, the same tails, the generator left as the Python
-    leaves it), :func:`_microseconds` and :func:`seconds_between` (the same numbers, from
+    leaves it), :func:`~engine.core.timemath.microseconds` and :func:`seconds_between` (the
+    same numbers, from
     the datetimes' fields with the C API), :func:`paired_quantiles` (the same two values,
     selected in place of sorting every sum), :func:`_outlasted` (the same count, comparing
     C doubles), :func:`product_limit` (the same quantiles, from arrays of doubles) and
@@ -1198,7 +1189,7 @@ def _native() -> _Native:
         from engine.risk import _speedups
     except ImportError:
         return (
-            _walks, _microseconds, seconds_between, paired_quantiles, _outlasted, product_limit,
+            _walks, microseconds, seconds_between, paired_quantiles, _outlasted, product_limit,
             _utc_microseconds, _leading,
         )  # fmt: skip
     return (
@@ -1218,7 +1209,8 @@ draw_walks: Final = _NATIVE[0]
 """:func:`_walks`, in C where it is built (a rebuild's walks take a sixth of their compiled
 time there)."""
 to_microseconds: Final = _NATIVE[1]
-""":func:`_microseconds`, in C where it is built (a stay converts its entry once)."""
+""":func:`~engine.core.timemath.microseconds`, in C where it is built (a stay converts its
+entry once)."""
 elapsed_seconds: Final = _NATIVE[2]
 """:func:`seconds_between`, in C where it is built (the monitor takes one per judgement)."""
 suffix_quantiles: Final = _NATIVE[3]

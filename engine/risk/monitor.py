@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from heapq import heapify, heappop, heappush
 from typing import Final
 
@@ -52,11 +52,18 @@ from mypy_extensions import mypyc_attr
 
 from engine.core.processor import Outcome
 from engine.core.state import FeatureState, Risk
-from engine.core.timemath import FAR_FUTURE, FAR_PAST, shifted, utc_date
+from engine.core.timemath import (
+    FAR_FUTURE,
+    FAR_PAST,
+    MICROSECOND,
+    instant,
+    microseconds,
+    shifted,
+    utc_date,
+)
 from engine.observe import RiskMetrics
 from engine.risk.deadlines import (
     EPSILON,
-    microseconds,
     sla_expiry,
     sla_span,
     target_passed_us,
@@ -111,9 +118,7 @@ _LATEST_US: Final = microseconds(FAR_FUTURE)
 _EARLIEST_US: Final = microseconds(FAR_PAST)
 NEVER: Final = _LATEST_US + 1
 """A deadline that never comes (later than any instant): nothing can change by time alone."""
-_MICROSECOND: Final = timedelta(microseconds=1)
-_EPSILON_US: Final = EPSILON // _MICROSECOND
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPSILON_US: Final = EPSILON // MICROSECOND
 _EXACT_US: Final = 2**53
 """Microseconds a float holds exactly (seconds_between's bound)."""
 
@@ -125,11 +130,6 @@ def _plus(at_us: int, span_us: int) -> int:
     if t > _LATEST_US:
         return _LATEST_US
     return _EARLIEST_US if t < _EARLIEST_US else t
-
-
-def instant(at_us: int) -> datetime:
-    """The instant (in UTC) ``at_us`` microseconds after the epoch."""
-    return _EPOCH + timedelta(microseconds=at_us)
 
 
 def _slipped(
@@ -748,7 +748,7 @@ class RiskMonitor:
                 stage in workflow.done,
                 sla,
                 span,
-                span // _MICROSECOND if span is not None else 0,
+                span // MICROSECOND if span is not None else 0,
             )
         return row
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import engine.core.timemath as timemath
 import engine.native as native
 import engine.risk.forecast as forecast
 from engine.native import BUILT, COMPILED, HOT, MANIFEST, ROOT
@@ -112,7 +113,7 @@ def test_the_compiled_modules_are_the_ones_imported_where_built() -> None:
     else:
         assert chosen == [
             forecast._walks,
-            forecast._microseconds,
+            timemath.microseconds,
             forecast.seconds_between,
             forecast.paired_quantiles,
             forecast._outlasted,

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from engine.core.state import HistoryEntry
 from engine.risk.forecast import (
     Forecaster,
     StageDurations,
-    _microseconds,
     product_limit,
     seed_durations,
 )
@@ -179,16 +178,3 @@ def test_seeding_replays_each_history_once() -> None:
     assert CountedHistory.read == 10 * (len(moves) + 1)
     assert [s / D for s in durations.survival("feature", "discovery")] == [2.0] * 10
     assert len(durations.passes("feature", "defined", lambda visited: False)[False][1]) == 10
-
-
-def test_a_stay_s_entry_in_microseconds_is_the_timedelta_division_s() -> None:
-    """The censored stays' ages are taken in whole microseconds since 1970, computed from a
-    datetime's fields (``_microseconds``): exactly what dividing by a microsecond gives, so
-    the seconds, and the forecasts, are the same floats."""
-    rng = random.Random(5)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    ats = [datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), epoch]
-    ats += [epoch + timedelta(microseconds=rng.randrange(-(2**55), 2**57)) for _ in range(2000)]
-    ats += [epoch + timedelta(microseconds=s) for s in (-1, 1, 999_999, 1_000_000, 86_400 * 10**6)]
-    for at in ats:
-        assert _microseconds(at) == (at - epoch) // timedelta(microseconds=1), at

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from engine.core import timemath
 from engine.risk.forecast import (
     _leading,
-    _microseconds,
     _outlasted,
     _utc_microseconds,
     _walks,
@@ -174,12 +174,12 @@ def test_a_datetime_in_microseconds_is_the_python_s() -> None:
         for at in instants:
             if kind == "naive":  # no instant: both refuse it
                 with pytest.raises(TypeError):
-                    _microseconds(at)
+                    timemath.microseconds(at)
                 with pytest.raises(TypeError):
                     microseconds(at)
                 continue
             expected = (at - EPOCH) // timedelta(microseconds=1)
-            assert microseconds(at) == _microseconds(at) == expected, at
+            assert microseconds(at) == timemath.microseconds(at) == expected, at
 
 
 def test_a_datetime_in_utc_in_microseconds_is_the_python_s() -> None:
@@ -188,7 +188,7 @@ def test_a_datetime_in_utc_in_microseconds_is_the_python_s() -> None:
     in_utc = native_module("engine.risk._speedups").utc_microseconds
     for kind, instants in _instants(random.Random(9)).items():
         for at in instants:
-            expected = _microseconds(at) if kind == "utc" else None
+            expected = timemath.microseconds(at) if kind == "utc" else None
             assert in_utc(at) == _utc_microseconds(at) == expected, at
     with pytest.raises(TypeError):
         in_utc(EPOCH.date())  # type: ignore[arg-type]
