@@ -1,8 +1,8 @@
 /* What risk runs in C where the native build is fresh (engine.native): the forecast model's
  * Monte Carlo walks, its product-limit estimates, where its exits lead and the quantiles of
- * its stays, and the
- * conversions of instants and the search among a stage's stays it makes per event. Each is
- * what its Python twin in engine/risk/forecast.py answers, to the bit; tests hold them to it.
+ * its stays, and the conversions of instants and the search among a stage's stays it makes
+ * per event. Each is what its Python twin in engine/risk/forecast.py (the conversion:
+ * engine/core/timemath.py) answers, to the bit; tests hold them to it.
  *
  * walks: engine.risk.forecast._walks, draw for draw. A model rebuild makes tens of thousands
  * of draws; compiled with mypyc, each still cost a call of rng.getrandbits, a new int and

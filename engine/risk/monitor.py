@@ -62,12 +62,7 @@ from engine.core.timemath import (
     utc_date,
 )
 from engine.observe import RiskMetrics
-from engine.risk.deadlines import (
-    EPSILON,
-    sla_expiry,
-    sla_span,
-    target_passed_us,
-)
+from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed_us
 from engine.risk.forecast import (
     Forecast,
     Forecaster,
