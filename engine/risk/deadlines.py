@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Final
 
 from engine.core.state import FeatureState
-from engine.core.timemath import day_after, microseconds, seconds_after, shifted
+from engine.core.timemath import day_after, seconds_after, shifted
 from engine.risk.reasons import Assessment
 from workflows.model import Workflow
 
@@ -26,28 +26,13 @@ PASSED_KEPT: Final = 1024
 _PASSED: Final[dict[date, datetime]] = {}
 
 
-_PASSED_US: Final[dict[date, int]] = {}
-
-
-def target_passed_us(target: date) -> int:
-    """:func:`target_passed` in microseconds since the epoch
-    (:func:`~engine.core.timemath.microseconds`),
-    remembered as :func:`target_passed` remembers it."""
-    passed = _PASSED_US.get(target)
-    if passed is None:
-        if len(_PASSED_US) >= PASSED_KEPT:
-            _PASSED_US.clear()
-        passed = _PASSED_US[target] = microseconds(day_after(target))
-    return passed
-
-
 def target_passed(target: date) -> datetime:
     """:func:`day_after`, remembered: features share a few hundred target dates.
 
     Kept in a dictionary forgotten all at once past :data:`PASSED_KEPT` dates (targets come
-    from any input), not through ``lru_cache``: compiled, the monitor's call (once per judged
-    event of a feature with a target) is then a C call and one look-up, where ``lru_cache``
-    was a Python call that made a key tuple."""
+    from any input), not through ``lru_cache``: compiled, the monitor's call (for each record
+    it makes and each target that changes; its record keeps the instant) is then a C call
+    and one look-up, where ``lru_cache`` was a Python call that made a key tuple."""
     passed = _PASSED.get(target)
     if passed is None:
         if len(_PASSED) >= PASSED_KEPT:

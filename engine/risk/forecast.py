@@ -1219,15 +1219,15 @@ time-in-stage bucket: a quarter of its compiled time there)."""
 outlasted: Final = _NATIVE[4]
 """:func:`_outlasted`, in C where it is built (once per forecast with dates: compiled, each
 step of the search unboxed a float, 690 instructions a search)."""
+survival_quantiles: Final = _NATIVE[5]
+""":func:`product_limit`, in C where it is built (per stage and pass of every model rebuild:
+compiled, its sorts and loops worked on boxed floats)."""
 utc_microseconds: Final = _NATIVE[6]
 """:func:`_utc_microseconds`, in C where it is built (the monitor takes its deadlines in
 microseconds from a stage entry in UTC: two per judgement)."""
 leading: Final = _NATIVE[7]
 """:func:`_leading`, in C where it is built (per stage and pass of every rebuild: a look-up
 per exit kept)."""
-survival_quantiles: Final = _NATIVE[5]
-""":func:`product_limit`, in C where it is built (per stage and pass of every model rebuild:
-compiled, its sorts and loops worked on boxed floats)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests count and redo its work in subclasses

@@ -62,7 +62,7 @@ from engine.core.timemath import (
     utc_date,
 )
 from engine.observe import RiskMetrics
-from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed_us
+from engine.risk.deadlines import EPSILON, sla_expiry, sla_span, target_passed
 from engine.risk.forecast import (
     Forecast,
     Forecaster,
@@ -595,8 +595,8 @@ class RiskMonitor:
         passed = 0  # the midnight UTC after the target, kept with the record's target
         if target is not None and old is not None and old.target_launch is target:
             passed = old.passed_us  # (a feature's versions share one date object)
-        elif target is not None:
-            passed = target_passed_us(target)
+        elif target is not None:  # (a new record, or a new target)
+            passed = to_microseconds(target_passed(target))
         if workflow is not None:
             rows = self._rows.get(name)  # the same as workflow.name, without its attribute read
             row = rows[1].get(stage) if rows is not None and rows[0] is workflow else None

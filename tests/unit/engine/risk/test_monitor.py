@@ -13,9 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from engine.core.state import FeatureState
+from engine.core.timemath import microseconds
 from engine.demo.simulator import build_portfolio
 from engine.risk import deadlines
-from engine.risk.deadlines import PASSED_KEPT, microseconds
+from engine.risk.deadlines import PASSED_KEPT
 from engine.risk.forecast import Forecaster, StageDurations
 from engine.risk.monitor import RiskMonitor, _Armed
 from engine.risk.reasons import risk_reasons
